@@ -1,0 +1,285 @@
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "lakeplan",
+    version,
+    about = "git for data over Apache Iceberg tables"
+)]
+pub struct Cli {
+    /// The lake folder (catalog.db + warehouse). Default: ~/.lakeplan
+    #[arg(long, global = true, env = "LAKEPLAN_LAKE")]
+    pub lake: Option<PathBuf>,
+    /// Output format
+    #[arg(short = 'O', long, global = true, value_enum, default_value = "tty")]
+    pub output: Output,
+    /// More detail on errors
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Tty,
+    Json,
+    Csv,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Create or inspect the lake
+    #[command(subcommand)]
+    Lake(LakeCmd),
+    /// Branches: ls, create, rm, get, diff, merge, rename
+    #[command(subcommand)]
+    Branch(BranchCmd),
+    /// Set the active branch (used when -r/-b is not given)
+    Checkout {
+        branch: String,
+        /// Create the branch first
+        #[arg(short = 'b')]
+        create: bool,
+        #[arg(long)]
+        from_ref: Option<String>,
+    },
+    /// Tags: ls, create, rm, rename
+    #[command(subcommand)]
+    Tag(TagCmd),
+    /// Namespaces: ls, create, rm
+    #[command(subcommand)]
+    Namespace(NamespaceCmd),
+    /// Tables: ls, get, rm, create, create-plan, create-plan-apply, import, revert
+    #[command(subcommand)]
+    Table(TableCmd),
+    /// The commit log of a ref: first parents, newest first
+    Commit {
+        #[arg(name = "REF")]
+        r: Option<String>,
+        #[arg(short = 'n', long = "max-count", default_value_t = 10)]
+        n: usize,
+        /// Only commits whose message matches this regex
+        #[arg(long)]
+        message: Option<String>,
+        /// Only commits whose author matches this regex
+        #[arg(long)]
+        author: Option<String>,
+        /// Only commits with this property (k=v); repeatable
+        #[arg(long)]
+        property: Vec<String>,
+    },
+    /// Run a read-only SQL query at a ref
+    Query(QueryArgs),
+    /// The audit log: every operation, newest first (also `SELECT * FROM system.audit`)
+    Audit {
+        #[arg(short = 'n', long, default_value_t = 20)]
+        n: usize,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LakeCmd {
+    /// Create the lake (optionally with its data in another folder)
+    Init {
+        #[arg(long)]
+        warehouse: Option<String>,
+    },
+    /// Where the lake and its warehouse are, and the active branch
+    Info,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BranchCmd {
+    Ls {
+        /// Only branches whose name contains this
+        name: Option<String>,
+    },
+    Create {
+        name: String,
+        #[arg(long)]
+        from_ref: Option<String>,
+        #[arg(long)]
+        if_not_exists: bool,
+    },
+    Rm {
+        name: String,
+        #[arg(long)]
+        if_exists: bool,
+    },
+    Get {
+        name: String,
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+    },
+    /// Tables added, removed and changed between two refs (B defaults to the active branch)
+    Diff {
+        a: String,
+        b: Option<String>,
+    },
+    Merge {
+        source: String,
+        #[arg(long)]
+        into: Option<String>,
+        #[arg(long)]
+        commit_message: Option<String>,
+    },
+    Rename {
+        old: String,
+        new: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TagCmd {
+    Ls {
+        name: Option<String>,
+    },
+    Create {
+        name: String,
+        #[arg(long)]
+        from_ref: Option<String>,
+        #[arg(long)]
+        if_not_exists: bool,
+    },
+    Rm {
+        name: String,
+        #[arg(long)]
+        if_exists: bool,
+    },
+    Rename {
+        old: String,
+        new: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum NamespaceCmd {
+    Ls {
+        #[arg(short = 'r', long = "ref")]
+        r: Option<String>,
+    },
+    Create {
+        namespace: String,
+        #[arg(short = 'b', long)]
+        branch: Option<String>,
+    },
+    Rm {
+        namespace: String,
+        #[arg(short = 'b', long)]
+        branch: Option<String>,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct TableTarget {
+    pub table: String,
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TableCmd {
+    Ls {
+        #[arg(short = 'r', long = "ref")]
+        r: Option<String>,
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+    },
+    Get {
+        #[command(flatten)]
+        t: TableTarget,
+        #[arg(short = 'r', long = "ref")]
+        r: Option<String>,
+    },
+    /// Remove a table from a branch (a commit; its files stay for other refs)
+    Rm {
+        #[command(flatten)]
+        t: TableTarget,
+        #[arg(short = 'b', long)]
+        branch: Option<String>,
+        #[arg(long)]
+        if_exists: bool,
+    },
+    /// Create an empty table whose schema is inferred from files
+    Create {
+        #[command(flatten)]
+        t: TableTarget,
+        #[arg(long)]
+        search_uri: String,
+        #[arg(short = 'b', long)]
+        branch: Option<String>,
+        /// e.g. "vendor, day(pickup_at)"
+        #[arg(long)]
+        partitioned_by: Option<String>,
+        /// Replace an existing table of that name (a new table version)
+        #[arg(short = 'r', long)]
+        replace: bool,
+    },
+    /// Infer the schema from files and print (or save) it as a YAML plan
+    CreatePlan {
+        #[command(flatten)]
+        t: TableTarget,
+        #[arg(long)]
+        search_uri: String,
+        #[arg(short = 'b', long)]
+        branch: Option<String>,
+        #[arg(long)]
+        partitioned_by: Option<String>,
+        #[arg(short = 'r', long)]
+        replace: bool,
+        #[arg(short = 'p', long)]
+        save_plan: Option<PathBuf>,
+    },
+    /// Create the table a saved plan describes
+    CreatePlanApply {
+        #[arg(long)]
+        plan: PathBuf,
+    },
+    /// Append files to a table (one commit, or nothing)
+    Import {
+        #[command(flatten)]
+        t: TableTarget,
+        #[arg(long)]
+        search_uri: String,
+        #[arg(short = 'b', long)]
+        branch: Option<String>,
+        /// Skip files that fail, report each, import the rest
+        #[arg(long)]
+        continue_on_error: bool,
+        /// Import files even if this table already imported them
+        #[arg(long)]
+        import_duplicate_files: bool,
+    },
+    /// Make a branch's table what it is at another ref
+    Revert {
+        #[command(flatten)]
+        t: TableTarget,
+        #[arg(short = 's', long)]
+        source_ref: String,
+        #[arg(short = 'i', long)]
+        into_branch: Option<String>,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct QueryArgs {
+    /// The SQL (or use -f FILE)
+    pub sql: Option<String>,
+    #[arg(short = 'r', long = "ref")]
+    pub r: Option<String>,
+    /// Default namespace for unqualified table names
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+    #[arg(short = 'f', long)]
+    pub file: Option<PathBuf>,
+    #[arg(long, default_value_t = 10, conflicts_with = "all_rows")]
+    pub max_rows: usize,
+    #[arg(long)]
+    pub all_rows: bool,
+    /// Write all rows to a Parquet file instead of printing
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}

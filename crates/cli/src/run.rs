@@ -1,0 +1,689 @@
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use lakeplan_core::{Error, RefKind, Result};
+use lakeplan_lake::{CreatePlan, ImportOptions, Lake, LakeConfig, LogFilter, Progress, ProgressFn};
+
+use crate::args::*;
+use crate::output;
+
+fn lake_dir(cli_lake: Option<PathBuf>) -> Result<PathBuf> {
+    match cli_lake {
+        Some(p) => Ok(p),
+        None => std::env::var_os("HOME")
+            .map(|h| PathBuf::from(h).join(".lakeplan"))
+            .ok_or_else(|| Error::InvalidInput("set LAKEPLAN_LAKE or --lake (no HOME)".into())),
+    }
+}
+
+fn regex(s: &Option<String>) -> Result<Option<regex::Regex>> {
+    s.as_deref()
+        .map(|r| {
+            regex::Regex::new(r).map_err(|e| Error::InvalidInput(format!("bad regex '{r}': {e}")))
+        })
+        .transpose()
+}
+
+pub async fn run(cli: Cli) -> Result<()> {
+    let dir = lake_dir(cli.lake)?;
+    let out = cli.output;
+    let lake = match &cli.cmd {
+        Cmd::Lake(LakeCmd::Init { warehouse }) => {
+            Lake::init(&dir, warehouse.as_deref(), LakeConfig::default())?
+        }
+        _ => Lake::open(&dir, LakeConfig::default())?,
+    };
+    let say = |msg: String| {
+        if out == Output::Tty {
+            println!("{msg}");
+        }
+    };
+    match cli.cmd {
+        Cmd::Lake(LakeCmd::Init { .. }) | Cmd::Lake(LakeCmd::Info) => {
+            let info = serde_json::json!({
+                "lake": lake.root().display().to_string(),
+                "warehouse": lake.warehouse_url(),
+                "active_branch": lake.active_branch()?,
+            });
+            match out {
+                Output::Json => output::json(&info)?,
+                _ => {
+                    println!("lake:          {}", lake.root().display());
+                    println!("warehouse:     {}", lake.warehouse_url());
+                    println!("active branch: {}", lake.active_branch()?);
+                }
+            }
+        }
+        Cmd::Branch(cmd) => branch(&lake, cmd, out)?,
+        Cmd::Checkout {
+            branch,
+            create,
+            from_ref,
+        } => {
+            if create {
+                lake.create_ref(&branch, RefKind::Branch, from_ref.as_deref(), false)?;
+            }
+            lake.set_active_branch(&branch)?;
+            say(format!("Active branch: {branch}"));
+            if out == Output::Json {
+                output::json(&serde_json::json!({"active_branch": branch}))?;
+            }
+        }
+        Cmd::Tag(cmd) => tag(&lake, cmd, out)?,
+        Cmd::Namespace(cmd) => namespace(&lake, cmd, out).await?,
+        Cmd::Table(cmd) => table(&lake, cmd, out).await?,
+        Cmd::Commit {
+            r,
+            n,
+            message,
+            author,
+            property,
+        } => {
+            let mut properties = Vec::new();
+            for p in &property {
+                let (k, v) = p.split_once('=').ok_or_else(|| {
+                    Error::InvalidInput(format!("--property '{p}': expected k=v"))
+                })?;
+                properties.push((k.to_string(), v.to_string()));
+            }
+            let filter = LogFilter {
+                message: regex(&message)?,
+                author: regex(&author)?,
+                properties,
+            };
+            let commits = lake.commits(r.as_deref(), &filter, Some(n))?;
+            match out {
+                Output::Json => output::json(&commits)?,
+                _ => {
+                    for c in commits {
+                        println!("commit {}", c.hash);
+                        if c.parent_hashes.len() > 1 {
+                            let short: Vec<&str> =
+                                c.parent_hashes.iter().map(|p| &p[..12]).collect();
+                            println!("Merge: {}", short.join(" "));
+                        }
+                        println!("Author: {}", c.author);
+                        println!("Date:   {}", c.date);
+                        for (k, v) in &c.properties {
+                            println!("        {k}={v}");
+                        }
+                        println!("\n    {}\n", c.message);
+                    }
+                }
+            }
+        }
+        Cmd::Query(q) => query(&lake, q, out).await?,
+        Cmd::Audit { n } => {
+            let recs = lake.audit_log(Some(n))?;
+            match out {
+                Output::Json => output::json(&recs)?,
+                _ => output::table(
+                    &[
+                        "SEQ",
+                        "TIME",
+                        "ACTOR",
+                        "OPERATION",
+                        "TARGET",
+                        "RESULT",
+                        "ERROR",
+                    ],
+                    recs.iter()
+                        .map(|r| {
+                            vec![
+                                r.seq.to_string(),
+                                r.timestamp
+                                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                                r.actor.clone(),
+                                r.operation.clone(),
+                                r.target.clone(),
+                                r.result.clone(),
+                                r.error.clone().unwrap_or_default(),
+                            ]
+                        })
+                        .collect(),
+                ),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn refs_out(refs: Vec<lakeplan_lake::RefInfo>, filter: Option<&str>, out: Output) -> Result<()> {
+    let refs: Vec<_> = refs
+        .into_iter()
+        .filter(|r| filter.is_none_or(|f| r.name.contains(f)))
+        .collect();
+    match out {
+        Output::Json => output::json(&refs),
+        _ => {
+            output::table(
+                &["NAME", "HASH"],
+                refs.iter()
+                    .map(|r| vec![r.name.clone(), r.hash.clone()])
+                    .collect(),
+            );
+            Ok(())
+        }
+    }
+}
+
+fn branch(lake: &Lake, cmd: BranchCmd, out: Output) -> Result<()> {
+    let say = |msg: String| {
+        if out == Output::Tty {
+            println!("{msg}");
+        }
+    };
+    match cmd {
+        BranchCmd::Ls { name } => refs_out(lake.list_refs(RefKind::Branch)?, name.as_deref(), out)?,
+        BranchCmd::Create {
+            name,
+            from_ref,
+            if_not_exists,
+        } => {
+            let r = lake.create_ref(&name, RefKind::Branch, from_ref.as_deref(), if_not_exists)?;
+            say(format!("Created branch {} at {}", r.name, &r.hash[..12]));
+            if out == Output::Json {
+                output::json(&r)?;
+            }
+        }
+        BranchCmd::Rm { name, if_exists } => {
+            let deleted = lake.delete_ref(&name, RefKind::Branch, if_exists)?;
+            say(if deleted {
+                format!("Deleted branch {name}")
+            } else {
+                format!("Branch {name} does not exist")
+            });
+            if out == Output::Json {
+                output::json(&serde_json::json!({"deleted": deleted, "name": name}))?;
+            }
+        }
+        BranchCmd::Get { name, namespace } => {
+            let r = lake.get_ref(&name, RefKind::Branch)?;
+            let tables = lake.list_tables(Some(&name), namespace.as_deref())?;
+            match out {
+                Output::Json => output::json(&serde_json::json!({"branch": r, "tables": tables}))?,
+                _ => {
+                    println!("branch {} at {}", r.name, r.hash);
+                    table_list(tables);
+                }
+            }
+        }
+        BranchCmd::Diff { a, b } => {
+            let d = lake.diff(&a, b.as_deref())?;
+            match out {
+                Output::Json => output::json(&d)?,
+                _ => {
+                    if d.is_empty() {
+                        println!("No differences");
+                    }
+                    for x in d {
+                        let sign = match x.change.as_str() {
+                            "added" | "namespace_added" => "+",
+                            "removed" | "namespace_removed" => "-",
+                            _ => "~",
+                        };
+                        let mut detail = Vec::new();
+                        if x.change == "changed" {
+                            if x.snapshot_before != x.snapshot_after {
+                                detail.push(format!(
+                                    "snapshot {} -> {}",
+                                    x.snapshot_before.map_or("none".into(), |s| s.to_string()),
+                                    x.snapshot_after.map_or("none".into(), |s| s.to_string())
+                                ));
+                            }
+                            if x.schema_changed {
+                                detail.push("schema changed".into());
+                            }
+                            detail.push(format!("rows {:+}", x.records_delta));
+                        } else if x.change == "added" || x.change == "removed" {
+                            detail.push(format!("rows {:+}", x.records_delta));
+                        }
+                        let kind = if x.change.starts_with("namespace") {
+                            "namespace "
+                        } else {
+                            ""
+                        };
+                        println!("{sign} {kind}{}  {}", x.table, detail.join(", "));
+                    }
+                }
+            }
+        }
+        BranchCmd::Merge {
+            source,
+            into,
+            commit_message,
+        } => {
+            let m = lake.merge(&source, into.as_deref(), commit_message.as_deref())?;
+            match out {
+                Output::Json => output::json(&m)?,
+                _ => match m.outcome.as_str() {
+                    "up_to_date" => println!(
+                        "'{}' is already up to date with '{}': nothing to merge",
+                        m.into, m.source
+                    ),
+                    "fast_forward" => println!(
+                        "Fast-forwarded '{}' to '{}' ({})",
+                        m.into,
+                        m.source,
+                        &m.hash[..12]
+                    ),
+                    _ => println!(
+                        "Merged '{}' into '{}' ({})",
+                        m.source,
+                        m.into,
+                        &m.hash[..12]
+                    ),
+                },
+            }
+        }
+        BranchCmd::Rename { old, new } => {
+            let r = lake.rename_ref(&old, &new, RefKind::Branch)?;
+            say(format!("Renamed branch {old} to {}", r.name));
+            if out == Output::Json {
+                output::json(&r)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn tag(lake: &Lake, cmd: TagCmd, out: Output) -> Result<()> {
+    let say = |msg: String| {
+        if out == Output::Tty {
+            println!("{msg}");
+        }
+    };
+    match cmd {
+        TagCmd::Ls { name } => refs_out(lake.list_refs(RefKind::Tag)?, name.as_deref(), out)?,
+        TagCmd::Create {
+            name,
+            from_ref,
+            if_not_exists,
+        } => {
+            let r = lake.create_ref(&name, RefKind::Tag, from_ref.as_deref(), if_not_exists)?;
+            say(format!("Created tag {} at {}", r.name, &r.hash[..12]));
+            if out == Output::Json {
+                output::json(&r)?;
+            }
+        }
+        TagCmd::Rm { name, if_exists } => {
+            let deleted = lake.delete_ref(&name, RefKind::Tag, if_exists)?;
+            say(if deleted {
+                format!("Deleted tag {name}")
+            } else {
+                format!("Tag {name} does not exist")
+            });
+            if out == Output::Json {
+                output::json(&serde_json::json!({"deleted": deleted, "name": name}))?;
+            }
+        }
+        TagCmd::Rename { old, new } => {
+            let r = lake.rename_ref(&old, &new, RefKind::Tag)?;
+            say(format!("Renamed tag {old} to {}", r.name));
+            if out == Output::Json {
+                output::json(&r)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn namespace(lake: &Lake, cmd: NamespaceCmd, out: Output) -> Result<()> {
+    match cmd {
+        NamespaceCmd::Ls { r } => {
+            let ns = lake.list_namespaces(r.as_deref())?;
+            match out {
+                Output::Json => output::json(&ns)?,
+                _ => output::table(&["NAMESPACE"], ns.into_iter().map(|n| vec![n]).collect()),
+            }
+        }
+        NamespaceCmd::Create { namespace, branch } => {
+            let w = lake.create_namespace(&namespace, branch.as_deref()).await?;
+            written(out, &format!("Created namespace {namespace}"), &w)?;
+        }
+        NamespaceCmd::Rm { namespace, branch } => {
+            let w = lake.drop_namespace(&namespace, branch.as_deref()).await?;
+            written(out, &format!("Deleted namespace {namespace}"), &w)?;
+        }
+    }
+    Ok(())
+}
+
+fn written(out: Output, msg: &str, w: &lakeplan_lake::WriteInfo) -> Result<()> {
+    match out {
+        Output::Json => output::json(w),
+        _ => {
+            if w.hash.is_empty() {
+                println!("{msg}: nothing changed");
+            } else {
+                println!("{msg} on branch {} ({})", w.branch, &w.hash[..12]);
+            }
+            Ok(())
+        }
+    }
+}
+
+fn table_list(tables: Vec<lakeplan_lake::TableSummary>) {
+    output::table(
+        &["NAMESPACE", "TABLE", "ROWS", "SNAPSHOT"],
+        tables
+            .into_iter()
+            .map(|t| {
+                vec![
+                    t.namespace,
+                    t.name,
+                    t.records.to_string(),
+                    t.snapshot_id.map_or("-".into(), |s| s.to_string()),
+                ]
+            })
+            .collect(),
+    );
+}
+
+fn progress_bar(out: Output) -> (ProgressFn, Option<ProgressBar>) {
+    if out != Output::Tty || !std::io::stderr().is_terminal() {
+        return (Arc::new(|_| {}), None);
+    }
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{bar:30}] {bytes}/{total_bytes} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let b = bar.clone();
+    let rows = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let files_done = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let files_total = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let f: ProgressFn = Arc::new(move |p| {
+        use std::sync::atomic::Ordering::Relaxed;
+        match p {
+            Progress::Start { files, bytes } => {
+                files_total.store(files as u64, Relaxed);
+                b.set_length(bytes);
+            }
+            Progress::Rows(n) => {
+                rows.fetch_add(n, Relaxed);
+            }
+            Progress::FileDone { bytes, .. } => {
+                files_done.fetch_add(1, Relaxed);
+                b.inc(bytes);
+            }
+        }
+        b.set_message(format!(
+            "files {}/{} rows {}",
+            files_done.load(Relaxed),
+            files_total.load(Relaxed),
+            rows.load(Relaxed)
+        ));
+    });
+    (f, Some(bar))
+}
+
+async fn table(lake: &Lake, cmd: TableCmd, out: Output) -> Result<()> {
+    match cmd {
+        TableCmd::Ls { r, namespace } => {
+            let tables = lake.list_tables(r.as_deref(), namespace.as_deref())?;
+            match out {
+                Output::Json => output::json(&tables)?,
+                _ => table_list(tables),
+            }
+        }
+        TableCmd::Get { t, r } => {
+            let info = lake
+                .get_table(&t.table, t.namespace.as_deref(), r.as_deref())
+                .await?;
+            match out {
+                Output::Json => output::json(&info)?,
+                _ => {
+                    println!("table:             {} (at {})", info.fqn, info.at);
+                    println!("id:                {}", info.id);
+                    println!("metadata location: {}", info.metadata_location);
+                    println!(
+                        "current snapshot:  {}",
+                        info.current_snapshot_id
+                            .map_or("none".into(), |s| s.to_string())
+                    );
+                    println!("snapshots:         {}", info.snapshots);
+                    println!("records:           {}", info.records);
+                    println!(
+                        "size:              {} bytes in {} data files",
+                        info.size, info.data_files
+                    );
+                    println!("schema (id {}):", info.current_schema_id);
+                    output::table(
+                        &["  ID", "NAME", "TYPE", "REQUIRED"],
+                        info.fields
+                            .iter()
+                            .map(|f| {
+                                vec![
+                                    format!("  {}", f.id),
+                                    f.name.clone(),
+                                    f.ty.clone(),
+                                    f.required.to_string(),
+                                ]
+                            })
+                            .collect(),
+                    );
+                    if info.partitions.is_empty() {
+                        println!("partitioning:      none");
+                    } else {
+                        println!("partitioning:");
+                        for p in info.partitions {
+                            println!("  {} = {}({})", p.name, p.transform, p.source);
+                        }
+                    }
+                }
+            }
+        }
+        TableCmd::Rm {
+            t,
+            branch,
+            if_exists,
+        } => {
+            let w = lake
+                .drop_table(
+                    &t.table,
+                    t.namespace.as_deref(),
+                    branch.as_deref(),
+                    if_exists,
+                )
+                .await?;
+            written(out, &format!("Deleted table {}", t.table), &w)?;
+        }
+        TableCmd::Create {
+            t,
+            search_uri,
+            branch,
+            partitioned_by,
+            replace,
+        } => {
+            let plan = lake
+                .plan_table(
+                    &t.table,
+                    t.namespace.as_deref(),
+                    &search_uri,
+                    branch.as_deref(),
+                    partitioned_by.as_deref(),
+                    replace,
+                )
+                .await?;
+            let w = lake.apply_plan(&plan).await?;
+            written(out, &format!("Created table {}", plan.table), &w)?;
+        }
+        TableCmd::CreatePlan {
+            t,
+            search_uri,
+            branch,
+            partitioned_by,
+            replace,
+            save_plan,
+        } => {
+            let plan = lake
+                .plan_table(
+                    &t.table,
+                    t.namespace.as_deref(),
+                    &search_uri,
+                    branch.as_deref(),
+                    partitioned_by.as_deref(),
+                    replace,
+                )
+                .await?;
+            let yaml = serde_yaml::to_string(&plan).map_err(|e| Error::Internal(e.to_string()))?;
+            match save_plan {
+                Some(path) => {
+                    std::fs::write(&path, &yaml).map_err(|e| Error::io(path.display(), e))?;
+                    if out == Output::Json {
+                        output::json(
+                            &serde_json::json!({"plan": path, "can_auto_apply": plan.can_auto_apply(), "conflicts": plan.conflicts}),
+                        )?;
+                    } else {
+                        println!("Plan saved to {}", path.display());
+                        if !plan.can_auto_apply() {
+                            println!("{} column(s) conflict between files: edit the plan before applying", plan.conflicts.len());
+                        }
+                    }
+                }
+                None => match out {
+                    Output::Json => output::json(&plan)?,
+                    _ => print!("{yaml}"),
+                },
+            }
+        }
+        TableCmd::CreatePlanApply { plan } => {
+            let text = std::fs::read_to_string(&plan).map_err(|e| Error::io(plan.display(), e))?;
+            let p: CreatePlan = serde_yaml::from_str(&text).map_err(|e| {
+                Error::InvalidInput(format!("{}: not a valid plan: {e}", plan.display()))
+            })?;
+            let w = lake.apply_plan(&p).await?;
+            written(out, &format!("Created table {}", p.table), &w)?;
+        }
+        TableCmd::Import {
+            t,
+            search_uri,
+            branch,
+            continue_on_error,
+            import_duplicate_files,
+        } => {
+            let opts = ImportOptions {
+                continue_on_error,
+                import_duplicate_files,
+                parallelism: 0,
+            };
+            let (progress, bar) = progress_bar(out);
+            let res = lake
+                .import(
+                    &t.table,
+                    t.namespace.as_deref(),
+                    &search_uri,
+                    branch.as_deref(),
+                    &opts,
+                    progress,
+                )
+                .await;
+            if let Some(b) = bar {
+                b.finish_and_clear();
+            }
+            let (report, w) = res?;
+            match out {
+                Output::Json => output::json(&serde_json::json!({"report": report, "commit": w}))?,
+                _ => {
+                    for c in &report.schema_changes {
+                        println!("schema: {c}");
+                    }
+                    for d in &report.duplicates {
+                        println!("skipped (already imported): {d}");
+                    }
+                    for s in &report.skipped {
+                        println!("skipped (error): {}: {}", s.path, s.reason);
+                    }
+                    written(
+                        out,
+                        &format!(
+                            "Imported {} rows from {} file(s) ({} bytes) into {}",
+                            report.rows,
+                            report.imported.len(),
+                            report.bytes,
+                            t.table
+                        ),
+                        &w,
+                    )?;
+                }
+            }
+        }
+        TableCmd::Revert {
+            t,
+            source_ref,
+            into_branch,
+        } => {
+            let w = lake
+                .revert_table(
+                    &t.table,
+                    t.namespace.as_deref(),
+                    &source_ref,
+                    into_branch.as_deref(),
+                )
+                .await?;
+            written(
+                out,
+                &format!("Reverted table {} to {source_ref}", t.table),
+                &w,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+async fn query(lake: &Lake, q: QueryArgs, out: Output) -> Result<()> {
+    let sql = match (&q.sql, &q.file) {
+        (Some(s), None) => s.clone(),
+        (None, Some(f)) => std::fs::read_to_string(f).map_err(|e| Error::io(f.display(), e))?,
+        (Some(_), Some(_)) => {
+            return Err(Error::InvalidInput(
+                "give the SQL or -f FILE, not both".into(),
+            ))
+        }
+        (None, None) => {
+            return Err(Error::InvalidInput(
+                "no SQL: give it as an argument or with -f FILE".into(),
+            ))
+        }
+    };
+    let max_rows = if q.all_rows || q.out.is_some() {
+        None
+    } else {
+        Some(q.max_rows)
+    };
+    let res = lake
+        .query(&sql, q.r.as_deref(), q.namespace.as_deref(), max_rows)
+        .await?;
+    if let Some(path) = q.out {
+        let file = std::fs::File::create(&path).map_err(|e| Error::io(path.display(), e))?;
+        let mut w = parquet::arrow::ArrowWriter::try_new(file, res.schema.clone(), None)
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let mut rows = 0;
+        for b in &res.batches {
+            rows += b.num_rows();
+            w.write(b).map_err(|e| Error::Internal(e.to_string()))?;
+        }
+        w.close().map_err(|e| Error::Internal(e.to_string()))?;
+        if out == Output::Tty {
+            println!("Wrote {rows} rows to {}", path.display());
+        }
+        return Ok(());
+    }
+    match out {
+        Output::Json => output::batches_json(&res.batches)?,
+        Output::Csv => output::batches_csv(&res.batches)?,
+        Output::Tty => {
+            output::batches_tty(&res.batches)?;
+            if res.truncated {
+                println!(
+                    "(showing the first {} rows; --all-rows for all)",
+                    q.max_rows
+                );
+            }
+        }
+    }
+    Ok(())
+}

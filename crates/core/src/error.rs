@@ -1,0 +1,108 @@
+use std::fmt;
+
+/// The one error type of lakeplan. Every variant names the thing it is about, so that the message a
+/// user sees says what went wrong and where. Interfaces map the variant (not the text) to an exit
+/// code or an HTTP status.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid ref name '{name}': {reason}")]
+    InvalidRefName { name: String, reason: String },
+    #[error("invalid ref expression '{expr}': {reason}")]
+    InvalidRef { expr: String, reason: String },
+    #[error("invalid name '{name}': {reason}")]
+    InvalidName { name: String, reason: String },
+    #[error("ref '{0}' not found")]
+    RefNotFound(String),
+    #[error("commit '{0}' not found")]
+    CommitNotFound(String),
+    #[error("commit prefix '{0}' is ambiguous: it matches several commits")]
+    AmbiguousCommit(String),
+    #[error("{kind} '{name}' already exists")]
+    RefExists { kind: &'static str, name: String },
+    #[error("'{0}' is not a branch: writes go to branches only (tags and commits are read-only)")]
+    NotAWriteBranch(String),
+    #[error("namespace '{0}' not found")]
+    NamespaceNotFound(String),
+    #[error("namespace '{0}' already exists")]
+    NamespaceExists(String),
+    #[error("namespace '{namespace}' is not empty: it holds {tables} table(s); remove them first")]
+    NamespaceNotEmpty { namespace: String, tables: usize },
+    #[error("table '{table}' not found at ref '{at}'")]
+    TableNotFound { table: String, at: String },
+    #[error("table '{0}' already exists (use --replace to replace it)")]
+    TableExists(String),
+    #[error("conflict on branch '{branch}': table(s) {} changed by a concurrent commit; nothing was written", .tables.join(", "))]
+    Conflict { branch: String, tables: Vec<String> },
+    #[error("merge conflict merging '{source_ref}' into '{into}': table(s) {} changed on both sides; nothing was written", .tables.join(", "))]
+    MergeConflict {
+        source_ref: String,
+        into: String,
+        tables: Vec<String>,
+    },
+    #[error("cannot {op}: {reason}")]
+    InvalidOperation { op: String, reason: String },
+    #[error("{path}: {message}")]
+    InvalidData { path: String, message: String },
+    #[error("schema conflict in {path}: column '{column}': {message}")]
+    SchemaConflict {
+        path: String,
+        column: String,
+        message: String,
+    },
+    #[error("{0}")]
+    InvalidInput(String),
+    #[error("SQL error: {0}")]
+    Sql(String),
+    #[error("storage error: {0}")]
+    Storage(String),
+    #[error("metastore error: {0}")]
+    Metastore(String),
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// A short stable name for the kind of error, used by `-O json` output and by the audit log.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::InvalidRefName { .. } | Error::InvalidRef { .. } => "InvalidRef",
+            Error::InvalidName { .. } => "InvalidName",
+            Error::RefNotFound(_) => "RefNotFound",
+            Error::CommitNotFound(_) => "CommitNotFound",
+            Error::AmbiguousCommit(_) => "AmbiguousCommit",
+            Error::RefExists { .. } => "RefExists",
+            Error::NotAWriteBranch(_) => "NotAWriteBranch",
+            Error::NamespaceNotFound(_) => "NamespaceNotFound",
+            Error::NamespaceExists(_) => "NamespaceExists",
+            Error::NamespaceNotEmpty { .. } => "NamespaceNotEmpty",
+            Error::TableNotFound { .. } => "TableNotFound",
+            Error::TableExists(_) => "TableExists",
+            Error::Conflict { .. } => "Conflict",
+            Error::MergeConflict { .. } => "MergeConflict",
+            Error::InvalidOperation { .. } => "InvalidOperation",
+            Error::InvalidData { .. } => "InvalidData",
+            Error::SchemaConflict { .. } => "SchemaConflict",
+            Error::InvalidInput(_) => "InvalidInput",
+            Error::Sql(_) => "Sql",
+            Error::Storage(_) => "Storage",
+            Error::Metastore(_) => "Metastore",
+            Error::Io { .. } => "Io",
+            Error::Internal(_) => "Internal",
+        }
+    }
+
+    pub fn io(path: impl fmt::Display, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.to_string(),
+            source,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,16 @@
+//! Types shared by every lakeplan crate: commit ids, ref names and ref expressions, table names,
+//! tree entries and the one error type that every interface maps to a message or a status.
+//!
+//! Nothing in this crate does I/O.
+
+mod error;
+mod ids;
+mod names;
+mod refs;
+mod tree;
+
+pub use error::{Error, Result};
+pub use ids::{sha256_hex, CommitId};
+pub use names::{validate_identifier, TableName, DEFAULT_NAMESPACE};
+pub use refs::{validate_ref_name, RefExpr, RefKind, RefPoint, MAIN_BRANCH};
+pub use tree::{Entry, TableEntry, TreeView};

@@ -1,0 +1,239 @@
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use lakeplan_catalog::sqlite::SqliteMetastore;
+use lakeplan_catalog::{AuditRecord, Catalog, CommitMeta};
+use lakeplan_core::{CommitId, Error, RefKind, Result, MAIN_BRANCH};
+use lakeplan_storage::{StagedCatalog, Warehouse};
+
+use crate::view::CommitView;
+
+const SETTING_WAREHOUSE: &str = "warehouse";
+const SETTING_ACTIVE_BRANCH: &str = "active_branch";
+
+/// Who acts on the lake and through what, for commits and the audit log.
+#[derive(Clone, Debug)]
+pub struct LakeConfig {
+    pub actor: String,
+    pub client: String,
+}
+
+impl Default for LakeConfig {
+    fn default() -> Self {
+        let actor = std::env::var("LAKEPLAN_USER")
+            .or_else(|_| std::env::var("USER"))
+            .unwrap_or_else(|_| "local".into());
+        LakeConfig {
+            actor,
+            client: "cli".into(),
+        }
+    }
+}
+
+/// An open lake: metastore + warehouse.
+pub struct Lake {
+    pub(crate) root: PathBuf,
+    pub(crate) catalog: Arc<Catalog>,
+    pub(crate) warehouse: Warehouse,
+    pub(crate) config: LakeConfig,
+}
+
+impl Lake {
+    /// Opens the lake in folder `root`, creating it (with branch `main` and namespace
+    /// `default`, data in `root/warehouse`) on first use.
+    pub fn open(root: &Path, config: LakeConfig) -> Result<Lake> {
+        std::fs::create_dir_all(root).map_err(|e| Error::io(root.display(), e))?;
+        let store = SqliteMetastore::open(&root.join("catalog.db"))?;
+        let catalog = Arc::new(Catalog::new(Arc::new(store)));
+        catalog.init()?;
+        let warehouse_url = match catalog.store().get_setting(SETTING_WAREHOUSE)? {
+            Some(w) => w,
+            None => {
+                let w = root.join("warehouse").display().to_string();
+                catalog.store().set_setting(SETTING_WAREHOUSE, &w)?;
+                w
+            }
+        };
+        let warehouse = Warehouse::open(&warehouse_url)?;
+        Ok(Lake {
+            root: root.to_path_buf(),
+            catalog,
+            warehouse,
+            config,
+        })
+    }
+
+    /// `lake init --warehouse URL`: points a new lake's data at `warehouse`. Refused once the
+    /// lake holds tables, whose files live in the current warehouse.
+    pub fn init(root: &Path, warehouse: Option<&str>, config: LakeConfig) -> Result<Lake> {
+        let lake = Lake::open(root, config)?;
+        if let Some(w) = warehouse {
+            let target = Warehouse::open(w)?;
+            if target.url() != lake.warehouse.url() {
+                let has_tables = lake
+                    .catalog
+                    .list_refs(None)?
+                    .iter()
+                    .map(|r| lake.catalog.entries(&r.commit))
+                    .collect::<Result<Vec<_>>>()?
+                    .iter()
+                    .any(|t| t.values().any(|e| e.as_table().is_some()));
+                if has_tables {
+                    return Err(Error::InvalidOperation {
+                        op: "change the warehouse".into(),
+                        reason: format!(
+                            "the lake at {} already holds tables in {}",
+                            root.display(),
+                            lake.warehouse.url()
+                        ),
+                    });
+                }
+                lake.catalog.store().set_setting(SETTING_WAREHOUSE, w)?;
+                return Lake::open(root, lake.config);
+            }
+        }
+        Ok(lake)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn warehouse_url(&self) -> &str {
+        self.warehouse.url()
+    }
+
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
+    /// The branch used when a command names none (`lakeplan checkout` sets it).
+    pub fn active_branch(&self) -> Result<String> {
+        Ok(self
+            .catalog
+            .store()
+            .get_setting(SETTING_ACTIVE_BRANCH)?
+            .unwrap_or_else(|| MAIN_BRANCH.to_string()))
+    }
+
+    pub fn set_active_branch(&self, branch: &str) -> Result<()> {
+        self.audited("checkout", branch, serde_json::json!({}), || {
+            self.catalog.branch_head(branch)?;
+            self.catalog
+                .store()
+                .set_setting(SETTING_ACTIVE_BRANCH, branch)
+        })
+    }
+
+    /// `r` or the active branch.
+    pub fn ref_or_active(&self, r: Option<&str>) -> Result<String> {
+        match r {
+            Some(r) => Ok(r.to_string()),
+            None => self.active_branch(),
+        }
+    }
+
+    pub(crate) fn meta(&self, message: String) -> CommitMeta {
+        CommitMeta {
+            author: self.config.actor.clone(),
+            message,
+            properties: Default::default(),
+        }
+    }
+
+    /// The tree of a ref expression, for reads.
+    pub(crate) fn view(&self, r: &str) -> Result<Arc<CommitView>> {
+        let resolved = self.catalog.resolve_str(r)?;
+        Ok(Arc::new(CommitView {
+            catalog: self.catalog.clone(),
+            commit: resolved.commit,
+            label: r.to_string(),
+        }))
+    }
+
+    /// The head of `branch` for a write: a plain branch name, not a tag or a commit.
+    pub(crate) fn write_base(&self, branch: &str) -> Result<CommitId> {
+        let r = self.catalog.resolve_str(branch)?;
+        if r.kind != Some(RefKind::Branch) || !r.is_head {
+            return Err(Error::NotAWriteBranch(branch.to_string()));
+        }
+        Ok(r.commit)
+    }
+
+    /// Runs a write on `branch`: `f` stages changes over the head's tree, then they are
+    /// committed with compare-and-swap of the head (rebased over concurrent commits that touched
+    /// other tables; a typed conflict if they touched the same). Nothing is committed if `f`
+    /// fails or stages nothing.
+    pub(crate) async fn write<T, F, Fut>(
+        &self,
+        branch: &str,
+        message: String,
+        f: F,
+    ) -> Result<(T, Option<CommitId>)>
+    where
+        F: FnOnce(Arc<StagedCatalog>) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let base = self.write_base(branch)?;
+        let view = Arc::new(CommitView {
+            catalog: self.catalog.clone(),
+            commit: base.clone(),
+            label: branch.to_string(),
+        });
+        let staged = Arc::new(StagedCatalog::new(view, self.warehouse.clone()));
+        let out = f(staged.clone()).await?;
+        let changes = staged.changes()?;
+        if changes.is_empty() {
+            return Ok((out, None));
+        }
+        let id = self
+            .catalog
+            .commit(branch, &base, &changes, &self.meta(message))?;
+        Ok((out, Some(id)))
+    }
+
+    /// Records `op` in the audit log with its outcome (failures included).
+    pub(crate) fn audited<T>(
+        &self,
+        op: &str,
+        target: &str,
+        details: serde_json::Value,
+        f: impl FnOnce() -> Result<T>,
+    ) -> Result<T> {
+        let out = f();
+        self.record(op, target, details, out.as_ref().err());
+        out
+    }
+
+    pub(crate) async fn audited_async<T>(
+        &self,
+        op: &str,
+        target: &str,
+        details: serde_json::Value,
+        f: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let out = f.await;
+        self.record(op, target, details, out.as_ref().err());
+        out
+    }
+
+    fn record(&self, op: &str, target: &str, details: serde_json::Value, err: Option<&Error>) {
+        let rec = AuditRecord {
+            seq: 0,
+            timestamp: chrono::Utc::now(),
+            actor: self.config.actor.clone(),
+            client: self.config.client.clone(),
+            operation: op.to_string(),
+            target: target.to_string(),
+            details,
+            result: if err.is_some() { "error" } else { "ok" }.to_string(),
+            error: err.map(|e| e.to_string()),
+        };
+        // An audit write that fails must not hide the operation's own result; it is reported
+        // on stderr instead.
+        if let Err(e) = self.catalog.store().append_audit(&rec) {
+            eprintln!("warning: could not record '{op}' in the audit log: {e}");
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! The service layer: a lake is a versioned catalog (refs, commits, trees in a metastore) plus
+//! a warehouse (Iceberg tables on the user's storage). Every interface — the CLI today, the
+//! server, SDK and MCP later — calls these methods, so each behaviour is written once, and each
+//! mutation is recorded in the audit log with its result.
+//!
+//! ```text
+//! Lake::import("default.trips", "main", "data/*.csv")
+//!   ├─ resolve branch head (base)        lakeplan-catalog
+//!   ├─ StagedCatalog over base's tree    lakeplan-storage: write Parquet + metadata.json
+//!   └─ Catalog::commit(branch, base, changes)  CAS of the branch head (rebase if disjoint)
+//! ```
+
+mod audit;
+mod info;
+mod lake;
+mod query;
+mod refs;
+mod tables;
+mod view;
+
+pub use info::*;
+pub use lake::{Lake, LakeConfig};
+pub use lakeplan_catalog::{LogFilter, MergeOutcome};
+pub use lakeplan_storage::ingest::{CreatePlan, ImportOptions, ImportReport, Progress, ProgressFn};
+pub use query::QueryResult;

@@ -1,0 +1,104 @@
+//! SQL over the lake: DataFusion sessions bound to a ref.
+//!
+//! A session's default catalog `lake` is the tree of the ref it was opened at: its schemas are
+//! the namespaces, its tables the Iceberg tables, read through iceberg-datafusion with
+//! projection and filter pushdown (partition and file pruning by statistics). Any other catalog
+//! name is read as a ref expression, so one query can compare refs:
+//!
+//! ```sql
+//! SELECT a.n, b.n FROM (SELECT count(*) n FROM default.trips) a,
+//!                      (SELECT count(*) n FROM "main@1a2b3c4d".default.trips) b
+//! ```
+//!
+//! The `system` schema of the default catalog holds lakeplan's own tables (the audit log).
+
+mod providers;
+
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use datafusion::catalog::TableProvider;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use lakeplan_core::{Error, Result, TreeView};
+use lakeplan_storage::Warehouse;
+pub use providers::RefResolver;
+use providers::{LakeCatalogList, DEFAULT_CATALOG};
+
+/// Builds a session whose default catalog is `view` (the tree of the ref the query runs at),
+/// with `namespace` as its default schema.
+pub fn session(
+    view: Arc<dyn TreeView>,
+    warehouse: Warehouse,
+    resolver: Arc<dyn RefResolver>,
+    namespace: &str,
+    system_tables: Vec<(String, Arc<dyn TableProvider>)>,
+) -> SessionContext {
+    let config = SessionConfig::new()
+        .with_default_catalog_and_schema(DEFAULT_CATALOG, namespace)
+        .with_create_default_catalog_and_schema(false)
+        .with_information_schema(true);
+    let list = LakeCatalogList::new(view, warehouse, resolver, system_tables);
+    let state = datafusion::execution::SessionStateBuilder::new()
+        .with_config(config)
+        .with_default_features()
+        .with_catalog_list(Arc::new(list))
+        .build();
+    SessionContext::new_with_state(state)
+}
+
+fn sql_err(e: datafusion::error::DataFusionError) -> Error {
+    Error::Sql(e.to_string())
+}
+
+/// Plans `sql` and returns its result as a stream (one statement; DDL and DML that would
+/// change tables are rejected: lakeplan writes go through commits).
+pub async fn execute_stream(ctx: &SessionContext, sql: &str) -> Result<SendableRecordBatchStream> {
+    let plan = ctx
+        .state()
+        .create_logical_plan(sql)
+        .await
+        .map_err(sql_err)?;
+    check_read_only(&plan)?;
+    let df = ctx.execute_logical_plan(plan).await.map_err(sql_err)?;
+    df.execute_stream().await.map_err(sql_err)
+}
+
+/// Runs `sql` and collects at most `max_rows` rows (all with `None`). Returns the schema, the
+/// batches and whether rows were cut.
+pub async fn query(
+    ctx: &SessionContext,
+    sql: &str,
+    max_rows: Option<usize>,
+) -> Result<(SchemaRef, Vec<RecordBatch>, bool)> {
+    use futures::StreamExt;
+    let mut stream = execute_stream(ctx, sql).await?;
+    let schema = stream.schema();
+    let mut out = Vec::new();
+    let mut rows = 0usize;
+    let mut truncated = false;
+    while let Some(batch) = stream.next().await {
+        let batch = batch.map_err(sql_err)?;
+        if let Some(max) = max_rows {
+            if rows + batch.num_rows() > max {
+                out.push(batch.slice(0, max - rows));
+                truncated = true;
+                break;
+            }
+        }
+        rows += batch.num_rows();
+        out.push(batch);
+    }
+    Ok((schema, out, truncated))
+}
+
+fn check_read_only(plan: &datafusion::logical_expr::LogicalPlan) -> Result<()> {
+    use datafusion::logical_expr::LogicalPlan as P;
+    match plan {
+        P::Dml(_) | P::Ddl(_) | P::Copy(_) => Err(Error::Sql(
+            "lakeplan queries are read-only: change tables with `lakeplan table import/create/rm` (each a commit on a branch)".into(),
+        )),
+        _ => Ok(()),
+    }
+}

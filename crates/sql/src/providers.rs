@@ -1,0 +1,232 @@
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use datafusion::catalog::{CatalogProvider, CatalogProviderList, SchemaProvider, TableProvider};
+use datafusion::error::{DataFusionError, Result as DFResult};
+use iceberg_datafusion::IcebergStaticTableProvider;
+use lakeplan_core::{Entry, Result, TableName, TreeView};
+use lakeplan_storage::{load_table, Warehouse};
+
+pub(crate) const DEFAULT_CATALOG: &str = "lake";
+const SYSTEM_SCHEMA: &str = "system";
+
+/// Turns a ref expression (a catalog name in SQL) into the tree it points at.
+pub trait RefResolver: Send + Sync {
+    fn resolve(&self, expr: &str) -> Result<Arc<dyn TreeView>>;
+}
+
+pub(crate) struct LakeCatalogList {
+    default: Arc<RefCatalog>,
+    warehouse: Warehouse,
+    resolver: Arc<dyn RefResolver>,
+    others: Mutex<HashMap<String, Arc<RefCatalog>>>,
+}
+
+impl std::fmt::Debug for LakeCatalogList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LakeCatalogList")
+    }
+}
+
+impl LakeCatalogList {
+    pub(crate) fn new(
+        view: Arc<dyn TreeView>,
+        warehouse: Warehouse,
+        resolver: Arc<dyn RefResolver>,
+        system_tables: Vec<(String, Arc<dyn TableProvider>)>,
+    ) -> Self {
+        let system = Arc::new(SystemSchema {
+            tables: system_tables.into_iter().collect(),
+        });
+        LakeCatalogList {
+            default: Arc::new(RefCatalog {
+                view,
+                warehouse: warehouse.clone(),
+                system: Some(system),
+            }),
+            warehouse,
+            resolver,
+            others: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl CatalogProviderList for LakeCatalogList {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn register_catalog(
+        &self,
+        _name: String,
+        _catalog: Arc<dyn CatalogProvider>,
+    ) -> Option<Arc<dyn CatalogProvider>> {
+        None
+    }
+
+    fn catalog_names(&self) -> Vec<String> {
+        let mut names = vec![DEFAULT_CATALOG.to_string()];
+        if let Ok(others) = self.others.lock() {
+            names.extend(others.keys().cloned());
+        }
+        names
+    }
+
+    fn catalog(&self, name: &str) -> Option<Arc<dyn CatalogProvider>> {
+        if name == DEFAULT_CATALOG {
+            return Some(self.default.clone());
+        }
+        let mut others = self.others.lock().ok()?;
+        if let Some(c) = others.get(name) {
+            return Some(c.clone());
+        }
+        // Any other catalog name is a ref expression; one that does not resolve is an unknown
+        // catalog to DataFusion (which then says so).
+        let view = self.resolver.resolve(name).ok()?;
+        let c = Arc::new(RefCatalog {
+            view,
+            warehouse: self.warehouse.clone(),
+            system: None,
+        });
+        others.insert(name.to_string(), c.clone());
+        Some(c)
+    }
+}
+
+/// The namespaces of one tree, as DataFusion schemas.
+struct RefCatalog {
+    view: Arc<dyn TreeView>,
+    warehouse: Warehouse,
+    system: Option<Arc<SystemSchema>>,
+}
+
+impl std::fmt::Debug for RefCatalog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RefCatalog({})", self.view.label())
+    }
+}
+
+impl CatalogProvider for RefCatalog {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn schema_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .view
+            .entries()
+            .map(|all| {
+                all.into_iter()
+                    .filter(|(_, e)| matches!(e, Entry::Namespace))
+                    .map(|(k, _)| k)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if self.system.is_some() {
+            names.push(SYSTEM_SCHEMA.into());
+        }
+        names
+    }
+
+    fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        if name == SYSTEM_SCHEMA {
+            return self.system.clone().map(|s| s as Arc<dyn SchemaProvider>);
+        }
+        match self.view.entry(name) {
+            Ok(Some(Entry::Namespace)) => Some(Arc::new(NamespaceSchema {
+                view: self.view.clone(),
+                warehouse: self.warehouse.clone(),
+                namespace: name.to_string(),
+            })),
+            _ => None,
+        }
+    }
+}
+
+/// The tables of one namespace; each is opened (one metadata read) only when a query names it.
+struct NamespaceSchema {
+    view: Arc<dyn TreeView>,
+    warehouse: Warehouse,
+    namespace: String,
+}
+
+impl std::fmt::Debug for NamespaceSchema {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "NamespaceSchema({})", self.namespace)
+    }
+}
+
+fn df_err(e: lakeplan_core::Error) -> DataFusionError {
+    DataFusionError::External(Box::new(e))
+}
+
+#[async_trait]
+impl SchemaProvider for NamespaceSchema {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn table_names(&self) -> Vec<String> {
+        let prefix = format!("{}.", self.namespace);
+        self.view
+            .entries()
+            .map(|all| {
+                all.into_iter()
+                    .filter(|(_, e)| matches!(e, Entry::Table(_)))
+                    .filter_map(|(k, _)| k.strip_prefix(&prefix).map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    async fn table(&self, name: &str) -> DFResult<Option<Arc<dyn TableProvider>>> {
+        let Ok(tn) = TableName::new(&self.namespace, name) else {
+            return Ok(None);
+        };
+        let entry = match self.view.entry(&tn.key()).map_err(df_err)? {
+            Some(Entry::Table(t)) => t,
+            _ => return Ok(None),
+        };
+        let table = load_table(self.warehouse.file_io(), &tn, &entry)
+            .await
+            .map_err(df_err)?;
+        let provider = IcebergStaticTableProvider::try_new_from_table(table)
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        Ok(Some(Arc::new(provider)))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        TableName::new(&self.namespace, name)
+            .ok()
+            .and_then(|tn| self.view.entry(&tn.key()).ok().flatten())
+            .is_some_and(|e| matches!(e, Entry::Table(_)))
+    }
+}
+
+/// lakeplan's own tables (`system.audit`), given by the caller.
+#[derive(Debug)]
+struct SystemSchema {
+    tables: HashMap<String, Arc<dyn TableProvider>>,
+}
+
+#[async_trait]
+impl SchemaProvider for SystemSchema {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn table_names(&self) -> Vec<String> {
+        self.tables.keys().cloned().collect()
+    }
+
+    async fn table(&self, name: &str) -> DFResult<Option<Arc<dyn TableProvider>>> {
+        Ok(self.tables.get(name).cloned())
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.tables.contains_key(name)
+    }
+}

@@ -1,0 +1,633 @@
+//! Ingestion: find source files, infer their schemas, plan a table, and import files into a
+//! table in parallel as one append (or nothing).
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::datatypes::{Schema as ArrowSchema, SchemaRef as ArrowSchemaRef};
+use arrow::record_batch::RecordBatch;
+use datafusion::common::{Column, ScalarValue};
+use datafusion::prelude::{
+    cast, CsvReadOptions, DataFrame, Expr, JsonReadOptions, ParquetReadOptions, SessionContext,
+};
+use futures::StreamExt;
+use iceberg::arrow::{schema_to_arrow_schema, RecordBatchPartitionSplitter};
+use iceberg::spec::{DataFile, DataFileFormat, NestedField, Schema, Type};
+use iceberg::table::Table;
+use iceberg::transaction::{ApplyTransactionAction, Transaction};
+use iceberg::writer::base_writer::data_file_writer::DataFileWriterBuilder;
+use iceberg::writer::file_writer::location_generator::{
+    DefaultFileNameGenerator, DefaultLocationGenerator,
+};
+use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
+use iceberg::writer::file_writer::ParquetWriterBuilder;
+use iceberg::writer::partitioning::fanout_writer::FanoutWriter;
+use iceberg::writer::partitioning::PartitioningWriter;
+use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
+use iceberg::TableUpdate;
+use lakeplan_core::{Error, Result, TableName};
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use serde::{Deserialize, Serialize};
+
+use crate::schema::{
+    fit, iceberg_type, normalize_schema, unify, ColumnConflict, PartitionColumn, PlannedColumn,
+    TypeFit,
+};
+use crate::{from_iceberg, StagedCatalog};
+
+/// The snapshot-summary property listing the source files an append imported.
+pub const SOURCE_FILES_PROPERTY: &str = "lakeplan.source-files";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Csv,
+    Parquet,
+    Jsonl,
+}
+
+impl Format {
+    /// The format a file's extension names.
+    pub fn from_path(path: &Path) -> Result<Self> {
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .unwrap_or_default();
+        match ext.as_str() {
+            "csv" | "tsv" | "txt" => Ok(Format::Csv),
+            "parquet" | "pq" => Ok(Format::Parquet),
+            "jsonl" | "ndjson" | "json" => Ok(Format::Jsonl),
+            _ => Err(Error::InvalidData {
+                path: path.display().to_string(),
+                message: format!(
+                    "unknown file extension '{ext}': lakeplan imports .csv/.tsv, .parquet and .jsonl/.ndjson/.json (one JSON object per line)"
+                ),
+            }),
+        }
+    }
+}
+
+/// One file to import.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct SourceFile {
+    pub path: String,
+    pub size: u64,
+    pub format: Format,
+}
+
+/// Finds the files a search URI names: a file, a folder (every file with a known extension
+/// below it), or a glob (`data/*.csv`, `data/**/*.parquet`).
+pub fn discover(uri: &str) -> Result<Vec<SourceFile>> {
+    if uri.starts_with("s3://") {
+        return Err(Error::InvalidInput(format!(
+            "{uri}: importing from S3 is not built into this version of lakeplan yet; copy the files locally or use a local path"
+        )));
+    }
+    let local = uri.strip_prefix("file://").unwrap_or(uri);
+    let mut paths: Vec<PathBuf> = Vec::new();
+    if local.contains(['*', '?', '[']) {
+        let matches =
+            glob::glob(local).map_err(|e| Error::InvalidInput(format!("bad glob '{uri}': {e}")))?;
+        for m in matches {
+            let p = m.map_err(|e| Error::io(uri, e.into()))?;
+            if p.is_file() {
+                paths.push(p);
+            }
+        }
+    } else {
+        let p = PathBuf::from(local);
+        let meta = std::fs::metadata(&p).map_err(|e| Error::io(uri, e))?;
+        if meta.is_dir() {
+            walk(&p, &mut paths)?;
+            paths.retain(|p| Format::from_path(p).is_ok());
+        } else {
+            paths.push(p);
+        }
+    }
+    if paths.is_empty() {
+        return Err(Error::InvalidInput(format!("no files match '{uri}'")));
+    }
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|p| {
+            let format = Format::from_path(&p)?;
+            let abs = p.canonicalize().map_err(|e| Error::io(p.display(), e))?;
+            let size = std::fs::metadata(&abs)
+                .map_err(|e| Error::io(abs.display(), e))?
+                .len();
+            Ok(SourceFile {
+                path: abs.display().to_string(),
+                size,
+                format,
+            })
+        })
+        .collect()
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir.display(), e))? {
+        let entry = entry.map_err(|e| Error::io(dir.display(), e))?;
+        let p = entry.path();
+        if p.is_dir() {
+            walk(&p, out)?;
+        } else {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+/// Guesses a CSV delimiter from the first line: the most frequent of `,`, tab, `;`, `|`.
+fn sniff_delimiter(path: &str) -> Result<u8> {
+    use std::io::Read;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let n = f.read(&mut buf).map_err(|e| Error::io(path, e))?;
+    let first = buf[..n].split(|b| *b == b'\n').next().unwrap_or(&[]);
+    let best = [b',', b'\t', b';', b'|']
+        .into_iter()
+        .map(|d| (first.iter().filter(|b| **b == d).count(), d))
+        .max_by_key(|(c, _)| *c);
+    Ok(match best {
+        Some((c, d)) if c > 0 => d,
+        _ => b',',
+    })
+}
+
+fn ext_of(path: &str) -> String {
+    Path::new(path)
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(|e| format!(".{e}"))
+        .unwrap_or_default()
+}
+
+/// Opens a file as a DataFrame, with `schema` if already inferred.
+async fn read(
+    ctx: &SessionContext,
+    f: &SourceFile,
+    schema: Option<&ArrowSchema>,
+) -> Result<DataFrame> {
+    if f.size == 0 {
+        return Err(Error::InvalidData {
+            path: f.path.clone(),
+            message: "file is empty".into(),
+        });
+    }
+    let ext = ext_of(&f.path);
+    let wrap = |e: datafusion::error::DataFusionError| Error::InvalidData {
+        path: f.path.clone(),
+        message: clean_df_error(&e),
+    };
+    match f.format {
+        Format::Csv => {
+            let mut opts = CsvReadOptions::new()
+                .has_header(true)
+                .delimiter(sniff_delimiter(&f.path)?)
+                .file_extension(&ext)
+                .schema_infer_max_records(100_000);
+            if let Some(s) = schema {
+                opts = opts.schema(s);
+            }
+            ctx.read_csv(&f.path, opts).await.map_err(wrap)
+        }
+        Format::Jsonl => {
+            let mut opts = JsonReadOptions::default()
+                .file_extension(&ext)
+                .schema_infer_max_records(100_000);
+            if let Some(s) = schema {
+                opts = opts.schema(s);
+            }
+            ctx.read_json(&f.path, opts).await.map_err(wrap)
+        }
+        Format::Parquet => {
+            let opts = ParquetReadOptions::default().file_extension(&ext);
+            ctx.read_parquet(&f.path, opts).await.map_err(wrap)
+        }
+    }
+}
+
+fn clean_df_error(e: &datafusion::error::DataFusionError) -> String {
+    e.to_string()
+        .replace("Arrow error: ", "")
+        .replace("External error: ", "")
+}
+
+/// The schema a file would bring (as read, before normalization).
+pub async fn infer_schema(ctx: &SessionContext, f: &SourceFile) -> Result<ArrowSchema> {
+    let df = read(ctx, f, None).await?;
+    let schema = df.schema().as_arrow().clone();
+    if schema.fields().is_empty() {
+        return Err(Error::InvalidData {
+            path: f.path.clone(),
+            message: "no columns found".into(),
+        });
+    }
+    Ok(schema)
+}
+
+/// A table creation plan: the schema inferred from the files, with every conflict listed.
+/// Saved as YAML by `table create-plan`; applied by `table create-plan-apply`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct CreatePlan {
+    pub table: String,
+    pub search_uri: String,
+    pub branch: String,
+    #[serde(default)]
+    pub replace: bool,
+    pub schema: Vec<PlannedColumn>,
+    #[serde(default)]
+    pub partitions: Vec<PartitionColumn>,
+    #[serde(default)]
+    pub conflicts: Vec<ColumnConflict>,
+    pub files: Vec<SourceFile>,
+}
+
+impl CreatePlan {
+    pub fn can_auto_apply(&self) -> bool {
+        self.conflicts.is_empty()
+    }
+}
+
+/// Infers the columns of a table from files.
+pub async fn plan_columns(
+    files: &[SourceFile],
+) -> Result<(Vec<PlannedColumn>, Vec<ColumnConflict>)> {
+    let ctx = SessionContext::new();
+    let mut schemas = Vec::with_capacity(files.len());
+    for f in files {
+        schemas.push((
+            f.path.clone(),
+            normalize_schema(&infer_schema(&ctx, f).await?),
+        ));
+    }
+    unify(&schemas)
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ImportOptions {
+    pub continue_on_error: bool,
+    pub import_duplicate_files: bool,
+    /// Files imported at once; 0 = the number of cores.
+    pub parallelism: usize,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct FileResult {
+    pub path: String,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct SkippedFile {
+    pub path: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct ImportReport {
+    pub imported: Vec<FileResult>,
+    pub skipped: Vec<SkippedFile>,
+    pub duplicates: Vec<String>,
+    pub schema_changes: Vec<String>,
+    pub rows: u64,
+    pub bytes: u64,
+    pub data_files: usize,
+}
+
+/// What an import tells its progress display.
+#[derive(Clone, Debug)]
+pub enum Progress {
+    Start { files: usize, bytes: u64 },
+    Rows(u64),
+    FileDone { path: String, bytes: u64 },
+}
+
+pub type ProgressFn = Arc<dyn Fn(Progress) + Send + Sync>;
+
+fn imported_files(table: &Table) -> BTreeSet<String> {
+    table
+        .metadata()
+        .snapshots()
+        .filter_map(|s| s.summary().additional_properties.get(SOURCE_FILES_PROPERTY))
+        .flat_map(|v| v.lines().map(str::to_string).collect::<Vec<_>>())
+        .collect()
+}
+
+/// Checks one file's columns against the (evolving) table schema and records what must change.
+/// Returns Err(SchemaConflict) naming the file and column when Iceberg cannot take the file.
+fn check_file(
+    path: &str,
+    file: &ArrowSchema,
+    cols: &mut Vec<(String, Type, bool)>,
+    changes: &mut Vec<String>,
+) -> Result<()> {
+    let mut next = cols.clone();
+    let mut notes = Vec::new();
+    for f in file.fields() {
+        let ty = iceberg_type(f.data_type()).map_err(|e| Error::SchemaConflict {
+            path: path.into(),
+            column: f.name().clone(),
+            message: e.to_string(),
+        })?;
+        match next.iter_mut().find(|(n, _, _)| n == f.name()) {
+            Some((name, table_ty, _)) => match fit(table_ty, &ty) {
+                TypeFit::Fits => {}
+                TypeFit::Widen(w) => {
+                    notes.push(format!("widen column '{name}' from {table_ty} to {w}"));
+                    *table_ty = w;
+                }
+                TypeFit::Incompatible => {
+                    return Err(Error::SchemaConflict {
+                        path: path.into(),
+                        column: name.clone(),
+                        message: format!(
+                            "the file has type {ty}, the table has {table_ty}, and Iceberg cannot promote one to the other"
+                        ),
+                    })
+                }
+            },
+            None => {
+                notes.push(format!("add column '{}' ({ty})", f.name()));
+                next.push((f.name().clone(), ty, false));
+            }
+        }
+    }
+    for (name, _, required) in cols.iter() {
+        if *required && file.field_with_name(name).is_err() {
+            return Err(Error::SchemaConflict {
+                path: path.into(),
+                column: name.clone(),
+                message: "the column is required in the table but missing from the file".into(),
+            });
+        }
+    }
+    *cols = next;
+    changes.extend(notes);
+    Ok(())
+}
+
+/// Imports `files` into `table` as staged in `staged`: schema evolution (new columns, widened
+/// types) and one fast-append of every file's data. Files are read and written in parallel.
+/// On any error nothing is staged, unless `continue_on_error`, which skips the bad files and
+/// reports each.
+pub async fn import(
+    staged: &StagedCatalog,
+    name: &TableName,
+    files: Vec<SourceFile>,
+    opts: &ImportOptions,
+    progress: ProgressFn,
+) -> Result<ImportReport> {
+    let mut table = staged.load(name).await?;
+    let mut report = ImportReport::default();
+    let already = imported_files(&table);
+    let mut todo = Vec::new();
+    for f in files {
+        if !opts.import_duplicate_files && already.contains(&f.path) {
+            report.duplicates.push(f.path);
+        } else {
+            todo.push(f);
+        }
+    }
+
+    // 1. Schemas: infer each file's and check it against the table.
+    let ctx = SessionContext::new();
+    let schema = table.metadata().current_schema().clone();
+    let mut cols: Vec<(String, Type, bool)> = schema
+        .as_struct()
+        .fields()
+        .iter()
+        .map(|f| (f.name.clone(), (*f.field_type).clone(), f.required))
+        .collect();
+    let mut ready: Vec<(SourceFile, ArrowSchema)> = Vec::new();
+    for f in todo {
+        let checked = match infer_schema(&ctx, &f).await {
+            Ok(s) => check_file(
+                &f.path,
+                &normalize_schema(&s),
+                &mut cols,
+                &mut report.schema_changes,
+            )
+            .map(|_| s),
+            Err(e) => Err(e),
+        };
+        match checked {
+            Ok(s) => ready.push((f, s)),
+            Err(e) if opts.continue_on_error => report.skipped.push(SkippedFile {
+                path: f.path.clone(),
+                reason: e.to_string(),
+            }),
+            Err(e) => return Err(e),
+        }
+    }
+
+    // 2. Evolve the schema if the files bring new columns or wider types.
+    if !report.schema_changes.is_empty() {
+        let mut next_id = table.metadata().last_column_id();
+        let fields = cols
+            .iter()
+            .map(|(n, t, req)| {
+                let id = match schema.field_by_name(n) {
+                    Some(f) => f.id,
+                    None => {
+                        next_id += 1;
+                        next_id
+                    }
+                };
+                Arc::new(if *req {
+                    NestedField::required(id, n, t.clone())
+                } else {
+                    NestedField::optional(id, n, t.clone())
+                })
+            })
+            .collect::<Vec<_>>();
+        let new_schema = Schema::builder()
+            .with_schema_id(schema.schema_id() + 1)
+            .with_fields(fields)
+            .build()
+            .map_err(from_iceberg)?;
+        table = staged
+            .apply_updates(
+                &table,
+                vec![
+                    TableUpdate::AddSchema { schema: new_schema },
+                    TableUpdate::SetCurrentSchema { schema_id: -1 },
+                ],
+            )
+            .await?;
+    }
+
+    // 3. Write every file's rows as Parquet data files, in parallel.
+    (progress)(Progress::Start {
+        files: ready.len(),
+        bytes: ready.iter().map(|(f, _)| f.size).sum(),
+    });
+    let parallelism = if opts.parallelism == 0 {
+        std::thread::available_parallelism().map_or(2, |n| n.get())
+    } else {
+        opts.parallelism
+    };
+    let target =
+        Arc::new(schema_to_arrow_schema(table.metadata().current_schema()).map_err(from_iceberg)?);
+    let results = futures::stream::iter(ready.into_iter().map(|(f, s)| {
+        let table = table.clone();
+        let target = target.clone();
+        let progress = progress.clone();
+        let ctx = ctx.clone();
+        async move {
+            let path = f.path.clone();
+            let size = f.size;
+            let out =
+                tokio::spawn(
+                    async move { write_file(&ctx, &table, &f, &s, target, progress).await },
+                )
+                .await
+                .map_err(|e| Error::Internal(format!("import task for {path}: {e}")))
+                .and_then(|r| r);
+            (path, size, out)
+        }
+    }))
+    .buffer_unordered(parallelism)
+    .collect::<Vec<_>>()
+    .await;
+
+    let mut data_files: Vec<DataFile> = Vec::new();
+    let mut sources = Vec::new();
+    for (path, size, out) in results {
+        match out {
+            Ok((files, rows)) => {
+                (progress)(Progress::FileDone {
+                    path: path.clone(),
+                    bytes: size,
+                });
+                report.rows += rows;
+                report.bytes += size;
+                report.data_files += files.len();
+                data_files.extend(files);
+                sources.push(path.clone());
+                report.imported.push(FileResult {
+                    path,
+                    rows,
+                    bytes: size,
+                });
+            }
+            Err(e) if opts.continue_on_error => report.skipped.push(SkippedFile {
+                path,
+                reason: e.to_string(),
+            }),
+            Err(e) => return Err(e),
+        }
+    }
+    report.imported.sort_by(|a, b| a.path.cmp(&b.path));
+
+    // 4. One append for everything.
+    if !data_files.is_empty() {
+        sources.sort();
+        let tx = Transaction::new(&table);
+        let tx = tx
+            .fast_append()
+            .add_data_files(data_files)
+            .set_snapshot_properties(HashMap::from([(
+                SOURCE_FILES_PROPERTY.to_string(),
+                sources.join("\n"),
+            )]))
+            .apply(tx)
+            .map_err(from_iceberg)?;
+        tx.commit(staged).await.map_err(from_iceberg)?;
+    }
+    Ok(report)
+}
+
+async fn write_file(
+    ctx: &SessionContext,
+    table: &Table,
+    f: &SourceFile,
+    file_schema: &ArrowSchema,
+    target: ArrowSchemaRef,
+    progress: ProgressFn,
+) -> Result<(Vec<DataFile>, u64)> {
+    let bad = |message: String| Error::InvalidData {
+        path: f.path.clone(),
+        message,
+    };
+    let df = read(ctx, f, Some(file_schema)).await?;
+    let exprs: Vec<Expr> = target
+        .fields()
+        .iter()
+        .map(|field| {
+            let e = if file_schema.field_with_name(field.name()).is_ok() {
+                Expr::Column(Column::new_unqualified(field.name()))
+            } else {
+                Expr::Literal(ScalarValue::Null, None)
+            };
+            cast(e, field.data_type().clone()).alias(field.name())
+        })
+        .collect();
+    let df = df.select(exprs).map_err(|e| bad(clean_df_error(&e)))?;
+    let mut stream = df
+        .execute_stream()
+        .await
+        .map_err(|e| bad(clean_df_error(&e)))?;
+
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .build();
+    let metadata = table.metadata();
+    let pw = ParquetWriterBuilder::new(props, metadata.current_schema().clone());
+    let rolling = RollingFileWriterBuilder::new_with_default_file_size(
+        pw,
+        table.file_io().clone(),
+        DefaultLocationGenerator::new(metadata).map_err(from_iceberg)?,
+        DefaultFileNameGenerator::new(
+            format!("lp-{}", uuid::Uuid::new_v4().simple()),
+            None,
+            DataFileFormat::Parquet,
+        ),
+    );
+    let builder = DataFileWriterBuilder::new(rolling);
+    let spec = metadata.default_partition_spec().clone();
+    let mut rows = 0u64;
+
+    enum W<B: IcebergWriterBuilder> {
+        Plain(B::R),
+        Parts(FanoutWriter<B>, RecordBatchPartitionSplitter),
+    }
+    let mut w = if spec.is_unpartitioned() {
+        W::Plain(builder.build(None).await.map_err(from_iceberg)?)
+    } else {
+        let splitter = RecordBatchPartitionSplitter::try_new_with_computed_values(
+            metadata.current_schema().clone(),
+            spec,
+        )
+        .map_err(from_iceberg)?;
+        W::Parts(FanoutWriter::new(builder), splitter)
+    };
+    while let Some(batch) = stream.next().await {
+        let batch = batch.map_err(|e| bad(clean_df_error(&e)))?;
+        let batch = RecordBatch::try_new(target.clone(), batch.columns().to_vec())
+            .map_err(|e| bad(e.to_string()))?;
+        rows += batch.num_rows() as u64;
+        (progress)(Progress::Rows(batch.num_rows() as u64));
+        match &mut w {
+            W::Plain(w) => w.write(batch).await.map_err(from_iceberg)?,
+            W::Parts(w, splitter) => {
+                for (key, part) in splitter.split(&batch).map_err(from_iceberg)? {
+                    w.write(key, part).await.map_err(from_iceberg)?;
+                }
+            }
+        }
+    }
+    let files = match w {
+        W::Plain(mut w) => w.close().await.map_err(from_iceberg)?,
+        W::Parts(w, _) => w.close().await.map_err(from_iceberg)?,
+    };
+    if rows == 0 {
+        return Err(bad("the file has no rows".into()));
+    }
+    Ok((files, rows))
+}
