@@ -300,7 +300,8 @@ fn nodes(m: &dyn Metastore) {
     let b = (sha256_hex(b"node b"), vec![0u8, 255, 1, 2, 3]);
     assert_eq!(m.get_node(&a.0).expect("get"), None);
     m.put_nodes(&[a.clone(), b.clone()]).expect("put");
-    m.put_nodes(&[a.clone()]).expect("put is idempotent");
+    m.put_nodes(std::slice::from_ref(&a))
+        .expect("put is idempotent");
     m.put_nodes(&[]).expect("put of nothing");
     assert_eq!(m.get_node(&a.0).expect("get"), Some(a.1.clone()));
     assert_eq!(
@@ -319,7 +320,7 @@ fn commit_and_cas_atomicity(m: &dyn Metastore) {
     let node = (sha256_hex(b"n1"), b"n1".to_vec());
     let c1 = commit(1, vec![root.id.clone()]);
     assert!(m
-        .commit_and_cas(&[node.clone()], &c1, "main", &root.id)
+        .commit_and_cas(std::slice::from_ref(&node), &c1, "main", &root.id)
         .expect("commit_and_cas"));
     assert_eq!(
         m.get_ref("main").expect("get").map(|r| r.commit),
@@ -332,7 +333,7 @@ fn commit_and_cas_atomicity(m: &dyn Metastore) {
     let stale_node = (sha256_hex(b"n2"), b"n2".to_vec());
     let c2 = commit(2, vec![root.id.clone()]);
     assert!(!m
-        .commit_and_cas(&[stale_node.clone()], &c2, "main", &root.id)
+        .commit_and_cas(std::slice::from_ref(&stale_node), &c2, "main", &root.id)
         .expect("commit_and_cas"));
     assert_eq!(
         m.get_ref("main").expect("get").map(|r| r.commit),
@@ -396,7 +397,7 @@ fn audit_append_only(m: &dyn Metastore) {
     let mut seqs = Vec::new();
     for i in 0..5 {
         seqs.push(
-            m.append_audit(&audit_record(i, i % 2 == 0))
+            m.append_audit(&audit_record(i, i.is_multiple_of(2)))
                 .expect("append"),
         );
     }
@@ -408,7 +409,7 @@ fn audit_append_only(m: &dyn Metastore) {
     assert_eq!(all.len(), 5);
     for (k, rec) in all.iter().enumerate() {
         let i = 4 - k as u32;
-        let mut expected = audit_record(i, i % 2 == 0);
+        let mut expected = audit_record(i, i.is_multiple_of(2));
         expected.seq = seqs[i as usize];
         assert_eq!(rec, &expected, "audit records round-trip, newest first");
     }

@@ -24,7 +24,7 @@ CREATE TABLE IF NOT EXISTS refs (
     commit_id TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS commits (
-    seq        INTEGER PRIMARY KEY,
+    seq        INTEGER PRIMARY KEY, -- insertion order
     id         TEXT NOT NULL UNIQUE,
     parents    TEXT NOT NULL,
     tree       TEXT NOT NULL,
@@ -33,7 +33,6 @@ CREATE TABLE IF NOT EXISTS commits (
     timestamp  TEXT NOT NULL,
     properties TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS commits_timestamp ON commits (timestamp);
 CREATE TABLE IF NOT EXISTS nodes (
     hash TEXT PRIMARY KEY NOT NULL,
     body BLOB NOT NULL

@@ -155,7 +155,7 @@ fn writers_of_one_table_conflict_but_lose_nothing() {
 
     let started = Instant::now();
     let per_thread = run(&path, |i, c| {
-        let mut ok: Vec<(CommitId, String)> = Vec::new();
+        let mut ok: Vec<(CommitId, (String, CommitId))> = Vec::new();
         let mut conflicts = 0usize;
         for j in 0..COMMITS {
             let base = c.branch_head("main").expect("head");
@@ -166,7 +166,7 @@ fn writers_of_one_table_conflict_but_lose_nothing() {
                 &[("default.shared".to_string(), Some(table(&value)))],
                 &meta(i, j),
             ) {
-                Ok(id) => ok.push((id, value)),
+                Ok(id) => ok.push((id, (value, base))),
                 Err(Error::Conflict { branch, tables }) => {
                     assert_eq!(branch, "main");
                     assert_eq!(tables, vec!["default.shared".to_string()]);
@@ -179,7 +179,7 @@ fn writers_of_one_table_conflict_but_lose_nothing() {
     });
     let elapsed = started.elapsed();
 
-    let successes: HashMap<CommitId, String> = per_thread
+    let successes: HashMap<CommitId, (String, CommitId)> = per_thread
         .iter()
         .flat_map(|(ok, _)| ok.iter().cloned())
         .collect();
@@ -204,7 +204,7 @@ fn writers_of_one_table_conflict_but_lose_nothing() {
     );
     assert_eq!(log.last().unwrap().id, root);
     for (k, c) in log[..log.len() - 1].iter().enumerate() {
-        let value = successes
+        let (value, base) = successes
             .get(&c.id)
             .unwrap_or_else(|| panic!("log commit {} was not reported as a success", c.id));
         // Each successful commit holds exactly the value it wrote, and its parent is the
@@ -216,5 +216,43 @@ fn writers_of_one_table_conflict_but_lose_nothing() {
         );
         assert_eq!(c.parents.len(), 1);
         assert_eq!(c.parents[0], log[k + 1].id);
+        // Everyone writes the same table, so a commit can only land directly on the head its
+        // writer read: landing anywhere else would overwrite a write the writer never saw.
+        assert_eq!(
+            &c.parents[0], base,
+            "commit {k} from the head was rebased over a same-table write"
+        );
     }
+}
+
+#[test]
+fn racing_opens_and_inits_of_a_fresh_file_make_one_lake() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("catalog.db");
+    // All threads open the (not yet existing) file at once, then initialize it at once.
+    let barrier = Arc::new(Barrier::new(THREADS));
+    let handles: Vec<_> = (0..THREADS)
+        .map(|_| {
+            let barrier = Arc::clone(&barrier);
+            let path = path.clone();
+            std::thread::spawn(move || {
+                barrier.wait();
+                let c = open(&path);
+                c.init().expect("init");
+                c.branch_head("main").expect("main exists")
+            })
+        })
+        .collect();
+    let heads: Vec<CommitId> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert!(
+        heads.windows(2).all(|w| w[0] == w[1]),
+        "every writer sees the same main"
+    );
+    let c = open(&path);
+    let refs = c.list_refs(None).unwrap();
+    assert_eq!(refs.len(), 1);
+    assert_eq!(refs[0].commit, heads[0]);
+    let root = c.get_commit(&heads[0]).unwrap();
+    assert!(root.parents.is_empty());
+    assert_eq!(root.message, "Initialize lake");
 }

@@ -1,5 +1,7 @@
 //! `lakeplan`: git for data over Iceberg tables, from the command line.
 
+#[macro_use]
+mod macros;
 mod args;
 mod output;
 mod run;

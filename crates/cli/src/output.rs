@@ -4,7 +4,7 @@ use serde::Serialize;
 
 pub fn json<T: Serialize + ?Sized>(v: &T) -> Result<()> {
     let s = serde_json::to_string_pretty(v).map_err(|e| Error::Internal(e.to_string()))?;
-    println!("{s}");
+    outln!("{s}");
     Ok(())
 }
 
@@ -24,7 +24,7 @@ pub fn table(headers: &[&str], rows: Vec<Vec<String>>) {
             .enumerate()
             .map(|(i, c)| format!("{:<w$}", c, w = widths[i]))
             .collect();
-        println!("{}", s.join("  ").trim_end());
+        outln!("{}", s.join("  ").trim_end());
     };
     line(headers.iter().map(|h| h.to_string()).collect());
     for r in rows {
@@ -35,7 +35,7 @@ pub fn table(headers: &[&str], rows: Vec<Vec<String>>) {
 pub fn batches_tty(batches: &[RecordBatch]) -> Result<()> {
     let s = arrow::util::pretty::pretty_format_batches(batches)
         .map_err(|e| Error::Internal(e.to_string()))?;
-    println!("{s}");
+    outln!("{s}");
     Ok(())
 }
 
@@ -51,15 +51,35 @@ pub fn batches_json(batches: &[RecordBatch]) -> Result<()> {
     if buf.is_empty() {
         buf.extend_from_slice(b"[]");
     }
-    println!("{}", String::from_utf8_lossy(&buf));
+    outln!("{}", String::from_utf8_lossy(&buf));
     Ok(())
 }
 
 pub fn batches_csv(batches: &[RecordBatch]) -> Result<()> {
-    let stdout = std::io::stdout();
-    let mut w = arrow::csv::Writer::new(stdout.lock());
-    for b in batches {
-        w.write(b).map_err(|e| Error::Internal(e.to_string()))?;
+    let mut buf = Vec::new();
+    {
+        let mut w = arrow::csv::Writer::new(&mut buf);
+        for b in batches {
+            w.write(b).map_err(|e| Error::Internal(e.to_string()))?;
+        }
     }
+    out!("{}", String::from_utf8_lossy(&buf));
     Ok(())
+}
+
+/// Writes to stdout; a reader that went away (`| head`) ends the program quietly instead of
+/// a panic, as other command-line tools do.
+pub fn write_out(args: std::fmt::Arguments, newline: bool) {
+    use std::io::Write;
+    let mut o = std::io::stdout().lock();
+    let r = o
+        .write_fmt(args)
+        .and_then(|_| if newline { o.write_all(b"\n") } else { Ok(()) });
+    if let Err(e) = r {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: writing to stdout: {e}");
+        std::process::exit(1);
+    }
 }

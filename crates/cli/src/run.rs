@@ -37,7 +37,7 @@ pub async fn run(cli: Cli) -> Result<()> {
     };
     let say = |msg: String| {
         if out == Output::Tty {
-            println!("{msg}");
+            outln!("{msg}");
         }
     };
     match cli.cmd {
@@ -50,9 +50,9 @@ pub async fn run(cli: Cli) -> Result<()> {
             match out {
                 Output::Json => output::json(&info)?,
                 _ => {
-                    println!("lake:          {}", lake.root().display());
-                    println!("warehouse:     {}", lake.warehouse_url());
-                    println!("active branch: {}", lake.active_branch()?);
+                    outln!("lake:          {}", lake.root().display());
+                    outln!("warehouse:     {}", lake.warehouse_url());
+                    outln!("active branch: {}", lake.active_branch()?);
                 }
             }
         }
@@ -98,18 +98,18 @@ pub async fn run(cli: Cli) -> Result<()> {
                 Output::Json => output::json(&commits)?,
                 _ => {
                     for c in commits {
-                        println!("commit {}", c.hash);
+                        outln!("commit {}", c.hash);
                         if c.parent_hashes.len() > 1 {
                             let short: Vec<&str> =
                                 c.parent_hashes.iter().map(|p| &p[..12]).collect();
-                            println!("Merge: {}", short.join(" "));
+                            outln!("Merge: {}", short.join(" "));
                         }
-                        println!("Author: {}", c.author);
-                        println!("Date:   {}", c.date);
+                        outln!("Author: {}", c.author);
+                        outln!("Date:   {}", c.date);
                         for (k, v) in &c.properties {
-                            println!("        {k}={v}");
+                            outln!("        {k}={v}");
                         }
-                        println!("\n    {}\n", c.message);
+                        outln!("\n    {}\n", c.message);
                     }
                 }
             }
@@ -172,7 +172,7 @@ fn refs_out(refs: Vec<lakeplan_lake::RefInfo>, filter: Option<&str>, out: Output
 fn branch(lake: &Lake, cmd: BranchCmd, out: Output) -> Result<()> {
     let say = |msg: String| {
         if out == Output::Tty {
-            println!("{msg}");
+            outln!("{msg}");
         }
     };
     match cmd {
@@ -205,7 +205,7 @@ fn branch(lake: &Lake, cmd: BranchCmd, out: Output) -> Result<()> {
             match out {
                 Output::Json => output::json(&serde_json::json!({"branch": r, "tables": tables}))?,
                 _ => {
-                    println!("branch {} at {}", r.name, r.hash);
+                    outln!("branch {} at {}", r.name, r.hash);
                     table_list(tables);
                 }
             }
@@ -216,7 +216,7 @@ fn branch(lake: &Lake, cmd: BranchCmd, out: Output) -> Result<()> {
                 Output::Json => output::json(&d)?,
                 _ => {
                     if d.is_empty() {
-                        println!("No differences");
+                        outln!("No differences");
                     }
                     for x in d {
                         let sign = match x.change.as_str() {
@@ -245,7 +245,7 @@ fn branch(lake: &Lake, cmd: BranchCmd, out: Output) -> Result<()> {
                         } else {
                             ""
                         };
-                        println!("{sign} {kind}{}  {}", x.table, detail.join(", "));
+                        outln!("{sign} {kind}{}  {}", x.table, detail.join(", "));
                     }
                 }
             }
@@ -259,17 +259,18 @@ fn branch(lake: &Lake, cmd: BranchCmd, out: Output) -> Result<()> {
             match out {
                 Output::Json => output::json(&m)?,
                 _ => match m.outcome.as_str() {
-                    "up_to_date" => println!(
+                    "up_to_date" => outln!(
                         "'{}' is already up to date with '{}': nothing to merge",
-                        m.into, m.source
+                        m.into,
+                        m.source
                     ),
-                    "fast_forward" => println!(
+                    "fast_forward" => outln!(
                         "Fast-forwarded '{}' to '{}' ({})",
                         m.into,
                         m.source,
                         &m.hash[..12]
                     ),
-                    _ => println!(
+                    _ => outln!(
                         "Merged '{}' into '{}' ({})",
                         m.source,
                         m.into,
@@ -292,7 +293,7 @@ fn branch(lake: &Lake, cmd: BranchCmd, out: Output) -> Result<()> {
 fn tag(lake: &Lake, cmd: TagCmd, out: Output) -> Result<()> {
     let say = |msg: String| {
         if out == Output::Tty {
-            println!("{msg}");
+            outln!("{msg}");
         }
     };
     match cmd {
@@ -356,9 +357,9 @@ fn written(out: Output, msg: &str, w: &lakeplan_lake::WriteInfo) -> Result<()> {
         Output::Json => output::json(w),
         _ => {
             if w.hash.is_empty() {
-                println!("{msg}: nothing changed");
+                outln!("{msg}: nothing changed");
             } else {
-                println!("{msg} on branch {} ({})", w.branch, &w.hash[..12]);
+                outln!("{msg} on branch {} ({})", w.branch, &w.hash[..12]);
             }
             Ok(())
         }
@@ -436,21 +437,22 @@ async fn table(lake: &Lake, cmd: TableCmd, out: Output) -> Result<()> {
             match out {
                 Output::Json => output::json(&info)?,
                 _ => {
-                    println!("table:             {} (at {})", info.fqn, info.at);
-                    println!("id:                {}", info.id);
-                    println!("metadata location: {}", info.metadata_location);
-                    println!(
+                    outln!("table:             {} (at {})", info.fqn, info.at);
+                    outln!("id:                {}", info.id);
+                    outln!("metadata location: {}", info.metadata_location);
+                    outln!(
                         "current snapshot:  {}",
                         info.current_snapshot_id
                             .map_or("none".into(), |s| s.to_string())
                     );
-                    println!("snapshots:         {}", info.snapshots);
-                    println!("records:           {}", info.records);
-                    println!(
+                    outln!("snapshots:         {}", info.snapshots);
+                    outln!("records:           {}", info.records);
+                    outln!(
                         "size:              {} bytes in {} data files",
-                        info.size, info.data_files
+                        info.size,
+                        info.data_files
                     );
-                    println!("schema (id {}):", info.current_schema_id);
+                    outln!("schema (id {}):", info.current_schema_id);
                     output::table(
                         &["  ID", "NAME", "TYPE", "REQUIRED"],
                         info.fields
@@ -466,11 +468,11 @@ async fn table(lake: &Lake, cmd: TableCmd, out: Output) -> Result<()> {
                             .collect(),
                     );
                     if info.partitions.is_empty() {
-                        println!("partitioning:      none");
+                        outln!("partitioning:      none");
                     } else {
-                        println!("partitioning:");
+                        outln!("partitioning:");
                         for p in info.partitions {
-                            println!("  {} = {}({})", p.name, p.transform, p.source);
+                            outln!("  {} = {}({})", p.name, p.transform, p.source);
                         }
                     }
                 }
@@ -538,15 +540,15 @@ async fn table(lake: &Lake, cmd: TableCmd, out: Output) -> Result<()> {
                             &serde_json::json!({"plan": path, "can_auto_apply": plan.can_auto_apply(), "conflicts": plan.conflicts}),
                         )?;
                     } else {
-                        println!("Plan saved to {}", path.display());
+                        outln!("Plan saved to {}", path.display());
                         if !plan.can_auto_apply() {
-                            println!("{} column(s) conflict between files: edit the plan before applying", plan.conflicts.len());
+                            outln!("{} column(s) conflict between files: edit the plan before applying", plan.conflicts.len());
                         }
                     }
                 }
                 None => match out {
                     Output::Json => output::json(&plan)?,
-                    _ => print!("{yaml}"),
+                    _ => out!("{yaml}"),
                 },
             }
         }
@@ -589,13 +591,13 @@ async fn table(lake: &Lake, cmd: TableCmd, out: Output) -> Result<()> {
                 Output::Json => output::json(&serde_json::json!({"report": report, "commit": w}))?,
                 _ => {
                     for c in &report.schema_changes {
-                        println!("schema: {c}");
+                        outln!("schema: {c}");
                     }
                     for d in &report.duplicates {
-                        println!("skipped (already imported): {d}");
+                        outln!("skipped (already imported): {d}");
                     }
                     for s in &report.skipped {
-                        println!("skipped (error): {}: {}", s.path, s.reason);
+                        outln!("skipped (error): {}: {}", s.path, s.reason);
                     }
                     written(
                         out,
@@ -668,7 +670,7 @@ async fn query(lake: &Lake, q: QueryArgs, out: Output) -> Result<()> {
         }
         w.close().map_err(|e| Error::Internal(e.to_string()))?;
         if out == Output::Tty {
-            println!("Wrote {rows} rows to {}", path.display());
+            outln!("Wrote {rows} rows to {}", path.display());
         }
         return Ok(());
     }
@@ -678,7 +680,7 @@ async fn query(lake: &Lake, q: QueryArgs, out: Output) -> Result<()> {
         Output::Tty => {
             output::batches_tty(&res.batches)?;
             if res.truncated {
-                println!(
+                outln!(
                     "(showing the first {} rows; --all-rows for all)",
                     q.max_rows
                 );

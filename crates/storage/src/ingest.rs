@@ -595,7 +595,7 @@ async fn write_file(
 
     enum W<B: IcebergWriterBuilder> {
         Plain(B::R),
-        Parts(FanoutWriter<B>, RecordBatchPartitionSplitter),
+        Parts(Box<(FanoutWriter<B>, RecordBatchPartitionSplitter)>),
     }
     let mut w = if spec.is_unpartitioned() {
         W::Plain(builder.build(None).await.map_err(from_iceberg)?)
@@ -605,7 +605,7 @@ async fn write_file(
             spec,
         )
         .map_err(from_iceberg)?;
-        W::Parts(FanoutWriter::new(builder), splitter)
+        W::Parts(Box::new((FanoutWriter::new(builder), splitter)))
     };
     while let Some(batch) = stream.next().await {
         let batch = batch.map_err(|e| bad(clean_df_error(&e)))?;
@@ -615,7 +615,8 @@ async fn write_file(
         (progress)(Progress::Rows(batch.num_rows() as u64));
         match &mut w {
             W::Plain(w) => w.write(batch).await.map_err(from_iceberg)?,
-            W::Parts(w, splitter) => {
+            W::Parts(parts) => {
+                let (w, splitter) = &mut **parts;
                 for (key, part) in splitter.split(&batch).map_err(from_iceberg)? {
                     w.write(key, part).await.map_err(from_iceberg)?;
                 }
@@ -624,7 +625,7 @@ async fn write_file(
     }
     let files = match w {
         W::Plain(mut w) => w.close().await.map_err(from_iceberg)?,
-        W::Parts(w, _) => w.close().await.map_err(from_iceberg)?,
+        W::Parts(parts) => parts.0.close().await.map_err(from_iceberg)?,
     };
     if rows == 0 {
         return Err(bad("the file has no rows".into()));

@@ -63,8 +63,13 @@ pub fn fit(table: &Type, file: &Type) -> TypeFit {
     use PrimitiveType as P;
     match (table, file) {
         (a, b) if a == b => TypeFit::Fits,
+        // The file's values convert without loss into the table's type.
         (Type::Primitive(P::Long), Type::Primitive(P::Int))
-        | (Type::Primitive(P::Double), Type::Primitive(P::Float)) => TypeFit::Fits,
+        | (Type::Primitive(P::Double), Type::Primitive(P::Float | P::Int | P::Long)) => {
+            TypeFit::Fits
+        }
+        // Any primitive value has a string form; a string column takes it.
+        (Type::Primitive(P::String), Type::Primitive(_)) => TypeFit::Fits,
         (Type::Primitive(P::Int), Type::Primitive(P::Long)) => {
             TypeFit::Widen(Type::Primitive(P::Long))
         }
@@ -98,6 +103,14 @@ pub fn fit(table: &Type, file: &Type) -> TypeFit {
 /// wider of two integer or two floating types, or `double` for a mix of integers and floats.
 fn unify_for_create(a: &Type, b: &Type) -> Option<Type> {
     use PrimitiveType as P;
+    if a == b {
+        return Some(a.clone());
+    }
+    // Files that disagree between a string and another type are a conflict to resolve in the
+    // plan, not a silent fallback to string.
+    if matches!(a, Type::Primitive(P::String)) || matches!(b, Type::Primitive(P::String)) {
+        return None;
+    }
     match fit(a, b) {
         TypeFit::Fits => return Some(a.clone()),
         TypeFit::Widen(t) => return Some(t),

@@ -266,6 +266,7 @@ impl StagedCatalog {
         let metadata = builder.build().map_err(from_iceberg)?.metadata;
         let loc = MetadataLocation::from_str(current)
             .map_err(from_iceberg)?
+            .with_next_version()
             .with_new_metadata(&metadata);
         metadata
             .write_to(self.warehouse.file_io(), &loc)

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# One command per benchmark of the local lake (see bench/README.md):
+#
+#   bench/run.sh branch    # 1. branch create, 1 table vs 10,000 tables
+#   bench/run.sh commits   # 2. commits/s on SQLite vs raw rusqlite
+#   bench/run.sh tpch      # 3. TPC-H SF1: lakeplan vs raw DataFusion vs DuckDB 1.4.4
+#   bench/run.sh import    # 4. 1 GB CSV import: lakeplan vs pyarrow
+#   bench/run.sh all
+#
+# Builds the release binaries first (CARGO_TARGET_DIR is honoured; BENCH_NO_BUILD=1 skips the
+# build), makes the Python venv .venv if missing, writes everything under bench/out (or
+# BENCH_OUT). Extra arguments go to the benchmark (e.g. `bench/run.sh tpch --reps 5`).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BENCH="$ROOT/bench"
+OUT=${BENCH_OUT:-$BENCH/out}
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+BIN="$TARGET/release"
+PY="$ROOT/.venv/bin/python"
+
+build() {
+    if [ "${BENCH_NO_BUILD:-0}" != 1 ]; then
+        echo "== cargo build --release -p lakeplan-bench -p lakeplan-cli (target: $TARGET)" >&2
+        (cd "$ROOT" && CARGO_TARGET_DIR="$TARGET" cargo build --release -p lakeplan-bench -p lakeplan-cli)
+    fi
+    for b in lakeplan bench-branch bench-commits bench-tpch; do
+        [ -x "$BIN/$b" ] || { echo "missing $BIN/$b (build it, or set CARGO_TARGET_DIR)" >&2; exit 1; }
+    done
+}
+
+venv() {
+    if ! "$PY" -c 'import duckdb, pyarrow, duckdb_ext' >/dev/null 2>&1 ||
+        [ "$("$PY" -c 'import duckdb; print(duckdb.__version__)')" != 1.4.4 ]; then
+        echo "== making $ROOT/.venv (duckdb 1.4.4 + its tpch extension, pyarrow)" >&2
+        [ -x "$PY" ] || python3 -m venv "$ROOT/.venv"
+        "$ROOT/.venv/bin/pip" install -q duckdb==1.4.4 duckdb-ext-tpch==1.4.4.20260205 pyarrow
+    fi
+}
+
+cmd=${1:-}
+[ $# -gt 0 ] && shift
+mkdir -p "$OUT"
+case "$cmd" in
+    branch)
+        build
+        "$BIN/bench-branch" --cli "$BIN/lakeplan" --dir "$OUT" --json "$OUT/branch.json" "$@"
+        ;;
+    commits)
+        build
+        "$BIN/bench-commits" --dir "$OUT" --json "$OUT/commits.json" "$@"
+        ;;
+    tpch)
+        build
+        venv
+        "$PY" "$BENCH/tpch.py" --bin "$BIN" --out "$OUT/tpch" "$@"
+        ;;
+    import)
+        build
+        venv
+        "$PY" "$BENCH/import_csv.py" --bin "$BIN" --out "$OUT/import" "$@"
+        ;;
+    all)
+        for b in branch commits tpch import; do
+            "$0" "$b"
+            BENCH_NO_BUILD=1
+            export BENCH_NO_BUILD
+        done
+        ;;
+    *)
+        sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+        exit 2
+        ;;
+esac

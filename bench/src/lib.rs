@@ -1,0 +1,57 @@
+//! Shared helpers of the lakeplan benchmarks (`bench/README.md` says how to run them): timing
+//! statistics and fake table entries for catalog-level benchmarks.
+
+use std::time::Duration;
+
+use lakeplan_core::{Entry, TableEntry};
+
+/// The median of `xs` (the mean of the two middle values for an even count); 0 when empty.
+pub fn median(xs: &[f64]) -> f64 {
+    percentile(xs, 50.0)
+}
+
+/// The `p`-th percentile of `xs` by linear interpolation between closest ranks; 0 when empty.
+pub fn percentile(xs: &[f64], p: f64) -> f64 {
+    if xs.is_empty() {
+        return 0.0;
+    }
+    let mut v = xs.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    let rank = (p / 100.0) * (v.len() - 1) as f64;
+    let lo = rank.floor() as usize;
+    let hi = rank.ceil() as usize;
+    v[lo] + (v[hi] - v[lo]) * (rank - lo as f64)
+}
+
+/// Seconds as f64.
+pub fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+/// The catalog key of synthetic table `i` in namespace `default`.
+pub fn table_key(i: usize) -> String {
+    format!("default.t{i:05}")
+}
+
+/// A table entry as a commit's tree stores it (a pointer to an Iceberg metadata file plus the
+/// facts listing and diff need). Catalog-level benchmarks never open the metadata file, so it
+/// need not exist; `version` varies the snapshot so that each commit changes the entry.
+pub fn table_entry(i: usize, version: u64) -> Entry {
+    Entry::Table(TableEntry {
+        metadata_location: format!(
+            "file:///bench/warehouse/default/t{i:05}/metadata/{version:05}-00000000-0000-0000-0000-{i:012}.metadata.json"
+        ),
+        table_uuid: format!("00000000-0000-4000-8000-{i:012}"),
+        snapshot_id: Some(1_000_000 + version as i64),
+        schema_id: 0,
+        records: version * 1000,
+    })
+}
+
+/// Prints a line and flushes, so progress shows when stdout is a pipe.
+pub fn say(msg: impl AsRef<str>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{}", msg.as_ref());
+    let _ = out.flush();
+}

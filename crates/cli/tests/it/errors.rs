@@ -1,0 +1,136 @@
+use crate::util::{data, Lake};
+
+#[test]
+fn bad_input_gets_a_one_line_error_and_changes_nothing() {
+    let l = Lake::new();
+    l.load("trips", &data("trips_2024_01.csv"), &[]);
+    let head = l.head("main");
+    let bad_row = l.write("short.csv", "trip_id,vendor\n1,acme\n2\n3,zoom\n");
+    let e = l.err(&["table", "create", "short", "--search-uri", &bad_row]);
+    assert!(e.contains("short.csv"), "{e}");
+    l.load(
+        "short_ok",
+        &l.write("ok.csv", "trip_id,vendor\n1,acme\n"),
+        &[],
+    );
+    let head2 = l.head("main");
+    let e = l.err(&["table", "import", "short_ok", "--search-uri", &bad_row]);
+    assert!(
+        e.contains("short.csv") && e.contains("line"),
+        "error names file and line: {e}"
+    );
+    assert_eq!(l.head("main"), head2);
+
+    let bad_json = l.write("bad.jsonl", "{\"a\": 1}\n{\"a\": 2\n");
+    let e = l.err(&["table", "create", "j", "--search-uri", &bad_json]);
+    assert!(e.contains("bad.jsonl"), "{e}");
+
+    let empty = l.write("empty.csv", "");
+    let e = l.err(&["table", "create", "e", "--search-uri", &empty]);
+    assert!(e.contains("empty.csv") && e.contains("empty"), "{e}");
+
+    let odd = l.write("data.xlsx", "x");
+    let e = l.err(&["table", "create", "x", "--search-uri", &odd]);
+    assert!(e.contains("unknown file extension"), "{e}");
+
+    let e = l.err(&["table", "create", "x", "--search-uri", "/no/such/path.csv"]);
+    assert!(e.contains("/no/such/path.csv"), "{e}");
+    let e = l.err(&["table", "create", "x", "--search-uri", "/no/such/*.csv"]);
+    assert!(e.contains("no files match"), "{e}");
+
+    for bad in ["../evil", "a/b", "x.y.z", "1abc", ""] {
+        l.err(&["table", "create", bad, "--search-uri", &data("zones.jsonl")]);
+    }
+    l.err(&["table", "get", "missing"]);
+    l.err(&["table", "get", "trips", "-r", "nobranch"]);
+    l.err(&["table", "rm", "missing"]);
+    l.ok(&["table", "rm", "missing", "--if-exists"]);
+    l.err(&[
+        "table",
+        "import",
+        "missing",
+        "--search-uri",
+        &data("zones.jsonl"),
+    ]);
+    l.err(&["namespace", "rm", "nope"]);
+    l.err(&[
+        "table",
+        "create",
+        "t",
+        "-n",
+        "nope",
+        "--search-uri",
+        &data("zones.jsonl"),
+    ]);
+    l.err(&["branch", "merge", "nobranch"]);
+    l.err(&["branch", "diff", "main", "nobranch"]);
+    assert_eq!(l.head("main"), head2);
+    assert_ne!(head, head2);
+    // nothing leaked into the warehouse outside the lake
+    assert!(!l.dir.path().join("evil").exists());
+}
+
+#[test]
+fn concurrent_writers_on_one_branch_lose_nothing() {
+    let l = Lake::new();
+    // 6 processes import into 6 different tables of main at once: all land
+    let files: Vec<String> = (0..6)
+        .map(|i| {
+            let body: String = (0..100).map(|j| format!("{j},{i}\n")).collect();
+            l.write(&format!("t{i}.csv"), &format!("id,w\n{body}"))
+        })
+        .collect();
+    for (i, f) in files.iter().enumerate() {
+        l.ok(&["table", "create", &format!("t{i}"), "--search-uri", f]);
+    }
+    let before = l.log_len("main");
+    let children: Vec<_> = files
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            l.cmd(&["table", "import", &format!("t{i}"), "--search-uri", f])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    assert_eq!(l.log_len("main"), before + 6);
+    for i in 0..6 {
+        assert_eq!(l.count(&format!("SELECT count(*) FROM t{i}"), &[]), 100);
+    }
+    // 4 processes import into the same table at once: each either lands or gets a conflict
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            l.cmd(&[
+                "table",
+                "import",
+                "t0",
+                "--search-uri",
+                &files[0],
+                "--import-duplicate-files",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    let mut ok = 0;
+    for c in children {
+        let o = c.wait_with_output().unwrap();
+        if o.status.success() {
+            ok += 1;
+        } else {
+            let e = String::from_utf8_lossy(&o.stderr);
+            assert!(e.contains("conflict") && e.contains("default.t0"), "{e}");
+        }
+    }
+    assert!(ok >= 1);
+    assert_eq!(l.count("SELECT count(*) FROM t0", &[]), 100 * (1 + ok));
+    assert_eq!(l.log_len("main"), before + 6 + ok as usize);
+}

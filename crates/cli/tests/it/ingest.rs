@@ -1,0 +1,356 @@
+use crate::util::{data, Lake};
+
+#[test]
+fn csv_jsonl_and_parquet_import() {
+    let l = Lake::new();
+    l.load("trips", &data("trips_2024_01.csv"), &[]);
+    l.load("zones", &data("zones.jsonl"), &[]);
+    assert_eq!(
+        l.count("SELECT count(*) FROM zones WHERE borough IS NOT NULL", &[]),
+        40
+    );
+    // a Parquet file written by lakeplan itself, re-imported as a new table
+    let pq = l.file("jan.parquet");
+    l.ok(&[
+        "query",
+        "SELECT * FROM trips WHERE vendor = 'acme'",
+        "--out",
+        pq.to_str().unwrap(),
+    ]);
+    l.load("acme", pq.to_str().unwrap(), &[]);
+    assert_eq!(
+        l.count("SELECT count(*) FROM acme", &[]),
+        l.count("SELECT count(*) FROM trips WHERE vendor = 'acme'", &[])
+    );
+    // semicolon-delimited CSV with a .tsv-free extension is sniffed
+    let semi = l.write("semi.csv", "a;b;c\n1;x;2.5\n2;y;3.5\n");
+    l.load("semi", &semi, &[]);
+    let rows = l.rows("SELECT a, b, c FROM semi ORDER BY a", &[]);
+    assert_eq!(rows[1]["b"], "y");
+    assert_eq!(rows[1]["c"], 3.5);
+    let info = l.json(&["table", "get", "semi"]);
+    let types: Vec<&str> = info["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["long", "string", "double"]);
+    assert_eq!(info["fields"][0]["id"], 1);
+    assert_eq!(info["records"], 2);
+    assert_eq!(info["snapshots"], 1);
+    assert!(info["metadata_location"]
+        .as_str()
+        .unwrap()
+        .ends_with(".metadata.json"));
+}
+
+#[test]
+fn a_folder_or_glob_imports_many_files_in_one_commit() {
+    let l = Lake::new();
+    let dir = l.file("parts");
+    std::fs::create_dir(&dir).unwrap();
+    for i in 0..6 {
+        let body: String = (0..50)
+            .map(|j| format!("{},{}\n", i * 100 + j, i))
+            .collect();
+        std::fs::write(dir.join(format!("p{i}.csv")), format!("id,part\n{body}")).unwrap();
+    }
+    std::fs::write(dir.join("README.md"), "not data").unwrap();
+    let d = dir.display().to_string();
+    l.ok(&["table", "create", "parts", "--search-uri", &d]);
+    let before = l.log_len("main");
+    let r = l.json(&[
+        "table",
+        "import",
+        "parts",
+        "--search-uri",
+        &format!("{d}/*.csv"),
+    ]);
+    assert_eq!(r["report"]["imported"].as_array().unwrap().len(), 6);
+    assert_eq!(r["report"]["rows"], 300);
+    assert_eq!(l.log_len("main"), before + 1, "one commit for all files");
+    assert_eq!(l.count("SELECT count(DISTINCT part) FROM parts", &[]), 6);
+}
+
+#[test]
+fn schema_evolves_by_iceberg_rules() {
+    let l = Lake::new();
+    // int32 column first, then a file where it is int64 and a new column appears
+    let narrow = l.file("narrow.parquet");
+    let wide = l.file("wide.parquet");
+    l.load("seed", &l.write("seed.csv", "x\n1\n"), &[]);
+    l.ok(&[
+        "query",
+        "SELECT CAST(1 AS INT) AS id, 'a' AS name FROM seed",
+        "--out",
+        narrow.to_str().unwrap(),
+    ]);
+    l.ok(&[
+        "query",
+        "SELECT CAST(5000000000 AS BIGINT) AS id, 'b' AS name, 1.5 AS score FROM seed",
+        "--out",
+        wide.to_str().unwrap(),
+    ]);
+    l.load("t", narrow.to_str().unwrap(), &[]);
+    assert_eq!(l.json(&["table", "get", "t"])["fields"][0]["type"], "int");
+    let r = l.json(&[
+        "table",
+        "import",
+        "t",
+        "--search-uri",
+        wide.to_str().unwrap(),
+    ]);
+    let changes = r["report"]["schema_changes"].to_string();
+    assert!(
+        changes.contains("widen column 'id' from int to long"),
+        "{changes}"
+    );
+    assert!(changes.contains("add column 'score'"), "{changes}");
+    let info = l.json(&["table", "get", "t"]);
+    assert_eq!(info["fields"][0]["type"], "long");
+    assert_eq!(info["fields"][0]["id"], 1, "field ids are kept");
+    assert_eq!(info["fields"][2]["name"], "score");
+    assert_eq!(info["fields"][2]["id"], 3);
+    let rows = l.rows("SELECT id, name, score FROM t ORDER BY id", &[]);
+    assert_eq!(rows[0]["id"], 1);
+    assert!(rows[0]["score"].is_null());
+    assert_eq!(rows[1]["id"], 5000000000i64);
+    assert_eq!(rows[1]["score"], 1.5);
+    // reading the old commit still sees the old schema
+    let first_import = l.json(&["commit", "--message", "narrow"])[0]["hash"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let old = l.rows("SELECT * FROM t", &["-r", &format!("@{first_import}")]);
+    assert_eq!(old[0].as_object().unwrap().len(), 2);
+}
+
+#[test]
+fn an_incompatible_file_is_an_error_naming_file_and_column_and_nothing_is_committed() {
+    let l = Lake::new();
+    l.load("trips", &data("trips_2024_01.csv"), &[]);
+    let bad = l.write("bad.csv", "trip_id,vendor\nnot-a-number,acme\n");
+    let head = l.head("main");
+    let e = l.err(&["table", "import", "trips", "--search-uri", &bad]);
+    assert!(e.contains("bad.csv") && e.contains("trip_id"), "{e}");
+    assert_eq!(l.head("main"), head);
+    assert_eq!(l.count("SELECT count(*) FROM trips", &[]), 2000);
+
+    // --continue-on-error imports the good files and reports every skipped one
+    let dir = l.file("mixed");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::copy(data("trips_2024_02.csv"), dir.join("a.csv")).unwrap();
+    std::fs::copy(&bad, dir.join("b.csv")).unwrap();
+    std::fs::write(dir.join("c.csv"), "").unwrap();
+    let d = dir.display().to_string();
+    l.err(&["table", "import", "trips", "--search-uri", &d]);
+    assert_eq!(l.head("main"), head);
+    let r = l.json(&[
+        "table",
+        "import",
+        "trips",
+        "--search-uri",
+        &d,
+        "--continue-on-error",
+    ]);
+    let skipped = r["report"]["skipped"].as_array().unwrap();
+    assert_eq!(skipped.len(), 2, "{skipped:?}");
+    assert!(skipped[0]["path"].as_str().unwrap().ends_with("b.csv"));
+    assert!(skipped[1]["reason"].as_str().unwrap().contains("empty"));
+    assert_eq!(l.count("SELECT count(*) FROM trips", &[]), 4000);
+}
+
+#[test]
+fn files_already_imported_are_skipped_unless_asked() {
+    let l = Lake::new();
+    l.load("trips", &data("trips_2024_01.csv"), &[]);
+    let head = l.head("main");
+    let r = l.json(&[
+        "table",
+        "import",
+        "trips",
+        "--search-uri",
+        &data("trips_2024_01.csv"),
+    ]);
+    assert_eq!(r["report"]["duplicates"].as_array().unwrap().len(), 1);
+    assert_eq!(r["commit"]["hash"], "", "nothing to commit");
+    assert_eq!(l.head("main"), head);
+    l.ok(&[
+        "table",
+        "import",
+        "trips",
+        "--search-uri",
+        &data("trips_2024_01.csv"),
+        "--import-duplicate-files",
+    ]);
+    assert_eq!(l.count("SELECT count(*) FROM trips", &[]), 4000);
+}
+
+#[test]
+fn partitioned_tables_prune_files() {
+    let l = Lake::new();
+    l.ok(&[
+        "table",
+        "create",
+        "trips",
+        "--search-uri",
+        &data("trips_2024_01.csv"),
+        "--partitioned-by",
+        "vendor, day(pickup_at)",
+    ]);
+    l.ok(&[
+        "table",
+        "import",
+        "trips",
+        "--search-uri",
+        &data("trips_2024_01.csv"),
+    ]);
+    let info = l.json(&["table", "get", "trips"]);
+    let parts = info["partitions"].as_array().unwrap();
+    assert_eq!(parts.len(), 2);
+    assert_eq!(parts[1]["transform"], "day");
+    assert!(
+        info["data_files"].as_u64().unwrap() > 3 * 20,
+        "one file per vendor and day"
+    );
+    assert_eq!(
+        l.count("SELECT count(*) FROM trips WHERE vendor = 'acme'", &[]),
+        660
+    );
+    let plan = l.rows(
+        "EXPLAIN SELECT count(*) FROM trips WHERE vendor = 'acme'",
+        &[],
+    );
+    let text = serde_json::to_string(&plan).unwrap();
+    assert!(
+        text.contains("predicate"),
+        "filter pushed into the Iceberg scan: {text}"
+    );
+    l.err(&[
+        "table",
+        "create",
+        "t2",
+        "--search-uri",
+        &data("trips_2024_01.csv"),
+        "--partitioned-by",
+        "nope",
+    ]);
+    l.err(&[
+        "table",
+        "create",
+        "t3",
+        "--search-uri",
+        &data("trips_2024_01.csv"),
+        "--partitioned-by",
+        "day(vendor)",
+    ]);
+}
+
+#[test]
+fn create_plan_lists_conflicts_and_apply_uses_the_edited_plan() {
+    let l = Lake::new();
+    let a = l.write("a.csv", "id,v\n1,10\n");
+    let b = l.write("b.csv", "id,v\nx,2.5\n");
+    let glob = format!("{}/*.csv", l.dir.path().display());
+    let plan_path = l.file("plan.yml");
+    l.ok(&[
+        "table",
+        "create-plan",
+        "t",
+        "--search-uri",
+        &glob,
+        "--save-plan",
+        plan_path.to_str().unwrap(),
+    ]);
+    let plan = std::fs::read_to_string(&plan_path).unwrap();
+    assert!(
+        plan.contains("conflicts:") && plan.contains("column: id"),
+        "{plan}"
+    );
+    assert!(plan.contains(&a) && plan.contains(&b));
+    let e = l.err(&[
+        "table",
+        "create-plan-apply",
+        "--plan",
+        plan_path.to_str().unwrap(),
+    ]);
+    assert!(e.contains("id"), "{e}");
+    l.err(&["table", "create", "t", "--search-uri", &glob]);
+    // the user resolves the conflict: id becomes a string
+    let v: serde_json::Value = serde_json::to_value(serde_yaml_edit(&plan)).unwrap();
+    std::fs::write(&plan_path, serde_yaml_to(&v)).unwrap();
+    l.ok(&[
+        "table",
+        "create-plan-apply",
+        "--plan",
+        plan_path.to_str().unwrap(),
+    ]);
+    let info = l.json(&["table", "get", "t"]);
+    assert_eq!(info["fields"][0]["type"], "string");
+    assert_eq!(
+        info["fields"][1]["type"], "double",
+        "long and double unify to double"
+    );
+    l.ok(&["table", "import", "t", "--search-uri", &glob]);
+    assert_eq!(l.count("SELECT count(*) FROM t", &[]), 2);
+    l.err(&[
+        "table",
+        "create-plan-apply",
+        "--plan",
+        l.write("junk.yml", "not: [a plan").as_str(),
+    ]);
+}
+
+/// Sets the conflicting column's type to string and clears the conflicts.
+fn serde_yaml_edit(plan: &str) -> serde_json::Value {
+    let mut v: serde_json::Value = serde_json::from_str(&yaml_to_json(plan)).unwrap();
+    v["schema"][0]["type"] = "string".into();
+    v["conflicts"] = serde_json::json!([]);
+    v
+}
+
+fn yaml_to_json(y: &str) -> String {
+    let v: serde_yaml::Value = serde_yaml::from_str(y).unwrap();
+    serde_json::to_string(&v).unwrap()
+}
+
+fn serde_yaml_to(v: &serde_json::Value) -> String {
+    serde_yaml::to_string(v).unwrap()
+}
+
+#[test]
+fn replace_makes_a_new_table_version() {
+    let l = Lake::new();
+    l.load("trips", &data("trips_2024_01.csv"), &[]);
+    let old = l.head("main");
+    l.err(&[
+        "table",
+        "create",
+        "trips",
+        "--search-uri",
+        &data("zones.jsonl"),
+    ]);
+    l.ok(&[
+        "table",
+        "create",
+        "trips",
+        "--search-uri",
+        &data("zones.jsonl"),
+        "--replace",
+    ]);
+    l.ok(&[
+        "table",
+        "import",
+        "trips",
+        "--search-uri",
+        &data("zones.jsonl"),
+    ]);
+    assert_eq!(l.count("SELECT count(*) FROM trips", &[]), 40);
+    assert_eq!(
+        l.count("SELECT count(*) FROM trips", &["-r", &format!("@{old}")]),
+        2000
+    );
+    let d = l.json(&["branch", "diff", &format!("@{old}"), "main"]);
+    assert_eq!(d[0]["schema_changed"], true);
+}

@@ -1,0 +1,9 @@
+//! CLI integration tests: the built `lakeplan` binary on temporary lakes and real files.
+
+mod crash;
+mod errors;
+mod ingest;
+mod query;
+mod refs;
+mod slt;
+mod util;
