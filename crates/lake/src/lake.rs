@@ -43,19 +43,43 @@ impl Lake {
     /// Opens the lake in folder `root`, creating it (with branch `main` and namespace
     /// `default`, data in `root/warehouse`) on first use.
     pub fn open(root: &Path, config: LakeConfig) -> Result<Lake> {
+        Self::open_with(root, None, config)
+    }
+
+    /// `lake init --warehouse URL`: creates the lake with its data at `warehouse` (a folder or
+    /// `s3://bucket/prefix`). Changing the warehouse of a lake that holds tables is refused:
+    /// their files live in the current one.
+    pub fn init(root: &Path, warehouse: Option<&str>, config: LakeConfig) -> Result<Lake> {
+        Self::open_with(root, warehouse, config)
+    }
+
+    fn open_with(root: &Path, warehouse: Option<&str>, config: LakeConfig) -> Result<Lake> {
         std::fs::create_dir_all(root).map_err(|e| Error::io(root.display(), e))?;
         let store = SqliteMetastore::open(&root.join("catalog.db"))?;
         let catalog = Arc::new(Catalog::new(Arc::new(store)));
         catalog.init()?;
-        let warehouse_url = match catalog.store().get_setting(SETTING_WAREHOUSE)? {
-            Some(w) => w,
-            None => {
-                let w = root.join("warehouse").display().to_string();
-                catalog.store().set_setting(SETTING_WAREHOUSE, &w)?;
-                w
+        let current = catalog.store().get_setting(SETTING_WAREHOUSE)?;
+        let url = match (warehouse, current) {
+            (None, Some(c)) => c,
+            (None, None) => root.join("warehouse").display().to_string(),
+            (Some(w), Some(c)) if w.trim_end_matches('/') == c.trim_end_matches('/') => c,
+            (Some(w), current) => {
+                if let Some(c) = current {
+                    if Self::has_tables(&catalog)? {
+                        return Err(Error::InvalidOperation {
+                            op: "change the warehouse".into(),
+                            reason: format!(
+                                "the lake at {} already holds tables in {c}",
+                                root.display()
+                            ),
+                        });
+                    }
+                }
+                w.to_string()
             }
         };
-        let warehouse = Warehouse::open(&warehouse_url)?;
+        let warehouse = Warehouse::open(&url)?;
+        catalog.store().set_setting(SETTING_WAREHOUSE, &url)?;
         Ok(Lake {
             root: root.to_path_buf(),
             catalog,
@@ -64,36 +88,17 @@ impl Lake {
         })
     }
 
-    /// `lake init --warehouse URL`: points a new lake's data at `warehouse`. Refused once the
-    /// lake holds tables, whose files live in the current warehouse.
-    pub fn init(root: &Path, warehouse: Option<&str>, config: LakeConfig) -> Result<Lake> {
-        let lake = Lake::open(root, config)?;
-        if let Some(w) = warehouse {
-            let target = Warehouse::open(w)?;
-            if target.url() != lake.warehouse.url() {
-                let has_tables = lake
-                    .catalog
-                    .list_refs(None)?
-                    .iter()
-                    .map(|r| lake.catalog.entries(&r.commit))
-                    .collect::<Result<Vec<_>>>()?
-                    .iter()
-                    .any(|t| t.values().any(|e| e.as_table().is_some()));
-                if has_tables {
-                    return Err(Error::InvalidOperation {
-                        op: "change the warehouse".into(),
-                        reason: format!(
-                            "the lake at {} already holds tables in {}",
-                            root.display(),
-                            lake.warehouse.url()
-                        ),
-                    });
-                }
-                lake.catalog.store().set_setting(SETTING_WAREHOUSE, w)?;
-                return Lake::open(root, lake.config);
+    fn has_tables(catalog: &Catalog) -> Result<bool> {
+        for r in catalog.list_refs(None)? {
+            if catalog
+                .entries(&r.commit)?
+                .values()
+                .any(|e| e.as_table().is_some())
+            {
+                return Ok(true);
             }
         }
-        Ok(lake)
+        Ok(false)
     }
 
     pub fn root(&self) -> &Path {

@@ -31,6 +31,7 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 
+use crate::s3::{self, S3Url};
 use crate::schema::{
     fit, iceberg_type, normalize_schema, unify, ColumnConflict, PartitionColumn, PlannedColumn,
     TypeFit,
@@ -79,12 +80,11 @@ pub struct SourceFile {
 }
 
 /// Finds the files a search URI names: a file, a folder (every file with a known extension
-/// below it), or a glob (`data/*.csv`, `data/**/*.parquet`).
-pub fn discover(uri: &str) -> Result<Vec<SourceFile>> {
+/// below it), or a glob (`data/*.csv`, `data/**/*.parquet`); locally or as
+/// `s3://bucket/prefix/...` (a key prefix, or a glob over keys).
+pub async fn discover(uri: &str) -> Result<Vec<SourceFile>> {
     if uri.starts_with("s3://") {
-        return Err(Error::InvalidInput(format!(
-            "{uri}: importing from S3 is not built into this version of lakeplan yet; copy the files locally or use a local path"
-        )));
+        return discover_s3(uri).await;
     }
     let local = uri.strip_prefix("file://").unwrap_or(uri);
     let mut paths: Vec<PathBuf> = Vec::new();
@@ -128,6 +128,91 @@ pub fn discover(uri: &str) -> Result<Vec<SourceFile>> {
         .collect()
 }
 
+async fn discover_s3(uri: &str) -> Result<Vec<SourceFile>> {
+    let u = S3Url::parse(uri)?;
+    let glob_at = u.prefix.find(['*', '?', '[']);
+    // List below the longest literal folder; match keys against the glob, if any.
+    let (list_prefix, pattern) = match glob_at {
+        Some(i) => {
+            let folder = u.prefix[..i].rfind('/').map_or("", |j| &u.prefix[..j]);
+            let pat = glob::Pattern::new(&u.prefix)
+                .map_err(|e| Error::InvalidInput(format!("bad glob '{uri}': {e}")))?;
+            (folder.to_string(), Some(pat))
+        }
+        None => (u.prefix.clone(), None),
+    };
+    let store = s3::object_store(&u.bucket)?;
+    if pattern.is_none() && !u.prefix.is_empty() {
+        // One object?
+        use object_store::ObjectStoreExt;
+        match store
+            .head(&object_store::path::Path::from(u.prefix.as_str()))
+            .await
+        {
+            Ok(meta) => {
+                return Ok(vec![SourceFile {
+                    path: format!("s3://{}/{}", u.bucket, u.prefix),
+                    size: meta.size,
+                    format: Format::from_path(Path::new(&u.prefix))?,
+                }])
+            }
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(Error::Storage(format!("reading {uri}: {e}"))),
+        }
+    }
+    let prefix =
+        (!list_prefix.is_empty()).then(|| object_store::path::Path::from(list_prefix.as_str()));
+    let mut listing = store.list(prefix.as_ref());
+    let mut out = Vec::new();
+    while let Some(meta) = listing.next().await {
+        let meta = meta.map_err(|e| Error::Storage(format!("listing {uri}: {e}")))?;
+        let key = meta.location.to_string();
+        let keep = match &pattern {
+            Some(p) => p.matches(&key),
+            // a prefix names one object or a folder of objects
+            None => {
+                key == u.prefix || u.prefix.is_empty() || key.starts_with(&format!("{}/", u.prefix))
+            }
+        };
+        if !keep {
+            continue;
+        }
+        let path = Path::new(&key);
+        let format = match Format::from_path(path) {
+            Ok(f) => f,
+            Err(e) if pattern.is_some() || key == u.prefix => return Err(e),
+            Err(_) => continue,
+        };
+        out.push(SourceFile {
+            path: format!("s3://{}/{key}", u.bucket),
+            size: meta.size,
+            format,
+        });
+    }
+    if out.is_empty() {
+        return Err(Error::InvalidInput(format!("no files match '{uri}'")));
+    }
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(out)
+}
+
+/// A DataFusion context that can read `files` (object stores registered for S3 buckets).
+pub fn source_context(files: &[SourceFile]) -> Result<SessionContext> {
+    let ctx = SessionContext::new();
+    let mut buckets = BTreeSet::new();
+    for f in files {
+        if f.path.starts_with("s3://") {
+            buckets.insert(S3Url::parse(&f.path)?.bucket);
+        }
+    }
+    for b in buckets {
+        let url = url::Url::parse(&format!("s3://{b}"))
+            .map_err(|e| Error::InvalidInput(format!("bucket '{b}': {e}")))?;
+        ctx.register_object_store(&url, s3::object_store(&b)?);
+    }
+    Ok(ctx)
+}
+
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir.display(), e))? {
         let entry = entry.map_err(|e| Error::io(dir.display(), e))?;
@@ -141,13 +226,31 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     Ok(())
 }
 
-/// Guesses a CSV delimiter from the first line: the most frequent of `,`, tab, `;`, `|`.
-fn sniff_delimiter(path: &str) -> Result<u8> {
+/// The first bytes of a file (64 KiB at most), local or on S3.
+async fn head_bytes(f: &SourceFile) -> Result<Vec<u8>> {
+    let n = f.size.min(64 * 1024);
+    if f.path.starts_with("s3://") {
+        use object_store::ObjectStoreExt;
+        let u = S3Url::parse(&f.path)?;
+        let store = s3::object_store(&u.bucket)?;
+        let bytes = store
+            .get_range(&object_store::path::Path::from(u.prefix.as_str()), 0..n)
+            .await
+            .map_err(|e| Error::Storage(format!("reading {}: {e}", f.path)))?;
+        return Ok(bytes.to_vec());
+    }
     use std::io::Read;
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let n = f.read(&mut buf).map_err(|e| Error::io(path, e))?;
-    let first = buf[..n].split(|b| *b == b'\n').next().unwrap_or(&[]);
+    let mut buf = vec![0u8; n as usize];
+    let mut file = std::fs::File::open(&f.path).map_err(|e| Error::io(&f.path, e))?;
+    let read = file.read(&mut buf).map_err(|e| Error::io(&f.path, e))?;
+    buf.truncate(read);
+    Ok(buf)
+}
+
+/// Guesses a CSV delimiter from the first line: the most frequent of `,`, tab, `;`, `|`.
+async fn sniff_delimiter(f: &SourceFile) -> Result<u8> {
+    let buf = head_bytes(f).await?;
+    let first = buf.split(|b| *b == b'\n').next().unwrap_or(&[]);
     let best = [b',', b'\t', b';', b'|']
         .into_iter()
         .map(|d| (first.iter().filter(|b| **b == d).count(), d))
@@ -187,7 +290,7 @@ async fn read(
         Format::Csv => {
             let mut opts = CsvReadOptions::new()
                 .has_header(true)
-                .delimiter(sniff_delimiter(&f.path)?)
+                .delimiter(sniff_delimiter(f).await?)
                 .file_extension(&ext)
                 .schema_infer_max_records(100_000);
             if let Some(s) = schema {
@@ -257,7 +360,7 @@ impl CreatePlan {
 pub async fn plan_columns(
     files: &[SourceFile],
 ) -> Result<(Vec<PlannedColumn>, Vec<ColumnConflict>)> {
-    let ctx = SessionContext::new();
+    let ctx = source_context(files)?;
     let mut schemas = Vec::with_capacity(files.len());
     for f in files {
         schemas.push((
@@ -396,7 +499,7 @@ pub async fn import(
     }
 
     // 1. Schemas: infer each file's and check it against the table.
-    let ctx = SessionContext::new();
+    let ctx = source_context(&todo)?;
     let schema = table.metadata().current_schema().clone();
     let mut cols: Vec<(String, Type, bool)> = schema
         .as_struct()

@@ -16,6 +16,7 @@
 
 mod convert;
 pub mod ingest;
+pub mod s3;
 pub mod schema;
 mod staged;
 mod tables;

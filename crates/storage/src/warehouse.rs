@@ -11,13 +11,20 @@ pub struct Warehouse {
 }
 
 impl Warehouse {
-    /// Opens (and creates, for a local folder) the warehouse at `location`: a local path or a
-    /// `file://` URL.
+    /// Opens (and creates, for a local folder) the warehouse at `location`: a local path, a
+    /// `file://` URL, or `s3://bucket/prefix` (credentials and endpoint from `AWS_*`).
     pub fn open(location: &str) -> Result<Self> {
-        if let Some(rest) = location.strip_prefix("s3://") {
-            return Err(Error::InvalidInput(format!(
-                "warehouse s3://{rest}: S3 warehouses are not built into this version of lakeplan yet; use a local folder"
-            )));
+        if location.starts_with("s3://") {
+            let u = crate::s3::S3Url::parse(location)?;
+            let url = if u.prefix.is_empty() {
+                format!("s3://{}", u.bucket)
+            } else {
+                format!("s3://{}/{}", u.bucket, u.prefix)
+            };
+            return Ok(Warehouse {
+                url,
+                file_io: crate::s3::file_io()?,
+            });
         }
         let path = match location.strip_prefix("file://") {
             Some(p) => PathBuf::from(p),

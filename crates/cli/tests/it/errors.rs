@@ -134,3 +134,27 @@ fn concurrent_writers_on_one_branch_lose_nothing() {
     assert_eq!(l.count("SELECT count(*) FROM t0", &[]), 100 * (1 + ok));
     assert_eq!(l.log_len("main"), before + 6 + ok as usize);
 }
+
+#[test]
+fn the_warehouse_is_chosen_once() {
+    let l = Lake::new();
+    let other = l.file("elsewhere");
+    let info = l.json(&["lake", "init", "--warehouse", other.to_str().unwrap()]);
+    let canon = other.canonicalize().unwrap();
+    assert_eq!(info["warehouse"], format!("file://{}", canon.display()));
+    l.load("zones", &data("zones.jsonl"), &[]);
+    assert!(
+        other.join("default").exists(),
+        "tables are written to the chosen folder"
+    );
+    assert!(!l.path().join("warehouse").exists());
+    let e = l.err(&[
+        "lake",
+        "init",
+        "--warehouse",
+        l.file("third").to_str().unwrap(),
+    ]);
+    assert!(e.contains("already holds tables"), "{e}");
+    l.ok(&["lake", "init", "--warehouse", other.to_str().unwrap()]);
+    assert_eq!(l.count("SELECT count(*) FROM zones", &[]), 40);
+}

@@ -5,5 +5,6 @@ mod errors;
 mod ingest;
 mod query;
 mod refs;
+mod s3;
 mod slt;
 mod util;

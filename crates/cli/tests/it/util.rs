@@ -6,6 +6,7 @@ use serde_json::Value;
 /// A temporary lake driven through the real binary.
 pub struct Lake {
     pub dir: tempfile::TempDir,
+    pub env: Vec<(String, String)>,
 }
 
 pub fn bin() -> &'static str {
@@ -27,6 +28,7 @@ impl Lake {
     pub fn new() -> Self {
         Lake {
             dir: tempfile::tempdir().expect("tempdir"),
+            env: Vec::new(),
         }
     }
 
@@ -49,6 +51,7 @@ impl Lake {
         let mut c = Command::new(bin());
         c.env("LAKEPLAN_LAKE", self.path())
             .env("LAKEPLAN_USER", "tester")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .args(args);
         c
     }

@@ -1,0 +1,195 @@
+//! The lake on a real S3-compatible server (moto's server mode from the repo's venv) on
+//! 127.0.0.1: warehouse in a bucket, imports from s3:// globs, branch, query, merge.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::util::{data, Lake};
+
+fn venv_bin(name: &str) -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../.venv/bin")
+        .join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/setup.sh (it installs moto's S3 server into .venv)",
+        p.display()
+    );
+    p
+}
+
+/// A moto S3 server on a free loopback port, stopped on drop.
+struct S3Server {
+    child: Child,
+    endpoint: String,
+}
+
+impl S3Server {
+    fn start() -> S3Server {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let child = Command::new(venv_bin("moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto_server");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "moto_server did not start on port {port}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        S3Server {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    fn env(&self) -> Vec<(String, String)> {
+        [
+            ("AWS_ENDPOINT_URL", self.endpoint.as_str()),
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("AWS_REGION", "us-east-1"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
+    /// Runs a boto3 snippet against this server (`s3` is the client).
+    fn boto(&self, code: &str) -> String {
+        let script = format!("import boto3, sys\ns3 = boto3.client('s3')\n{code}\n");
+        let out = Command::new(venv_bin("python"))
+            .args(["-c", &script])
+            .envs(self.env())
+            .output()
+            .expect("run python");
+        assert!(
+            out.status.success(),
+            "boto3: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_lake_in_a_bucket_imports_from_s3_branches_and_merges() {
+    let s3 = S3Server::start();
+    s3.boto("s3.create_bucket(Bucket='lake')\ns3.create_bucket(Bucket='src')");
+    for f in ["trips_2024_01.csv", "trips_2024_02.csv", "zones.jsonl"] {
+        s3.boto(&format!("s3.upload_file('{}', 'src', 'raw/{f}')", data(f)));
+    }
+    let mut l = Lake::new();
+    l.env = s3.env();
+    let info = l.json(&["lake", "init", "--warehouse", "s3://lake/wh"]);
+    assert_eq!(info["warehouse"], "s3://lake/wh");
+
+    l.ok(&[
+        "table",
+        "create",
+        "trips",
+        "--search-uri",
+        "s3://src/raw/trips_2024_01.csv",
+    ]);
+    let r = l.json(&[
+        "table",
+        "import",
+        "trips",
+        "--search-uri",
+        "s3://src/raw/trips_2024_01.csv",
+    ]);
+    assert_eq!(r["report"]["rows"], 2000);
+    l.load("zones", &data("zones.jsonl"), &[]);
+    l.ok(&["branch", "create", "dev"]);
+    let r = l.json(&[
+        "table",
+        "import",
+        "trips",
+        "--search-uri",
+        "s3://src/raw/trips_*.csv",
+        "-b",
+        "dev",
+    ]);
+    assert_eq!(
+        r["report"]["imported"].as_array().unwrap().len(),
+        1,
+        "January was already imported"
+    );
+    assert_eq!(r["report"]["duplicates"].as_array().unwrap().len(), 1);
+    assert_eq!(l.count("SELECT count(*) FROM trips", &["-r", "dev"]), 4000);
+    assert_eq!(l.count("SELECT count(*) FROM trips", &["-r", "main"]), 2000);
+    let joined = l.count(
+        "SELECT count(*) FROM trips t JOIN zones z ON t.pickup_zone = z.zone_id",
+        &["-r", "dev"],
+    );
+    assert_eq!(joined, 4000);
+    l.ok(&["branch", "merge", "dev"]);
+    assert_eq!(l.count("SELECT count(tip) FROM trips", &[]), 2000);
+
+    // the tables live in the bucket, not on local disk
+    let keys = s3
+        .boto("r = s3.list_objects_v2(Bucket='lake', Prefix='wh/default/')\nprint(r['KeyCount'])");
+    assert!(
+        keys.trim().parse::<u32>().unwrap() > 5,
+        "objects under wh/default/: {keys}"
+    );
+    assert!(!l.path().join("warehouse").exists());
+    let loc = l.json(&["table", "get", "trips"])["metadata_location"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(loc.starts_with("s3://lake/wh/default/trips_"), "{loc}");
+
+    // errors name the thing
+    let e = l.err(&[
+        "table",
+        "import",
+        "trips",
+        "--search-uri",
+        "s3://src/nothing/*.csv",
+    ]);
+    assert!(e.contains("no files match"), "{e}");
+    let e = l.err(&[
+        "table",
+        "import",
+        "trips",
+        "--search-uri",
+        "s3://no-such-bucket/x.csv",
+    ]);
+    assert!(e.contains("s3://no-such-bucket"), "{e}");
+}
+
+#[test]
+fn a_warehouse_in_a_missing_bucket_fails_cleanly() {
+    let s3 = S3Server::start();
+    let mut l = Lake::new();
+    l.env = s3.env();
+    l.ok(&["lake", "init", "--warehouse", "s3://nobucket/wh"]);
+    let head = l.head("main");
+    let e = l.err(&[
+        "table",
+        "create",
+        "zones",
+        "--search-uri",
+        &data("zones.jsonl"),
+    ]);
+    assert!(e.contains("nobucket") || e.contains("NoSuchBucket"), "{e}");
+    assert_eq!(l.head("main"), head, "nothing committed");
+    l.err(&["lake", "init", "--warehouse", "s3://BAD_NAME/x"]);
+}
