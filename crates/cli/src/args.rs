@@ -91,24 +91,39 @@ pub enum LakeCmd {
     Info,
 }
 
+/// `create NAME [--from-ref REF] [--if-not-exists]` for branches and tags.
+#[derive(Args, Debug)]
+pub struct RefCreate {
+    pub name: String,
+    #[arg(long)]
+    pub from_ref: Option<String>,
+    #[arg(long)]
+    pub if_not_exists: bool,
+}
+
+/// `rm NAME [--if-exists]` for branches and tags.
+#[derive(Args, Debug)]
+pub struct RefRm {
+    pub name: String,
+    #[arg(long)]
+    pub if_exists: bool,
+}
+
+/// `rename OLD NEW` for branches and tags.
+#[derive(Args, Debug)]
+pub struct RefRename {
+    pub old: String,
+    pub new: String,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum BranchCmd {
     Ls {
         /// Only branches whose name contains this
         name: Option<String>,
     },
-    Create {
-        name: String,
-        #[arg(long)]
-        from_ref: Option<String>,
-        #[arg(long)]
-        if_not_exists: bool,
-    },
-    Rm {
-        name: String,
-        #[arg(long)]
-        if_exists: bool,
-    },
+    Create(RefCreate),
+    Rm(RefRm),
     Get {
         name: String,
         #[arg(short = 'n', long)]
@@ -126,33 +141,15 @@ pub enum BranchCmd {
         #[arg(long)]
         commit_message: Option<String>,
     },
-    Rename {
-        old: String,
-        new: String,
-    },
+    Rename(RefRename),
 }
 
 #[derive(Subcommand, Debug)]
 pub enum TagCmd {
-    Ls {
-        name: Option<String>,
-    },
-    Create {
-        name: String,
-        #[arg(long)]
-        from_ref: Option<String>,
-        #[arg(long)]
-        if_not_exists: bool,
-    },
-    Rm {
-        name: String,
-        #[arg(long)]
-        if_exists: bool,
-    },
-    Rename {
-        old: String,
-        new: String,
-    },
+    Ls { name: Option<String> },
+    Create(RefCreate),
+    Rm(RefRm),
+    Rename(RefRename),
 }
 
 #[derive(Subcommand, Debug)]

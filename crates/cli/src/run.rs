@@ -170,35 +170,10 @@ fn refs_out(refs: Vec<lakeplan_lake::RefInfo>, filter: Option<&str>, out: Output
 }
 
 fn branch(lake: &Lake, cmd: BranchCmd, out: Output) -> Result<()> {
-    let say = |msg: String| {
-        if out == Output::Tty {
-            outln!("{msg}");
-        }
-    };
     match cmd {
         BranchCmd::Ls { name } => refs_out(lake.list_refs(RefKind::Branch)?, name.as_deref(), out)?,
-        BranchCmd::Create {
-            name,
-            from_ref,
-            if_not_exists,
-        } => {
-            let r = lake.create_ref(&name, RefKind::Branch, from_ref.as_deref(), if_not_exists)?;
-            say(format!("Created branch {} at {}", r.name, &r.hash[..12]));
-            if out == Output::Json {
-                output::json(&r)?;
-            }
-        }
-        BranchCmd::Rm { name, if_exists } => {
-            let deleted = lake.delete_ref(&name, RefKind::Branch, if_exists)?;
-            say(if deleted {
-                format!("Deleted branch {name}")
-            } else {
-                format!("Branch {name} does not exist")
-            });
-            if out == Output::Json {
-                output::json(&serde_json::json!({"deleted": deleted, "name": name}))?;
-            }
-        }
+        BranchCmd::Create(a) => ref_create(lake, RefKind::Branch, a, out)?,
+        BranchCmd::Rm(a) => ref_rm(lake, RefKind::Branch, a, out)?,
         BranchCmd::Get { name, namespace } => {
             let r = lake.get_ref(&name, RefKind::Branch)?;
             let tables = lake.list_tables(Some(&name), namespace.as_deref())?;
@@ -279,56 +254,62 @@ fn branch(lake: &Lake, cmd: BranchCmd, out: Output) -> Result<()> {
                 },
             }
         }
-        BranchCmd::Rename { old, new } => {
-            let r = lake.rename_ref(&old, &new, RefKind::Branch)?;
-            say(format!("Renamed branch {old} to {}", r.name));
-            if out == Output::Json {
-                output::json(&r)?;
-            }
-        }
+        BranchCmd::Rename(a) => ref_rename(lake, RefKind::Branch, a, out)?,
     }
     Ok(())
 }
 
 fn tag(lake: &Lake, cmd: TagCmd, out: Output) -> Result<()> {
-    let say = |msg: String| {
-        if out == Output::Tty {
-            outln!("{msg}");
-        }
-    };
     match cmd {
-        TagCmd::Ls { name } => refs_out(lake.list_refs(RefKind::Tag)?, name.as_deref(), out)?,
-        TagCmd::Create {
-            name,
-            from_ref,
-            if_not_exists,
-        } => {
-            let r = lake.create_ref(&name, RefKind::Tag, from_ref.as_deref(), if_not_exists)?;
-            say(format!("Created tag {} at {}", r.name, &r.hash[..12]));
-            if out == Output::Json {
-                output::json(&r)?;
-            }
-        }
-        TagCmd::Rm { name, if_exists } => {
-            let deleted = lake.delete_ref(&name, RefKind::Tag, if_exists)?;
-            say(if deleted {
-                format!("Deleted tag {name}")
-            } else {
-                format!("Tag {name} does not exist")
-            });
-            if out == Output::Json {
-                output::json(&serde_json::json!({"deleted": deleted, "name": name}))?;
-            }
-        }
-        TagCmd::Rename { old, new } => {
-            let r = lake.rename_ref(&old, &new, RefKind::Tag)?;
-            say(format!("Renamed tag {old} to {}", r.name));
-            if out == Output::Json {
-                output::json(&r)?;
-            }
+        TagCmd::Ls { name } => refs_out(lake.list_refs(RefKind::Tag)?, name.as_deref(), out),
+        TagCmd::Create(a) => ref_create(lake, RefKind::Tag, a, out),
+        TagCmd::Rm(a) => ref_rm(lake, RefKind::Tag, a, out),
+        TagCmd::Rename(a) => ref_rename(lake, RefKind::Tag, a, out),
+    }
+}
+
+fn capitalized(kind: RefKind) -> &'static str {
+    match kind {
+        RefKind::Branch => "Branch",
+        RefKind::Tag => "Tag",
+    }
+}
+
+fn ref_create(lake: &Lake, kind: RefKind, a: RefCreate, out: Output) -> Result<()> {
+    let r = lake.create_ref(&a.name, kind, a.from_ref.as_deref(), a.if_not_exists)?;
+    match out {
+        Output::Json => output::json(&r),
+        _ => {
+            outln!("Created {kind} {} at {}", r.name, &r.hash[..12]);
+            Ok(())
         }
     }
-    Ok(())
+}
+
+fn ref_rm(lake: &Lake, kind: RefKind, a: RefRm, out: Output) -> Result<()> {
+    let deleted = lake.delete_ref(&a.name, kind, a.if_exists)?;
+    match out {
+        Output::Json => output::json(&serde_json::json!({"deleted": deleted, "name": a.name})),
+        _ => {
+            if deleted {
+                outln!("Deleted {kind} {}", a.name);
+            } else {
+                outln!("{} {} does not exist", capitalized(kind), a.name);
+            }
+            Ok(())
+        }
+    }
+}
+
+fn ref_rename(lake: &Lake, kind: RefKind, a: RefRename, out: Output) -> Result<()> {
+    let r = lake.rename_ref(&a.old, &a.new, kind)?;
+    match out {
+        Output::Json => output::json(&r),
+        _ => {
+            outln!("Renamed {kind} {} to {}", a.old, r.name);
+            Ok(())
+        }
+    }
 }
 
 async fn namespace(lake: &Lake, cmd: NamespaceCmd, out: Output) -> Result<()> {

@@ -24,7 +24,7 @@ impl Lake {
     ) -> Result<datafusion::prelude::SessionContext> {
         let r = self.ref_or_active(r)?;
         let view = self.view(&r)?;
-        Ok(lakeplan_sql::session(
+        lakeplan_sql::session(
             view,
             self.warehouse.clone(),
             Arc::new(Resolver {
@@ -35,7 +35,7 @@ impl Lake {
                 "audit".to_string(),
                 Arc::new(AuditTable::new(self.catalog.clone())) as _,
             )],
-        ))
+        )
     }
 
     /// Runs one read-only SQL statement at ref `r`.

@@ -13,6 +13,7 @@
 //! The `system` schema of the default catalog holds lakeplan's own tables (the audit log).
 
 mod providers;
+mod scan;
 
 use std::sync::Arc;
 
@@ -34,18 +35,27 @@ pub fn session(
     resolver: Arc<dyn RefResolver>,
     namespace: &str,
     system_tables: Vec<(String, Arc<dyn TableProvider>)>,
-) -> SessionContext {
+) -> Result<SessionContext> {
     let config = SessionConfig::new()
         .with_default_catalog_and_schema(DEFAULT_CATALOG, namespace)
         .with_create_default_catalog_and_schema(false)
         .with_information_schema(true);
+    let s3_bucket = lakeplan_storage::s3::S3Url::parse(warehouse.url())
+        .ok()
+        .map(|u| u.bucket);
     let list = LakeCatalogList::new(view, warehouse, resolver, system_tables);
     let state = datafusion::execution::SessionStateBuilder::new()
         .with_config(config)
         .with_default_features()
         .with_catalog_list(Arc::new(list))
         .build();
-    SessionContext::new_with_state(state)
+    let ctx = SessionContext::new_with_state(state);
+    if let Some(bucket) = s3_bucket {
+        let url = url::Url::parse(&format!("s3://{bucket}"))
+            .map_err(|e| Error::InvalidInput(format!("bucket '{bucket}': {e}")))?;
+        ctx.register_object_store(&url, lakeplan_storage::s3::object_store(&bucket)?);
+    }
+    Ok(ctx)
 }
 
 fn sql_err(e: datafusion::error::DataFusionError) -> Error {

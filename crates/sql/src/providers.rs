@@ -5,9 +5,10 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use datafusion::catalog::{CatalogProvider, CatalogProviderList, SchemaProvider, TableProvider};
 use datafusion::error::{DataFusionError, Result as DFResult};
-use iceberg_datafusion::IcebergStaticTableProvider;
 use lakeplan_core::{Entry, Result, TableName, TreeView};
 use lakeplan_storage::{load_table, Warehouse};
+
+use crate::scan::LakeTable;
 
 pub(crate) const DEFAULT_CATALOG: &str = "lake";
 const SYSTEM_SCHEMA: &str = "system";
@@ -192,10 +193,7 @@ impl SchemaProvider for NamespaceSchema {
         let table = load_table(self.warehouse.file_io(), &tn, &entry)
             .await
             .map_err(df_err)?;
-        let provider = IcebergStaticTableProvider::try_new_from_table(table)
-            .await
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        Ok(Some(Arc::new(provider)))
+        Ok(Some(Arc::new(LakeTable::try_new(table).await?)))
     }
 
     fn table_exist(&self, name: &str) -> bool {
