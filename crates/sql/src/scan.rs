@@ -97,7 +97,7 @@ fn locate(path: &str) -> DFResult<(ObjectStoreUrl, String)> {
 /// Greedy bin-packing of files into `n` groups of similar byte size.
 fn group(tasks: Vec<(PartitionedFile, u64)>, n: usize) -> Vec<FileGroup> {
     let mut tasks = tasks;
-    tasks.sort_by(|a, b| b.1.cmp(&a.1));
+    tasks.sort_by_key(|t| std::cmp::Reverse(t.1));
     let n = n.max(1).min(tasks.len().max(1));
     let mut groups: Vec<(u64, Vec<PartitionedFile>)> = (0..n).map(|_| (0, Vec::new())).collect();
     for (file, size) in tasks {
