@@ -139,11 +139,18 @@ impl Lake {
         }
     }
 
-    pub(crate) fn meta(&self, message: String) -> CommitMeta {
+    /// Commit metadata: the acting user as author, and properties naming the operation and the
+    /// client (`lakeplan.operation`, `lakeplan.client`), which `commit --property` filters on.
+    pub(crate) fn meta(&self, op: &str, message: String) -> CommitMeta {
         CommitMeta {
             author: self.config.actor.clone(),
             message,
-            properties: Default::default(),
+            properties: [
+                ("lakeplan.operation".to_string(), op.to_string()),
+                ("lakeplan.client".to_string(), self.config.client.clone()),
+            ]
+            .into_iter()
+            .collect(),
         }
     }
 
@@ -173,6 +180,7 @@ impl Lake {
     pub(crate) async fn write<T, F, Fut>(
         &self,
         branch: &str,
+        op: &str,
         message: String,
         f: F,
     ) -> Result<(T, Option<CommitId>)>
@@ -194,7 +202,7 @@ impl Lake {
         }
         let id = self
             .catalog
-            .commit(branch, &base, &changes, &self.meta(message))?;
+            .commit(branch, &base, &changes, &self.meta(op, message))?;
         Ok((out, Some(id)))
     }
 

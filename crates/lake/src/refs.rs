@@ -158,7 +158,9 @@ impl Lake {
                 let msg = message
                     .map(str::to_string)
                     .unwrap_or_else(|| format!("Merge '{source}' into '{into}'"));
-                let outcome = self.catalog.merge(source, &into, &self.meta(msg))?;
+                let outcome = self
+                    .catalog
+                    .merge(source, &into, &self.meta("branch.merge", msg))?;
                 let (kind, hash) = match outcome {
                     MergeOutcome::UpToDate => ("up_to_date", self.catalog.branch_head(&into)?),
                     MergeOutcome::FastForward { commit } => ("fast_forward", commit),

@@ -32,9 +32,12 @@ impl Lake {
         let branch = self.ref_or_active(branch)?;
         self.audited_async("namespace.create", ns, json!({"branch": branch}), async {
             let (_, id) = self
-                .write(&branch, format!("Create namespace {ns}"), |s| async move {
-                    s.create_namespace_(ns)
-                })
+                .write(
+                    &branch,
+                    "namespace.create",
+                    format!("Create namespace {ns}"),
+                    |s| async move { s.create_namespace_(ns) },
+                )
                 .await?;
             Ok(written(&branch, id))
         })
@@ -46,9 +49,12 @@ impl Lake {
         self.audited_async("namespace.delete", ns, json!({"branch": branch}), async {
             validate_identifier(ns)?;
             let (_, id) = self
-                .write(&branch, format!("Delete namespace {ns}"), |s| async move {
-                    s.drop_namespace_(ns)
-                })
+                .write(
+                    &branch,
+                    "namespace.delete",
+                    format!("Delete namespace {ns}"),
+                    |s| async move { s.drop_namespace_(ns) },
+                )
                 .await?;
             Ok(written(&branch, id))
         })
@@ -171,18 +177,23 @@ impl Lake {
             json!({"branch": branch}),
             async {
                 let (_, id) = self
-                    .write(&branch, format!("Delete table {name}"), |s| async move {
-                        if s.table_exists_(&name)? {
-                            s.put_entry(&name, None)
-                        } else if if_exists {
-                            Ok(())
-                        } else {
-                            Err(Error::TableNotFound {
-                                table: name.to_string(),
-                                at: s.view().label(),
-                            })
-                        }
-                    })
+                    .write(
+                        &branch,
+                        "table.delete",
+                        format!("Delete table {name}"),
+                        |s| async move {
+                            if s.table_exists_(&name)? {
+                                s.put_entry(&name, None)
+                            } else if if_exists {
+                                Ok(())
+                            } else {
+                                Err(Error::TableNotFound {
+                                    table: name.to_string(),
+                                    at: s.view().label(),
+                                })
+                            }
+                        },
+                    )
                     .await?;
                 Ok(written(&branch, id))
             },
@@ -243,7 +254,7 @@ impl Lake {
                 let spec = partition_spec(&schema, &plan.partitions)?;
                 let verb = if plan.replace { "Replace" } else { "Create" };
                 let (_, id) = self
-                    .write(&plan.branch, format!("{verb} table {name}"), |s| async move {
+                    .write(&plan.branch, "table.create", format!("{verb} table {name}"), |s| async move {
                         s.create(&name, schema, spec, HashMap::new(), plan.replace)
                             .await
                             .map(|_| ())
@@ -276,10 +287,15 @@ impl Lake {
             async {
                 let files = ingest::discover(search_uri).await?;
                 let (report, id) = self
-                    .write(&branch, format!("Import {search_uri} into {name}"), |s| {
-                        let name = name.clone();
-                        async move { ingest::import(&s, &name, files, opts, progress).await }
-                    })
+                    .write(
+                        &branch,
+                        "table.import",
+                        format!("Import {search_uri} into {name}"),
+                        |s| {
+                            let name = name.clone();
+                            async move { ingest::import(&s, &name, files, opts, progress).await }
+                        },
+                    )
                     .await?;
                 Ok((report, written(&branch, id)))
             },
@@ -315,6 +331,7 @@ impl Lake {
                 let (_, id) = self
                     .write(
                         &into,
+                        "table.revert",
                         format!("Revert table {name} to {source_ref}"),
                         |s| async move {
                             if s.current(&name.key())?.as_ref() == Some(&entry) {

@@ -326,6 +326,11 @@ fn commit_log_filters() {
     let f = l.json(&["commit", "--author", "^tester$"]);
     assert_eq!(f.as_array().unwrap().len(), 2);
     assert_eq!(l.json(&["commit", "-n", "1"]).as_array().unwrap().len(), 1);
+    let imports = l.json(&["commit", "--property", "lakeplan.operation=table.import"]);
+    assert_eq!(imports.as_array().unwrap().len(), 1);
+    assert_eq!(imports[0]["properties"]["lakeplan.client"], "cli");
+    let none = l.json(&["commit", "--property", "lakeplan.operation=branch.merge"]);
+    assert!(none.as_array().unwrap().is_empty());
     l.err(&["commit", "--message", "("]);
     l.err(&["commit", "--property", "novalue"]);
 }
