@@ -18,6 +18,8 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --locked --no-fail-fast
 fi
+# The Rust tests built target/debug/lakeplan (the CLI tests run it); the Python tests drive
+# that same binary. (A separate `cargo build -p lakeplan-cli` would unify features
+# differently and rebuild much of the dependency tree.)
 echo "== Python tests (against target/debug/lakeplan)"
-cargo build -p lakeplan-cli --locked
 .venv/bin/python -m pytest -q tests/python
