@@ -646,6 +646,10 @@ pub async fn import(
     Ok(report)
 }
 
+/// Reads one source file and writes its rows as Parquet data files. The file is read in
+/// the session's target partitions (DataFusion splits large CSV/JSON/Parquet files by byte
+/// range), and each partition is encoded by its own writer on its own task, so a single large
+/// file uses every core.
 async fn write_file(
     ctx: &SessionContext,
     table: &Table,
@@ -672,11 +676,50 @@ async fn write_file(
         })
         .collect();
     let df = df.select(exprs).map_err(|e| bad(clean_df_error(&e)))?;
-    let mut stream = df
-        .execute_stream()
+    let streams = df
+        .execute_stream_partitioned()
         .await
         .map_err(|e| bad(clean_df_error(&e)))?;
+    let tasks: Vec<_> = streams
+        .into_iter()
+        .map(|stream| {
+            let (table, target, progress, path) = (
+                table.clone(),
+                target.clone(),
+                progress.clone(),
+                f.path.clone(),
+            );
+            tokio::spawn(async move { write_stream(&table, &path, stream, target, progress).await })
+        })
+        .collect();
+    let mut files = Vec::new();
+    let mut rows = 0u64;
+    for t in tasks {
+        let (fs, n) = t
+            .await
+            .map_err(|e| Error::Internal(format!("import task for {}: {e}", f.path)))??;
+        files.extend(fs);
+        rows += n;
+    }
+    if rows == 0 {
+        return Err(bad("the file has no rows".into()));
+    }
+    Ok((files, rows))
+}
 
+/// Writes one stream of rows (already cast to the table's types) through iceberg's writers:
+/// rolling Parquet files, split by partition for partitioned tables.
+async fn write_stream(
+    table: &Table,
+    path: &str,
+    mut stream: datafusion::execution::SendableRecordBatchStream,
+    target: ArrowSchemaRef,
+    progress: ProgressFn,
+) -> Result<(Vec<DataFile>, u64)> {
+    let bad = |message: String| Error::InvalidData {
+        path: path.to_string(),
+        message,
+    };
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .build();
@@ -730,8 +773,5 @@ async fn write_file(
         W::Plain(mut w) => w.close().await.map_err(from_iceberg)?,
         W::Parts(parts) => parts.0.close().await.map_err(from_iceberg)?,
     };
-    if rows == 0 {
-        return Err(bad("the file has no rows".into()));
-    }
     Ok((files, rows))
 }
