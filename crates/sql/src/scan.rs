@@ -59,6 +59,15 @@ impl LakeTable {
         })
     }
 
+    /// No rows, with the projected schema.
+    fn empty(&self, projection: Option<&Vec<usize>>) -> DFResult<Arc<dyn ExecutionPlan>> {
+        let schema = match projection {
+            Some(p) => Arc::new(self.schema.project(p)?),
+            None => self.schema.clone(),
+        };
+        Ok(Arc::new(EmptyExec::new(schema)))
+    }
+
     async fn plan_files(&self, filters: &[Expr]) -> DFResult<Vec<FileScanTask>> {
         let mut builder = self.table.scan().select_all();
         if let Some(p) = convert_filters_to_predicate(filters) {
@@ -135,11 +144,7 @@ impl TableProvider for LakeTable {
         limit: Option<usize>,
     ) -> DFResult<Arc<dyn ExecutionPlan>> {
         if self.table.metadata().current_snapshot().is_none() {
-            let schema = match projection {
-                Some(p) => Arc::new(self.schema.project(p)?),
-                None => self.schema.clone(),
-            };
-            return Ok(Arc::new(EmptyExec::new(schema)));
+            return self.empty(projection);
         }
         let tasks = self.plan_files(filters).await?;
         if tasks
@@ -161,11 +166,7 @@ impl TableProvider for LakeTable {
             ));
         }
         let Some(store) = store else {
-            let schema = match projection {
-                Some(p) => Arc::new(self.schema.project(p)?),
-                None => self.schema.clone(),
-            };
-            return Ok(Arc::new(EmptyExec::new(schema)));
+            return self.empty(projection);
         };
         let format = ParquetFormat::default().with_options(state.table_options().parquet.clone());
         let source = format.file_source(TableSchema::new(self.schema.clone(), vec![]));
