@@ -225,6 +225,12 @@ def main():
     ap.add_argument("--only", default="", help="comma-separated query numbers")
     ap.add_argument("--no-cli", action="store_true", help="skip the lakeplan CLI process runs")
     ap.add_argument("--reimport", action="store_true", help="rebuild the lake even if imported")
+    ap.add_argument(
+        "--diagnose",
+        action="store_true",
+        help="also time raw DataFusion over the Parquet files lakeplan's import wrote (dflake): "
+        "separates the cost of the data files from the cost of lakeplan's read path",
+    )
     a = ap.parse_args()
 
     lakeplan = os.path.join(a.bin, "lakeplan")
@@ -251,8 +257,9 @@ def main():
         f"\n== TPC-H SF{a.sf}: median ms of {a.reps} runs after 1 warm-up; {os.cpu_count()} cores; "
         f"DuckDB {duckdb.__version__} threads={threads}"
     )
-    cols = ["q", "duckdb", "datafusion", "lakeplan", "lp/df", "lp/duck", "cli", "cli/df", "answers (vs duckdb)"]
-    say(f"{cols[0]:>4} {cols[1]:>8} {cols[2]:>10} {cols[3]:>9} {cols[4]:>6} {cols[5]:>7} {cols[6]:>8} {cols[7]:>6}  {cols[8]}")
+    engines = ["datafusion", "lakeplan"] + (["datafusion-lakefiles"] if a.diagnose else [])
+    diag = " dflake lp/dflake" if a.diagnose else ""
+    say(f"   q   duckdb datafusion  lakeplan  lp/df lp/duck      cli cli/df{diag}  answers (vs duckdb)")
     rows = []
     for q in queries:
         qfile = os.path.join(QUERIES, f"q{q:02d}.sql")
@@ -262,7 +269,7 @@ def main():
         jl = os.path.join(results, f"rust-q{q:02d}.jsonl")
         _, p = run(
             [bench_tpch, "--data", data, "--lake", lake, "--queries", QUERIES, "--out", results,
-             "--reps", str(a.reps), "--only", str(q), "--json", jl]
+             "--reps", str(a.reps), "--only", str(q), "--json", jl, "--engines", ",".join(engines)]
         )
         if p.returncode != 0:
             say(p.stdout + p.stderr)
@@ -291,7 +298,7 @@ def main():
                 rec["errors"]["cli"] = err
         # Answers.
         checks = {}
-        for eng in ("datafusion", "lakeplan", "cli"):
+        for eng in engines + ["cli"]:
             path = os.path.join(results, eng, f"q{q:02d}.parquet")
             if eng in rec["errors"] or not os.path.exists(path) or ref is None:
                 checks[eng] = "FAIL" if eng in rec["errors"] else "-"
@@ -303,10 +310,16 @@ def main():
         rec["lp_duck"] = lp / dk if lp and dk else None
         rec["cli_df"] = cli / df if cli and df else None
         summary = ", ".join(f"{k}:{v}" for k, v in checks.items())
+        extra = ""
+        if a.diagnose:
+            dl = rec.get("datafusion-lakefiles")
+            rec["lp_dflake"] = lp / dl if lp and dl else None
+            extra = f" {fmt(dl, spec='6.0f')} {fmt(rec['lp_dflake'], 1, '9.2f')}"
+        cli_cells = f"{'-':>8} {'-':>6}" if a.no_cli else f"{fmt(cli)} {fmt(rec['cli_df'], 1, '6.2f')}"
         say(
             f"q{q:02d} {fmt(dk)} {fmt(df, spec='10.0f')} {fmt(lp, spec='9.0f')} "
             f"{fmt(rec['lp_df'], 1, '6.2f')} {fmt(rec['lp_duck'], 1, '7.2f')} "
-            f"{fmt(cli)} {fmt(rec['cli_df'], 1, '6.2f')}  {summary}"
+            f"{cli_cells}{extra}  {summary}"
         )
         for eng, err in rec["errors"].items():
             say(f"      {eng} failed: {err[:400]}")
@@ -327,6 +340,10 @@ def main():
         "lakeplan_vs_duckdb_geomean": geomean([r["lp_duck"] for r in ok_all]),
         "datafusion_vs_duckdb_sum": tot["datafusion"] / tot["duckdb"] if ok_all else None,
         "cli_sum_ms": (total("cli") or 0) * 1e3 if not a.no_cli else None,
+        "datafusion_lakefiles_sum_ms": (total("datafusion-lakefiles") or 0) * 1e3 if a.diagnose else None,
+        "datafusion_lakefiles_vs_datafusion_sum": (total("datafusion-lakefiles") or 0) / tot["datafusion"]
+        if a.diagnose and ok_all
+        else None,
         "cli_vs_datafusion_geomean": geomean([r.get("cli_df") for r in ok_all]) if not a.no_cli else None,
         "failures": {f"q{r['query']:02d}": r["errors"] for r in rows if r["errors"]},
         "wrong_answers": {
@@ -346,6 +363,11 @@ def main():
             verdict = "MET" if max(s, g) <= goal else "MISSED"
             say(f"{label}: sum {s:.3f}x, geomean {g:.3f}x   goal <= {goal}: {verdict}")
         say(f"raw DataFusion / DuckDB (context): sum {agg['datafusion_vs_duckdb_sum']:.3f}x")
+        if a.diagnose and agg["datafusion_lakefiles_vs_datafusion_sum"]:
+            say(
+                "raw DataFusion over lakeplan's data files / over the source files (diagnostic): "
+                f"sum {agg['datafusion_lakefiles_vs_datafusion_sum']:.3f}x"
+            )
         if not a.no_cli and agg["cli_vs_datafusion_geomean"]:
             say(f"lakeplan CLI process / raw DataFusion in-process: geomean {agg['cli_vs_datafusion_geomean']:.3f}x")
     if len(ok_all) < len(rows):

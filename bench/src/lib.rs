@@ -55,3 +55,26 @@ pub fn say(msg: impl AsRef<str>) {
     let _ = writeln!(out, "{}", msg.as_ref());
     let _ = out.flush();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_and_percentiles() {
+        assert_eq!(median(&[]), 0.0);
+        assert_eq!(median(&[3.0]), 3.0);
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert!((percentile(&[1.0, 2.0, 3.0, 4.0, 5.0], 90.0) - 4.6).abs() < 1e-9);
+        assert_eq!(percentile(&[5.0, 1.0], 0.0), 1.0);
+        assert_eq!(percentile(&[5.0, 1.0], 100.0), 5.0);
+    }
+
+    #[test]
+    fn table_entries_differ_by_version() {
+        assert_eq!(table_key(7), "default.t00007");
+        assert_ne!(table_entry(7, 1), table_entry(7, 2));
+        assert_eq!(table_entry(7, 1), table_entry(7, 1));
+    }
+}

@@ -43,7 +43,8 @@ struct Args {
     out: PathBuf,
     #[arg(long, default_value_t = 3)]
     reps: usize,
-    /// Engines, comma-separated: datafusion, lakeplan
+    /// Engines, comma-separated: datafusion, lakeplan, and (a diagnostic) datafusion-lakefiles:
+    /// raw DataFusion over the Parquet data files lakeplan's import wrote into the lake
     #[arg(long, default_value = "datafusion,lakeplan", value_delimiter = ',')]
     engines: Vec<String>,
     /// Only these query numbers (default: 1..=22)
@@ -57,21 +58,22 @@ struct Args {
 type Res<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 enum Engine {
-    DataFusion(SessionContext),
+    /// Raw DataFusion; the label says over which files.
+    DataFusion(SessionContext, &'static str),
     Lakeplan(Box<Lake>),
 }
 
 impl Engine {
     fn name(&self) -> &'static str {
         match self {
-            Engine::DataFusion(_) => "datafusion",
+            Engine::DataFusion(_, label) => label,
             Engine::Lakeplan(_) => "lakeplan",
         }
     }
 
     async fn run(&self, sql: &str) -> Result<(SchemaRef, Vec<RecordBatch>), String> {
         match self {
-            Engine::DataFusion(ctx) => {
+            Engine::DataFusion(ctx, _) => {
                 let df = ctx.sql(sql).await.map_err(|e| e.to_string())?;
                 let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
                 let batches = df.collect().await.map_err(|e| e.to_string())?;
@@ -125,7 +127,25 @@ async fn main() -> Res<()> {
                     )
                     .await?;
                 }
-                engines.push(Engine::DataFusion(ctx));
+                engines.push(Engine::DataFusion(ctx, "datafusion"));
+            }
+            "datafusion-lakefiles" => {
+                let lake = Lake::open(&args.lake, LakeConfig::default())?;
+                let ctx = SessionContext::new();
+                for t in TABLES {
+                    // <table dir>/metadata/<v>.metadata.json -> <table dir>/data/
+                    let info = lake.get_table(t, None, None).await?;
+                    let meta = info.metadata_location.trim_start_matches("file://");
+                    let dir = Path::new(meta)
+                        .parent()
+                        .and_then(Path::parent)
+                        .ok_or("unexpected metadata location")?
+                        .join("data");
+                    let dir = format!("{}/", dir.display());
+                    ctx.register_parquet(t, &dir, ParquetReadOptions::default())
+                        .await?;
+                }
+                engines.push(Engine::DataFusion(ctx, "datafusion-lakefiles"));
             }
             "lakeplan" => {
                 let lake = Lake::open(
