@@ -14,6 +14,8 @@ use std::sync::Arc;
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::stats::Precision;
+use datafusion::common::Statistics;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::listing::PartitionedFile;
@@ -165,6 +167,15 @@ impl TableProvider for LakeTable {
                 t.file_size_in_bytes,
             ));
         }
+        // Row counts and sizes from the manifests, so that DataFusion's join planning can put
+        // the small side of a join on the build side (without them every join is partitioned).
+        let rows: Option<u64> = tasks.iter().map(|t| t.record_count).sum();
+        let mut stats = Statistics::new_unknown(&self.schema);
+        if let Some(r) = rows {
+            stats.num_rows = Precision::Inexact(r as usize);
+        }
+        stats.total_byte_size =
+            Precision::Inexact(tasks.iter().map(|t| t.file_size_in_bytes as usize).sum());
         let Some(store) = store else {
             return self.empty(projection);
         };
@@ -172,6 +183,7 @@ impl TableProvider for LakeTable {
         let source = format.file_source(TableSchema::new(self.schema.clone(), vec![]));
         let config = FileScanConfigBuilder::new(store, source)
             .with_file_groups(group(files, state.config().target_partitions()))
+            .with_statistics(stats)
             .with_projection_indices(projection.cloned())?
             .with_limit(limit)
             .build();

@@ -122,3 +122,23 @@ fn sql_errors_are_clear_and_writes_through_sql_are_refused() {
     l.err(&["query", "DROP TABLE zones"]);
     assert_eq!(l.count("SELECT count(*) FROM zones", &[]), 40);
 }
+
+#[test]
+fn scans_report_row_counts_so_small_tables_are_the_join_build_side() {
+    let l = Lake::new();
+    l.load("trips", &data("trips_2024_01.csv"), &[]);
+    l.load("zones", &data("zones.jsonl"), &[]);
+    let plan = l.rows(
+        "EXPLAIN SELECT z.borough, count(*) FROM trips t JOIN zones z ON t.pickup_zone = z.zone_id GROUP BY z.borough",
+        &[],
+    );
+    let text = serde_json::to_string(&plan).unwrap();
+    assert!(text.contains("HashJoinExec: mode=CollectLeft"), "{text}");
+    assert_eq!(
+        l.count(
+            "SELECT count(*) FROM trips t JOIN zones z ON t.pickup_zone = z.zone_id",
+            &[]
+        ),
+        2000
+    );
+}
