@@ -26,8 +26,6 @@ pub struct StagedCatalog {
     warehouse: Warehouse,
     staged: Mutex<BTreeMap<String, Option<Entry>>>,
     read_only: Option<String>,
-    /// When set, only this table and its namespace are listed (what one import sees).
-    scope: Option<TableName>,
 }
 
 impl std::fmt::Debug for StagedCatalog {
@@ -46,7 +44,6 @@ impl StagedCatalog {
             warehouse,
             staged: Mutex::new(BTreeMap::new()),
             read_only: None,
-            scope: None,
         }
     }
 
@@ -55,25 +52,6 @@ impl StagedCatalog {
         let mut c = Self::new(view, warehouse);
         c.read_only = Some(ref_label.to_string());
         c
-    }
-
-    /// A catalog over the same tree and staged changes that lists only `table`: iceberg's
-    /// DataFusion catalog provider opens every listed table, and an import needs one.
-    pub fn scoped(self: &Arc<Self>, table: &TableName) -> Result<StagedCatalog> {
-        Ok(StagedCatalog {
-            view: self.view.clone(),
-            warehouse: self.warehouse.clone(),
-            staged: Mutex::new(self.lock()?.clone()),
-            read_only: self.read_only.clone(),
-            scope: Some(table.clone()),
-        })
-    }
-
-    /// Takes over the changes staged in `other` (made by [`StagedCatalog::scoped`]).
-    pub fn absorb(&self, other: &StagedCatalog) -> Result<()> {
-        let theirs = other.lock()?.clone();
-        self.lock()?.extend(theirs);
-        Ok(())
     }
 
     pub fn warehouse(&self) -> &Warehouse {
@@ -288,13 +266,6 @@ impl StagedCatalog {
     pub fn put_entry(&self, name: &TableName, entry: Option<Entry>) -> Result<()> {
         self.stage(name.key(), entry)
     }
-
-    fn in_scope(&self, key: &str) -> bool {
-        match &self.scope {
-            None => true,
-            Some(t) => key == t.namespace || key == t.key(),
-        }
-    }
 }
 
 fn ns_name(ns: &NamespaceIdent) -> Result<String> {
@@ -325,7 +296,7 @@ impl Catalog for StagedCatalog {
         let all = self.entries().map_err(to_iceberg)?;
         Ok(all
             .iter()
-            .filter(|(k, e)| matches!(e, Entry::Namespace) && self.in_scope(k))
+            .filter(|(_, e)| matches!(e, Entry::Namespace))
             .map(|(k, _)| NamespaceIdent::new(k.clone()))
             .collect())
     }
@@ -380,7 +351,6 @@ impl Catalog for StagedCatalog {
             .tables_in(&ns)
             .map_err(to_iceberg)?
             .iter()
-            .filter(|t| self.in_scope(&t.key()))
             .map(table_ident)
             .collect())
     }

@@ -1,4 +1,4 @@
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use iceberg::io::FileIO;
 use lakeplan_core::{Error, Result, TableName};
@@ -46,11 +46,6 @@ impl Warehouse {
 
     pub fn file_io(&self) -> &FileIO {
         &self.file_io
-    }
-
-    /// The local folder of a `file://` warehouse.
-    pub fn local_root(&self) -> Option<&Path> {
-        self.url.strip_prefix("file://").map(Path::new)
     }
 
     /// A fresh, unique location for a new table (or a new version of a replaced table). Names
