@@ -193,7 +193,7 @@ impl SchemaProvider for NamespaceSchema {
         let table = load_table(self.warehouse.file_io(), &tn, &entry)
             .await
             .map_err(df_err)?;
-        Ok(Some(Arc::new(LakeTable::try_new(table).await?)))
+        Ok(Some(Arc::new(LakeTable::try_new(table)?)))
     }
 
     fn table_exist(&self, name: &str) -> bool {

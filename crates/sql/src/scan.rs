@@ -44,21 +44,28 @@ fn ice(e: iceberg::Error) -> DataFusionError {
 pub(crate) struct LakeTable {
     table: Table,
     schema: SchemaRef,
-    fallback: IcebergStaticTableProvider,
 }
 
 impl LakeTable {
-    pub(crate) async fn try_new(table: Table) -> DFResult<Self> {
+    pub(crate) fn try_new(table: Table) -> DFResult<Self> {
         let schema =
             Arc::new(schema_to_arrow_schema(table.metadata().current_schema()).map_err(ice)?);
-        let fallback = IcebergStaticTableProvider::try_new_from_table(table.clone())
+        Ok(LakeTable { table, schema })
+    }
+
+    /// iceberg-datafusion's own scan, for what the Parquet path does not handle.
+    async fn fallback_scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DFResult<Arc<dyn ExecutionPlan>> {
+        IcebergStaticTableProvider::try_new_from_table(self.table.clone())
             .await
-            .map_err(ice)?;
-        Ok(LakeTable {
-            table,
-            schema,
-            fallback,
-        })
+            .map_err(ice)?
+            .scan(state, projection, filters, limit)
+            .await
     }
 
     /// No rows, with the projected schema.
@@ -153,14 +160,14 @@ impl TableProvider for LakeTable {
             .iter()
             .any(|t| !t.deletes.is_empty() || t.data_file_format != DataFileFormat::Parquet)
         {
-            return self.fallback.scan(state, projection, filters, limit).await;
+            return self.fallback_scan(state, projection, filters, limit).await;
         }
         let mut store = None;
         let mut files = Vec::with_capacity(tasks.len());
         for t in &tasks {
             let (url, path) = locate(&t.data_file_path)?;
             if store.get_or_insert_with(|| url.clone()) != &url {
-                return self.fallback.scan(state, projection, filters, limit).await;
+                return self.fallback_scan(state, projection, filters, limit).await;
             }
             files.push((
                 PartitionedFile::new(path, t.file_size_in_bytes),
