@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use lakeplan_core::{Entry, TableEntry};
+use lakeplan_catalog::{Catalog, CommitMeta};
+use lakeplan_core::{CommitId, Entry, TableEntry};
 
 /// The median of `xs` (the mean of the two middle values for an even count); 0 when empty.
 pub fn median(xs: &[f64]) -> f64 {
@@ -46,6 +47,26 @@ pub fn table_entry(i: usize, version: u64) -> Entry {
         schema_id: 0,
         records: version * 1000,
     })
+}
+
+/// Commits `tables` synthetic tables ([`table_key`], [`table_entry`] version 1) to `main`,
+/// 100 per commit, and returns the new head.
+pub fn populate(catalog: &Catalog, tables: usize) -> lakeplan_core::Result<CommitId> {
+    let mut head = catalog.branch_head("main")?;
+    let ids: Vec<usize> = (0..tables).collect();
+    for chunk in ids.chunks(100) {
+        let changes: Vec<_> = chunk
+            .iter()
+            .map(|&i| (table_key(i), Some(table_entry(i, 1))))
+            .collect();
+        let meta = CommitMeta {
+            author: "bench".into(),
+            message: format!("create {} tables", chunk.len()),
+            properties: Default::default(),
+        };
+        head = catalog.commit("main", &head, &changes, &meta)?;
+    }
+    Ok(head)
 }
 
 /// Prints a line and flushes, so progress shows when stdout is a pipe.

@@ -14,8 +14,7 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use clap::Parser;
-use lakeplan_bench::{median, percentile, say, secs, table_entry, table_key};
-use lakeplan_catalog::CommitMeta;
+use lakeplan_bench::{median, percentile, say, secs};
 use lakeplan_core::{RefKind, Result};
 use lakeplan_lake::{Lake, LakeConfig};
 
@@ -54,21 +53,7 @@ fn config() -> LakeConfig {
 /// A lake at `root` whose `main` holds `tables` tables (100 per commit).
 fn build_lake(root: &Path, tables: usize) -> Result<Lake> {
     let lake = Lake::open(root, config())?;
-    let catalog = lake.catalog().clone();
-    let mut head = catalog.branch_head("main")?;
-    let ids: Vec<usize> = (0..tables).collect();
-    for chunk in ids.chunks(100) {
-        let changes: Vec<_> = chunk
-            .iter()
-            .map(|&i| (table_key(i), Some(table_entry(i, 1))))
-            .collect();
-        let meta = CommitMeta {
-            author: "bench".into(),
-            message: format!("create {} tables", chunk.len()),
-            properties: Default::default(),
-        };
-        head = catalog.commit("main", &head, &changes, &meta)?;
-    }
+    lakeplan_bench::populate(lake.catalog(), tables)?;
     let n = lake.list_tables(Some("main"), None)?.len();
     assert_eq!(n, tables, "the lake should list {tables} tables");
     Ok(lake)

@@ -58,15 +58,7 @@ fn meta(msg: &str) -> CommitMeta {
 fn lakeplan_run(path: &Path, tables: usize, n: usize) -> Res<(f64, f64)> {
     let catalog = Catalog::new(Arc::new(SqliteMetastore::open(path)?));
     catalog.init()?;
-    let mut head = catalog.branch_head("main")?;
-    let ids: Vec<usize> = (0..tables).collect();
-    for chunk in ids.chunks(100) {
-        let changes: Vec<_> = chunk
-            .iter()
-            .map(|&i| (table_key(i), Some(table_entry(i, 1))))
-            .collect();
-        head = catalog.commit("main", &head, &changes, &meta("setup"))?;
-    }
+    let mut head = lakeplan_bench::populate(&catalog, tables)?;
     let m = meta("append to default.t00000");
     let t = Instant::now();
     for v in 0..n {
