@@ -1,0 +1,1 @@
+//! Pipeline projects (see docs/pipelines-internals.md).

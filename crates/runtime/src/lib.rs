@@ -1,0 +1,1 @@
+//! Sandboxed Python workers (see docs/pipelines-internals.md).
