@@ -1,0 +1,11 @@
+"""`bauplan`: the lakeplan authoring API under Bauplan's name, so Bauplan projects run unchanged.
+
+`import bauplan`, `@bauplan.model()`, `bauplan.Model(...)` and
+`from bauplan.standard_expectations import expect_column_no_nulls` all resolve to lakeplan's
+objects (the very same ones: `bauplan.Model is lakeplan.Model`).
+"""
+
+from lakeplan import *  # noqa: F401,F403 - the public API, re-exported as is
+from lakeplan import __all__, __version__  # noqa: F401
+
+from . import standard_expectations  # noqa: E402 - bauplan.standard_expectations, not lakeplan's
