@@ -1,11 +1,20 @@
 #!/usr/bin/env bash
-# Installs what lakeplan's tests need that a fresh machine lacks: a Python venv (.venv) with the
-# pinned test packages. Idempotent: a second run installs nothing new.
+# Installs what lakeplan's tests need that a fresh machine lacks: bubblewrap (apt) and a Python
+# venv (.venv) with the pinned test packages (including uv). Idempotent: a second run installs
+# nothing new.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 command -v cargo >/dev/null || { echo "setup: cargo not found: install Rust (rustup) first" >&2; exit 1; }
 command -v python3 >/dev/null || { echo "setup: python3 not found" >&2; exit 1; }
+
+# bubblewrap: the sandbox of pipeline workers (crates/runtime). apt-get update only when the
+# install fails (a fresh machine with empty package lists).
+if ! command -v bwrap >/dev/null; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get install -y bubblewrap || { $sudo apt-get update && $sudo apt-get install -y bubblewrap; }
+fi
 
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv

@@ -1,0 +1,722 @@
+//! Python environments built with `uv`, one per (interpreter, packages), cached by a hash.
+//!
+//! `<cache_dir>/<key[..16]>/` is a virtual environment with a completion marker
+//! (`.lakeplan-env.json`). An environment with its marker is reused without running anything
+//! (the warm path). A missing one is built in a temporary folder next to it (`uv venv
+//! --relocatable`, then `uv pip install`), marked, and renamed into place; a lock file
+//! (`<key[..16]>.lock`, created with `create_new`) makes concurrent builders of one key wait for
+//! each other instead of installing twice.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{io_ctx, Result, RuntimeError};
+use crate::python::{self, Interpreter, Resolved};
+
+/// The pyarrow every environment gets unless the function declares its own.
+pub const DEFAULT_PYARROW: &str = "26.0.1";
+
+/// The completion marker inside a finished environment.
+const MARKER: &str = ".lakeplan-env.json";
+/// Bumped when the layout or the way environments are built changes.
+const FORMAT: u32 = 1;
+const LOCK_POLL: Duration = Duration::from_millis(200);
+
+/// What a function declares: `@python("3.11", pip={"polars": "1.37"})`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvSpec {
+    /// `"3.11"`; `None` means the default `python3`.
+    pub python: Option<String>,
+    /// Package name -> version: `"1.37"` (pinned as `==1.37`), a specifier such as
+    /// `">=1.0,<2"`, or `"*"` / `""` for any version.
+    pub pip: BTreeMap<String, String>,
+}
+
+/// A ready environment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreparedEnv {
+    /// The environment's `bin/python`.
+    pub python: PathBuf,
+    /// The environment's folder.
+    pub root: PathBuf,
+    /// sha256 hex of the interpreter and the sorted requirements.
+    pub key: String,
+    /// E.g. the substitution of a Python version that is not installed.
+    pub warnings: Vec<String>,
+    /// True when this call built the environment, false when it was reused.
+    pub installed: bool,
+    /// The interpreter's version, `"3.11.7"`.
+    pub python_version: String,
+    /// The interpreter's installation (`sys.base_prefix`); the sandbox binds it read-only.
+    pub base_prefix: PathBuf,
+    /// The installed requirements, `name==version`, sorted.
+    pub requirements: Vec<String>,
+}
+
+/// PEP 503 normalisation: lowercase, runs of `-`, `_`, `.` become one `-`.
+fn normalize_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut sep = false;
+    for c in name.chars() {
+        if matches!(c, '-' | '_' | '.') {
+            sep = true;
+        } else {
+            if sep && !out.is_empty() {
+                out.push('-');
+            }
+            sep = false;
+            out.push(c.to_ascii_lowercase());
+        }
+    }
+    out
+}
+
+/// A PEP 508 name: ASCII letters and digits, with `.`, `_`, `-` inside.
+fn valid_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= 128
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+}
+
+/// A PEP 440-ish version: starts with a digit; letters, digits, `.`, `+`, `!`, `_`, `-`; an
+/// optional trailing `.*` when `wildcard`.
+fn valid_version(v: &str, wildcard: bool) -> bool {
+    let v = match v.strip_suffix(".*") {
+        Some(rest) if wildcard => rest,
+        _ => v,
+    };
+    let b = v.as_bytes();
+    !b.is_empty()
+        && b.len() <= 64
+        && b[0].is_ascii_digit()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'+' | b'!' | b'_' | b'-'))
+}
+
+/// `"name[extra]"`, `"version spec"` -> (normalised name, requirement string).
+fn requirement(name: &str, version: &str) -> Result<(String, String)> {
+    let invalid = |reason: &str| RuntimeError::InvalidPackage {
+        name: name.to_string(),
+        version: version.to_string(),
+        reason: reason.to_string(),
+    };
+    let (base, extras) = match name.split_once('[') {
+        Some((base, rest)) => {
+            let inner = rest
+                .strip_suffix(']')
+                .ok_or_else(|| invalid("unclosed '[' in the package name"))?;
+            let mut extras = Vec::new();
+            for e in inner.split(',') {
+                if !valid_name(e) {
+                    return Err(invalid("invalid extra name"));
+                }
+                extras.push(normalize_name(e));
+            }
+            extras.sort();
+            extras.dedup();
+            (base, format!("[{}]", extras.join(",")))
+        }
+        None => (name, String::new()),
+    };
+    if !valid_name(base) {
+        return Err(invalid(
+            "not a valid package name (letters, digits, '.', '_', '-'; starting and ending with a letter or digit)",
+        ));
+    }
+    let norm = normalize_name(base);
+    let v = version.trim();
+    let spec = if v.is_empty() || v == "*" {
+        String::new()
+    } else if v.as_bytes()[0].is_ascii_digit() {
+        if !valid_version(v, true) {
+            return Err(invalid("not a valid version"));
+        }
+        format!("=={v}")
+    } else {
+        const OPS: [&str; 8] = ["===", "~=", "==", "!=", "<=", ">=", "<", ">"];
+        let mut clauses = Vec::new();
+        for clause in v.split(',') {
+            let clause = clause.trim();
+            let op = OPS
+                .iter()
+                .find(|op| clause.starts_with(**op))
+                .ok_or_else(|| {
+                    invalid(
+                        "expected a version like \"1.37\", \"*\", or a specifier like \">=1.0,<2\"",
+                    )
+                })?;
+            let ver = clause[op.len()..].trim();
+            if !valid_version(ver, matches!(*op, "==" | "!=")) {
+                return Err(invalid("not a valid version"));
+            }
+            clauses.push(format!("{op}{ver}"));
+        }
+        clauses.join(",")
+    };
+    Ok((norm.clone(), format!("{norm}{extras}{spec}")))
+}
+
+impl EnvSpec {
+    /// The requirements to install, validated and sorted: the declared packages plus
+    /// `pyarrow==DEFAULT_PYARROW` unless pyarrow is declared.
+    pub fn requirements(&self) -> Result<Vec<String>> {
+        let mut by_name: BTreeMap<String, String> = BTreeMap::new();
+        for (name, version) in &self.pip {
+            let (norm, req) = requirement(name, version)?;
+            if by_name.insert(norm.clone(), req).is_some() {
+                return Err(RuntimeError::InvalidPackage {
+                    name: name.clone(),
+                    version: version.clone(),
+                    reason: format!("package {norm:?} is declared twice"),
+                });
+            }
+        }
+        if !by_name.contains_key("pyarrow") {
+            by_name.insert("pyarrow".to_string(), format!("pyarrow=={DEFAULT_PYARROW}"));
+        }
+        let mut reqs: Vec<String> = by_name.into_values().collect();
+        reqs.sort();
+        Ok(reqs)
+    }
+}
+
+/// The cache key of an environment.
+pub fn env_key(interpreter: &Resolved, requirements: &[String]) -> String {
+    let material = serde_json::json!({
+        "format": FORMAT,
+        "python": interpreter.version,
+        "interpreter": interpreter.path,
+        "requirements": requirements,
+    });
+    hex::encode(Sha256::digest(material.to_string().as_bytes()))
+}
+
+#[derive(Serialize, Deserialize)]
+struct Marker {
+    key: String,
+    spec: EnvSpec,
+    python_version: String,
+    interpreter: PathBuf,
+    base_prefix: PathBuf,
+    requirements: Vec<String>,
+}
+
+/// uv's stderr without its informational lines (which name our temporary folder), trimmed.
+fn uv_message(stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with("Using Python ") && !l.starts_with("Using CPython "))
+        .collect();
+    let msg = kept.join("\n").trim().to_string();
+    if msg.is_empty() {
+        text.trim().to_string()
+    } else {
+        msg
+    }
+}
+
+/// Builds and caches environments.
+#[derive(Debug)]
+pub struct EnvManager {
+    cache_dir: PathBuf,
+    uv: PathBuf,
+    interpreters: tokio::sync::OnceCell<Vec<Interpreter>>,
+    stale_lock_after: Duration,
+}
+
+/// Removes the lock file when the build ends (or fails).
+struct LockGuard(PathBuf);
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn now_nanos() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default()
+}
+
+/// Whether `root` is a finished environment whose interpreter still exists.
+fn is_ready(root: &Path) -> bool {
+    root.join(MARKER).is_file() && root.join("bin/python").is_file()
+}
+
+impl EnvManager {
+    /// Environments go in `cache_dir` (created on first use); `uv` is the uv binary.
+    pub fn new(cache_dir: PathBuf, uv: PathBuf) -> Self {
+        EnvManager {
+            cache_dir,
+            uv,
+            interpreters: tokio::sync::OnceCell::new(),
+            stale_lock_after: Duration::from_secs(3600),
+        }
+    }
+
+    /// Uses these interpreters instead of discovering the ones on `PATH`.
+    pub fn with_interpreters(self, interpreters: Vec<Interpreter>) -> Self {
+        EnvManager {
+            interpreters: tokio::sync::OnceCell::new_with(Some(interpreters)),
+            ..self
+        }
+    }
+
+    /// A lock older than this whose owner cannot be checked is taken over (default 1 hour; a
+    /// lock whose owning process is gone is taken over at once).
+    pub fn with_stale_lock_after(self, after: Duration) -> Self {
+        EnvManager {
+            stale_lock_after: after,
+            ..self
+        }
+    }
+
+    pub fn cache_dir(&self) -> &Path {
+        &self.cache_dir
+    }
+
+    pub fn uv(&self) -> &Path {
+        &self.uv
+    }
+
+    /// Finds uv: `$LAKEPLAN_UV`, else `uv` on `PATH`, else `.venv/bin/uv` under the current
+    /// directory (where scripts/setup.sh installs it).
+    pub fn locate_uv() -> Result<PathBuf> {
+        Self::locate_uv_in(
+            std::env::var_os("LAKEPLAN_UV"),
+            std::env::var_os("PATH"),
+            std::env::current_dir().ok(),
+        )
+    }
+
+    fn locate_uv_in(
+        explicit: Option<OsString>,
+        path_var: Option<OsString>,
+        cwd: Option<PathBuf>,
+    ) -> Result<PathBuf> {
+        if let Some(p) = explicit.filter(|p| !p.is_empty()) {
+            let p = PathBuf::from(p);
+            return if p.is_file() {
+                Ok(p)
+            } else {
+                Err(RuntimeError::UvNotFound)
+            };
+        }
+        if let Some(pv) = path_var {
+            if let Some(p) = std::env::split_paths(&pv)
+                .filter(|d| d.is_absolute())
+                .map(|d| d.join("uv"))
+                .find(|p| p.is_file())
+            {
+                return Ok(p);
+            }
+        }
+        cwd.map(|d| d.join(".venv/bin/uv"))
+            .filter(|p| p.is_file())
+            .ok_or(RuntimeError::UvNotFound)
+    }
+
+    async fn interpreters(&self) -> &[Interpreter] {
+        self.interpreters
+            .get_or_init(|| async {
+                python::discover_cached(&self.cache_dir.join("interpreters.json")).await
+            })
+            .await
+    }
+
+    /// Returns the environment for `spec`, building it when it is not cached yet. With
+    /// `strict_python`, a Python version that is not installed is an error instead of a warning.
+    pub async fn ensure(&self, spec: &EnvSpec, strict_python: bool) -> Result<PreparedEnv> {
+        let requirements = spec.requirements()?;
+        std::fs::create_dir_all(&self.cache_dir).map_err(io_ctx(format!(
+            "creating the environment cache {}",
+            self.cache_dir.display()
+        )))?;
+        let interpreter = python::select(
+            self.interpreters().await,
+            spec.python.as_deref(),
+            strict_python,
+        )?;
+        let key = env_key(&interpreter, &requirements);
+        let short = &key[..16];
+        let root = self.cache_dir.join(short);
+        let prepared = |installed: bool| PreparedEnv {
+            python: root.join("bin/python"),
+            root: root.clone(),
+            key: key.clone(),
+            warnings: interpreter.warning.iter().cloned().collect(),
+            installed,
+            python_version: interpreter.version.clone(),
+            base_prefix: interpreter.base_prefix.clone(),
+            requirements: requirements.clone(),
+        };
+        if is_ready(&root) {
+            return Ok(prepared(false));
+        }
+        let lock = self.cache_dir.join(format!("{short}.lock"));
+        let Some(_guard) = self.acquire(&lock, &root).await? else {
+            // Another builder finished while we waited.
+            return Ok(prepared(false));
+        };
+        if is_ready(&root) {
+            return Ok(prepared(false));
+        }
+        if root.exists() {
+            // A leftover without its marker (or whose interpreter is gone): rebuild.
+            std::fs::remove_dir_all(&root).map_err(io_ctx(format!(
+                "removing the broken environment {}",
+                root.display()
+            )))?;
+        }
+        let tmp = self.cache_dir.join(format!(
+            ".tmp-{short}-{}-{}",
+            std::process::id(),
+            now_nanos()
+        ));
+        let built = self
+            .build(&tmp, spec, &interpreter, &key, &requirements)
+            .await;
+        if let Err(e) = built {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+        if let Err(e) = std::fs::rename(&tmp, &root) {
+            let _ = std::fs::remove_dir_all(&tmp);
+            if !is_ready(&root) {
+                return Err(io_ctx(format!(
+                    "moving the environment to {}",
+                    root.display()
+                ))(e));
+            }
+            // Someone else (who took over a stale lock) finished first: use theirs.
+        }
+        Ok(prepared(true))
+    }
+
+    async fn build(
+        &self,
+        tmp: &Path,
+        spec: &EnvSpec,
+        interpreter: &Resolved,
+        key: &str,
+        requirements: &[String],
+    ) -> Result<()> {
+        let venv = self
+            .uv_command()
+            .arg("venv")
+            .arg("--relocatable")
+            .arg("--python")
+            .arg(&interpreter.path)
+            .arg(tmp)
+            .output()
+            .await
+            .map_err(|e| self.spawn_error(e))?;
+        if !venv.status.success() {
+            return Err(RuntimeError::Venv {
+                python: interpreter.path.clone(),
+                message: uv_message(&venv.stderr),
+            });
+        }
+        let install = self
+            .uv_command()
+            .args(["pip", "install", "--python"])
+            .arg(tmp.join("bin/python"))
+            .arg("--")
+            .args(requirements)
+            .output()
+            .await
+            .map_err(|e| self.spawn_error(e))?;
+        if !install.status.success() {
+            return Err(RuntimeError::Install {
+                packages: requirements.join(" "),
+                message: uv_message(&install.stderr),
+            });
+        }
+        let marker = Marker {
+            key: key.to_string(),
+            spec: spec.clone(),
+            python_version: interpreter.version.clone(),
+            interpreter: interpreter.path.clone(),
+            base_prefix: interpreter.base_prefix.clone(),
+            requirements: requirements.to_vec(),
+        };
+        let json = serde_json::to_vec_pretty(&marker).map_err(|e| RuntimeError::Io {
+            context: "encoding the environment marker".to_string(),
+            source: std::io::Error::other(e),
+        })?;
+        std::fs::write(tmp.join(MARKER), json)
+            .map_err(io_ctx(format!("writing the marker in {}", tmp.display())))
+    }
+
+    fn uv_command(&self) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(&self.uv);
+        cmd.args(["--no-progress", "--color", "never"])
+            .env("UV_PYTHON_DOWNLOADS", "never")
+            .env_remove("VIRTUAL_ENV")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        cmd
+    }
+
+    fn spawn_error(&self, e: std::io::Error) -> RuntimeError {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            RuntimeError::UvNotFound
+        } else {
+            io_ctx(format!("running uv ({})", self.uv.display()))(e)
+        }
+    }
+
+    /// Takes the build lock of one key. `None` when the environment became ready meanwhile.
+    async fn acquire(&self, lock: &Path, root: &Path) -> Result<Option<LockGuard>> {
+        loop {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(lock)
+            {
+                Ok(mut f) => {
+                    // Best effort: the pid only helps to detect a dead owner.
+                    let _ = write!(f, "{}", std::process::id());
+                    return Ok(Some(LockGuard(lock.to_path_buf())));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    if is_ready(root) {
+                        return Ok(None);
+                    }
+                    if self.is_stale(lock) {
+                        let _ = std::fs::remove_file(lock);
+                        continue;
+                    }
+                    tokio::time::sleep(LOCK_POLL).await;
+                }
+                Err(e) => {
+                    return Err(io_ctx(format!("creating the lock {}", lock.display()))(e));
+                }
+            }
+        }
+    }
+
+    fn is_stale(&self, lock: &Path) -> bool {
+        let owner_dead = std::fs::read_to_string(lock)
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok())
+            .is_some_and(|pid| {
+                Path::new("/proc/self").exists() && !Path::new(&format!("/proc/{pid}")).exists()
+            });
+        let too_old = std::fs::metadata(lock)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > self.stale_lock_after);
+        owner_dead || too_old
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(pip: &[(&str, &str)]) -> EnvSpec {
+        EnvSpec {
+            python: None,
+            pip: pip
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn requirements_pin_and_default_pyarrow() {
+        let r = spec(&[("Polars", "1.37"), ("requests", "*"), ("numpy", "")])
+            .requirements()
+            .unwrap();
+        assert_eq!(
+            r,
+            vec![
+                "numpy".to_string(),
+                "polars==1.37".to_string(),
+                format!("pyarrow=={DEFAULT_PYARROW}"),
+                "requests".to_string(),
+            ]
+        );
+        let r = spec(&[("PyArrow", "25.0.0")]).requirements().unwrap();
+        assert_eq!(r, vec!["pyarrow==25.0.0".to_string()]);
+        let r = spec(&[("moto[Server,s3]", ">=5.0, <6"), ("zope.interface", "7.*")])
+            .requirements()
+            .unwrap();
+        assert!(r.contains(&"moto[s3,server]>=5.0,<6".to_string()), "{r:?}");
+        assert!(r.contains(&"zope-interface==7.*".to_string()), "{r:?}");
+    }
+
+    #[test]
+    fn invalid_packages_are_rejected() {
+        for (name, version) in [
+            ("-e", "1.0"),
+            ("--index-url", ""),
+            ("polars", "1.0; os_name=='nt'"),
+            ("polars", "latest"),
+            ("polars", "1.0 2.0"),
+            ("pol ars", "1.0"),
+            ("polars", "@ https://evil/x.whl"),
+            ("", "1.0"),
+            ("a[b", "1"),
+            ("polars", ">=abc"),
+            ("polars", "1.*.2"),
+            ("http://x", ""),
+        ] {
+            let e = spec(&[(name, version)]).requirements().unwrap_err();
+            assert!(
+                matches!(e, RuntimeError::InvalidPackage { .. }),
+                "{name} {version}: {e}"
+            );
+        }
+        let e = spec(&[("Polars", "1"), ("polars", "2")])
+            .requirements()
+            .unwrap_err();
+        assert!(e.to_string().contains("declared twice"), "{e}");
+    }
+
+    #[test]
+    fn key_depends_on_interpreter_and_sorted_requirements() {
+        let i = Resolved {
+            path: "/usr/bin/python3.11".into(),
+            version: "3.11.2".into(),
+            base_prefix: "/usr".into(),
+            warning: None,
+        };
+        let a = env_key(&i, &["a==1".into(), "b==2".into()]);
+        assert_eq!(a.len(), 64);
+        assert_eq!(a, env_key(&i, &["a==1".into(), "b==2".into()]));
+        assert_ne!(a, env_key(&i, &["a==1".into(), "b==3".into()]));
+        let j = Resolved {
+            version: "3.11.7".into(),
+            ..i.clone()
+        };
+        assert_ne!(a, env_key(&j, &["a==1".into(), "b==2".into()]));
+    }
+
+    #[test]
+    fn uv_message_drops_informational_lines() {
+        let m = uv_message(
+            b"Using Python 3.11.7 environment at: /c/.tmp-x\nerror: No solution\n  cause: x\n",
+        );
+        assert_eq!(m, "error: No solution\n  cause: x");
+        assert_eq!(uv_message(b" Using CPython 3.11 \n"), "Using CPython 3.11");
+    }
+
+    #[test]
+    fn locate_uv_order() {
+        let d = tempfile::tempdir().unwrap();
+        let bin = d.path().join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::create_dir_all(d.path().join(".venv/bin")).unwrap();
+        std::fs::write(d.path().join(".venv/bin/uv"), "").unwrap();
+        let explicit = d.path().join("myuv");
+        std::fs::write(&explicit, "").unwrap();
+        let pv = Some(bin.clone().into_os_string());
+        let cwd = Some(d.path().to_path_buf());
+        let got = EnvManager::locate_uv_in(Some(explicit.clone().into()), pv.clone(), cwd.clone());
+        assert_eq!(got.unwrap(), explicit);
+        let missing = EnvManager::locate_uv_in(Some(d.path().join("nope").into()), None, None);
+        assert!(matches!(missing, Err(RuntimeError::UvNotFound)));
+        let got = EnvManager::locate_uv_in(None, pv.clone(), cwd.clone()).unwrap();
+        assert_eq!(got, d.path().join(".venv/bin/uv"));
+        std::fs::write(bin.join("uv"), "").unwrap();
+        let got = EnvManager::locate_uv_in(None, pv, cwd).unwrap();
+        assert_eq!(got, bin.join("uv"));
+        let e = EnvManager::locate_uv_in(None, None, None).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "uv not found: run scripts/setup.sh or set LAKEPLAN_UV"
+        );
+    }
+
+    /// A lock held by a live process is waited for; one whose process is gone is taken over.
+    #[tokio::test]
+    async fn stale_lock_is_taken_over() {
+        let d = tempfile::tempdir().unwrap();
+        let m = EnvManager::new(d.path().to_path_buf(), "/nonexistent/uv".into());
+        let lock = d.path().join("k.lock");
+        let root = d.path().join("k");
+        // No process has this pid (above the kernel's pid_max): stale at once.
+        std::fs::write(&lock, "999999999").unwrap();
+        let g = m.acquire(&lock, &root).await.unwrap();
+        assert!(g.is_some());
+        drop(g);
+        assert!(!lock.exists());
+        // Held by us (alive): the waiter returns as soon as the environment is ready.
+        std::fs::write(&lock, std::process::id().to_string()).unwrap();
+        let root2 = root.clone();
+        let maker = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            std::fs::create_dir_all(root2.join("bin")).unwrap();
+            std::fs::write(root2.join("bin/python"), "").unwrap();
+            std::fs::write(root2.join(MARKER), "{}").unwrap();
+        });
+        let g = m.acquire(&lock, &root).await.unwrap();
+        assert!(g.is_none());
+        maker.await.unwrap();
+    }
+
+    /// A marked environment is returned without running uv (the uv path does not exist).
+    #[tokio::test]
+    async fn warm_path_runs_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let interp = Interpreter {
+            path: "/usr/bin/python3.11".into(),
+            version: python::PyVersion {
+                major: 3,
+                minor: 11,
+                patch: 2,
+            },
+            base_prefix: "/usr".into(),
+        };
+        let m = EnvManager::new(d.path().to_path_buf(), "/nonexistent/uv".into())
+            .with_interpreters(vec![interp]);
+        let s = spec(&[("polars", "1.37")]);
+        // Cold: uv is missing, so the build fails with the clear error.
+        let e = m.ensure(&s, false).await.unwrap_err();
+        assert!(matches!(e, RuntimeError::UvNotFound), "{e}");
+        assert!(std::fs::read_dir(d.path())
+            .unwrap()
+            .flatten()
+            .all(|e| !e.file_name().to_string_lossy().starts_with(".tmp-")));
+        // Fake a finished environment at the key's folder.
+        let key = env_key(
+            &python::select(m.interpreters().await, None, false).unwrap(),
+            &s.requirements().unwrap(),
+        );
+        let root = d.path().join(&key[..16]);
+        std::fs::create_dir_all(root.join("bin")).unwrap();
+        std::fs::write(root.join("bin/python"), "").unwrap();
+        std::fs::write(root.join(MARKER), "{}").unwrap();
+        let env = m.ensure(&s, false).await.unwrap();
+        assert!(!env.installed);
+        assert_eq!(env.key, key);
+        assert_eq!(env.python, root.join("bin/python"));
+        assert_eq!(env.python_version, "3.11.2");
+        // Invalid specs fail before anything else.
+        let e = m
+            .ensure(&spec(&[("bad name", "1")]), false)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, RuntimeError::InvalidPackage { .. }));
+    }
+}
