@@ -73,6 +73,33 @@ pub enum Cmd {
     },
     /// Run a read-only SQL query at a ref
     Query(QueryArgs),
+    /// Run a pipeline project: plan, run in sandboxes, check, publish atomically
+    Run(RunArgs),
+    /// Write a working example pipeline project
+    Init {
+        /// Folder to create the project in (default: the current folder)
+        path: Option<PathBuf>,
+        /// Project name (default: the folder's name)
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// A project's parameters: ls, set, rm
+    #[command(subcommand)]
+    Parameter(ParameterCmd),
+    /// Pipeline jobs: ls, get, logs, stop
+    #[command(subcommand)]
+    Job(JobCmd),
+    /// Re-run a job from its stored code snapshot against its recorded input commit
+    Rerun {
+        id: String,
+        /// Publish to this branch instead of the job's
+        #[arg(short = 'r', long = "ref")]
+        r: Option<String>,
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        no_cache: bool,
+    },
     /// The audit log: every operation, newest first (also `SELECT * FROM system.audit`)
     Audit {
         #[arg(short = 'n', long, default_value_t = 20)]
@@ -279,4 +306,98 @@ pub struct QueryArgs {
     /// Write all rows to a Parquet file instead of printing
     #[arg(long)]
     pub out: Option<PathBuf>,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Preview {
+    On,
+    Off,
+    Head,
+    Tail,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// The project folder
+    #[arg(short = 'p', long = "project-dir", default_value = ".")]
+    pub project_dir: PathBuf,
+    /// The branch to publish to (any ref with --dry-run); default: the active branch
+    #[arg(short = 'r', long = "ref")]
+    pub r: Option<String>,
+    /// Namespace of input tables named bare, and of materialized models
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+    /// A project parameter, name=value; repeatable
+    #[arg(long = "param")]
+    pub param: Vec<String>,
+    /// Re-execute every node, ignoring cached outputs
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Execute without materializing anything
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Publish even when an expectation fails or an output breaks its contract
+    #[arg(long)]
+    pub no_strict: bool,
+    /// Materialize directly on the branch instead of a temporary branch merged at the end
+    #[arg(long)]
+    pub no_transaction: bool,
+    /// Show model outputs after the run
+    #[arg(long, value_enum, default_value = "off")]
+    pub preview: Preview,
+    /// Start the run in the background and print its job id
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    /// Fail when a function's declared Python version is not installed (default: run on the
+    /// nearest installed version with a warning)
+    #[arg(long, env = "LAKEPLAN_STRICT_PYTHON")]
+    pub strict_python: bool,
+    /// Nodes run at once (default: the number of cores)
+    #[arg(long, default_value_t = 0)]
+    pub workers: usize,
+    /// Internal: the job id of a detached run
+    #[arg(long, hide = true)]
+    pub job_id: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ParameterCmd {
+    /// List the project's parameters
+    Ls {
+        #[arg(short = 'p', long = "project-dir", default_value = ".")]
+        project_dir: PathBuf,
+    },
+    /// Add or change a parameter (its default value, type, description)
+    Set {
+        name: String,
+        value: Option<String>,
+        #[arg(short = 'p', long = "project-dir", default_value = ".")]
+        project_dir: PathBuf,
+        /// str | int | float | bool
+        #[arg(long = "type")]
+        ty: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// Remove a parameter
+    Rm {
+        name: String,
+        #[arg(short = 'p', long = "project-dir", default_value = ".")]
+        project_dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum JobCmd {
+    /// Jobs, newest first
+    Ls {
+        #[arg(short = 'n', long, default_value_t = 20)]
+        n: usize,
+    },
+    /// One job: status, refs, parameters, per-node outcome
+    Get { id: String },
+    /// A job's log
+    Logs { id: String },
+    /// Stop a running job (its target branch stays as it was)
+    Stop { id: String },
 }

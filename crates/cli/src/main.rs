@@ -4,6 +4,7 @@
 mod macros;
 mod args;
 mod output;
+mod pipeline;
 mod run;
 
 use std::process::ExitCode;

@@ -27,8 +27,15 @@ fn regex(s: &Option<String>) -> Result<Option<regex::Regex>> {
 }
 
 pub async fn run(cli: Cli) -> Result<()> {
-    let dir = lake_dir(cli.lake)?;
+    let dir = lake_dir(cli.lake.clone())?;
     let out = cli.output;
+    // Project commands edit a project folder and need no lake.
+    let cmd = match cli.cmd {
+        Cmd::Init { path, name } => return crate::pipeline::init(path, name, out),
+        Cmd::Parameter(p) => return crate::pipeline::parameter(p, out),
+        other => other,
+    };
+    let cli = Cli { cmd, ..cli };
     let lake = match &cli.cmd {
         Cmd::Lake(LakeCmd::Init { warehouse }) => {
             Lake::init(&dir, warehouse.as_deref(), LakeConfig::default())?
@@ -115,6 +122,15 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
         }
         Cmd::Query(q) => query(&lake, q, out).await?,
+        Cmd::Run(args) => crate::pipeline::run(&lake, &dir, args, out).await?,
+        Cmd::Job(cmd) => crate::pipeline::job(&lake, cmd, out)?,
+        Cmd::Rerun {
+            id,
+            r,
+            dry_run,
+            no_cache,
+        } => crate::pipeline::rerun(&lake, &id, r, dry_run, no_cache, out).await?,
+        Cmd::Init { .. } | Cmd::Parameter(_) => unreachable!("handled before the lake opens"),
         Cmd::Audit { n } => {
             let recs = lake.audit_log(Some(n))?;
             match out {
@@ -551,7 +567,7 @@ async fn table(lake: &Lake, cmd: TableCmd, out: Output) -> Result<()> {
             let opts = ImportOptions {
                 continue_on_error,
                 import_duplicate_files,
-                parallelism: 0,
+                ..Default::default()
             };
             let (progress, bar) = progress_bar(out);
             let res = lake

@@ -1,3 +1,4 @@
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -188,6 +189,23 @@ impl Lake {
         F: FnOnce(Arc<StagedCatalog>) -> Fut,
         Fut: Future<Output = Result<T>>,
     {
+        self.write_with(branch, op, message, BTreeMap::new(), f)
+            .await
+    }
+
+    /// [`Lake::write`] with extra commit properties (a pipeline run's job id, say).
+    pub(crate) async fn write_with<T, F, Fut>(
+        &self,
+        branch: &str,
+        op: &str,
+        message: String,
+        properties: BTreeMap<String, String>,
+        f: F,
+    ) -> Result<(T, Option<CommitId>)>
+    where
+        F: FnOnce(Arc<StagedCatalog>) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
         let base = self.write_base(branch)?;
         let view = Arc::new(CommitView {
             catalog: self.catalog.clone(),
@@ -200,9 +218,9 @@ impl Lake {
         if changes.is_empty() {
             return Ok((out, None));
         }
-        let id = self
-            .catalog
-            .commit(branch, &base, &changes, &self.meta(op, message))?;
+        let mut meta = self.meta(op, message);
+        meta.properties.extend(properties);
+        let id = self.catalog.commit(branch, &base, &changes, &meta)?;
         Ok((out, Some(id)))
     }
 
@@ -231,7 +249,13 @@ impl Lake {
         out
     }
 
-    fn record(&self, op: &str, target: &str, details: serde_json::Value, err: Option<&Error>) {
+    pub(crate) fn record(
+        &self,
+        op: &str,
+        target: &str,
+        details: serde_json::Value,
+        err: Option<&Error>,
+    ) {
         let rec = AuditRecord {
             seq: 0,
             timestamp: chrono::Utc::now(),

@@ -12,14 +12,22 @@
 
 mod audit;
 mod info;
+pub mod jobs;
 mod lake;
+mod pipeline_io;
+mod pysrc;
 mod query;
 mod refs;
+mod run;
+mod snapshot;
 mod tables;
 mod view;
 
 pub use info::*;
+pub use jobs::{JobRecord, JobStatus, JobStore};
 pub use lake::{Lake, LakeConfig};
 pub use lakeplan_catalog::{LogFilter, MergeOutcome};
+pub use lakeplan_pipeline as pipeline;
 pub use lakeplan_storage::ingest::{CreatePlan, ImportOptions, ImportReport, Progress, ProgressFn};
 pub use query::QueryResult;
+pub use run::{NodeOutcome, RunEvent, RunObserver, RunOptions};

@@ -19,7 +19,8 @@ pub const PROJECT_FILES: [&str; 4] = [
 ];
 
 /// The type of a project parameter.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ParamType {
     Str,
     Int,
@@ -164,8 +165,9 @@ impl fmt::Display for ParamValue {
 }
 
 /// A parameter declared in the project file.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct ParamSpec {
+    #[serde(rename = "type")]
     pub ty: ParamType,
     pub default: Option<ParamValue>,
     pub required: bool,

@@ -294,19 +294,30 @@ impl EnvManager {
     }
 
     /// Finds uv: `$LAKEPLAN_UV`, else `uv` on `PATH`, else `.venv/bin/uv` under the current
-    /// directory (where scripts/setup.sh installs it).
+    /// directory or a folder above the running binary (where scripts/setup.sh installs it).
     pub fn locate_uv() -> Result<PathBuf> {
+        // `.venv/bin/uv` of the current folder, or of a folder holding the running binary
+        // (a checkout's `target/debug/lakeplan` finds the checkout's `.venv`).
+        let exe = std::env::current_exe().ok();
+        let bases: Vec<PathBuf> = std::env::current_dir()
+            .ok()
+            .into_iter()
+            .chain(
+                exe.iter()
+                    .flat_map(|e| e.ancestors().skip(1).map(Path::to_path_buf)),
+            )
+            .collect();
         Self::locate_uv_in(
             std::env::var_os("LAKEPLAN_UV"),
             std::env::var_os("PATH"),
-            std::env::current_dir().ok(),
+            bases,
         )
     }
 
     fn locate_uv_in(
         explicit: Option<OsString>,
         path_var: Option<OsString>,
-        cwd: Option<PathBuf>,
+        bases: Vec<PathBuf>,
     ) -> Result<PathBuf> {
         if let Some(p) = explicit.filter(|p| !p.is_empty()) {
             let p = PathBuf::from(p);
@@ -325,8 +336,10 @@ impl EnvManager {
                 return Ok(p);
             }
         }
-        cwd.map(|d| d.join(".venv/bin/uv"))
-            .filter(|p| p.is_file())
+        bases
+            .into_iter()
+            .map(|d| d.join(".venv/bin/uv"))
+            .find(|p| p.is_file())
             .ok_or(RuntimeError::UvNotFound)
     }
 
@@ -632,16 +645,21 @@ mod tests {
         std::fs::write(&explicit, "").unwrap();
         let pv = Some(bin.clone().into_os_string());
         let cwd = Some(d.path().to_path_buf());
-        let got = EnvManager::locate_uv_in(Some(explicit.clone().into()), pv.clone(), cwd.clone());
+        let got = EnvManager::locate_uv_in(
+            Some(explicit.clone().into()),
+            pv.clone(),
+            cwd.clone().into_iter().collect(),
+        );
         assert_eq!(got.unwrap(), explicit);
-        let missing = EnvManager::locate_uv_in(Some(d.path().join("nope").into()), None, None);
+        let missing = EnvManager::locate_uv_in(Some(d.path().join("nope").into()), None, vec![]);
         assert!(matches!(missing, Err(RuntimeError::UvNotFound)));
-        let got = EnvManager::locate_uv_in(None, pv.clone(), cwd.clone()).unwrap();
+        let got =
+            EnvManager::locate_uv_in(None, pv.clone(), cwd.clone().into_iter().collect()).unwrap();
         assert_eq!(got, d.path().join(".venv/bin/uv"));
         std::fs::write(bin.join("uv"), "").unwrap();
-        let got = EnvManager::locate_uv_in(None, pv, cwd).unwrap();
+        let got = EnvManager::locate_uv_in(None, pv, cwd.into_iter().collect()).unwrap();
         assert_eq!(got, bin.join("uv"));
-        let e = EnvManager::locate_uv_in(None, None, None).unwrap_err();
+        let e = EnvManager::locate_uv_in(None, None, vec![]).unwrap_err();
         assert_eq!(
             e.to_string(),
             "uv not found: run scripts/setup.sh or set LAKEPLAN_UV"

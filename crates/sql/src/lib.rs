@@ -15,6 +15,7 @@
 mod providers;
 mod scan;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
@@ -36,6 +37,27 @@ pub fn session(
     namespace: &str,
     system_tables: Vec<(String, Arc<dyn TableProvider>)>,
 ) -> Result<SessionContext> {
+    session_with_overlay(
+        view,
+        warehouse,
+        resolver,
+        namespace,
+        system_tables,
+        HashMap::new(),
+    )
+}
+
+/// [`session`], with `overlay` tables (keyed `namespace.name`) that shadow the tree's tables of
+/// the same name in the default catalog: how a pipeline's SQL models read the in-memory
+/// outputs of the models before them.
+pub fn session_with_overlay(
+    view: Arc<dyn TreeView>,
+    warehouse: Warehouse,
+    resolver: Arc<dyn RefResolver>,
+    namespace: &str,
+    system_tables: Vec<(String, Arc<dyn TableProvider>)>,
+    overlay: HashMap<String, Arc<dyn TableProvider>>,
+) -> Result<SessionContext> {
     let config = SessionConfig::new()
         .with_default_catalog_and_schema(DEFAULT_CATALOG, namespace)
         .with_create_default_catalog_and_schema(false)
@@ -43,7 +65,7 @@ pub fn session(
     let s3_bucket = lakeplan_storage::s3::S3Url::parse(warehouse.url())
         .ok()
         .map(|u| u.bucket);
-    let list = LakeCatalogList::new(view, warehouse, resolver, system_tables);
+    let list = LakeCatalogList::new(view, warehouse, resolver, system_tables, overlay);
     let state = datafusion::execution::SessionStateBuilder::new()
         .with_config(config)
         .with_default_features()

@@ -37,6 +37,7 @@ impl LakeCatalogList {
         warehouse: Warehouse,
         resolver: Arc<dyn RefResolver>,
         system_tables: Vec<(String, Arc<dyn TableProvider>)>,
+        overlay: HashMap<String, Arc<dyn TableProvider>>,
     ) -> Self {
         let system = Arc::new(SystemSchema {
             tables: system_tables.into_iter().collect(),
@@ -46,6 +47,7 @@ impl LakeCatalogList {
                 view,
                 warehouse: warehouse.clone(),
                 system: Some(system),
+                overlay: Arc::new(overlay),
             }),
             warehouse,
             resolver,
@@ -90,6 +92,7 @@ impl CatalogProviderList for LakeCatalogList {
             view,
             warehouse: self.warehouse.clone(),
             system: None,
+            overlay: Arc::new(HashMap::new()),
         });
         others.insert(name.to_string(), c.clone());
         Some(c)
@@ -101,6 +104,9 @@ struct RefCatalog {
     view: Arc<dyn TreeView>,
     warehouse: Warehouse,
     system: Option<Arc<SystemSchema>>,
+    /// Tables that shadow the tree's, keyed `namespace.name`: a pipeline run's in-memory model
+    /// outputs, which its SQL models read by name.
+    overlay: Arc<HashMap<String, Arc<dyn TableProvider>>>,
 }
 
 impl std::fmt::Debug for RefCatalog {
@@ -135,14 +141,19 @@ impl CatalogProvider for RefCatalog {
         if name == SYSTEM_SCHEMA {
             return self.system.clone().map(|s| s as Arc<dyn SchemaProvider>);
         }
+        let prefix = format!("{name}.");
+        let in_overlay = self.overlay.keys().any(|k| k.starts_with(&prefix));
         match self.view.entry(name) {
-            Ok(Some(Entry::Namespace)) => Some(Arc::new(NamespaceSchema {
-                view: self.view.clone(),
-                warehouse: self.warehouse.clone(),
-                namespace: name.to_string(),
-            })),
-            _ => None,
+            Ok(Some(Entry::Namespace)) => {}
+            _ if in_overlay => {}
+            _ => return None,
         }
+        Some(Arc::new(NamespaceSchema {
+            view: self.view.clone(),
+            warehouse: self.warehouse.clone(),
+            namespace: name.to_string(),
+            overlay: self.overlay.clone(),
+        }))
     }
 }
 
@@ -151,6 +162,7 @@ struct NamespaceSchema {
     view: Arc<dyn TreeView>,
     warehouse: Warehouse,
     namespace: String,
+    overlay: Arc<HashMap<String, Arc<dyn TableProvider>>>,
 }
 
 impl std::fmt::Debug for NamespaceSchema {
@@ -171,7 +183,8 @@ impl SchemaProvider for NamespaceSchema {
 
     fn table_names(&self) -> Vec<String> {
         let prefix = format!("{}.", self.namespace);
-        self.view
+        let mut names: Vec<String> = self
+            .view
             .entries()
             .map(|all| {
                 all.into_iter()
@@ -179,10 +192,21 @@ impl SchemaProvider for NamespaceSchema {
                     .filter_map(|(k, _)| k.strip_prefix(&prefix).map(str::to_string))
                     .collect()
             })
-            .unwrap_or_default()
+            .unwrap_or_default();
+        for k in self.overlay.keys() {
+            if let Some(n) = k.strip_prefix(&prefix) {
+                if !names.iter().any(|x| x == n) {
+                    names.push(n.to_string());
+                }
+            }
+        }
+        names
     }
 
     async fn table(&self, name: &str) -> DFResult<Option<Arc<dyn TableProvider>>> {
+        if let Some(t) = self.overlay.get(&format!("{}.{name}", self.namespace)) {
+            return Ok(Some(t.clone()));
+        }
         let Ok(tn) = TableName::new(&self.namespace, name) else {
             return Ok(None);
         };
@@ -197,6 +221,12 @@ impl SchemaProvider for NamespaceSchema {
     }
 
     fn table_exist(&self, name: &str) -> bool {
+        if self
+            .overlay
+            .contains_key(&format!("{}.{name}", self.namespace))
+        {
+            return true;
+        }
         TableName::new(&self.namespace, name)
             .ok()
             .and_then(|tn| self.view.entry(&tn.key()).ok().flatten())

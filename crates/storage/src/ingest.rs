@@ -8,6 +8,7 @@ use std::sync::Arc;
 use arrow::datatypes::{Schema as ArrowSchema, SchemaRef as ArrowSchemaRef};
 use arrow::record_batch::RecordBatch;
 use datafusion::common::{Column, ScalarValue};
+use datafusion::datasource::file_format::options::ArrowReadOptions;
 use datafusion::prelude::{
     cast, CsvReadOptions, DataFrame, Expr, JsonReadOptions, ParquetReadOptions, SessionContext,
 };
@@ -47,6 +48,8 @@ pub enum Format {
     Csv,
     Parquet,
     Jsonl,
+    /// Arrow IPC file format (`.arrow`, `.ipc`, `.feather` v2): what pipeline functions produce.
+    Arrow,
 }
 
 impl Format {
@@ -61,10 +64,11 @@ impl Format {
             "csv" | "tsv" | "txt" => Ok(Format::Csv),
             "parquet" | "pq" => Ok(Format::Parquet),
             "jsonl" | "ndjson" | "json" => Ok(Format::Jsonl),
+            "arrow" | "ipc" | "feather" => Ok(Format::Arrow),
             _ => Err(Error::InvalidData {
                 path: path.display().to_string(),
                 message: format!(
-                    "unknown file extension '{ext}': lakeplan imports .csv/.tsv, .parquet and .jsonl/.ndjson/.json (one JSON object per line)"
+                    "unknown file extension '{ext}': lakeplan imports .csv/.tsv, .parquet, .jsonl/.ndjson/.json (one JSON object per line) and .arrow/.ipc/.feather (Arrow IPC files)"
                 ),
             }),
         }
@@ -311,6 +315,13 @@ async fn read(
             let opts = ParquetReadOptions::default().file_extension(&ext);
             ctx.read_parquet(&f.path, opts).await.map_err(wrap)
         }
+        Format::Arrow => {
+            let opts = ArrowReadOptions {
+                file_extension: &ext,
+                ..Default::default()
+            };
+            ctx.read_arrow(&f.path, opts).await.map_err(wrap)
+        }
     }
 }
 
@@ -375,6 +386,11 @@ pub async fn plan_columns(
 pub struct ImportOptions {
     pub continue_on_error: bool,
     pub import_duplicate_files: bool,
+    /// The files are temporary (a pipeline's outputs): don't record their paths as imported
+    /// sources, and don't skip them as duplicates.
+    pub untracked_sources: bool,
+    /// Extra properties for the snapshot summary (a pipeline run's job id, say).
+    pub snapshot_properties: HashMap<String, String>,
     /// Files imported at once; 0 = the number of cores.
     pub parallelism: usize,
 }
@@ -491,7 +507,7 @@ pub async fn import(
     let already = imported_files(&table);
     let mut todo = Vec::new();
     for f in files {
-        if !opts.import_duplicate_files && already.contains(&f.path) {
+        if !opts.import_duplicate_files && !opts.untracked_sources && already.contains(&f.path) {
             report.duplicates.push(f.path);
         } else {
             todo.push(f);
@@ -635,15 +651,22 @@ pub async fn import(
         let tx = tx
             .fast_append()
             .add_data_files(data_files)
-            .set_snapshot_properties(HashMap::from([(
-                SOURCE_FILES_PROPERTY.to_string(),
-                sources.join("\n"),
-            )]))
+            .set_snapshot_properties(snapshot_properties(opts, &sources))
             .apply(tx)
             .map_err(from_iceberg)?;
         tx.commit(staged).await.map_err(from_iceberg)?;
     }
     Ok(report)
+}
+
+/// The summary properties of an import's snapshot: the caller's, plus the source files unless
+/// they are temporary.
+fn snapshot_properties(opts: &ImportOptions, sources: &[String]) -> HashMap<String, String> {
+    let mut props = opts.snapshot_properties.clone();
+    if !opts.untracked_sources {
+        props.insert(SOURCE_FILES_PROPERTY.to_string(), sources.join("\n"));
+    }
+    props
 }
 
 /// Reads one source file and writes its rows as Parquet data files. The file is read in

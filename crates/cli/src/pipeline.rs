@@ -1,0 +1,401 @@
+//! `lakeplan run | init | parameter | job | rerun`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use lakeplan_core::{Error, Result};
+use lakeplan_lake::pipeline::{self, ParamType};
+use lakeplan_lake::{JobRecord, JobStatus, Lake, RunEvent, RunObserver, RunOptions};
+
+use crate::args::*;
+use crate::output;
+
+fn perr(e: pipeline::PipelineError) -> Error {
+    Error::InvalidInput(e.to_string())
+}
+
+fn parse_params(raw: &[String]) -> Result<Vec<(String, String)>> {
+    raw.iter()
+        .map(|p| {
+            p.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+                .ok_or_else(|| Error::InvalidInput(format!("--param '{p}': expected name=value")))
+        })
+        .collect()
+}
+
+/// `lakeplan init [PATH] [--name N]`: needs no lake.
+pub fn init(path: Option<PathBuf>, name: Option<String>, out: Output) -> Result<()> {
+    let dir = path.unwrap_or_else(|| PathBuf::from("."));
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
+    let name = match name {
+        Some(n) => n,
+        None => std::fs::canonicalize(&dir)
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().to_string()))
+            .unwrap_or_else(|| "my_project".into()),
+    };
+    let files = pipeline::scaffold(&dir, &name).map_err(perr)?;
+    match out {
+        Output::Json => output::json(&files)?,
+        _ => {
+            outln!("Created project '{name}' in {}:", dir.display());
+            for f in files {
+                outln!("  {}", f.display());
+            }
+            outln!("Run it with: lakeplan run -p {}", dir.display());
+        }
+    }
+    Ok(())
+}
+
+/// `lakeplan parameter ls|set|rm`: edits the project file; needs no lake.
+pub fn parameter(cmd: ParameterCmd, out: Output) -> Result<()> {
+    match cmd {
+        ParameterCmd::Ls { project_dir } => {
+            let p = pipeline::Project::load(&project_dir).map_err(perr)?;
+            match out {
+                Output::Json => output::json(&p.parameters)?,
+                _ => output::table(
+                    &["NAME", "TYPE", "DEFAULT", "REQUIRED", "DESCRIPTION"],
+                    p.parameters
+                        .iter()
+                        .map(|(n, s)| {
+                            vec![
+                                n.clone(),
+                                s.ty.to_string(),
+                                s.default
+                                    .as_ref()
+                                    .map(|d| d.to_string())
+                                    .unwrap_or_default(),
+                                s.required.to_string(),
+                                s.description.clone().unwrap_or_default(),
+                            ]
+                        })
+                        .collect(),
+                ),
+            }
+        }
+        ParameterCmd::Set {
+            name,
+            value,
+            project_dir,
+            ty,
+            description,
+        } => {
+            let ty = match ty.as_deref() {
+                None => None,
+                Some(t) => Some(ParamType::parse(t).ok_or_else(|| {
+                    Error::InvalidInput(format!("--type '{t}': expected str, int, float or bool"))
+                })?),
+            };
+            let spec = pipeline::set_parameter(
+                &project_dir,
+                &name,
+                value.as_deref(),
+                ty,
+                description.as_deref(),
+            )
+            .map_err(perr)?;
+            match out {
+                Output::Json => output::json(&spec)?,
+                _ => outln!("Set parameter '{name}' ({})", spec.ty),
+            }
+        }
+        ParameterCmd::Rm { name, project_dir } => {
+            pipeline::remove_parameter(&project_dir, &name).map_err(perr)?;
+            match out {
+                Output::Json => output::json(&serde_json::json!({"removed": name}))?,
+                _ => outln!("Removed parameter '{name}'"),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The live view of a run: every function's output prefixed by its node, and a line per
+/// node start and end. On `-O json` it goes to stderr so stdout stays one JSON document.
+fn observer(out: Output) -> RunObserver {
+    Arc::new(move |ev: &RunEvent| {
+        let line = match ev {
+            RunEvent::Started { job_id, log } => {
+                format!("job {job_id} (log: {})", log.display())
+            }
+            RunEvent::Planned { rendered, nodes } => format!("{nodes} node(s):\n{rendered}"),
+            RunEvent::Info(m) => m.clone(),
+            RunEvent::Warning(m) => format!("warning: {m}"),
+            RunEvent::NodeStarted { node } => format!("[{node}] started"),
+            RunEvent::Line { node, line, .. } => format!("[{node}] {line}"),
+            RunEvent::NodeFinished { node, outcome } => {
+                let mut s = format!("[{node}] {} in {:.2}s", outcome.status, outcome.seconds);
+                if let Some(r) = outcome.rows {
+                    s.push_str(&format!(" ({r} rows)"));
+                }
+                if let Some(p) = outcome.passed {
+                    s.push_str(if p { " (passed)" } else { " (FAILED)" });
+                }
+                if let Some(e) = &outcome.error {
+                    s.push_str(&format!(": {e}"));
+                }
+                s
+            }
+            RunEvent::Preview { node, text } => format!("[{node}] preview:\n{text}"),
+        };
+        if out == Output::Tty {
+            outln!("{line}");
+        } else {
+            let mut e = std::io::stderr().lock();
+            let _ = writeln!(e, "{line}");
+        }
+    })
+}
+
+fn print_job(job: &JobRecord, out: Output) -> Result<()> {
+    match out {
+        Output::Json => output::json(job),
+        _ => {
+            outln!("job:          {}", job.id);
+            outln!("status:       {}", job.status.as_str());
+            outln!(
+                "project:      {} ({})",
+                job.project_name.as_deref().unwrap_or("-"),
+                job.project_dir
+            );
+            outln!("target:       {}", job.target);
+            outln!("input commit: {}", job.input_commit);
+            if let Some(tx) = &job.tx_branch {
+                outln!("tx branch:    {tx}");
+            }
+            if let Some(c) = &job.result_commit {
+                outln!("published:    {c}");
+            }
+            outln!("dry run:      {}", job.dry_run);
+            outln!(
+                "created:      {}",
+                job.created_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            );
+            if let Some(f) = job.finished_at {
+                outln!(
+                    "finished:     {}",
+                    f.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                );
+            }
+            for (k, v) in &job.parameters {
+                outln!("param:        {k}={v}");
+            }
+            if let Some(nodes) = job.nodes.as_array() {
+                for n in nodes {
+                    outln!(
+                        "node:         {} [{}] {}{}",
+                        n["node"].as_str().unwrap_or("?"),
+                        n["kind"].as_str().unwrap_or("?"),
+                        n["status"].as_str().unwrap_or("?"),
+                        n["table"]
+                            .as_str()
+                            .map(|t| format!(" -> {t}"))
+                            .unwrap_or_default()
+                    );
+                }
+            }
+            if let Some(e) = &job.error {
+                outln!("error:        {e}");
+            }
+            Ok(())
+        }
+    }
+}
+
+fn finish(job: JobRecord, out: Output) -> Result<()> {
+    match job.status {
+        JobStatus::Succeeded => {
+            if out == Output::Json {
+                output::json(&job)?;
+            }
+            Ok(())
+        }
+        _ => {
+            if out == Output::Json {
+                output::json(&job)?;
+            }
+            Err(Error::InvalidOperation {
+                op: format!("finish job {}", job.id),
+                reason: job.error.unwrap_or_else(|| job.status.as_str().to_string()),
+            })
+        }
+    }
+}
+
+/// `lakeplan run`.
+pub async fn run(lake: &Lake, lake_dir: &Path, args: RunArgs, out: Output) -> Result<()> {
+    let params = parse_params(&args.param)?;
+    if args.detach {
+        return detach(lake, lake_dir, &args, out).await;
+    }
+    let preview = match args.preview {
+        Preview::Off => None,
+        Preview::On | Preview::Head => Some((true, 10)),
+        Preview::Tail => Some((false, 10)),
+    };
+    let opts = RunOptions {
+        project_dir: args.project_dir.clone(),
+        target: args.r.clone(),
+        namespace: args.namespace.clone(),
+        params,
+        no_cache: args.no_cache,
+        dry_run: args.dry_run,
+        strict: !args.no_strict,
+        transaction: !args.no_transaction,
+        strict_python: args.strict_python,
+        workers: args.workers,
+        job_id: args.job_id.clone(),
+        preview,
+        ..Default::default()
+    };
+    let job = lake.run_pipeline(&opts, observer(out)).await?;
+    finish(job, out)
+}
+
+/// Starts the same `lakeplan run` in the background, in its own process group (so that the
+/// terminal's Ctrl-C does not reach it), and waits until its job is recorded.
+async fn detach(lake: &Lake, lake_dir: &Path, args: &RunArgs, out: Output) -> Result<()> {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let exe = std::env::current_exe().map_err(|e| Error::io("the lakeplan executable", e))?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("--lake").arg(lake_dir).arg("run");
+    cmd.arg("-p").arg(&args.project_dir);
+    if let Some(r) = &args.r {
+        cmd.arg("-r").arg(r);
+    }
+    if let Some(n) = &args.namespace {
+        cmd.arg("-n").arg(n);
+    }
+    for p in &args.param {
+        cmd.arg("--param").arg(p);
+    }
+    for (flag, on) in [
+        ("--no-cache", args.no_cache),
+        ("--dry-run", args.dry_run),
+        ("--no-strict", args.no_strict),
+        ("--no-transaction", args.no_transaction),
+        ("--strict-python", args.strict_python),
+    ] {
+        if on {
+            cmd.arg(flag);
+        }
+    }
+    cmd.arg("--workers").arg(args.workers.to_string());
+    cmd.arg("--job-id").arg(&id);
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    use std::os::unix::process::CommandExt;
+    cmd.process_group(0);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| Error::io("starting a detached run", e))?;
+    let jobs = lake.jobs()?;
+    for _ in 0..600 {
+        if jobs.get(&id).is_ok() {
+            match out {
+                Output::Json => output::json(&serde_json::json!({"job_id": id}))?,
+                _ => {
+                    outln!("Started job {id} in the background");
+                    outln!("  lakeplan job get {id}   ·   lakeplan job logs {id}");
+                }
+            }
+            return Ok(());
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(Error::InvalidOperation {
+                op: "start a detached run".into(),
+                reason: format!(
+                    "it ended ({status}) before recording a job: run it without -d to see why"
+                ),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err(Error::Internal(format!(
+        "the detached run did not record job {id} within 30s"
+    )))
+}
+
+/// `lakeplan job ...`.
+pub fn job(lake: &Lake, cmd: JobCmd, out: Output) -> Result<()> {
+    let jobs = lake.jobs()?;
+    match cmd {
+        JobCmd::Ls { n } => {
+            let all = jobs.list(n)?;
+            match out {
+                Output::Json => output::json(&all)?,
+                _ => output::table(
+                    &["ID", "STATUS", "CREATED", "TARGET", "PROJECT", "DRY RUN"],
+                    all.iter()
+                        .map(|j| {
+                            vec![
+                                j.id.clone(),
+                                j.status.as_str().to_string(),
+                                j.created_at
+                                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                                j.target.clone(),
+                                j.project_name.clone().unwrap_or_default(),
+                                j.dry_run.to_string(),
+                            ]
+                        })
+                        .collect(),
+                ),
+            }
+        }
+        JobCmd::Get { id } => print_job(&jobs.get(&id)?, out)?,
+        JobCmd::Logs { id } => {
+            let job = jobs.get(&id)?;
+            let path = jobs.log_path(&job.id);
+            let text = std::fs::read_to_string(&path).map_err(|e| Error::io(path.display(), e))?;
+            match out {
+                Output::Json => output::json(&serde_json::json!({"job_id": job.id, "log": text}))?,
+                _ => out!("{text}"),
+            }
+        }
+        JobCmd::Stop { id } => {
+            let job = lake.stop_job(&id)?;
+            match out {
+                Output::Json => output::json(&job)?,
+                _ => outln!("Stopped job {} ({})", job.id, job.status.as_str()),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `lakeplan rerun ID`: the job's stored code, its parameters, its input commit.
+pub async fn rerun(
+    lake: &Lake,
+    id: &str,
+    r: Option<String>,
+    dry_run: bool,
+    no_cache: bool,
+    out: Output,
+) -> Result<()> {
+    let job = lake.jobs()?.get(id)?;
+    let new_id = uuid::Uuid::new_v4().simple().to_string();
+    let project_dir = lake.restore_job_code(&job.id, &new_id)?;
+    let opts = RunOptions {
+        project_dir,
+        target: Some(r.unwrap_or_else(|| job.target.clone())),
+        namespace: Some(job.namespace.clone()),
+        params: job.parameters.clone().into_iter().collect(),
+        no_cache,
+        dry_run,
+        strict: true,
+        transaction: job.transactional || !dry_run,
+        job_id: Some(new_id),
+        input_commit: Some(job.input_commit.clone()),
+        rerun_of: Some(job.id.clone()),
+        ..Default::default()
+    };
+    let job = lake.run_pipeline(&opts, observer(out)).await?;
+    finish(job, out)
+}

@@ -1,0 +1,1313 @@
+//! `lakeplan run`: a pipeline project planned statically, executed node by node (Python
+//! functions in sandboxes, SQL models in DataFusion), checked, materialized on a temporary
+//! branch and published to the target by one merge — or nothing.
+//!
+//! ```text
+//! plan (lakeplan-pipeline, no user code) ─ job record + code snapshot
+//!   └─ temporary branch <target>.run-<job>      (unless --no-transaction / --dry-run)
+//!      └─ levels of independent nodes, in parallel:
+//!           inputs: scans (columns + filter pushed into Iceberg) → Arrow IPC in /dev/shm
+//!           python: sandboxed worker (lakeplan-runtime) · sql: DataFusion over the lake + outputs
+//!           outputs: Arrow IPC, contract-checked, cached by the node's key
+//!      └─ expectations (strict: any failure fails the run)
+//!      └─ one commit of every materialized model on the temporary branch
+//!   └─ merge into the target; on success the temporary branch is deleted
+//! ```
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use futures::StreamExt;
+use lakeplan_core::{CommitId, Entry, Error, RefKind, Result, TableName, DEFAULT_NAMESPACE};
+use lakeplan_pipeline::{
+    CacheStrategy, CatalogView, InputSource, Materialization, NodeKind, ParamValue, Plan, PlanNode,
+    Project, TableInfo,
+};
+use lakeplan_runtime::{
+    run_worker, EnvManager, EnvSpec, SandboxOptions, ShmJobDir, Stream, WorkerSpec,
+};
+use lakeplan_storage::ingest::{self, ImportOptions, SourceFile};
+use lakeplan_storage::schema::{parse_partitioning, partition_spec, schema_from_columns};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::jobs::{JobRecord, JobStatus, JobStore};
+use crate::pipeline_io::{check_contract, quote_ident, scan_sql, sql_to_ipc, ContractField};
+use crate::Lake;
+
+/// Default time limit of one function (`@resources(timeout=...)` overrides it).
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// What `lakeplan run` asks for.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    pub project_dir: PathBuf,
+    /// The branch to publish to (or, for a dry run, any ref to read); default: active branch.
+    pub target: Option<String>,
+    pub namespace: Option<String>,
+    pub params: Vec<(String, String)>,
+    pub no_cache: bool,
+    pub dry_run: bool,
+    /// Strict (default): a failed expectation or broken output contract fails the run.
+    pub strict: bool,
+    /// Transactional (default): materialize on a temporary branch, then merge.
+    pub transaction: bool,
+    /// Fail instead of running on the nearest installed Python when the declared one is absent.
+    pub strict_python: bool,
+    /// Nodes run at once; 0 = the number of cores.
+    pub workers: usize,
+    /// A job id chosen by the caller (a detached run records it before starting).
+    pub job_id: Option<String>,
+    /// Read inputs at this commit instead of the target's head (`lakeplan rerun`).
+    pub input_commit: Option<String>,
+    pub rerun_of: Option<String>,
+    /// Show each model's first (true) or last (false) N rows after it ran.
+    pub preview: Option<(bool, usize)>,
+}
+
+/// What a run tells its observer (the CLI's live view; every event also goes to the job log).
+#[derive(Clone, Debug)]
+pub enum RunEvent {
+    Started {
+        job_id: String,
+        log: PathBuf,
+    },
+    Planned {
+        rendered: String,
+        nodes: usize,
+    },
+    Info(String),
+    Warning(String),
+    NodeStarted {
+        node: String,
+    },
+    Line {
+        node: String,
+        stderr: bool,
+        line: String,
+    },
+    NodeFinished {
+        node: String,
+        outcome: NodeOutcome,
+    },
+    /// A model output's first or last rows, formatted as a table.
+    Preview {
+        node: String,
+        text: String,
+    },
+}
+
+pub type RunObserver = Arc<dyn Fn(&RunEvent) + Send + Sync>;
+
+/// How one node ended.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct NodeOutcome {
+    pub node: String,
+    pub kind: String,
+    /// succeeded | failed | cached | skipped
+    pub status: String,
+    pub rows: Option<u64>,
+    /// An expectation's verdict.
+    pub passed: Option<bool>,
+    pub seconds: f64,
+    pub error: Option<String>,
+    /// Table written, for materialized models.
+    pub table: Option<String>,
+    /// For a cache hit: the table snapshot the cached output was last materialized as.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cached_snapshot: Option<i64>,
+}
+
+/// The lake as the planner sees it at one commit: table columns and snapshot ids, read from
+/// the tables' metadata on demand.
+struct PlanView<'a> {
+    lake: &'a Lake,
+    commit: CommitId,
+    label: String,
+    namespace: String,
+    handle: tokio::runtime::Handle,
+}
+
+impl CatalogView for PlanView<'_> {
+    fn default_namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    fn table(&self, namespace: &str, name: &str) -> Option<TableInfo> {
+        let tn = TableName::new(namespace, name).ok()?;
+        let entry = match self.lake.catalog.entry(&self.commit, &tn.key()).ok()?? {
+            Entry::Table(t) => t,
+            Entry::Namespace => return None,
+        };
+        let file_io = self.lake.warehouse.file_io().clone();
+        let table = self
+            .handle
+            .block_on(lakeplan_storage::load_table(&file_io, &tn, &entry))
+            .ok()?;
+        let schema =
+            iceberg::arrow::schema_to_arrow_schema(table.metadata().current_schema()).ok()?;
+        Some(TableInfo {
+            columns: schema
+                .fields()
+                .iter()
+                .map(|f| (f.name().clone(), f.data_type().to_string()))
+                .collect(),
+            snapshot_id: entry.snapshot_id,
+        })
+    }
+
+    fn ref_label(&self) -> String {
+        self.label.clone()
+    }
+}
+
+/// Where a run's files and helpers live.
+struct RunCtx {
+    job_id: String,
+    commit: CommitId,
+    namespace: String,
+    shm: ShmJobDir,
+    pysrc: PathBuf,
+    project_dir: PathBuf,
+    cache_dir: PathBuf,
+    envs: EnvManager,
+    strict_python: bool,
+    no_cache: bool,
+    preview: Option<(bool, usize)>,
+    /// Node name → its output file (in shared memory, or in the cache).
+    outputs: Mutex<HashMap<String, PathBuf>>,
+    observer: RunObserver,
+    log: Mutex<std::fs::File>,
+}
+
+impl RunCtx {
+    fn emit(&self, ev: RunEvent) {
+        let line = match &ev {
+            RunEvent::Started { job_id, .. } => format!("job {job_id} started"),
+            RunEvent::Planned { rendered, .. } => format!("plan:\n{rendered}"),
+            RunEvent::Info(m) => m.clone(),
+            RunEvent::Warning(m) => format!("warning: {m}"),
+            RunEvent::NodeStarted { node } => format!("[{node}] started"),
+            RunEvent::Line { node, stderr, line } => {
+                format!("[{node}]{} {line}", if *stderr { " !" } else { "" })
+            }
+            RunEvent::Preview { node, text } => format!("[{node}] preview:\n{text}"),
+            RunEvent::NodeFinished { node, outcome } => format!(
+                "[{node}] {} in {:.2}s{}{}",
+                outcome.status,
+                outcome.seconds,
+                outcome
+                    .rows
+                    .map(|r| format!(", {r} rows"))
+                    .unwrap_or_default(),
+                outcome
+                    .error
+                    .as_ref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
+            ),
+        };
+        if let Ok(mut f) = self.log.lock() {
+            let _ = writeln!(f, "{} {line}", Utc::now().format("%H:%M:%S%.3f"));
+        }
+        (self.observer)(&ev);
+    }
+
+    fn node_dir(&self, node: &str) -> Result<PathBuf> {
+        let d = self.shm.output_dir().join(node);
+        std::fs::create_dir_all(&d).map_err(|e| Error::io(d.display(), e))?;
+        Ok(d)
+    }
+
+    fn output_of(&self, node: &str) -> Result<PathBuf> {
+        self.outputs
+            .lock()
+            .map_err(|_| Error::Internal("run state lock poisoned".into()))?
+            .get(node)
+            .cloned()
+            .ok_or_else(|| Error::Internal(format!("node '{node}' has no output yet")))
+    }
+}
+
+/// A node's failure, with the node named.
+fn node_err(node: &str, msg: impl std::fmt::Display) -> Error {
+    Error::InvalidOperation {
+        op: format!("run node '{node}'"),
+        reason: msg.to_string(),
+    }
+}
+
+fn param_json(v: &ParamValue) -> serde_json::Value {
+    match v {
+        ParamValue::Bool(b) => json!(b),
+        ParamValue::Int(i) => json!(i),
+        ParamValue::Float(f) => json!(f),
+        ParamValue::Str(s) => json!(s),
+    }
+}
+
+fn param_text(v: &ParamValue) -> String {
+    match v {
+        ParamValue::Bool(b) => b.to_string(),
+        ParamValue::Int(i) => i.to_string(),
+        ParamValue::Float(f) => f.to_string(),
+        ParamValue::Str(s) => s.clone(),
+    }
+}
+
+impl Lake {
+    /// The job store of this lake.
+    pub fn jobs(&self) -> Result<JobStore> {
+        JobStore::open(&self.root)
+    }
+
+    /// Plans a project at `r` without running anything: the `--dry-run` picture and the
+    /// validation of the project (every planner rejection surfaces here).
+    pub async fn plan_pipeline(
+        &self,
+        project_dir: &Path,
+        r: Option<&str>,
+        ns: Option<&str>,
+        params: &[(String, String)],
+    ) -> Result<(Project, Plan)> {
+        let r = self.ref_or_active(r)?;
+        let commit = self.catalog.resolve_str(&r)?.commit;
+        self.plan_at(
+            project_dir,
+            &commit,
+            &r,
+            ns.unwrap_or(DEFAULT_NAMESPACE),
+            params,
+        )
+    }
+
+    fn plan_at(
+        &self,
+        project_dir: &Path,
+        commit: &CommitId,
+        label: &str,
+        ns: &str,
+        params: &[(String, String)],
+    ) -> Result<(Project, Plan)> {
+        let handle = tokio::runtime::Handle::current();
+        let view = PlanView {
+            lake: self,
+            commit: commit.clone(),
+            label: label.to_string(),
+            namespace: ns.to_string(),
+            handle,
+        };
+        // The planner is synchronous and reads table metadata through the async storage
+        // layer: it runs on a plain thread that may block on the runtime.
+        std::thread::scope(|s| {
+            s.spawn(|| lakeplan_pipeline::load_and_plan(project_dir, &view, params))
+                .join()
+                .map_err(|_| Error::Internal("the planner panicked".into()))
+        })?
+        .map_err(|e| Error::InvalidInput(e.to_string()))
+    }
+
+    /// Runs a pipeline project; see the module docs. Returns the finished job (its status says
+    /// whether the run succeeded); planning errors are returned before any job exists.
+    pub async fn run_pipeline(
+        &self,
+        opts: &RunOptions,
+        observer: RunObserver,
+    ) -> Result<JobRecord> {
+        let target = self.ref_or_active(opts.target.as_deref())?;
+        let resolved = self.catalog.resolve_str(&target)?;
+        if !opts.dry_run && (resolved.kind != Some(RefKind::Branch) || !resolved.is_head) {
+            return Err(Error::NotAWriteBranch(target));
+        }
+        let input_commit = match &opts.input_commit {
+            Some(c) => self.catalog.resolve_str(&format!("@{c}"))?.commit,
+            None => resolved.commit.clone(),
+        };
+        let ns = opts
+            .namespace
+            .clone()
+            .unwrap_or_else(|| DEFAULT_NAMESPACE.to_string());
+        let (project, plan) =
+            self.plan_at(&opts.project_dir, &input_commit, &target, &ns, &opts.params)?;
+
+        // The job: its record, log and code snapshot.
+        let jobs = self.jobs()?;
+        let job_id = opts
+            .job_id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+        let mut files: Vec<(String, PathBuf)> = vec![(
+            project.file_name.clone(),
+            project.dir.join(&project.file_name),
+        )];
+        for p in project.python_files.iter().chain(project.sql_files.iter()) {
+            let rel = p
+                .strip_prefix(&project.dir)
+                .unwrap_or(p)
+                .to_string_lossy()
+                .to_string();
+            files.push((rel, p.clone()));
+        }
+        let req = project.dir.join("requirements.txt");
+        if req.is_file() {
+            files.push(("requirements.txt".into(), req));
+        }
+        std::fs::create_dir_all(jobs.job_dir(&job_id))
+            .map_err(|e| Error::io(jobs.job_dir(&job_id).display(), e))?;
+        let code_hash = crate::snapshot::write_snapshot(&files, &jobs.snapshot_path(&job_id))?;
+        let values: BTreeMap<String, String> = plan
+            .nodes
+            .iter()
+            .flat_map(|n| n.inputs.iter())
+            .filter_map(|i| match &i.source {
+                InputSource::Param { name, value } => Some((name.clone(), param_text(value))),
+                _ => None,
+            })
+            .collect();
+        let transactional = opts.transaction && !opts.dry_run;
+        let tx_branch =
+            transactional.then(|| format!("{target}.run-{}", &job_id[..job_id.len().min(12)]));
+        let mut rec = JobRecord {
+            id: job_id.clone(),
+            status: JobStatus::Running,
+            actor: self.config.actor.clone(),
+            project_dir: project.dir.display().to_string(),
+            project_id: project.id.clone(),
+            project_name: project.name.clone(),
+            target: target.clone(),
+            input_commit: input_commit.to_string(),
+            namespace: ns.clone(),
+            parameters: values,
+            dry_run: opts.dry_run,
+            transactional,
+            tx_branch: tx_branch.clone(),
+            result_commit: None,
+            code_hash: code_hash.clone(),
+            error: None,
+            pid: Some(std::process::id()),
+            created_at: Utc::now(),
+            finished_at: None,
+            nodes: json!([]),
+            rerun_of: opts.rerun_of.clone(),
+        };
+        jobs.insert(&rec)?;
+        let log_path = jobs.log_path(&job_id);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|e| Error::io(log_path.display(), e))?;
+
+        let shm = ShmJobDir::create(&job_id).map_err(|e| Error::Internal(e.to_string()))?;
+        let uv = EnvManager::locate_uv().map_err(|e| e.to_string());
+        let ctx = RunCtx {
+            job_id: job_id.clone(),
+            commit: input_commit.clone(),
+            namespace: ns.clone(),
+            shm,
+            pysrc: crate::pysrc::install(&self.root)?,
+            project_dir: project.dir.clone(),
+            cache_dir: self.root.join("cache").join("nodes"),
+            envs: EnvManager::new(
+                self.root.join("envs"),
+                uv.clone().unwrap_or_else(|_| PathBuf::from("uv")),
+            ),
+            strict_python: opts.strict_python,
+            no_cache: opts.no_cache,
+            preview: opts.preview,
+            outputs: Mutex::new(HashMap::new()),
+            observer,
+            log: Mutex::new(log),
+        };
+        ctx.emit(RunEvent::Started {
+            job_id: job_id.clone(),
+            log: log_path.clone(),
+        });
+        ctx.emit(RunEvent::Planned {
+            rendered: plan.render_ascii(),
+            nodes: plan.nodes.len(),
+        });
+        let needs_python = plan.nodes.iter().any(|n| n.kind != NodeKind::SqlModel);
+        let outcome = async {
+            if needs_python {
+                if let Err(e) = &uv {
+                    return Err((vec![], Error::InvalidInput(e.clone())));
+                }
+                if let Err(e) = lakeplan_runtime::bwrap_available() {
+                    return Err((vec![], Error::InvalidInput(e.to_string())));
+                }
+            }
+            self.execute(
+                &ctx,
+                &plan,
+                opts,
+                &target,
+                tx_branch.as_deref(),
+                &project,
+                &code_hash,
+            )
+            .await
+        }
+        .await;
+        let (nodes, result) = match outcome {
+            Ok((nodes, commit)) => (nodes, Ok(commit)),
+            Err((nodes, e)) => (nodes, Err(e)),
+        };
+        rec.nodes = serde_json::to_value(&nodes).unwrap_or(json!([]));
+        rec.finished_at = Some(Utc::now());
+        match result {
+            Ok(commit) => {
+                rec.status = JobStatus::Succeeded;
+                rec.result_commit = commit.map(|c| c.to_string());
+                if let Some(tx) = &tx_branch {
+                    // Published: the temporary branch has done its job.
+                    let _ = self.delete_ref(tx, RefKind::Branch, true);
+                }
+                ctx.emit(RunEvent::Info(match &rec.result_commit {
+                    Some(c) => format!(
+                        "job {job_id} succeeded: published {} to '{target}'",
+                        &c[..12.min(c.len())]
+                    ),
+                    None => format!("job {job_id} succeeded: nothing to publish"),
+                }));
+            }
+            Err(e) => {
+                rec.status = JobStatus::Failed;
+                let mut msg = e.to_string();
+                if let Some(tx) = &tx_branch {
+                    if self.catalog.resolve_str(tx).is_ok() {
+                        msg.push_str(&format!(
+                            "; '{target}' is unchanged; the temporary branch '{tx}' is kept"
+                        ));
+                    } else {
+                        msg.push_str(&format!("; '{target}' is unchanged"));
+                    }
+                }
+                msg.push_str(&format!("; log: {}", log_path.display()));
+                ctx.emit(RunEvent::Info(format!("job {job_id} failed: {msg}")));
+                rec.error = Some(msg);
+            }
+        }
+        jobs.update(&rec)?;
+        self.record(
+            "pipeline.run",
+            &target,
+            json!({"job_id": job_id, "dry_run": opts.dry_run, "status": rec.status.as_str()}),
+            None,
+        );
+        Ok(rec)
+    }
+
+    /// Executes the plan; returns each node's outcome and the published commit.
+    #[allow(clippy::too_many_arguments)]
+    async fn execute(
+        &self,
+        ctx: &RunCtx,
+        plan: &Plan,
+        opts: &RunOptions,
+        target: &str,
+        tx_branch: Option<&str>,
+        project: &Project,
+        code_hash: &str,
+    ) -> std::result::Result<(Vec<NodeOutcome>, Option<CommitId>), (Vec<NodeOutcome>, Error)> {
+        let mut outcomes: Vec<NodeOutcome> = Vec::new();
+        if let Some(tx) = tx_branch {
+            if let Err(e) = self.create_ref(tx, RefKind::Branch, Some(target), false) {
+                return Err((outcomes, e));
+            }
+            ctx.emit(RunEvent::Info(format!(
+                "created temporary branch '{tx}' from '{target}'"
+            )));
+        }
+        let workers = if opts.workers == 0 {
+            std::thread::available_parallelism().map_or(2, |n| n.get())
+        } else {
+            opts.workers
+        };
+        let mut failure: Option<Error> = None;
+        let mut expectation_failures = Vec::new();
+        let mut contract_failures = Vec::new();
+        for level in &plan.levels {
+            let results = futures::stream::iter(level.iter().map(|&i| {
+                let node = &plan.nodes[i];
+                async move { (node, self.run_node(ctx, node).await) }
+            }))
+            .buffer_unordered(workers)
+            .collect::<Vec<_>>()
+            .await;
+            for (node, r) in results {
+                match r {
+                    Ok(mut o) => {
+                        if let Some(contract) = &node.output_schema {
+                            if o.status != "skipped" {
+                                if let Err(msg) = self.contract_check(ctx, node, contract) {
+                                    o.error = Some(msg.clone());
+                                    contract_failures.push(format!("{}: {msg}", node.name));
+                                }
+                            }
+                        }
+                        if o.passed == Some(false) {
+                            expectation_failures.push(node.name.clone());
+                        }
+                        if let (Some((head, n)), true) =
+                            (ctx.preview, node.kind != NodeKind::Expectation)
+                        {
+                            if let Ok(path) = ctx.output_of(&node.name) {
+                                match crate::pipeline_io::preview(&path, head, n) {
+                                    Ok(text) => ctx.emit(RunEvent::Preview {
+                                        node: node.name.clone(),
+                                        text,
+                                    }),
+                                    Err(e) => ctx.emit(RunEvent::Warning(format!(
+                                        "[{}] no preview: {e}",
+                                        node.name
+                                    ))),
+                                }
+                            }
+                        }
+                        ctx.emit(RunEvent::NodeFinished {
+                            node: node.name.clone(),
+                            outcome: o.clone(),
+                        });
+                        outcomes.push(o);
+                    }
+                    Err((o, e)) => {
+                        ctx.emit(RunEvent::NodeFinished {
+                            node: node.name.clone(),
+                            outcome: o.clone(),
+                        });
+                        outcomes.push(o);
+                        if failure.is_none() {
+                            failure = Some(e);
+                        }
+                    }
+                }
+            }
+            if failure.is_some() {
+                break;
+            }
+        }
+        if let Some(e) = failure {
+            return Err((outcomes, e));
+        }
+        let mut checks = Vec::new();
+        if !contract_failures.is_empty() {
+            checks.push(format!(
+                "output contract violated: {}",
+                contract_failures.join("; ")
+            ));
+        }
+        if !expectation_failures.is_empty() {
+            checks.push(format!(
+                "expectation(s) failed: {}",
+                expectation_failures.join(", ")
+            ));
+        }
+        for msg in checks {
+            if opts.strict {
+                let e = Error::InvalidOperation {
+                    op: "publish the run".into(),
+                    reason: msg,
+                };
+                return Err((outcomes, e));
+            }
+            ctx.emit(RunEvent::Warning(format!(
+                "{msg} (--no-strict: publishing anyway)"
+            )));
+        }
+        if opts.dry_run {
+            ctx.emit(RunEvent::Info("dry run: nothing materialized".into()));
+            return Ok((outcomes, None));
+        }
+        let branch = tx_branch.unwrap_or(target);
+        let props: BTreeMap<String, String> = [
+            ("lakeplan.job-id", ctx.job_id.clone()),
+            ("lakeplan.code-hash", code_hash.to_string()),
+            (
+                "lakeplan.project-id",
+                project.id.clone().unwrap_or_default(),
+            ),
+            (
+                "lakeplan.project-name",
+                project.name.clone().unwrap_or_default(),
+            ),
+            // Bauplan's names, so tools written for it find them.
+            ("bpln_job_id", ctx.job_id.clone()),
+            ("bpln_project_id", project.id.clone().unwrap_or_default()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let written = match self
+            .materialize(ctx, plan, &mut outcomes, branch, &props)
+            .await
+        {
+            Ok(w) => w,
+            Err(e) => return Err((outcomes, e)),
+        };
+        let Some(tx) = tx_branch else {
+            return Ok((outcomes, written));
+        };
+        if written.is_none() {
+            return Ok((outcomes, None));
+        }
+        let mut meta = self.meta(
+            "pipeline.run",
+            format!(
+                "Run {} (job {}) into '{target}'",
+                project.name.as_deref().unwrap_or("pipeline"),
+                ctx.job_id
+            ),
+        );
+        meta.properties.extend(props);
+        let merged = self.audited(
+            "branch.merge",
+            target,
+            json!({"source": tx, "job_id": ctx.job_id}),
+            || self.catalog.merge(tx, target, &meta),
+        );
+        match merged {
+            Ok(lakeplan_catalog::MergeOutcome::FastForward { commit })
+            | Ok(lakeplan_catalog::MergeOutcome::Merged { commit }) => {
+                ctx.emit(RunEvent::Info(format!("merged '{tx}' into '{target}'")));
+                Ok((outcomes, Some(commit)))
+            }
+            Ok(lakeplan_catalog::MergeOutcome::UpToDate) => Ok((outcomes, None)),
+            Err(e) => Err((outcomes, e)),
+        }
+    }
+
+    fn contract_check(
+        &self,
+        ctx: &RunCtx,
+        node: &PlanNode,
+        contract: &[lakeplan_pipeline::Field],
+    ) -> std::result::Result<(), String> {
+        let path = ctx.output_of(&node.name).map_err(|e| e.to_string())?;
+        let fields: Vec<ContractField> = contract
+            .iter()
+            .map(|f| ContractField {
+                name: f.name.clone(),
+                ty: f.ty.clone(),
+                nullable: f.nullable,
+            })
+            .collect();
+        match check_contract(&path, &fields) {
+            Ok(v) if v.is_empty() => Ok(()),
+            Ok(v) => Err(v.join("; ")),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Runs one node: from cache when its key is known, else in a sandbox or DataFusion.
+    async fn run_node(
+        &self,
+        ctx: &RunCtx,
+        node: &PlanNode,
+    ) -> std::result::Result<NodeOutcome, (NodeOutcome, Error)> {
+        let started = Instant::now();
+        let mut o = NodeOutcome {
+            node: node.name.clone(),
+            kind: node.kind.label().to_string(),
+            status: "succeeded".into(),
+            rows: None,
+            passed: None,
+            seconds: 0.0,
+            error: None,
+            table: None,
+            cached_snapshot: None,
+        };
+        ctx.emit(RunEvent::NodeStarted {
+            node: node.name.clone(),
+        });
+        let r = self.run_node_inner(ctx, node, &mut o).await;
+        o.seconds = started.elapsed().as_secs_f64();
+        match r {
+            Ok(()) => Ok(o),
+            Err(e) => {
+                o.status = "failed".into();
+                o.error = Some(e.to_string());
+                Err((o, e))
+            }
+        }
+    }
+
+    async fn run_node_inner(
+        &self,
+        ctx: &RunCtx,
+        node: &PlanNode,
+        o: &mut NodeOutcome,
+    ) -> Result<()> {
+        let cacheable = !ctx.no_cache && node.cache_strategy != CacheStrategy::None;
+        let cached_out = ctx.cache_dir.join(format!("{}.arrow", node.cache_key));
+        let cached_meta = ctx.cache_dir.join(format!("{}.json", node.cache_key));
+        if cacheable && cached_meta.is_file() {
+            let meta: serde_json::Value = std::fs::read(&cached_meta)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or(json!(null));
+            let usable = match node.kind {
+                NodeKind::Expectation => meta.get("passed").and_then(|v| v.as_bool()).is_some(),
+                _ => cached_out.is_file(),
+            };
+            if usable {
+                o.status = "cached".into();
+                o.rows = meta.get("rows").and_then(|v| v.as_u64());
+                o.passed = meta.get("passed").and_then(|v| v.as_bool());
+                o.cached_snapshot = meta.get("snapshot_id").and_then(|v| v.as_i64());
+                if node.kind != NodeKind::Expectation {
+                    ctx.outputs
+                        .lock()
+                        .map_err(|_| Error::Internal("run state lock poisoned".into()))?
+                        .insert(node.name.clone(), cached_out);
+                }
+                ctx.emit(RunEvent::Line {
+                    node: node.name.clone(),
+                    stderr: false,
+                    line: format!("cache hit ({}): not re-executed", &node.cache_key[..12]),
+                });
+                return Ok(());
+            }
+        }
+        let dir = ctx.node_dir(&node.name)?;
+        let out = dir.join("output.arrow");
+        match node.kind {
+            NodeKind::SqlModel => {
+                let sql = node.sql.as_deref().ok_or_else(|| {
+                    Error::Internal(format!("SQL model '{}' has no SQL", node.name))
+                })?;
+                let mut overlay = Vec::new();
+                for i in &node.inputs {
+                    if let InputSource::Upstream { node: up, .. } = &i.source {
+                        overlay.push((format!("{}.{up}", ctx.namespace), ctx.output_of(up)?));
+                    }
+                }
+                let session = self
+                    .run_session(&ctx.commit, &ctx.namespace, &overlay)
+                    .await?;
+                let (rows, _) =
+                    sql_to_ipc(&session, sql, &out, &format!("SQL model '{}'", node.name)).await?;
+                o.rows = Some(rows);
+            }
+            NodeKind::PythonModel | NodeKind::Expectation => {
+                let result = self.run_python(ctx, node, &dir, &out).await?;
+                match node.kind {
+                    NodeKind::Expectation => {
+                        let passed =
+                            result
+                                .get("value")
+                                .and_then(|v| v.as_bool())
+                                .ok_or_else(|| {
+                                    node_err(&node.name, "the expectation returned no bool")
+                                })?;
+                        o.passed = Some(passed);
+                        if !passed {
+                            o.status = "failed".into();
+                            let why = result
+                                .get("message")
+                                .and_then(|m| m.as_str())
+                                .map(|m| format!(": {m}"))
+                                .unwrap_or_default();
+                            o.error = Some(format!("expectation returned False{why}"));
+                        }
+                    }
+                    _ => o.rows = result.get("rows").and_then(|v| v.as_u64()),
+                }
+            }
+        }
+        if node.kind != NodeKind::Expectation {
+            ctx.outputs
+                .lock()
+                .map_err(|_| Error::Internal("run state lock poisoned".into()))?
+                .insert(node.name.clone(), out.clone());
+        }
+        if cacheable {
+            self.store_cache(ctx, node, &out, o);
+        }
+        Ok(())
+    }
+
+    /// Keeps a node's output under its cache key (best effort: a failed copy only costs a
+    /// re-execution next time).
+    fn store_cache(&self, ctx: &RunCtx, node: &PlanNode, out: &Path, o: &NodeOutcome) {
+        let _ = std::fs::create_dir_all(&ctx.cache_dir);
+        let tmp = ctx
+            .cache_dir
+            .join(format!("{}.{}.tmp", node.cache_key, ctx.job_id));
+        if node.kind != NodeKind::Expectation {
+            if std::fs::copy(out, &tmp).is_err() {
+                return;
+            }
+            if std::fs::rename(
+                &tmp,
+                ctx.cache_dir.join(format!("{}.arrow", node.cache_key)),
+            )
+            .is_err()
+            {
+                let _ = std::fs::remove_file(&tmp);
+                return;
+            }
+        }
+        let meta = json!({"node": node.name, "rows": o.rows, "passed": o.passed,
+                          "job_id": ctx.job_id, "created_at": Utc::now().to_rfc3339()});
+        let _ = std::fs::write(&tmp, meta.to_string()).and_then(|_| {
+            std::fs::rename(&tmp, ctx.cache_dir.join(format!("{}.json", node.cache_key)))
+        });
+    }
+
+    /// Records in a node's cache entry the snapshot its output was materialized as.
+    fn note_cache_snapshot(&self, ctx: &RunCtx, node: &PlanNode, snapshot: Option<i64>) {
+        if ctx.no_cache || node.cache_strategy == CacheStrategy::None {
+            return;
+        }
+        let path = ctx.cache_dir.join(format!("{}.json", node.cache_key));
+        let Some(mut meta) = std::fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        else {
+            return;
+        };
+        meta["snapshot_id"] = json!(snapshot);
+        let tmp = path.with_extension(format!("{}.tmp", ctx.job_id));
+        let _ = std::fs::write(&tmp, meta.to_string()).and_then(|_| std::fs::rename(&tmp, &path));
+    }
+
+    /// Prepares a Python node's inputs and runs it in a sandboxed worker; returns the worker's
+    /// result JSON (ok = true).
+    async fn run_python(
+        &self,
+        ctx: &RunCtx,
+        node: &PlanNode,
+        dir: &Path,
+        out: &Path,
+    ) -> Result<serde_json::Value> {
+        let function = node
+            .function
+            .as_deref()
+            .ok_or_else(|| Error::Internal(format!("node '{}' names no function", node.name)))?;
+        let mut inputs = Vec::new();
+        for i in &node.inputs {
+            match &i.source {
+                InputSource::Scan {
+                    namespace,
+                    table,
+                    columns,
+                    filter,
+                    ..
+                } => {
+                    let path = ctx
+                        .shm
+                        .input_dir()
+                        .join(format!("{}.{}.arrow", node.name, i.param));
+                    let sql = scan_sql(namespace, table, columns.as_deref(), filter.as_deref());
+                    let session = self.run_session(&ctx.commit, &ctx.namespace, &[]).await?;
+                    let (rows, _) = sql_to_ipc(
+                        &session,
+                        &sql,
+                        &path,
+                        &format!(
+                            "input '{}' of '{}' ({namespace}.{table})",
+                            i.param, node.name
+                        ),
+                    )
+                    .await?;
+                    ctx.emit(RunEvent::Line {
+                        node: node.name.clone(),
+                        stderr: false,
+                        line: format!("input '{}': {rows} rows from {namespace}.{table}", i.param),
+                    });
+                    inputs.push(json!({"param": i.param, "kind": "table", "path": path}));
+                }
+                InputSource::Upstream {
+                    node: up,
+                    columns,
+                    filter,
+                } => {
+                    let src = ctx.output_of(up)?;
+                    let path = if columns.is_none() && filter.is_none() {
+                        // Handed over as is: the consumer maps the producer's file.
+                        src
+                    } else {
+                        let path = ctx
+                            .shm
+                            .input_dir()
+                            .join(format!("{}.{}.arrow", node.name, i.param));
+                        let key = format!("{}.{up}", ctx.namespace);
+                        let session = self
+                            .run_session(&ctx.commit, &ctx.namespace, &[(key, src)])
+                            .await?;
+                        let sql =
+                            scan_sql(&ctx.namespace, up, columns.as_deref(), filter.as_deref());
+                        sql_to_ipc(
+                            &session,
+                            &sql,
+                            &path,
+                            &format!("input '{}' of '{}'", i.param, node.name),
+                        )
+                        .await?;
+                        path
+                    };
+                    inputs.push(json!({"param": i.param, "kind": "table", "path": path}));
+                }
+                InputSource::Param { value, .. } => {
+                    inputs.push(
+                        json!({"param": i.param, "kind": "parameter", "value": param_json(value)}),
+                    );
+                }
+            }
+        }
+        let env = ctx
+            .envs
+            .ensure(
+                &EnvSpec {
+                    python: node.python.clone(),
+                    pip: node.pip.clone(),
+                },
+                ctx.strict_python,
+            )
+            .await
+            .map_err(|e| node_err(&node.name, e))?;
+        for w in &env.warnings {
+            ctx.emit(RunEvent::Warning(format!("[{}] {w}", node.name)));
+        }
+        if env.installed {
+            ctx.emit(RunEvent::Line {
+                node: node.name.clone(),
+                stderr: false,
+                line: format!(
+                    "built environment {} ({})",
+                    &env.key[..12],
+                    env.requirements.join(" ")
+                ),
+            });
+        }
+        let result_path = dir.join("result.json");
+        let task = json!({
+            "node": node.name,
+            "kind": if node.kind == NodeKind::Expectation { "expectation" } else { "model" },
+            "module_file": node.file,
+            "function": function,
+            "project_dir": ctx.project_dir,
+            "inputs": inputs,
+            "output": out,
+            "result": result_path,
+            "memory_bytes": node.resources.memory_bytes,
+        });
+        let task_path = dir.join("task.json");
+        std::fs::write(&task_path, task.to_string())
+            .map_err(|e| Error::io(task_path.display(), e))?;
+        let mut sandbox = SandboxOptions::new()
+            .ro(ctx.pysrc.clone())
+            .ro(ctx.project_dir.clone())
+            .ro(ctx.shm.path().to_path_buf())
+            .rw(dir.to_path_buf());
+        if ctx.cache_dir.is_dir() {
+            sandbox = sandbox.ro(ctx.cache_dir.clone());
+        }
+        sandbox.network = node.internet_access;
+        sandbox.pythonpath = vec![ctx.pysrc.clone(), ctx.project_dir.clone()];
+        let mut spec = WorkerSpec::new(
+            node.name.clone(),
+            env,
+            vec![
+                "-m".into(),
+                "lakeplan._worker".into(),
+                task_path.display().to_string(),
+            ],
+        );
+        spec.sandbox = sandbox;
+        spec.timeout = Some(
+            node.resources
+                .timeout_secs
+                .map(Duration::from_secs)
+                .unwrap_or(DEFAULT_TIMEOUT),
+        );
+        spec.memory_bytes = node.resources.memory_bytes;
+        spec.cwd = Some(ctx.project_dir.clone());
+        spec.result_file = Some(result_path);
+        let outcome = run_worker(&spec, |n, stream, line| {
+            ctx.emit(RunEvent::Line {
+                node: n.to_string(),
+                stderr: matches!(stream, Stream::Stderr),
+                line: line.to_string(),
+            })
+        })
+        .await
+        .map_err(|e| node_err(&node.name, e))?;
+        if outcome.timed_out {
+            return Err(node_err(
+                &node.name,
+                format!(
+                    "exceeded its time limit of {}s and was killed",
+                    spec.timeout.map_or(0, |t| t.as_secs())
+                ),
+            ));
+        }
+        match outcome.result {
+            Some(r) if r.get("ok").and_then(|v| v.as_bool()) == Some(true) => Ok(r),
+            Some(r) => {
+                let error = r.get("error").and_then(|v| v.as_str()).unwrap_or("failed");
+                let kind = r
+                    .get("error_kind")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("exception");
+                Err(node_err(
+                    &node.name,
+                    match kind {
+                        "memory" => format!("ran out of memory: {error}"),
+                        "bad_return" => error.to_string(),
+                        _ => format!("raised {error} (traceback in the log)"),
+                    },
+                ))
+            }
+            None => Err(node_err(
+                &node.name,
+                match (outcome.exit_code, outcome.signal, memory_hint(&spec)) {
+                    (_, Some(sig), _) => format!("the worker was killed by signal {sig}"),
+                    (Some(c), _, Some(hint)) if c != 0 => {
+                        format!("the worker exited with code {c} without a result ({hint})")
+                    }
+                    (Some(c), _, _) => format!("the worker exited with code {c} without a result"),
+                    (None, None, _) => "the worker ended without a result".to_string(),
+                },
+            )),
+        }
+    }
+
+    /// Writes every materialized model to `branch` in one commit; returns the commit, or None
+    /// when nothing needed writing.
+    async fn materialize(
+        &self,
+        ctx: &RunCtx,
+        plan: &Plan,
+        outcomes: &mut [NodeOutcome],
+        branch: &str,
+        props: &BTreeMap<String, String>,
+    ) -> Result<Option<CommitId>> {
+        let mut work = Vec::new();
+        let head = self.catalog.branch_head(branch)?;
+        for node in plan.nodes.iter().filter(|n| n.materializes()) {
+            let name = TableName::new(&ctx.namespace, &node.name)?;
+            let path = ctx.output_of(&node.name)?;
+            // A cached output that the table already holds (same snapshot as when it was
+            // materialized from this cache entry) is not written again.
+            let cached = outcomes
+                .iter()
+                .find(|o| o.node == node.name)
+                .and_then(|o| o.cached_snapshot);
+            if let (Some(snap), Materialization::Replace | Materialization::OverwritePartitions) =
+                (cached, node.materialization)
+            {
+                if let Some(Entry::Table(t)) = self.catalog.entry(&head, &name.key())? {
+                    if t.snapshot_id == Some(snap) {
+                        ctx.emit(RunEvent::Line {
+                            node: node.name.clone(),
+                            stderr: false,
+                            line: format!("{name} already holds this output: not rewritten"),
+                        });
+                        if let Some(o) = outcomes.iter_mut().find(|o| o.node == node.name) {
+                            o.table = Some(name.to_string());
+                        }
+                        continue;
+                    }
+                }
+            }
+            // OVERWRITE_PARTITIONS keeps the rows outside the filter: read them first.
+            let mut keep = None;
+            if node.materialization == Materialization::OverwritePartitions
+                && self.catalog.entry(&head, &name.key())?.is_some()
+            {
+                let filter = node.overwrite_filter.as_deref().unwrap_or("false");
+                let p = ctx
+                    .shm
+                    .output_dir()
+                    .join(format!("{}.kept.arrow", node.name));
+                let session = self.run_session(&head, &ctx.namespace, &[]).await?;
+                let sql = format!(
+                    "SELECT * FROM {}.{} WHERE NOT COALESCE(({filter}), false)",
+                    quote_ident(&ctx.namespace),
+                    quote_ident(&node.name)
+                );
+                let (rows, _) = sql_to_ipc(
+                    &session,
+                    &sql,
+                    &p,
+                    &format!("model '{}': rows outside the overwrite filter", node.name),
+                )
+                .await?;
+                if rows > 0 {
+                    keep = Some(p);
+                }
+            }
+            let rows = outcomes
+                .iter()
+                .find(|o| o.node == node.name)
+                .and_then(|o| o.rows);
+            work.push((node, name, path, keep, rows));
+        }
+        if work.is_empty() {
+            return Ok(None);
+        }
+        let message = format!(
+            "Materialize {} (job {})",
+            work.iter()
+                .map(|(n, ..)| format!("{} [{}]", n.name, n.materialization.as_str()))
+                .collect::<Vec<_>>()
+                .join(", "),
+            ctx.job_id
+        );
+        let mut snapshot_props: HashMap<String, String> = props.clone().into_iter().collect();
+        snapshot_props.retain(|k, _| k.starts_with("lakeplan."));
+        let (_, id) = self
+            .write_with(
+                branch,
+                "pipeline.materialize",
+                message,
+                props.clone(),
+                |s| {
+                    let work = &work;
+                    let snapshot_props = snapshot_props.clone();
+                    async move {
+                        for (node, name, path, keep, rows) in work {
+                            let mut files = vec![arrow_source(path)?];
+                            if let Some(k) = keep {
+                                files.push(arrow_source(k)?);
+                            }
+                            let exists = s.current(&name.key())?.is_some();
+                            let create = match node.materialization {
+                                Materialization::Append => !exists,
+                                _ => true,
+                            };
+                            if create {
+                                let (cols, conflicts) = ingest::plan_columns(&files).await?;
+                                if let Some(c) = conflicts.first() {
+                                    return Err(node_err(
+                                        &node.name,
+                                        format!(
+                                            "cannot materialize: column '{}' has conflicting types",
+                                            c.column
+                                        ),
+                                    ));
+                                }
+                                let schema = schema_from_columns(&cols)?;
+                                let parts = parse_partitioning(&node.partitioned_by.join(", "))?;
+                                let spec = partition_spec(&schema, &parts)?;
+                                s.create(name, schema, spec, HashMap::new(), exists).await?;
+                            }
+                            let opts = ImportOptions {
+                                untracked_sources: true,
+                                snapshot_properties: snapshot_props.clone(),
+                                ..Default::default()
+                            };
+                            if *rows == Some(0) {
+                                // An empty output still defines (or empties) the table.
+                                files.remove(0);
+                            }
+                            if !files.is_empty() {
+                                let noop: ingest::ProgressFn = Arc::new(|_| {});
+                                ingest::import(&s, name, files, &opts, noop).await?;
+                            }
+                        }
+                        Ok(())
+                    }
+                },
+            )
+            .await?;
+        for (node, name, ..) in &work {
+            let name: &TableName = name;
+            if let Some(o) = outcomes.iter_mut().find(|o| o.node == node.name) {
+                o.table = Some(name.to_string());
+            }
+        }
+        if let Some(c) = &id {
+            for (node, name, ..) in &work {
+                if let Some(Entry::Table(t)) = self.catalog.entry(c, &name.key())? {
+                    self.note_cache_snapshot(ctx, node, t.snapshot_id);
+                }
+            }
+            ctx.emit(RunEvent::Info(format!(
+                "materialized {} table(s) on '{branch}' in commit {}",
+                work.len(),
+                c.short()
+            )));
+        }
+        Ok(id)
+    }
+}
+
+fn memory_hint(spec: &WorkerSpec) -> Option<String> {
+    spec.memory_bytes
+        .map(|m| format!("it may have hit its memory limit of {m} bytes"))
+}
+
+fn arrow_source(path: &Path) -> Result<SourceFile> {
+    let size = std::fs::metadata(path)
+        .map_err(|e| Error::io(path.display(), e))?
+        .len();
+    Ok(SourceFile {
+        path: path.display().to_string(),
+        size,
+        format: ingest::Format::Arrow,
+    })
+}
+
+impl Lake {
+    /// Stops a running job: its process (and so its sandboxes, which die with it) is killed,
+    /// its shared-memory folder removed, and the job marked cancelled. The target branch is
+    /// unchanged unless the run had already merged; the temporary branch is kept.
+    pub fn stop_job(&self, id: &str) -> Result<JobRecord> {
+        let jobs = self.jobs()?;
+        let mut job = jobs.get(id)?;
+        if job.status.is_finished() {
+            return Err(Error::InvalidOperation {
+                op: format!("stop job {}", job.id),
+                reason: format!("it already ended ({})", job.status.as_str()),
+            });
+        }
+        if let Some(pid) = job.pid {
+            let alive = Path::new(&format!("/proc/{pid}")).exists();
+            if alive {
+                // A detached run leads its own process group: end the group; otherwise the
+                // process alone.
+                let group = std::process::Command::new("kill")
+                    .args(["-TERM", "--", &format!("-{pid}")])
+                    .status()
+                    .map(|s| s.success())
+                    .unwrap_or(false);
+                if !group {
+                    let _ = std::process::Command::new("kill")
+                        .args(["-TERM", &pid.to_string()])
+                        .status();
+                }
+            }
+        }
+        let shm = Path::new("/dev/shm").join(format!("lakeplan-{}", job.id));
+        let _ = std::fs::remove_dir_all(shm);
+        job.status = JobStatus::Cancelled;
+        job.finished_at = Some(Utc::now());
+        job.error = Some(match &job.tx_branch {
+            Some(tx) => format!(
+                "stopped by {}; the temporary branch '{tx}' is kept",
+                self.config.actor
+            ),
+            None => format!("stopped by {}", self.config.actor),
+        });
+        jobs.update(&job)?;
+        self.record("job.stop", &job.id, json!({}), None);
+        Ok(job)
+    }
+
+    /// Extracts job `id`'s code snapshot into the folder of a new job `new_id`; returns it.
+    pub fn restore_job_code(&self, id: &str, new_id: &str) -> Result<PathBuf> {
+        let jobs = self.jobs()?;
+        let job = jobs.get(id)?;
+        let zip = jobs.snapshot_path(&job.id);
+        let dir = jobs.job_dir(new_id).join("project");
+        crate::snapshot::extract_snapshot(&zip, &dir)?;
+        Ok(dir)
+    }
+}

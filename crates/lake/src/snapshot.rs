@@ -1,0 +1,116 @@
+//! Code snapshots: the zip of a project's files that a run executed, kept with the job so that
+//! `lakeplan rerun` replays exactly that code.
+
+use std::io::{Read, Write};
+use std::path::{Component, Path, PathBuf};
+
+use lakeplan_core::{Error, Result};
+use sha2::{Digest, Sha256};
+
+/// Zips `files` (path inside the zip, file on disk) into `dest`; returns the SHA-256 of the
+/// files' names and contents (the run's code hash), independent of zip timestamps.
+pub fn write_snapshot(files: &[(String, PathBuf)], dest: &Path) -> Result<String> {
+    let out = std::fs::File::create(dest).map_err(|e| Error::io(dest.display(), e))?;
+    let mut zip = zip::ZipWriter::new(out);
+    let opts = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    let mut sorted: Vec<&(String, PathBuf)> = files.iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut hash = Sha256::new();
+    let zerr =
+        |e: zip::result::ZipError| Error::Internal(format!("writing {}: {e}", dest.display()));
+    for (name, path) in sorted {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path.display(), e))?;
+        hash.update((name.len() as u64).to_le_bytes());
+        hash.update(name.as_bytes());
+        hash.update((bytes.len() as u64).to_le_bytes());
+        hash.update(&bytes);
+        zip.start_file(name.as_str(), opts).map_err(zerr)?;
+        zip.write_all(&bytes)
+            .map_err(|e| Error::io(dest.display(), e))?;
+    }
+    zip.finish().map_err(zerr)?;
+    Ok(hex::encode(hash.finalize()))
+}
+
+/// Extracts a snapshot into `dir`, refusing entries that would land outside it.
+pub fn extract_snapshot(zip_path: &Path, dir: &Path) -> Result<()> {
+    let f = std::fs::File::open(zip_path).map_err(|e| Error::io(zip_path.display(), e))?;
+    let zerr = |e: zip::result::ZipError| Error::InvalidData {
+        path: zip_path.display().to_string(),
+        message: e.to_string(),
+    };
+    let mut archive = zip::ZipArchive::new(f).map_err(zerr)?;
+    for i in 0..archive.len() {
+        let mut entry = archive.by_index(i).map_err(zerr)?;
+        let name = entry.name().map_err(zerr)?.to_string();
+        let rel = Path::new(&name);
+        if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
+            return Err(Error::InvalidData {
+                path: zip_path.display().to_string(),
+                message: format!("entry '{name}' escapes the snapshot folder"),
+            });
+        }
+        let target = dir.join(rel);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| Error::io(parent.display(), e))?;
+        }
+        let mut bytes = Vec::new();
+        entry
+            .read_to_end(&mut bytes)
+            .map_err(|e| Error::io(zip_path.display(), e))?;
+        std::fs::write(&target, bytes).map_err(|e| Error::io(target.display(), e))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_stable_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        std::fs::create_dir_all(src.join("views")).unwrap();
+        std::fs::write(src.join("models.py"), "x = 1\n").unwrap();
+        std::fs::write(src.join("views/a.sql"), "SELECT 1").unwrap();
+        let files = vec![
+            ("models.py".to_string(), src.join("models.py")),
+            ("views/a.sql".to_string(), src.join("views/a.sql")),
+        ];
+        let z1 = dir.path().join("a.zip");
+        let h1 = write_snapshot(&files, &z1).unwrap();
+        let h2 = write_snapshot(&files, &dir.path().join("b.zip")).unwrap();
+        assert_eq!(h1, h2);
+        std::fs::write(src.join("models.py"), "x = 2\n").unwrap();
+        let h3 = write_snapshot(&files, &dir.path().join("c.zip")).unwrap();
+        assert_ne!(h1, h3);
+        let out = dir.path().join("out");
+        extract_snapshot(&z1, &out).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(out.join("models.py")).unwrap(),
+            "x = 1\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(out.join("views/a.sql")).unwrap(),
+            "SELECT 1"
+        );
+    }
+
+    #[test]
+    fn refuses_escaping_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let z = dir.path().join("evil.zip");
+        let mut w = zip::ZipWriter::new(std::fs::File::create(&z).unwrap());
+        w.start_file("../escape.txt", zip::write::SimpleFileOptions::default())
+            .unwrap();
+        w.write_all(b"x").unwrap();
+        w.finish().unwrap();
+        let err = extract_snapshot(&z, &dir.path().join("out"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("escapes"), "{err}");
+        assert!(!dir.path().join("escape.txt").exists());
+    }
+}
