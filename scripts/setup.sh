@@ -25,3 +25,11 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
   echo "$want" > "$stamp"
 fi
+# The pipeline-authoring package (`import lakeplan` / `import bauplan` in an editor or a script);
+# the sandboxes get the same sources from the lakeplan binary itself.
+pystamp=.venv/.python-package.sha
+pywant=$(cat python/pyproject.toml python/lakeplan/*.py python/bauplan/*.py | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$pystamp" 2>/dev/null)" != "$pywant" ]; then
+  .venv/bin/pip install --quiet --disable-pip-version-check --no-deps ./python
+  echo "$pywant" > "$pystamp"
+fi
