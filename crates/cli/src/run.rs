@@ -130,7 +130,11 @@ pub async fn run(cli: Cli) -> Result<()> {
             dry_run,
             no_cache,
         } => crate::pipeline::rerun(&lake, &id, r, dry_run, no_cache, out).await?,
-        Cmd::Init { .. } | Cmd::Parameter(_) => unreachable!("handled before the lake opens"),
+        Cmd::Init { .. } | Cmd::Parameter(_) => {
+            return Err(Error::Internal(
+                "project commands are handled before the lake opens".into(),
+            ))
+        }
         Cmd::Audit { n } => {
             let recs = lake.audit_log(Some(n))?;
             match out {

@@ -244,7 +244,19 @@ fn absolute(dir: &Path) -> Result<PathBuf> {
             .map_err(|e| PipelineError::io(dir, e))?
             .join(dir)
     };
-    Ok(abs)
+    // `proj/.` and `proj/sub/..` name `proj`: keep messages and job records clean. (Lexical;
+    // symlinks are left as they are.)
+    let mut clean = PathBuf::new();
+    for c in abs.components() {
+        match c {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                clean.pop();
+            }
+            other => clean.push(other),
+        }
+    }
+    Ok(clean)
 }
 
 /// The project file present in `dir`; two of them (`.yml` and `.yaml`, or lakeplan and bauplan)
