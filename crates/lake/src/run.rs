@@ -340,6 +340,17 @@ impl Lake {
             .job_id
             .clone()
             .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+        // The id names folders (job dir, /dev/shm) and is sliced for the branch name.
+        if job_id.is_empty()
+            || job_id.len() > 64
+            || !job_id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(Error::InvalidInput(format!(
+                "job id '{job_id}': expected 1 to 64 letters, digits, '-' or '_'"
+            )));
+        }
         let mut files: Vec<(String, PathBuf)> = vec![(
             project.file_name.clone(),
             project.dir.join(&project.file_name),
@@ -413,7 +424,7 @@ impl Lake {
             project_dir: project.dir.clone(),
             cache_dir: self.root.join("cache").join("nodes"),
             envs: EnvManager::new(
-                self.root.join("envs"),
+                env_cache_dir(&self.root),
                 uv.clone().unwrap_or_else(|_| PathBuf::from("uv")),
             ),
             strict_python: opts.strict_python,
@@ -743,6 +754,16 @@ impl Lake {
         o: &mut NodeOutcome,
     ) -> Result<()> {
         let cacheable = !ctx.no_cache && node.cache_strategy != CacheStrategy::None;
+        if ctx.strict_python && node.kind != NodeKind::SqlModel {
+            // A cache hit must not bypass strict interpreter matching: the declared version
+            // has to be installed even when the node's output is reused.
+            let installed = lakeplan_runtime::python::discover_cached(
+                &ctx.envs.cache_dir().join("interpreters.json"),
+            )
+            .await;
+            lakeplan_runtime::python::select(&installed, node.python.as_deref(), true)
+                .map_err(|e| node_err(&node.name, e))?;
+        }
         let cached_out = ctx.cache_dir.join(format!("{}.arrow", node.cache_key));
         let cached_meta = ctx.cache_dir.join(format!("{}.json", node.cache_key));
         if cacheable && cached_meta.is_file() {
@@ -1099,8 +1120,13 @@ impl Lake {
                 .iter()
                 .find(|o| o.node == node.name)
                 .and_then(|o| o.cached_snapshot);
-            if let (Some(snap), Materialization::Replace | Materialization::OverwritePartitions) =
-                (cached, node.materialization)
+            // (For APPEND this also keeps an unchanged run from appending the same rows again.)
+            if let (
+                Some(snap),
+                Materialization::Replace
+                | Materialization::OverwritePartitions
+                | Materialization::Append,
+            ) = (cached, node.materialization)
             {
                 if let Some(Entry::Table(t)) = self.catalog.entry(&head, &name.key())? {
                     if t.snapshot_id == Some(snap) {
@@ -1236,6 +1262,15 @@ impl Lake {
             )));
         }
         Ok(id)
+    }
+}
+
+/// Where Python environments are cached: `<lake>/envs`, or the folder named by
+/// `LAKEPLAN_ENV_CACHE` (lets several lakes, e.g. test lakes, share built environments).
+fn env_cache_dir(lake_root: &Path) -> PathBuf {
+    match std::env::var_os("LAKEPLAN_ENV_CACHE") {
+        Some(v) if !v.is_empty() => PathBuf::from(v),
+        _ => lake_root.join("envs"),
     }
 }
 

@@ -3,6 +3,7 @@
 mod crash;
 mod errors;
 mod ingest;
+mod pipeline;
 mod query;
 mod refs;
 mod s3;
