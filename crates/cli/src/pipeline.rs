@@ -123,7 +123,7 @@ fn observer(out: Output) -> RunObserver {
             RunEvent::Started { job_id, log } => {
                 format!("job {job_id} (log: {})", log.display())
             }
-            RunEvent::Planned { rendered, nodes } => format!("{nodes} node(s):\n{rendered}"),
+            RunEvent::Planned { rendered, .. } => rendered.trim_end().to_string(),
             RunEvent::Info(m) => m.clone(),
             RunEvent::Warning(m) => format!("warning: {m}"),
             RunEvent::NodeStarted { node } => format!("[{node}] started"),
@@ -389,8 +389,9 @@ pub async fn rerun(
         params: job.parameters.clone().into_iter().collect(),
         no_cache,
         dry_run,
-        strict: true,
-        transaction: job.transactional || !dry_run,
+        strict: job.strict,
+        strict_python: job.strict_python,
+        transaction: job.transactional || job.dry_run,
         job_id: Some(new_id),
         input_commit: Some(job.input_commit.clone()),
         rerun_of: Some(job.id.clone()),

@@ -65,6 +65,11 @@ pub struct JobRecord {
     pub parameters: BTreeMap<String, String>,
     pub dry_run: bool,
     pub transactional: bool,
+    /// Whether failed expectations and contracts failed the run (`--no-strict` clears it).
+    #[serde(default = "yes")]
+    pub strict: bool,
+    #[serde(default)]
+    pub strict_python: bool,
     /// The temporary branch the run materialized into.
     pub tx_branch: Option<String>,
     /// The commit the run published, if any.
@@ -78,6 +83,10 @@ pub struct JobRecord {
     pub nodes: serde_json::Value,
     /// The job this one re-ran, for `lakeplan rerun`.
     pub rerun_of: Option<String>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 pub struct JobStore {
@@ -244,6 +253,8 @@ mod tests {
             parameters: BTreeMap::new(),
             dry_run: false,
             transactional: true,
+            strict: true,
+            strict_python: false,
             tx_branch: Some("main.run-x".into()),
             result_commit: None,
             code_hash: "00".into(),

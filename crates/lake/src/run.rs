@@ -28,7 +28,7 @@ use lakeplan_pipeline::{
     Project, TableInfo,
 };
 use lakeplan_runtime::{
-    run_worker, EnvManager, EnvSpec, SandboxOptions, ShmJobDir, Stream, WorkerSpec,
+    run_worker, EnvManager, EnvSpec, PreparedEnv, SandboxOptions, ShmJobDir, Stream, WorkerSpec,
 };
 use lakeplan_storage::ingest::{self, ImportOptions, SourceFile};
 use lakeplan_storage::schema::{parse_partitioning, partition_spec, schema_from_columns};
@@ -178,6 +178,9 @@ struct RunCtx {
     strict_python: bool,
     no_cache: bool,
     preview: Option<(bool, usize)>,
+    /// Node name → its effective cache key: the planner's key with the environment actually
+    /// used and the upstream nodes' effective keys.
+    keys: Mutex<HashMap<String, String>>,
     /// Node name → its output file (in shared memory, or in the cache).
     outputs: Mutex<HashMap<String, PathBuf>>,
     observer: RunObserver,
@@ -221,6 +224,26 @@ impl RunCtx {
         let d = self.shm.output_dir().join(node);
         std::fs::create_dir_all(&d).map_err(|e| Error::io(d.display(), e))?;
         Ok(d)
+    }
+
+    /// The node's effective cache key (see `keys`), recorded for its consumers.
+    fn effective_key(&self, node: &PlanNode, env_key: Option<&str>) -> Result<String> {
+        let mut text = format!("{}\0{}", node.cache_key, env_key.unwrap_or("-"));
+        let mut keys = self
+            .keys
+            .lock()
+            .map_err(|_| Error::Internal("run state lock poisoned".into()))?;
+        for up in node.upstream() {
+            text.push('\0');
+            text.push_str(keys.get(up).map(String::as_str).unwrap_or("?"));
+        }
+        let key = lakeplan_core::sha256_hex(text.as_bytes());
+        keys.insert(node.name.clone(), key.clone());
+        Ok(key)
+    }
+
+    fn key_of(&self, node: &str) -> Option<String> {
+        self.keys.lock().ok()?.get(node).cloned()
     }
 
     fn output_of(&self, node: &str) -> Result<PathBuf> {
@@ -395,6 +418,8 @@ impl Lake {
             parameters: values,
             dry_run: opts.dry_run,
             transactional,
+            strict: opts.strict,
+            strict_python: opts.strict_python,
             tx_branch: tx_branch.clone(),
             result_commit: None,
             code_hash: code_hash.clone(),
@@ -430,6 +455,7 @@ impl Lake {
             strict_python: opts.strict_python,
             no_cache: opts.no_cache,
             preview: opts.preview,
+            keys: Mutex::new(HashMap::new()),
             outputs: Mutex::new(HashMap::new()),
             observer,
             log: Mutex::new(log),
@@ -618,17 +644,25 @@ impl Lake {
                 expectation_failures.join(", ")
             ));
         }
-        for msg in checks {
-            if opts.strict {
-                let e = Error::InvalidOperation {
-                    op: "publish the run".into(),
-                    reason: msg,
-                };
+        // Strict checks gate publishing. On a temporary branch the outputs are materialized
+        // first, so a failed run leaves them there to inspect; without one nothing is written.
+        let gate = |checks: &[String]| -> Option<Error> {
+            (opts.strict && !checks.is_empty()).then(|| Error::InvalidOperation {
+                op: "publish the run".into(),
+                reason: checks.join("; "),
+            })
+        };
+        if !opts.strict {
+            for msg in &checks {
+                ctx.emit(RunEvent::Warning(format!(
+                    "{msg} (--no-strict: publishing anyway)"
+                )));
+            }
+        }
+        if opts.dry_run || tx_branch.is_none() {
+            if let Some(e) = gate(&checks) {
                 return Err((outcomes, e));
             }
-            ctx.emit(RunEvent::Warning(format!(
-                "{msg} (--no-strict: publishing anyway)"
-            )));
         }
         if opts.dry_run {
             ctx.emit(RunEvent::Info("dry run: nothing materialized".into()));
@@ -663,6 +697,19 @@ impl Lake {
         let Some(tx) = tx_branch else {
             return Ok((outcomes, written));
         };
+        if let Some(e) = gate(&checks) {
+            let e = match written {
+                Some(_) => Error::InvalidOperation {
+                    op: "publish the run".into(),
+                    reason: format!(
+                        "{}; the outputs are on '{tx}' for inspection",
+                        checks.join("; ")
+                    ),
+                },
+                None => e,
+            };
+            return Err((outcomes, e));
+        }
         if written.is_none() {
             return Ok((outcomes, None));
         }
@@ -754,18 +801,16 @@ impl Lake {
         o: &mut NodeOutcome,
     ) -> Result<()> {
         let cacheable = !ctx.no_cache && node.cache_strategy != CacheStrategy::None;
-        if ctx.strict_python && node.kind != NodeKind::SqlModel {
-            // A cache hit must not bypass strict interpreter matching: the declared version
-            // has to be installed even when the node's output is reused.
-            let installed = lakeplan_runtime::python::discover_cached(
-                &ctx.envs.cache_dir().join("interpreters.json"),
-            )
-            .await;
-            lakeplan_runtime::python::select(&installed, node.python.as_deref(), true)
-                .map_err(|e| node_err(&node.name, e))?;
-        }
-        let cached_out = ctx.cache_dir.join(format!("{}.arrow", node.cache_key));
-        let cached_meta = ctx.cache_dir.join(format!("{}.json", node.cache_key));
+        // The environment first: its key is part of the node's cache key (a declared 3.12 that
+        // runs on 3.11 must not reuse an output made on another interpreter), and strict
+        // interpreter matching applies to cache hits too.
+        let env = match node.kind {
+            NodeKind::SqlModel => None,
+            _ => Some(self.prepare_env(ctx, node).await?),
+        };
+        let key = ctx.effective_key(node, env.as_ref().map(|e| e.key.as_str()))?;
+        let cached_out = ctx.cache_dir.join(format!("{key}.arrow"));
+        let cached_meta = ctx.cache_dir.join(format!("{key}.json"));
         if cacheable && cached_meta.is_file() {
             let meta: serde_json::Value = std::fs::read(&cached_meta)
                 .ok()
@@ -789,7 +834,7 @@ impl Lake {
                 ctx.emit(RunEvent::Line {
                     node: node.name.clone(),
                     stderr: false,
-                    line: format!("cache hit ({}): not re-executed", &node.cache_key[..12]),
+                    line: format!("cache hit ({}): not re-executed", &key[..12]),
                 });
                 return Ok(());
             }
@@ -815,7 +860,10 @@ impl Lake {
                 o.rows = Some(rows);
             }
             NodeKind::PythonModel | NodeKind::Expectation => {
-                let result = self.run_python(ctx, node, &dir, &out).await?;
+                let env = env.ok_or_else(|| {
+                    Error::Internal(format!("node '{}' has no environment", node.name))
+                })?;
+                let result = self.run_python(ctx, node, env, &dir, &out).await?;
                 match node.kind {
                     NodeKind::Expectation => {
                         let passed =
@@ -847,37 +895,29 @@ impl Lake {
                 .insert(node.name.clone(), out.clone());
         }
         if cacheable {
-            self.store_cache(ctx, node, &out, o);
+            self.store_cache(ctx, node, &key, &out, o);
         }
         Ok(())
     }
 
     /// Keeps a node's output under its cache key (best effort: a failed copy only costs a
     /// re-execution next time).
-    fn store_cache(&self, ctx: &RunCtx, node: &PlanNode, out: &Path, o: &NodeOutcome) {
+    fn store_cache(&self, ctx: &RunCtx, node: &PlanNode, key: &str, out: &Path, o: &NodeOutcome) {
         let _ = std::fs::create_dir_all(&ctx.cache_dir);
-        let tmp = ctx
-            .cache_dir
-            .join(format!("{}.{}.tmp", node.cache_key, ctx.job_id));
+        let tmp = ctx.cache_dir.join(format!("{}.{}.tmp", key, ctx.job_id));
         if node.kind != NodeKind::Expectation {
             if std::fs::copy(out, &tmp).is_err() {
                 return;
             }
-            if std::fs::rename(
-                &tmp,
-                ctx.cache_dir.join(format!("{}.arrow", node.cache_key)),
-            )
-            .is_err()
-            {
+            if std::fs::rename(&tmp, ctx.cache_dir.join(format!("{}.arrow", key))).is_err() {
                 let _ = std::fs::remove_file(&tmp);
                 return;
             }
         }
         let meta = json!({"node": node.name, "rows": o.rows, "passed": o.passed,
                           "job_id": ctx.job_id, "created_at": Utc::now().to_rfc3339()});
-        let _ = std::fs::write(&tmp, meta.to_string()).and_then(|_| {
-            std::fs::rename(&tmp, ctx.cache_dir.join(format!("{}.json", node.cache_key)))
-        });
+        let _ = std::fs::write(&tmp, meta.to_string())
+            .and_then(|_| std::fs::rename(&tmp, ctx.cache_dir.join(format!("{}.json", key))));
     }
 
     /// Records in a node's cache entry the snapshot its output was materialized as.
@@ -885,7 +925,10 @@ impl Lake {
         if ctx.no_cache || node.cache_strategy == CacheStrategy::None {
             return;
         }
-        let path = ctx.cache_dir.join(format!("{}.json", node.cache_key));
+        let Some(key) = ctx.key_of(&node.name) else {
+            return;
+        };
+        let path = ctx.cache_dir.join(format!("{key}.json"));
         let Some(mut meta) = std::fs::read(&path)
             .ok()
             .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
@@ -897,12 +940,43 @@ impl Lake {
         let _ = std::fs::write(&tmp, meta.to_string()).and_then(|_| std::fs::rename(&tmp, &path));
     }
 
+    /// The node's environment, built on first use; its warnings go to the log.
+    async fn prepare_env(&self, ctx: &RunCtx, node: &PlanNode) -> Result<PreparedEnv> {
+        let env = ctx
+            .envs
+            .ensure(
+                &EnvSpec {
+                    python: node.python.clone(),
+                    pip: node.pip.clone(),
+                },
+                ctx.strict_python,
+            )
+            .await
+            .map_err(|e| node_err(&node.name, e))?;
+        for w in &env.warnings {
+            ctx.emit(RunEvent::Warning(format!("[{}] {w}", node.name)));
+        }
+        if env.installed {
+            ctx.emit(RunEvent::Line {
+                node: node.name.clone(),
+                stderr: false,
+                line: format!(
+                    "built environment {} ({})",
+                    &env.key[..12],
+                    env.requirements.join(" ")
+                ),
+            });
+        }
+        Ok(env)
+    }
+
     /// Prepares a Python node's inputs and runs it in a sandboxed worker; returns the worker's
     /// result JSON (ok = true).
     async fn run_python(
         &self,
         ctx: &RunCtx,
         node: &PlanNode,
+        env: PreparedEnv,
         dir: &Path,
         out: &Path,
     ) -> Result<serde_json::Value> {
@@ -981,31 +1055,6 @@ impl Lake {
                 }
             }
         }
-        let env = ctx
-            .envs
-            .ensure(
-                &EnvSpec {
-                    python: node.python.clone(),
-                    pip: node.pip.clone(),
-                },
-                ctx.strict_python,
-            )
-            .await
-            .map_err(|e| node_err(&node.name, e))?;
-        for w in &env.warnings {
-            ctx.emit(RunEvent::Warning(format!("[{}] {w}", node.name)));
-        }
-        if env.installed {
-            ctx.emit(RunEvent::Line {
-                node: node.name.clone(),
-                stderr: false,
-                line: format!(
-                    "built environment {} ({})",
-                    &env.key[..12],
-                    env.requirements.join(" ")
-                ),
-            });
-        }
         let result_path = dir.join("result.json");
         let task = json!({
             "node": node.name,
@@ -1079,8 +1128,7 @@ impl Lake {
                 Err(node_err(
                     &node.name,
                     match kind {
-                        "memory" => format!("ran out of memory: {error}"),
-                        "bad_return" => error.to_string(),
+                        "memory" | "bad_return" => error.to_string(),
                         _ => format!("raised {error} (traceback in the log)"),
                     },
                 ))

@@ -433,6 +433,13 @@ fn failing_expectation_publishes_nothing_unless_not_strict() {
     assert_eq!(r.status("fares_are_cheap"), "failed");
     assert!(!l.run(&["table", "get", "expensive_trips"]).status.success());
     assert_eq!(l.json(&["job", "get", &r.id()])["status"], "failed");
+    // The outputs were materialized on the kept temporary branch, for inspection.
+    let tx = r.job["tx_branch"].as_str().unwrap().to_string();
+    assert!(r.error().contains("for inspection"), "{}", r.error());
+    assert_eq!(
+        l.count("SELECT count(*) FROM expensive_trips", &["-r", &tx]),
+        l.count("SELECT count(*) FROM trips WHERE fare > 20", &[])
+    );
 
     // --no-strict: the failure is a warning and the run publishes
     let r = run_ok(&l, &p, &["--no-strict"]);
