@@ -568,65 +568,81 @@ impl Lake {
         let mut failure: Option<Error> = None;
         let mut expectation_failures = Vec::new();
         let mut contract_failures = Vec::new();
-        for level in &plan.levels {
-            let results = futures::stream::iter(level.iter().map(|&i| {
-                let node = &plan.nodes[i];
-                async move { (node, self.run_node(ctx, node).await) }
-            }))
-            .buffer_unordered(workers)
-            .collect::<Vec<_>>()
-            .await;
-            for (node, r) in results {
-                match r {
-                    Ok(mut o) => {
-                        if let Some(contract) = &node.output_schema {
-                            if o.status != "skipped" {
-                                if let Err(msg) = self.contract_check(ctx, node, contract) {
-                                    o.error = Some(msg.clone());
-                                    contract_failures.push(format!("{}: {msg}", node.name));
-                                }
-                            }
-                        }
-                        if o.passed == Some(false) {
-                            expectation_failures.push(node.name.clone());
-                        }
-                        if let (Some((head, n)), true) =
-                            (ctx.preview, node.kind != NodeKind::Expectation)
-                        {
-                            if let Ok(path) = ctx.output_of(&node.name) {
-                                match crate::pipeline_io::preview(&path, head, n) {
-                                    Ok(text) => ctx.emit(RunEvent::Preview {
-                                        node: node.name.clone(),
-                                        text,
-                                    }),
-                                    Err(e) => ctx.emit(RunEvent::Warning(format!(
-                                        "[{}] no preview: {e}",
-                                        node.name
-                                    ))),
-                                }
-                            }
-                        }
-                        ctx.emit(RunEvent::NodeFinished {
-                            node: node.name.clone(),
-                            outcome: o.clone(),
-                        });
-                        outcomes.push(o);
-                    }
-                    Err((o, e)) => {
-                        ctx.emit(RunEvent::NodeFinished {
-                            node: node.name.clone(),
-                            outcome: o.clone(),
-                        });
-                        outcomes.push(o);
-                        if failure.is_none() {
-                            failure = Some(e);
-                        }
+        // A node starts as soon as every node it reads has finished (not level by level), at
+        // most `workers` at once; after a failure nothing new starts and the run ends when the
+        // running nodes do.
+        let mut waiting: Vec<usize> = (0..plan.nodes.len()).collect();
+        let mut done: std::collections::HashSet<&str> = std::collections::HashSet::new();
+        let mut running = futures::stream::FuturesUnordered::new();
+        loop {
+            if failure.is_none() {
+                let mut k = 0;
+                while k < waiting.len() && running.len() < workers {
+                    let node = &plan.nodes[waiting[k]];
+                    if node.upstream().all(|u| done.contains(u)) {
+                        waiting.remove(k);
+                        running.push(async move { (node, self.run_node(ctx, node).await) });
+                    } else {
+                        k += 1;
                     }
                 }
             }
-            if failure.is_some() {
+            let Some((node, r)) = running.next().await else {
                 break;
+            };
+            match r {
+                Ok(mut o) => {
+                    if let Some(contract) = &node.output_schema {
+                        if o.status != "skipped" {
+                            if let Err(msg) = self.contract_check(ctx, node, contract) {
+                                o.error = Some(msg.clone());
+                                contract_failures.push(format!("{}: {msg}", node.name));
+                            }
+                        }
+                    }
+                    if o.passed == Some(false) {
+                        expectation_failures.push(node.name.clone());
+                    }
+                    if let (Some((head, n)), true) =
+                        (ctx.preview, node.kind != NodeKind::Expectation)
+                    {
+                        if let Ok(path) = ctx.output_of(&node.name) {
+                            match crate::pipeline_io::preview(&path, head, n) {
+                                Ok(text) => ctx.emit(RunEvent::Preview {
+                                    node: node.name.clone(),
+                                    text,
+                                }),
+                                Err(e) => ctx.emit(RunEvent::Warning(format!(
+                                    "[{}] no preview: {e}",
+                                    node.name
+                                ))),
+                            }
+                        }
+                    }
+                    ctx.emit(RunEvent::NodeFinished {
+                        node: node.name.clone(),
+                        outcome: o.clone(),
+                    });
+                    outcomes.push(o);
+                }
+                Err((o, e)) => {
+                    ctx.emit(RunEvent::NodeFinished {
+                        node: node.name.clone(),
+                        outcome: o.clone(),
+                    });
+                    outcomes.push(o);
+                    if failure.is_none() {
+                        failure = Some(e);
+                    }
+                }
             }
+            done.insert(node.name.as_str());
+        }
+        if failure.is_none() && !waiting.is_empty() {
+            failure = Some(Error::Internal(format!(
+                "{} node(s) never became ready: the plan's dependencies are inconsistent",
+                waiting.len()
+            )));
         }
         if let Some(e) = failure {
             return Err((outcomes, e));
