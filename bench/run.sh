@@ -5,6 +5,10 @@
 #   bench/run.sh commits   # 2. commits/s on SQLite vs raw rusqlite
 #   bench/run.sh tpch      # 3. TPC-H SF1: lakeplan vs raw DataFusion vs DuckDB 1.4.4
 #   bench/run.sh import    # 4. 1 GB CSV import: lakeplan vs pyarrow
+#   bench/run.sh handoff        # 5. pipelines: 1 GiB Arrow handoff between functions vs memcpy, Parquet
+#   bench/run.sh warmstart      # 6. pipelines: warm sandboxed worker start vs python -c 'import pyarrow'
+#   bench/run.sh rerun          # 7. pipelines: second (all cached) run of a 3-node pipeline vs the first
+#   bench/run.sh pipeline-tpch  # 8. pipelines: TPC-H Q1 as a 3-node pipeline over lineitem SF1 vs pyarrow
 #   bench/run.sh all
 #
 # Builds the release binaries first (CARGO_TARGET_DIR is honoured; BENCH_NO_BUILD=1 skips the
@@ -24,7 +28,7 @@ build() {
         echo "== cargo build --release -p lakeplan-bench -p lakeplan-cli (target: $TARGET)" >&2
         (cd "$ROOT" && CARGO_TARGET_DIR="$TARGET" cargo build --release -p lakeplan-bench -p lakeplan-cli)
     fi
-    for b in lakeplan bench-branch bench-commits bench-tpch; do
+    for b in lakeplan bench-branch bench-commits bench-tpch bench-warmstart; do
         [ -x "$BIN/$b" ] || { echo "missing $BIN/$b (build it, or set CARGO_TARGET_DIR)" >&2; exit 1; }
     done
 }
@@ -60,15 +64,35 @@ case "$cmd" in
         venv
         "$PY" "$BENCH/import_csv.py" --bin "$BIN" --out "$OUT/import" "$@"
         ;;
+    handoff)
+        venv
+        "$PY" "$BENCH/handoff.py" --out "$OUT" "$@"
+        ;;
+    warmstart)
+        build
+        "$BIN/bench-warmstart" --dir "$OUT/warmstart" --python-src "$ROOT/python" --cli "$BIN/lakeplan" \
+            --json "$OUT/warmstart.json" "$@"
+        ;;
+    rerun)
+        build
+        venv
+        "$PY" "$BENCH/pipelines.py" rerun --bin "$BIN" --out "$OUT/rerun" "$@"
+        ;;
+    pipeline-tpch)
+        build
+        venv
+        "$PY" "$BENCH/pipelines.py" tpch --bin "$BIN" --out "$OUT/pipeline-tpch" \
+            --tpch-data "$OUT/tpch/sf1/data" "$@"
+        ;;
     all)
-        for b in branch commits tpch import; do
+        for b in branch commits tpch import handoff warmstart rerun pipeline-tpch; do
             "$0" "$b"
             BENCH_NO_BUILD=1
             export BENCH_NO_BUILD
         done
         ;;
     *)
-        sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
         exit 2
         ;;
 esac

@@ -81,11 +81,11 @@ def run(cmd, **kw):
     return time.perf_counter() - t, p
 
 
-def import_lake(lakeplan, data, lake):
+def import_lake(lakeplan, data, lake, tables=TABLES):
     shutil.rmtree(lake, ignore_errors=True)
-    say(f"== importing the 8 tables into a lakeplan lake at {lake}")
+    say(f"== importing {', '.join(tables)} into a lakeplan lake at {lake}")
     report = {"tables": {}, "failures": []}
-    for tb in TABLES:
+    for tb in tables:
         src = os.path.join(data, tb + ".parquet")
         entry = {}
         for step in ("create", "import"):
