@@ -55,6 +55,8 @@ impl Lake {
     }
 
     fn open_with(root: &Path, warehouse: Option<&str>, config: LakeConfig) -> Result<Lake> {
+        // Absolute: sandboxes, job records and the default warehouse hold paths into the lake.
+        let root = &std::path::absolute(root).map_err(|e| Error::io(root.display(), e))?;
         std::fs::create_dir_all(root).map_err(|e| Error::io(root.display(), e))?;
         let store = SqliteMetastore::open(&root.join("catalog.db"))?;
         let catalog = Arc::new(Catalog::new(Arc::new(store)));

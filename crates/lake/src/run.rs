@@ -176,6 +176,8 @@ struct RunCtx {
     cache_dir: PathBuf,
     envs: EnvManager,
     strict_python: bool,
+    /// Why uv could not be found: only an error if an environment must be built.
+    uv_missing: Option<String>,
     no_cache: bool,
     preview: Option<(bool, usize)>,
     /// Node name → its effective cache key: the planner's key with the environment actually
@@ -327,11 +329,30 @@ impl Lake {
         // The planner is synchronous and reads table metadata through the async storage
         // layer: it runs on a plain thread that may block on the runtime.
         std::thread::scope(|s| {
-            s.spawn(|| lakeplan_pipeline::load_and_plan(project_dir, &view, params))
-                .join()
-                .map_err(|_| Error::Internal("the planner panicked".into()))
+            s.spawn(|| {
+                let python = self.analyzer_python(&view.handle);
+                lakeplan_pipeline::load_and_plan_with(project_dir, &view, params, &python)
+            })
+            .join()
+            .map_err(|_| Error::Internal("the planner panicked".into()))
         })?
         .map_err(|e| Error::InvalidInput(e.to_string()))
+    }
+
+    /// The interpreter that runs the static analyzer: `$LAKEPLAN_PYTHON`, else the real binary
+    /// of the default interpreter the runtime discovered (cached; a pyenv shim on `PATH` costs
+    /// a tenth of a second per start), else `python3`.
+    fn analyzer_python(&self, handle: &tokio::runtime::Handle) -> String {
+        if let Some(p) = std::env::var_os(lakeplan_pipeline::analyze::PYTHON_ENV) {
+            if !p.is_empty() {
+                return p.to_string_lossy().to_string();
+            }
+        }
+        let cache = env_cache_dir(&self.root).join("interpreters.json");
+        let installed = handle.block_on(lakeplan_runtime::python::discover_cached(&cache));
+        lakeplan_runtime::python::select(&installed, None, false)
+            .map(|r| r.path.display().to_string())
+            .unwrap_or_else(|_| "python3".to_string())
     }
 
     /// Runs a pipeline project; see the module docs. Returns the finished job (its status says
@@ -453,6 +474,7 @@ impl Lake {
                 uv.clone().unwrap_or_else(|_| PathBuf::from("uv")),
             ),
             strict_python: opts.strict_python,
+            uv_missing: uv.as_ref().err().cloned(),
             no_cache: opts.no_cache,
             preview: opts.preview,
             keys: Mutex::new(HashMap::new()),
@@ -471,9 +493,6 @@ impl Lake {
         let needs_python = plan.nodes.iter().any(|n| n.kind != NodeKind::SqlModel);
         let outcome = async {
             if needs_python {
-                if let Err(e) = &uv {
-                    return Err((vec![], Error::InvalidInput(e.clone())));
-                }
                 if let Err(e) = lakeplan_runtime::bwrap_available() {
                     return Err((vec![], Error::InvalidInput(e.to_string())));
                 }
@@ -968,7 +987,14 @@ impl Lake {
                 ctx.strict_python,
             )
             .await
-            .map_err(|e| node_err(&node.name, e))?;
+            .map_err(|e| match (&ctx.uv_missing, e) {
+                (Some(why), lakeplan_runtime::RuntimeError::Io { .. })
+                | (Some(why), lakeplan_runtime::RuntimeError::Venv { .. }) => node_err(
+                    &node.name,
+                    format!("its environment must be built, but {why}"),
+                ),
+                (_, e) => node_err(&node.name, e),
+            })?;
         for w in &env.warnings {
             ctx.emit(RunEvent::Warning(format!("[{}] {w}", node.name)));
         }

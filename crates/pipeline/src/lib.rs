@@ -65,9 +65,20 @@ pub fn load_and_plan(
     catalog: &dyn CatalogView,
     overrides: &[(String, String)],
 ) -> Result<(Project, Plan)> {
+    load_and_plan_with(dir, catalog, overrides, &analyze::analyzer_python())
+}
+
+/// [`load_and_plan`] with the interpreter that runs the analyzer (any Python >= 3.9: it only
+/// parses).
+pub fn load_and_plan_with(
+    dir: &Path,
+    catalog: &dyn CatalogView,
+    overrides: &[(String, String)],
+    python: &str,
+) -> Result<(Project, Plan)> {
     let project = Project::load(dir)?;
     let values = resolve_parameters(&project, overrides)?;
-    let plan = plan_project(&project, catalog, &values)?;
+    let plan = plan_project_with(&project, catalog, &values, python)?;
     Ok((project, plan))
 }
 
@@ -77,8 +88,17 @@ pub fn plan_project(
     catalog: &dyn CatalogView,
     values: &BTreeMap<String, ParamValue>,
 ) -> Result<Plan> {
+    plan_project_with(project, catalog, values, &analyze::analyzer_python())
+}
+
+fn plan_project_with(
+    project: &Project,
+    catalog: &dyn CatalogView,
+    values: &BTreeMap<String, ParamValue>,
+    python: &str,
+) -> Result<Plan> {
     let declared: BTreeSet<String> = project.parameters.keys().cloned().collect();
-    let python = analyze_files(&project.python_files)?;
+    let python = analyze::analyze_files_with(python, &project.python_files)?;
     let sql = project
         .sql_files
         .iter()

@@ -348,6 +348,9 @@ pub async fn discover_cached(cache_file: &Path) -> Vec<Interpreter> {
         interpreters,
     };
     if let Ok(bytes) = serde_json::to_vec(&cache) {
+        if let Some(dir) = cache_file.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
         let tmp = cache_file.with_extension(format!("tmp{}", std::process::id()));
         if std::fs::write(&tmp, bytes).is_ok() && std::fs::rename(&tmp, cache_file).is_err() {
             let _ = std::fs::remove_file(&tmp);
