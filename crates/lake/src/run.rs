@@ -1139,6 +1139,7 @@ impl Lake {
                 .unwrap_or(DEFAULT_TIMEOUT),
         );
         spec.memory_bytes = node.resources.memory_bytes;
+        spec.cpus = node.resources.cpus;
         spec.cwd = Some(ctx.project_dir.clone());
         spec.result_file = Some(result_path);
         let outcome = run_worker(&spec, |n, stream, line| {

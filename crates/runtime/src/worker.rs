@@ -42,6 +42,12 @@ pub struct WorkerSpec {
     pub timeout: Option<Duration>,
     /// Address-space limit (`RLIMIT_AS`, through `prlimit`) of the whole sandbox.
     pub memory_bytes: Option<u64>,
+    /// CPUs the function may use (`@resources(cpus=...)`, rounded up): the sandbox is pinned
+    /// to that many cores (`taskset`) and thread pools are sized by `OMP_NUM_THREADS` (which
+    /// Arrow reads), `POLARS_MAX_THREADS`, `RAYON_NUM_THREADS`, `OPENBLAS_NUM_THREADS` and
+    /// `MKL_NUM_THREADS`. Without cgroups this is an affinity, not a quota: code that resets
+    /// its own affinity can widen it.
+    pub cpus: Option<f64>,
     /// Working directory inside the sandbox; overrides `sandbox.cwd`.
     pub cwd: Option<PathBuf>,
     /// Host path of the result JSON the worker writes; read into [`WorkerOutcome::result`].
@@ -58,10 +64,23 @@ impl WorkerSpec {
             args,
             timeout: None,
             memory_bytes: None,
+            cpus: None,
             cwd: None,
             result_file: None,
         }
     }
+}
+
+/// The number of cores a `cpus` request pins to: rounded up, at least 1, at most the
+/// machine's.
+pub fn cpu_count(cpus: f64) -> usize {
+    let have = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let want = if cpus.is_finite() && cpus > 0.0 {
+        cpus.ceil() as usize
+    } else {
+        1
+    };
+    want.clamp(1, have)
 }
 
 /// How a worker ended.
@@ -181,12 +200,29 @@ fn command_line(
     if let Some(cwd) = &spec.cwd {
         sandbox.cwd = Some(cwd.clone());
     }
+    let cores = spec.cpus.map(cpu_count);
+    if let Some(n) = cores {
+        for var in [
+            "OMP_NUM_THREADS",
+            "POLARS_MAX_THREADS",
+            "RAYON_NUM_THREADS",
+            "OPENBLAS_NUM_THREADS",
+            "MKL_NUM_THREADS",
+        ] {
+            sandbox.env.push((var.to_string(), n.to_string()));
+        }
+    }
     let mut line = Vec::new();
     if let Some(bytes) = spec.memory_bytes {
         let prlimit = prlimit.ok_or(RuntimeError::PrlimitNotFound)?;
         line.push(prlimit.as_os_str().to_os_string());
         line.push(format!("--as={bytes}").into());
         line.push("--".into());
+    }
+    if let (Some(n), Some(taskset)) = (cores, find_program("taskset")) {
+        line.push(taskset.as_os_str().to_os_string());
+        line.push("--cpu-list".into());
+        line.push(format!("0-{}", n - 1).into());
     }
     line.push(bwrap.as_os_str().to_os_string());
     line.extend(sandbox.bwrap_args()?);

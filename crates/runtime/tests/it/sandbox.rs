@@ -236,3 +236,21 @@ async fn memory_limit_is_enforced() {
     assert!(stderr_of(&lines).contains("MemoryError"), "{lines:?}");
     assert!(!lines.iter().any(|(_, l)| l == "ALLOCATED"));
 }
+
+/// `cpus` pins the sandbox to that many cores and sizes thread pools by it.
+#[tokio::test]
+async fn cpus_pin_the_sandbox_and_size_thread_pools() {
+    let (o, lines) = run_py(
+        "import os; print(len(os.sched_getaffinity(0)), os.environ.get('OMP_NUM_THREADS'))",
+        SandboxOptions::new(),
+        |s| s.cpus = Some(0.5),
+    )
+    .await;
+    assert!(o.success(), "{o:?} {}", stderr_of(&lines));
+    let out: Vec<&String> = lines
+        .iter()
+        .filter(|(s, _)| *s == Stream::Stdout)
+        .map(|(_, l)| l)
+        .collect();
+    assert_eq!(out, ["1 1"]);
+}
