@@ -21,6 +21,7 @@ import importlib.util
 import json
 import os
 import sys
+import time
 import traceback
 from typing import Any, Dict, Optional, Tuple
 
@@ -296,9 +297,17 @@ def main(argv=None) -> int:
             stream.reconfigure(line_buffering=True)
         except (AttributeError, ValueError):
             pass
+    wait = bool(argv) and argv[0] == "--wait"
+    if wait:
+        argv = argv[1:]
     if len(argv) != 1:
-        print("usage: python -m lakeplan._worker TASK.json", file=sys.stderr)
+        print("usage: python -m lakeplan._worker [--wait] TASK.json", file=sys.stderr)
         return EXIT_BAD_TASK
+    if wait:
+        # Started ahead of its inputs (the interpreter and pyarrow load meanwhile): the task
+        # file appears, complete, when they are ready. The caller kills us if they never are.
+        while not os.path.exists(argv[0]):
+            time.sleep(0.002)
     try:
         task = load_task(argv[0])
     except TaskError as exc:

@@ -4,6 +4,7 @@ over real Arrow IPC files in a temporary job folder. No lakeplan binary needed."
 import json
 import os
 import subprocess
+import time
 import sys
 import textwrap
 from pathlib import Path
@@ -96,6 +97,41 @@ def test_model_filters_a_table(tmp_path):
         reader = pa.ipc.open_file(source)
         assert reader.num_record_batches >= 1
     assert not list(job.out.glob("*.tmp*"))
+
+
+def test_wait_mode_starts_before_its_task_exists(tmp_path):
+    """`--wait`: the runtime starts the worker while it still scans the inputs; the worker
+    waits for the task file (written atomically) and then runs it."""
+    job = Job(tmp_path, """
+        import lakeplan
+
+        @lakeplan.model()
+        def doubled(t=lakeplan.Model("t")):
+            import pyarrow.compute as pc
+            return t.set_column(1, "fare", pc.multiply(t["fare"], 2))
+    """)
+    task = {
+        "node": "doubled", "kind": "model", "module_file": str(job.module_file),
+        "function": "doubled", "project_dir": str(job.project),
+        "inputs": [job.table_input("t", TRIPS)],
+        "output": str(job.out / "doubled.arrow"),
+        "result": str(job.out / "doubled.result.json"),
+    }
+    task_file = job.out.parent / "doubled.task.json"
+    env = dict(os.environ, PYTHONPATH=str(PYTHON_DIR))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lakeplan._worker", "--wait", str(task_file)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    time.sleep(0.5)
+    assert proc.poll() is None, "the worker must wait for its task"
+    tmp = task_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps(task))
+    tmp.rename(task_file)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert json.loads(Path(task["result"]).read_text()) == {"ok": True, "rows": TRIPS.num_rows}
+    assert job.output("doubled")["fare"].to_pylist() == [10.0, 25.0, 60.0, None]
 
 
 def test_model_with_annotated_inputs_and_record_batch_return(tmp_path):

@@ -1012,20 +1012,9 @@ impl Lake {
         Ok(env)
     }
 
-    /// Prepares a Python node's inputs and runs it in a sandboxed worker; returns the worker's
-    /// result JSON (ok = true).
-    async fn run_python(
-        &self,
-        ctx: &RunCtx,
-        node: &PlanNode,
-        env: PreparedEnv,
-        dir: &Path,
-        out: &Path,
-    ) -> Result<serde_json::Value> {
-        let function = node
-            .function
-            .as_deref()
-            .ok_or_else(|| Error::Internal(format!("node '{}' names no function", node.name)))?;
+    /// A Python node's inputs for its task file: scans written to shared memory (projection
+    /// and filter pushed into the Iceberg scan), upstream outputs, parameter values.
+    async fn python_inputs(&self, ctx: &RunCtx, node: &PlanNode) -> Result<Vec<serde_json::Value>> {
         let mut inputs = Vec::new();
         for i in &node.inputs {
             match &i.source {
@@ -1097,21 +1086,25 @@ impl Lake {
                 }
             }
         }
+        Ok(inputs)
+    }
+
+    /// Prepares a Python node's inputs and runs it in a sandboxed worker; returns the worker's
+    /// result JSON (ok = true).
+    async fn run_python(
+        &self,
+        ctx: &RunCtx,
+        node: &PlanNode,
+        env: PreparedEnv,
+        dir: &Path,
+        out: &Path,
+    ) -> Result<serde_json::Value> {
+        let function = node
+            .function
+            .as_deref()
+            .ok_or_else(|| Error::Internal(format!("node '{}' names no function", node.name)))?;
         let result_path = dir.join("result.json");
-        let task = json!({
-            "node": node.name,
-            "kind": if node.kind == NodeKind::Expectation { "expectation" } else { "model" },
-            "module_file": node.file,
-            "function": function,
-            "project_dir": ctx.project_dir,
-            "inputs": inputs,
-            "output": out,
-            "result": result_path,
-            "memory_bytes": node.resources.memory_bytes,
-        });
         let task_path = dir.join("task.json");
-        std::fs::write(&task_path, task.to_string())
-            .map_err(|e| Error::io(task_path.display(), e))?;
         let mut sandbox = SandboxOptions::new()
             .ro(ctx.pysrc.clone())
             .ro(ctx.project_dir.clone())
@@ -1128,6 +1121,7 @@ impl Lake {
             vec![
                 "-m".into(),
                 "lakeplan._worker".into(),
+                "--wait".into(),
                 task_path.display().to_string(),
             ],
         );
@@ -1141,15 +1135,48 @@ impl Lake {
         spec.memory_bytes = node.resources.memory_bytes;
         spec.cpus = node.resources.cpus;
         spec.cwd = Some(ctx.project_dir.clone());
-        spec.result_file = Some(result_path);
-        let outcome = run_worker(&spec, |n, stream, line| {
+        spec.result_file = Some(result_path.clone());
+        // The worker starts (interpreter, pyarrow) while the inputs are scanned, and waits for
+        // its task file; if preparing the inputs fails, dropping it kills the sandbox.
+        let worker = run_worker(&spec, |n, stream, line| {
             ctx.emit(RunEvent::Line {
                 node: n.to_string(),
                 stderr: matches!(stream, Stream::Stderr),
                 line: line.to_string(),
             })
-        })
-        .await
+        });
+        tokio::pin!(worker);
+        let prepare = async {
+            let inputs = self.python_inputs(ctx, node).await?;
+            let task = json!({
+                "node": node.name,
+                "kind": if node.kind == NodeKind::Expectation { "expectation" } else { "model" },
+                "module_file": node.file,
+                "function": function,
+                "project_dir": ctx.project_dir,
+                "inputs": inputs,
+                "output": out,
+                "result": result_path,
+                "memory_bytes": node.resources.memory_bytes,
+            });
+            let tmp = dir.join("task.json.tmp");
+            std::fs::write(&tmp, task.to_string())
+                .and_then(|_| std::fs::rename(&tmp, &task_path))
+                .map_err(|e| Error::io(task_path.display(), e))
+        };
+        tokio::pin!(prepare);
+        let mut ended_early = None;
+        tokio::select! {
+            r = &mut prepare => r?,
+            w = &mut worker => {
+                ended_early = Some(w);
+                prepare.await?;
+            }
+        }
+        let outcome = match ended_early {
+            Some(w) => w,
+            None => worker.await,
+        }
         .map_err(|e| node_err(&node.name, e))?;
         if outcome.timed_out {
             return Err(node_err(
