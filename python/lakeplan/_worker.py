@@ -140,7 +140,13 @@ def read_inputs(task: Dict[str, Any]) -> Dict[str, Any]:
             raise TaskError(f"input #{i} of node '{task['node']}' has no 'param'")
         kind = item.get("kind")
         if kind == "table":
-            kwargs[param] = read_table(item["path"])
+            # `paths`: one file per partition of a parallel scan, concatenated without copying
+            # (the chunks point into each mapped file); `path`: one file.
+            paths = item.get("paths") or [item.get("path")]
+            if not all(isinstance(p, str) and p for p in paths):
+                raise TaskError(f"input '{param}' of node '{task['node']}' has no path")
+            tables = [read_table(p) for p in paths]
+            kwargs[param] = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
         elif kind == "parameter":
             kwargs[param] = item.get("value")
         else:

@@ -99,6 +99,28 @@ def test_model_filters_a_table(tmp_path):
     assert not list(job.out.glob("*.tmp*"))
 
 
+def test_an_input_in_several_files_is_concatenated_without_copy(tmp_path):
+    """A parallel scan writes one file per partition (`paths`): the function sees one table
+    whose chunks are the mapped files' buffers."""
+    job = Job(tmp_path, """
+        import lakeplan
+
+        @lakeplan.model()
+        def passthrough(t=lakeplan.Model("t")):
+            print("chunks", t["id"].num_chunks)
+            return t
+    """)
+    a, b = TRIPS.slice(0, 2), TRIPS.slice(2)
+    first = job.table_input("a", a)
+    second = job.table_input("b", b)
+    inputs = [{"param": "t", "kind": "table", "paths": [first["path"], second["path"]]}]
+    proc, result = job.run("passthrough", inputs=inputs)
+    assert_ok(proc)
+    assert result == {"ok": True, "rows": TRIPS.num_rows}
+    assert "chunks 2" in proc.stdout
+    assert job.output("passthrough").to_pydict() == TRIPS.to_pydict()
+
+
 def test_wait_mode_starts_before_its_task_exists(tmp_path):
     """`--wait`: the runtime starts the worker while it still scans the inputs; the worker
     waits for the task file (written atomically) and then runs it."""

@@ -126,6 +126,41 @@ pub(crate) async fn sql_to_ipc(
     write_ipc(stream, out, what).await
 }
 
+/// Runs `sql` in `ctx` and writes each output partition to its own IPC file
+/// (`{stem}.{i}.arrow`), concurrently: the encode of a large scan uses every core. Returns the
+/// row count and the files, in partition order.
+pub(crate) async fn sql_to_ipc_parts(
+    ctx: &datafusion::prelude::SessionContext,
+    sql: &str,
+    stem: &Path,
+    what: &str,
+) -> Result<(u64, Vec<PathBuf>)> {
+    let streams = lakeplan_sql::execute_partitioned(ctx, sql)
+        .await
+        .map_err(|e| match e {
+            Error::Sql(m) => Error::Sql(format!("{what}: {m}")),
+            other => other,
+        })?;
+    let mut tasks = Vec::new();
+    let mut paths = Vec::new();
+    for (i, stream) in streams.into_iter().enumerate() {
+        let path = PathBuf::from(format!("{}.{i}.arrow", stem.display()));
+        paths.push(path.clone());
+        let what = what.to_string();
+        tasks.push(tokio::spawn(async move {
+            write_ipc(stream, &path, &what).await
+        }));
+    }
+    let mut rows = 0;
+    for t in tasks {
+        let (n, _) = t
+            .await
+            .map_err(|e| Error::Internal(format!("{what}: {e}")))??;
+        rows += n;
+    }
+    Ok((rows, paths))
+}
+
 /// The SQL that reads a node's input table with its declared columns and filter, which
 /// DataFusion pushes into the Iceberg scan (projection, and the filter as a scan predicate).
 pub(crate) fn scan_sql(

@@ -36,7 +36,9 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::jobs::{JobRecord, JobStatus, JobStore};
-use crate::pipeline_io::{check_contract, quote_ident, scan_sql, sql_to_ipc, ContractField};
+use crate::pipeline_io::{
+    check_contract, quote_ident, scan_sql, sql_to_ipc, sql_to_ipc_parts, ContractField,
+};
 use crate::Lake;
 
 /// Default time limit of one function (`@resources(timeout=...)` overrides it).
@@ -1025,16 +1027,16 @@ impl Lake {
                     filter,
                     ..
                 } => {
-                    let path = ctx
+                    let stem = ctx
                         .shm
                         .input_dir()
-                        .join(format!("{}.{}.arrow", node.name, i.param));
+                        .join(format!("{}.{}", node.name, i.param));
                     let sql = scan_sql(namespace, table, columns.as_deref(), filter.as_deref());
                     let session = self.run_session(&ctx.commit, &ctx.namespace, &[]).await?;
-                    let (rows, _) = sql_to_ipc(
+                    let (rows, paths) = sql_to_ipc_parts(
                         &session,
                         &sql,
-                        &path,
+                        &stem,
                         &format!(
                             "input '{}' of '{}' ({namespace}.{table})",
                             i.param, node.name
@@ -1046,7 +1048,9 @@ impl Lake {
                         stderr: false,
                         line: format!("input '{}': {rows} rows from {namespace}.{table}", i.param),
                     });
-                    inputs.push(json!({"param": i.param, "kind": "table", "path": path}));
+                    // One file per scan partition; the worker maps each and concatenates
+                    // them without copying.
+                    inputs.push(json!({"param": i.param, "kind": "table", "paths": paths}));
                 }
                 InputSource::Upstream {
                     node: up,

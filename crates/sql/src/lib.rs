@@ -97,6 +97,21 @@ pub async fn execute_stream(ctx: &SessionContext, sql: &str) -> Result<SendableR
     df.execute_stream().await.map_err(sql_err)
 }
 
+/// [`execute_stream`], one stream per output partition (to be consumed concurrently).
+pub async fn execute_partitioned(
+    ctx: &SessionContext,
+    sql: &str,
+) -> Result<Vec<SendableRecordBatchStream>> {
+    let plan = ctx
+        .state()
+        .create_logical_plan(sql)
+        .await
+        .map_err(sql_err)?;
+    check_read_only(&plan)?;
+    let df = ctx.execute_logical_plan(plan).await.map_err(sql_err)?;
+    df.execute_stream_partitioned().await.map_err(sql_err)
+}
+
 /// Runs `sql` and collects at most `max_rows` rows (all with `None`). Returns the schema, the
 /// batches and whether rows were cut.
 pub async fn query(
