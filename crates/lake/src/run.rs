@@ -593,6 +593,14 @@ impl Lake {
         // most `workers` at once; after a failure nothing new starts and the run ends when the
         // running nodes do.
         let mut waiting: Vec<usize> = (0..plan.nodes.len()).collect();
+        // How many nodes still read each node's output: at zero, an output that is not
+        // materialized leaves shared memory (freeing it while the run goes on).
+        let mut consumers: HashMap<&str, usize> = HashMap::new();
+        for n in &plan.nodes {
+            for u in n.upstream() {
+                *consumers.entry(u).or_default() += 1;
+            }
+        }
         let mut done: std::collections::HashSet<&str> = std::collections::HashSet::new();
         let mut running = futures::stream::FuturesUnordered::new();
         loop {
@@ -658,6 +666,7 @@ impl Lake {
                 }
             }
             done.insert(node.name.as_str());
+            release_inputs(ctx, plan, node, &mut consumers);
         }
         if failure.is_none() && !waiting.is_empty() {
             failure = Some(Error::Internal(format!(
@@ -1393,6 +1402,47 @@ fn env_cache_dir(lake_root: &Path) -> PathBuf {
     match std::env::var_os("LAKEPLAN_ENV_CACHE") {
         Some(v) if !v.is_empty() => PathBuf::from(v),
         _ => lake_root.join("envs"),
+    }
+}
+
+/// After `node` ended: removes the scan files written for it, and the shared-memory outputs
+/// of its upstream nodes that nothing else reads and nothing materializes. Removal (freeing
+/// tmpfs pages) runs on a blocking thread, beside the nodes still running.
+fn release_inputs<'p>(
+    ctx: &RunCtx,
+    plan: &'p Plan,
+    node: &'p PlanNode,
+    consumers: &mut HashMap<&'p str, usize>,
+) {
+    let mut doomed: Vec<PathBuf> = Vec::new();
+    let prefix = format!("{}.", node.name);
+    if let Ok(entries) = std::fs::read_dir(ctx.shm.input_dir()) {
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with(&prefix) {
+                doomed.push(e.path());
+            }
+        }
+    }
+    for up in node.upstream() {
+        let Some(left) = consumers.get_mut(up) else {
+            continue;
+        };
+        *left = left.saturating_sub(1);
+        let keep = plan.node(up).is_none_or(|n| n.materializes());
+        if *left == 0 && !keep {
+            if let Ok(path) = ctx.output_of(up) {
+                if path.starts_with(ctx.shm.path()) {
+                    doomed.push(path);
+                }
+            }
+        }
+    }
+    if !doomed.is_empty() {
+        tokio::task::spawn_blocking(move || {
+            for p in doomed {
+                let _ = std::fs::remove_file(p);
+            }
+        });
     }
 }
 

@@ -992,3 +992,37 @@ fn an_unchanged_append_model_is_not_appended_twice() {
     run_ok(&l, &p, &["--no-cache"]);
     assert_eq!(l.count("SELECT count(*) FROM big_trips", &[]), 2 * once);
 }
+
+/// Shared memory is released while the run goes on: once every reader of an in-memory output
+/// (and of a node's scan files) has finished, the files are gone. The last node of a chain
+/// sees, inside its sandbox, that the first node's output and scan input were removed.
+#[test]
+fn shared_memory_is_released_as_soon_as_nothing_reads_it() {
+    let l = lake();
+    let src = "import glob, os, time\nimport lakeplan\n\n\n\
+@lakeplan.model()\n\
+def first(trips=lakeplan.Model(\"trips\", columns=[\"trip_id\", \"fare\"])):\n    return trips\n\n\n\
+@lakeplan.model()\n\
+def second(t=lakeplan.Model(\"first\")):\n    return t\n\n\n\
+@lakeplan.model(materialization_strategy=\"REPLACE\")\n\
+def third(t=lakeplan.Model(\"second\")):\n    \
+pattern = [\"/dev/shm/lakeplan-*/out/first/output.arrow\", \"/dev/shm/lakeplan-*/in/first.*\"]\n    \
+deadline = time.time() + 20\n    \
+while any(glob.glob(p) for p in pattern) and time.time() < deadline:\n        \
+time.sleep(0.05)\n    \
+gone = not any(glob.glob(p) for p in pattern)\n    \
+seen = bool(glob.glob(\"/dev/shm/lakeplan-*/out/second/output.arrow\"))\n    \
+print(\"released\", gone, \"second still there\", seen)\n    \
+return t\n";
+    let p = project(&l, "release", &[("models.py", src)]);
+    let r = run_ok(&l, &p, &["--no-cache"]);
+    assert!(
+        r.stderr.contains("released True second still there True"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        l.count("SELECT count(*) FROM third", &[]),
+        l.count("SELECT count(*) FROM trips", &[])
+    );
+}
