@@ -11,7 +11,7 @@ The same names are importable as `bauplan`, so Bauplan projects run unchanged. I
 package needs only the standard library and pyarrow.
 """
 
-from . import standard_expectations
+from . import _schema, standard_expectations
 from ._decorators import expectation, extras, model, python, resources
 from ._inputs import Model, Parameter
 from ._schema import (
@@ -43,21 +43,6 @@ __all__ = [
     "extras",
     "Model",
     "Parameter",
-    "TableSchema",
-    "TableField",
-    "FieldType",
-    "Any",
-    "Bool",
-    "Int32",
-    "Int64",
-    "Float64",
-    "String",
-    "Binary",
-    "Date32",
-    "Date64",
-    "TimestampMicro",
-    "TimestampNano",
-    "TimestampMicroUTC",
-    "TimestampNanoUTC",
+    *_schema.__all__,
     "standard_expectations",
 ]

@@ -119,30 +119,7 @@ pub fn parameter(cmd: ParameterCmd, out: Output) -> Result<()> {
 /// node start and end. On `-O json` it goes to stderr so stdout stays one JSON document.
 fn observer(out: Output) -> RunObserver {
     Arc::new(move |ev: &RunEvent| {
-        let line = match ev {
-            RunEvent::Started { job_id, log } => {
-                format!("job {job_id} (log: {})", log.display())
-            }
-            RunEvent::Planned { rendered, .. } => rendered.trim_end().to_string(),
-            RunEvent::Info(m) => m.clone(),
-            RunEvent::Warning(m) => format!("warning: {m}"),
-            RunEvent::NodeStarted { node } => format!("[{node}] started"),
-            RunEvent::Line { node, line, .. } => format!("[{node}] {line}"),
-            RunEvent::NodeFinished { node, outcome } => {
-                let mut s = format!("[{node}] {} in {:.2}s", outcome.status, outcome.seconds);
-                if let Some(r) = outcome.rows {
-                    s.push_str(&format!(" ({r} rows)"));
-                }
-                if let Some(p) = outcome.passed {
-                    s.push_str(if p { " (passed)" } else { " (FAILED)" });
-                }
-                if let Some(e) = &outcome.error {
-                    s.push_str(&format!(": {e}"));
-                }
-                s
-            }
-            RunEvent::Preview { node, text } => format!("[{node}] preview:\n{text}"),
-        };
+        let line = ev.to_string();
         if out == Output::Tty {
             outln!("{line}");
         } else {

@@ -14,6 +14,7 @@ mod audit;
 mod info;
 pub mod jobs;
 mod lake;
+mod node_cache;
 mod pipeline_io;
 mod pysrc;
 mod query;

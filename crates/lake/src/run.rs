@@ -36,6 +36,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::jobs::{JobRecord, JobStatus, JobStore};
+use crate::node_cache::{write_atomic, NodeCache};
 use crate::pipeline_io::{
     check_contract, quote_ident, scan_sql, sql_to_ipc, sql_to_ipc_parts, ContractField,
 };
@@ -104,6 +105,36 @@ pub enum RunEvent {
 }
 
 pub type RunObserver = Arc<dyn Fn(&RunEvent) + Send + Sync>;
+
+/// One line (or block) of the live view and of the job log.
+impl std::fmt::Display for RunEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunEvent::Started { job_id, log } => {
+                write!(f, "job {job_id} (log: {})", log.display())
+            }
+            RunEvent::Planned { rendered, .. } => f.write_str(rendered.trim_end()),
+            RunEvent::Info(m) => f.write_str(m),
+            RunEvent::Warning(m) => write!(f, "warning: {m}"),
+            RunEvent::NodeStarted { node } => write!(f, "[{node}] started"),
+            RunEvent::Line { node, line, .. } => write!(f, "[{node}] {line}"),
+            RunEvent::Preview { node, text } => write!(f, "[{node}] preview:\n{text}"),
+            RunEvent::NodeFinished { node, outcome } => {
+                write!(f, "[{node}] {} in {:.2}s", outcome.status, outcome.seconds)?;
+                if let Some(r) = outcome.rows {
+                    write!(f, " ({r} rows)")?;
+                }
+                if let Some(p) = outcome.passed {
+                    f.write_str(if p { " (passed)" } else { " (FAILED)" })?;
+                }
+                if let Some(e) = &outcome.error {
+                    write!(f, ": {e}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
 
 /// How one node ended.
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -175,7 +206,7 @@ struct RunCtx {
     shm: ShmJobDir,
     pysrc: PathBuf,
     project_dir: PathBuf,
-    cache_dir: PathBuf,
+    cache: NodeCache,
     envs: EnvManager,
     strict_python: bool,
     /// Why uv could not be found: only an error if an environment must be built.
@@ -193,30 +224,14 @@ struct RunCtx {
 
 impl RunCtx {
     fn emit(&self, ev: RunEvent) {
+        // The log marks what a function wrote to stderr; otherwise it reads like the terminal.
         let line = match &ev {
-            RunEvent::Started { job_id, .. } => format!("job {job_id} started"),
-            RunEvent::Planned { rendered, .. } => format!("plan:\n{rendered}"),
-            RunEvent::Info(m) => m.clone(),
-            RunEvent::Warning(m) => format!("warning: {m}"),
-            RunEvent::NodeStarted { node } => format!("[{node}] started"),
-            RunEvent::Line { node, stderr, line } => {
-                format!("[{node}]{} {line}", if *stderr { " !" } else { "" })
-            }
-            RunEvent::Preview { node, text } => format!("[{node}] preview:\n{text}"),
-            RunEvent::NodeFinished { node, outcome } => format!(
-                "[{node}] {} in {:.2}s{}{}",
-                outcome.status,
-                outcome.seconds,
-                outcome
-                    .rows
-                    .map(|r| format!(", {r} rows"))
-                    .unwrap_or_default(),
-                outcome
-                    .error
-                    .as_ref()
-                    .map(|e| format!(": {e}"))
-                    .unwrap_or_default()
-            ),
+            RunEvent::Line {
+                node,
+                stderr: true,
+                line,
+            } => format!("[{node}] ! {line}"),
+            other => other.to_string(),
         };
         if let Ok(mut f) = self.log.lock() {
             let _ = writeln!(f, "{} {line}", Utc::now().format("%H:%M:%S%.3f"));
@@ -250,6 +265,19 @@ impl RunCtx {
         self.keys.lock().ok()?.get(node).cloned()
     }
 
+    /// Whether `node`'s output is looked up in and kept in the cache.
+    fn cacheable(&self, node: &PlanNode) -> bool {
+        !self.no_cache && node.cache_strategy != CacheStrategy::None
+    }
+
+    fn set_output(&self, node: &str, path: PathBuf) -> Result<()> {
+        self.outputs
+            .lock()
+            .map_err(|_| Error::Internal("run state lock poisoned".into()))?
+            .insert(node.to_string(), path);
+        Ok(())
+    }
+
     fn output_of(&self, node: &str) -> Result<PathBuf> {
         self.outputs
             .lock()
@@ -268,15 +296,6 @@ fn node_err(node: &str, msg: impl std::fmt::Display) -> Error {
     }
 }
 
-fn param_json(v: &ParamValue) -> serde_json::Value {
-    match v {
-        ParamValue::Bool(b) => json!(b),
-        ParamValue::Int(i) => json!(i),
-        ParamValue::Float(f) => json!(f),
-        ParamValue::Str(s) => json!(s),
-    }
-}
-
 fn param_text(v: &ParamValue) -> String {
     match v {
         ParamValue::Bool(b) => b.to_string(),
@@ -290,26 +309,6 @@ impl Lake {
     /// The job store of this lake.
     pub fn jobs(&self) -> Result<JobStore> {
         JobStore::open(&self.root)
-    }
-
-    /// Plans a project at `r` without running anything: the `--dry-run` picture and the
-    /// validation of the project (every planner rejection surfaces here).
-    pub async fn plan_pipeline(
-        &self,
-        project_dir: &Path,
-        r: Option<&str>,
-        ns: Option<&str>,
-        params: &[(String, String)],
-    ) -> Result<(Project, Plan)> {
-        let r = self.ref_or_active(r)?;
-        let commit = self.catalog.resolve_str(&r)?.commit;
-        self.plan_at(
-            project_dir,
-            &commit,
-            &r,
-            ns.unwrap_or(DEFAULT_NAMESPACE),
-            params,
-        )
     }
 
     fn plan_at(
@@ -470,7 +469,7 @@ impl Lake {
             shm,
             pysrc: crate::pysrc::install(&self.root)?,
             project_dir: project.dir.clone(),
-            cache_dir: self.root.join("cache").join("nodes"),
+            cache: NodeCache::new(self.root.join("cache").join("nodes")),
             envs: EnvManager::new(
                 env_cache_dir(&self.root),
                 uv.clone().unwrap_or_else(|_| PathBuf::from("uv")),
@@ -846,7 +845,7 @@ impl Lake {
         node: &PlanNode,
         o: &mut NodeOutcome,
     ) -> Result<()> {
-        let cacheable = !ctx.no_cache && node.cache_strategy != CacheStrategy::None;
+        let cacheable = ctx.cacheable(node);
         // The environment first: its key is part of the node's cache key (a declared 3.12 that
         // runs on 3.11 must not reuse an output made on another interpreter), and strict
         // interpreter matching applies to cache hits too.
@@ -855,13 +854,8 @@ impl Lake {
             _ => Some(self.prepare_env(ctx, node).await?),
         };
         let key = ctx.effective_key(node, env.as_ref().map(|e| e.key.as_str()))?;
-        let cached_out = ctx.cache_dir.join(format!("{key}.arrow"));
-        let cached_meta = ctx.cache_dir.join(format!("{key}.json"));
-        if cacheable && cached_meta.is_file() {
-            let meta: serde_json::Value = std::fs::read(&cached_meta)
-                .ok()
-                .and_then(|b| serde_json::from_slice(&b).ok())
-                .unwrap_or(json!(null));
+        let cached_out = ctx.cache.output(&key);
+        if let Some(meta) = cacheable.then(|| ctx.cache.meta(&key)).flatten() {
             let usable = match node.kind {
                 NodeKind::Expectation => meta.get("passed").and_then(|v| v.as_bool()).is_some(),
                 _ => cached_out.is_file(),
@@ -872,10 +866,7 @@ impl Lake {
                 o.passed = meta.get("passed").and_then(|v| v.as_bool());
                 o.cached_snapshot = meta.get("snapshot_id").and_then(|v| v.as_i64());
                 if node.kind != NodeKind::Expectation {
-                    ctx.outputs
-                        .lock()
-                        .map_err(|_| Error::Internal("run state lock poisoned".into()))?
-                        .insert(node.name.clone(), cached_out);
+                    ctx.set_output(&node.name, cached_out)?;
                 }
                 ctx.emit(RunEvent::Line {
                     node: node.name.clone(),
@@ -934,56 +925,24 @@ impl Lake {
                 }
             }
         }
-        if node.kind != NodeKind::Expectation {
-            ctx.outputs
-                .lock()
-                .map_err(|_| Error::Internal("run state lock poisoned".into()))?
-                .insert(node.name.clone(), out.clone());
-        }
+        let output = (node.kind != NodeKind::Expectation).then_some(out);
         if cacheable {
-            self.store_cache(ctx, node, &key, &out, o);
+            let meta = json!({"node": node.name, "rows": o.rows, "passed": o.passed,
+                              "job_id": ctx.job_id, "created_at": Utc::now().to_rfc3339()});
+            ctx.cache.store(&key, output.as_deref(), &meta, &ctx.job_id);
+        }
+        if let Some(out) = output {
+            ctx.set_output(&node.name, out)?;
         }
         Ok(())
     }
 
-    /// Keeps a node's output under its cache key (best effort: a failed copy only costs a
-    /// re-execution next time).
-    fn store_cache(&self, ctx: &RunCtx, node: &PlanNode, key: &str, out: &Path, o: &NodeOutcome) {
-        let _ = std::fs::create_dir_all(&ctx.cache_dir);
-        let tmp = ctx.cache_dir.join(format!("{}.{}.tmp", key, ctx.job_id));
-        if node.kind != NodeKind::Expectation {
-            if std::fs::copy(out, &tmp).is_err() {
-                return;
-            }
-            if std::fs::rename(&tmp, ctx.cache_dir.join(format!("{}.arrow", key))).is_err() {
-                let _ = std::fs::remove_file(&tmp);
-                return;
-            }
-        }
-        let meta = json!({"node": node.name, "rows": o.rows, "passed": o.passed,
-                          "job_id": ctx.job_id, "created_at": Utc::now().to_rfc3339()});
-        let _ = std::fs::write(&tmp, meta.to_string())
-            .and_then(|_| std::fs::rename(&tmp, ctx.cache_dir.join(format!("{}.json", key))));
-    }
-
     /// Records in a node's cache entry the snapshot its output was materialized as.
     fn note_cache_snapshot(&self, ctx: &RunCtx, node: &PlanNode, snapshot: Option<i64>) {
-        if ctx.no_cache || node.cache_strategy == CacheStrategy::None {
-            return;
+        if let (true, Some(key)) = (ctx.cacheable(node), ctx.key_of(&node.name)) {
+            ctx.cache
+                .annotate(&key, "snapshot_id", json!(snapshot), &ctx.job_id);
         }
-        let Some(key) = ctx.key_of(&node.name) else {
-            return;
-        };
-        let path = ctx.cache_dir.join(format!("{key}.json"));
-        let Some(mut meta) = std::fs::read(&path)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        else {
-            return;
-        };
-        meta["snapshot_id"] = json!(snapshot);
-        let tmp = path.with_extension(format!("{}.tmp", ctx.job_id));
-        let _ = std::fs::write(&tmp, meta.to_string()).and_then(|_| std::fs::rename(&tmp, &path));
     }
 
     /// The node's environment, built on first use; its warnings go to the log.
@@ -1093,9 +1052,7 @@ impl Lake {
                     inputs.push(json!({"param": i.param, "kind": "table", "path": path}));
                 }
                 InputSource::Param { value, .. } => {
-                    inputs.push(
-                        json!({"param": i.param, "kind": "parameter", "value": param_json(value)}),
-                    );
+                    inputs.push(json!({"param": i.param, "kind": "parameter", "value": value}));
                 }
             }
         }
@@ -1123,8 +1080,8 @@ impl Lake {
             .ro(ctx.project_dir.clone())
             .ro(ctx.shm.path().to_path_buf())
             .rw(dir.to_path_buf());
-        if ctx.cache_dir.is_dir() {
-            sandbox = sandbox.ro(ctx.cache_dir.clone());
+        if ctx.cache.dir().is_dir() {
+            sandbox = sandbox.ro(ctx.cache.dir().to_path_buf());
         }
         sandbox.network = node.internet_access;
         sandbox.pythonpath = vec![ctx.pysrc.clone(), ctx.project_dir.clone()];
@@ -1172,9 +1129,7 @@ impl Lake {
                 "result": result_path,
                 "memory_bytes": node.resources.memory_bytes,
             });
-            let tmp = dir.join("task.json.tmp");
-            std::fs::write(&tmp, task.to_string())
-                .and_then(|_| std::fs::rename(&tmp, &task_path))
+            write_atomic(&task_path, "task", task.to_string().as_bytes())
                 .map_err(|e| Error::io(task_path.display(), e))
         };
         tokio::pin!(prepare);

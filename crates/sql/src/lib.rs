@@ -87,14 +87,25 @@ fn sql_err(e: datafusion::error::DataFusionError) -> Error {
 /// Plans `sql` and returns its result as a stream (one statement; DDL and DML that would
 /// change tables are rejected: lakeplan writes go through commits).
 pub async fn execute_stream(ctx: &SessionContext, sql: &str) -> Result<SendableRecordBatchStream> {
+    read_only_frame(ctx, sql)
+        .await?
+        .execute_stream()
+        .await
+        .map_err(sql_err)
+}
+
+/// Plans `sql` as one read-only statement.
+async fn read_only_frame(
+    ctx: &SessionContext,
+    sql: &str,
+) -> Result<datafusion::dataframe::DataFrame> {
     let plan = ctx
         .state()
         .create_logical_plan(sql)
         .await
         .map_err(sql_err)?;
     check_read_only(&plan)?;
-    let df = ctx.execute_logical_plan(plan).await.map_err(sql_err)?;
-    df.execute_stream().await.map_err(sql_err)
+    ctx.execute_logical_plan(plan).await.map_err(sql_err)
 }
 
 /// [`execute_stream`], one stream per output partition (to be consumed concurrently).
@@ -102,14 +113,11 @@ pub async fn execute_partitioned(
     ctx: &SessionContext,
     sql: &str,
 ) -> Result<Vec<SendableRecordBatchStream>> {
-    let plan = ctx
-        .state()
-        .create_logical_plan(sql)
+    read_only_frame(ctx, sql)
+        .await?
+        .execute_stream_partitioned()
         .await
-        .map_err(sql_err)?;
-    check_read_only(&plan)?;
-    let df = ctx.execute_logical_plan(plan).await.map_err(sql_err)?;
-    df.execute_stream_partitioned().await.map_err(sql_err)
+        .map_err(sql_err)
 }
 
 /// Runs `sql` and collects at most `max_rows` rows (all with `None`). Returns the schema, the
