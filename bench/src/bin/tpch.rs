@@ -53,6 +53,9 @@ struct Args {
     /// JSON lines of timings
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Print each engine's physical plan (EXPLAIN) for the queries instead of timing them
+    #[arg(long)]
+    explain: bool,
 }
 
 type Res<T> = std::result::Result<T, Box<dyn std::error::Error>>;
@@ -181,6 +184,18 @@ async fn main() -> Res<()> {
     ));
     for q in queries {
         let sql = std::fs::read_to_string(args.queries.join(format!("q{q:02}.sql")))?;
+        if args.explain {
+            for e in &engines {
+                let plan = match e.run(&format!("EXPLAIN {sql}")).await {
+                    Ok((_, batches)) => {
+                        arrow::util::pretty::pretty_format_batches(&batches)?.to_string()
+                    }
+                    Err(msg) => msg,
+                };
+                say(format!("== q{q:02} {}\n{plan}", e.name()));
+            }
+            continue;
+        }
         let mut outcomes: Vec<Outcome> = engines.iter().map(|_| Outcome::default()).collect();
         // Warm-up, keeping the result.
         for (i, e) in engines.iter().enumerate() {

@@ -14,6 +14,7 @@
 
 mod providers;
 mod scan;
+mod types;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -68,6 +69,7 @@ pub fn session_with_overlay(
     let list = LakeCatalogList::new(view, warehouse, resolver, system_tables, overlay);
     let state = datafusion::execution::SessionStateBuilder::new()
         .with_config(config)
+        .with_runtime_env(runtime_env()?)
         .with_default_features()
         .with_catalog_list(Arc::new(list))
         .build();
@@ -78,6 +80,28 @@ pub fn session_with_overlay(
         ctx.register_object_store(&url, lakeplan_storage::s3::object_store(&bucket)?);
     }
     Ok(ctx)
+}
+
+/// A runtime for one session that shares the process-wide cache of Parquet footers: data files
+/// are immutable and uniquely named, so a footer read by one query serves every later one
+/// (for statistics and for the scan itself). The cache is bounded (DataFusion's LRU, 64 MiB).
+fn runtime_env() -> Result<Arc<datafusion::execution::runtime_env::RuntimeEnv>> {
+    use datafusion::execution::cache::cache_manager::{CacheManagerConfig, FileMetadataCache};
+    use datafusion::execution::cache::DefaultFilesMetadataCache;
+    static FOOTERS: std::sync::OnceLock<Arc<DefaultFilesMetadataCache>> =
+        std::sync::OnceLock::new();
+    const LIMIT: usize = 64 * 1024 * 1024;
+    let cache: Arc<dyn FileMetadataCache> = FOOTERS
+        .get_or_init(|| Arc::new(DefaultFilesMetadataCache::new(LIMIT)))
+        .clone();
+    datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+        .with_cache_manager(
+            CacheManagerConfig::default()
+                .with_file_metadata_cache(Some(cache))
+                .with_metadata_cache_limit(LIMIT),
+        )
+        .build_arc()
+        .map_err(|e| Error::Internal(format!("DataFusion runtime: {e}")))
 }
 
 fn sql_err(e: datafusion::error::DataFusionError) -> Error {
@@ -105,7 +129,8 @@ async fn read_only_frame(
         .await
         .map_err(sql_err)?;
     check_read_only(&plan)?;
-    ctx.execute_logical_plan(plan).await.map_err(sql_err)
+    let frame = ctx.execute_logical_plan(plan).await.map_err(sql_err)?;
+    types::plain_output(frame).map_err(sql_err)
 }
 
 /// [`execute_stream`], one stream per output partition (to be consumed concurrently).

@@ -14,7 +14,6 @@ use std::sync::Arc;
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
-use datafusion::common::stats::Precision;
 use datafusion::common::Statistics;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::file_format::FileFormat;
@@ -27,7 +26,7 @@ use datafusion::error::{DataFusionError, Result as DFResult};
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::ExecutionPlan;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use iceberg::arrow::schema_to_arrow_schema;
 use iceberg::scan::FileScanTask;
 use iceberg::spec::DataFileFormat;
@@ -48,9 +47,11 @@ pub(crate) struct LakeTable {
 
 impl LakeTable {
     pub(crate) fn try_new(table: Table) -> DFResult<Self> {
-        let schema =
-            Arc::new(schema_to_arrow_schema(table.metadata().current_schema()).map_err(ice)?);
-        Ok(LakeTable { table, schema })
+        let schema = schema_to_arrow_schema(table.metadata().current_schema()).map_err(ice)?;
+        Ok(LakeTable {
+            table,
+            schema: Arc::new(crate::types::to_view_types(&schema)),
+        })
     }
 
     /// iceberg-datafusion's own scan, for what the Parquet path does not handle.
@@ -61,11 +62,13 @@ impl LakeTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DFResult<Arc<dyn ExecutionPlan>> {
-        IcebergStaticTableProvider::try_new_from_table(self.table.clone())
+        let filters: Vec<Expr> = filters.iter().map(crate::types::plain_literals).collect();
+        let plan = IcebergStaticTableProvider::try_new_from_table(self.table.clone())
             .await
             .map_err(ice)?
-            .scan(state, projection, filters, limit)
-            .await
+            .scan(state, projection, &filters, limit)
+            .await?;
+        crate::types::cast_plan_to(plan, self.empty(projection)?.schema())
     }
 
     /// No rows, with the projected schema.
@@ -77,9 +80,37 @@ impl LakeTable {
         Ok(Arc::new(EmptyExec::new(schema)))
     }
 
+    /// Attaches each file's statistics, read from its footer (through the session's metadata
+    /// cache) a few files at a time.
+    async fn with_statistics(
+        &self,
+        state: &dyn Session,
+        format: &ParquetFormat,
+        store: &ObjectStoreUrl,
+        files: Vec<PartitionedFile>,
+    ) -> DFResult<Vec<PartitionedFile>> {
+        let object_store = state.runtime_env().object_store(store)?;
+        let concurrency = state.config_options().execution.meta_fetch_concurrency;
+        futures::stream::iter(files)
+            .map(|f| {
+                let object_store = object_store.clone();
+                async move {
+                    let stats = format
+                        .infer_stats(state, &object_store, self.schema.clone(), &f.object_meta)
+                        .await?;
+                    Ok::<_, DataFusionError>(f.with_statistics(Arc::new(stats)))
+                }
+            })
+            .buffered(concurrency.max(1))
+            .try_collect()
+            .await
+    }
+
     async fn plan_files(&self, filters: &[Expr]) -> DFResult<Vec<FileScanTask>> {
         let mut builder = self.table.scan().select_all();
-        if let Some(p) = convert_filters_to_predicate(filters) {
+        // iceberg-datafusion converts plain string literals only.
+        let filters: Vec<Expr> = filters.iter().map(crate::types::plain_literals).collect();
+        if let Some(p) = convert_filters_to_predicate(&filters) {
             builder = builder.with_filter(p);
         }
         let scan = builder.build().map_err(ice)?;
@@ -112,9 +143,24 @@ fn locate(path: &str) -> DFResult<(ObjectStoreUrl, String)> {
     )))
 }
 
+/// The statistics of a set of files with statistics: sums of rows and bytes, the widest
+/// min/max, summed null counts.
+fn merge_statistics(files: &[PartitionedFile], schema: &SchemaRef) -> DFResult<Statistics> {
+    if files.is_empty() {
+        return Ok(Statistics::new_unknown(schema));
+    }
+    Statistics::try_merge_iter(files.iter().filter_map(|f| f.statistics.as_deref()), schema)
+}
+
 /// Greedy bin-packing of files into `n` groups of similar byte size.
-fn group(tasks: Vec<(PartitionedFile, u64)>, n: usize) -> Vec<FileGroup> {
-    let mut tasks = tasks;
+fn group(files: Vec<PartitionedFile>, n: usize) -> Vec<FileGroup> {
+    let mut tasks: Vec<(PartitionedFile, u64)> = files
+        .into_iter()
+        .map(|f| {
+            let size = f.object_meta.size;
+            (f, size)
+        })
+        .collect();
     tasks.sort_by_key(|t| std::cmp::Reverse(t.1));
     let n = n.max(1).min(tasks.len().max(1));
     let mut groups: Vec<(u64, Vec<PartitionedFile>)> = (0..n).map(|_| (0, Vec::new())).collect();
@@ -169,27 +215,30 @@ impl TableProvider for LakeTable {
             if store.get_or_insert_with(|| url.clone()) != &url {
                 return self.fallback_scan(state, projection, filters, limit).await;
             }
-            files.push((
-                PartitionedFile::new(path, t.file_size_in_bytes),
-                t.file_size_in_bytes,
-            ));
+            files.push(PartitionedFile::new(path, t.file_size_in_bytes));
         }
-        // Row counts and sizes from the manifests, so that DataFusion's join planning can put
-        // the small side of a join on the build side (without them every join is partitioned).
-        let rows: Option<u64> = tasks.iter().map(|t| t.record_count).sum();
-        let mut stats = Statistics::new_unknown(&self.schema);
-        if let Some(r) = rows {
-            stats.num_rows = Precision::Inexact(r as usize);
-        }
-        stats.total_byte_size =
-            Precision::Inexact(tasks.iter().map(|t| t.file_size_in_bytes as usize).sum());
         let Some(store) = store else {
             return self.empty(projection);
         };
         let format = ParquetFormat::default().with_options(state.table_options().parquet.clone());
+        // Per-file statistics (rows, bytes, and each column's min/max/null count) from the
+        // Parquet footers, as DataFusion's own listing tables collect them: join planning
+        // needs them to pick build sides and partitioning, and files whose ranges miss the
+        // filters are skipped. Footers come from the process-wide metadata cache (data files
+        // are immutable), so a table's footers are read once per process.
+        let files = self.with_statistics(state, &format, &store, files).await?;
+        let groups = group(files, state.config().target_partitions())
+            .into_iter()
+            .map(|g| {
+                let stats = merge_statistics(g.files(), &self.schema)?;
+                Ok(g.with_statistics(Arc::new(stats)))
+            })
+            .collect::<DFResult<Vec<_>>>()?;
+        let all: Vec<PartitionedFile> = groups.iter().flat_map(|g| g.files().to_vec()).collect();
+        let stats = merge_statistics(&all, &self.schema)?;
         let source = format.file_source(TableSchema::new(self.schema.clone(), vec![]));
         let config = FileScanConfigBuilder::new(store, source)
-            .with_file_groups(group(files, state.config().target_partitions()))
+            .with_file_groups(groups)
             .with_statistics(stats)
             .with_projection_indices(projection.cloned())?
             .with_limit(limit)
@@ -225,7 +274,7 @@ mod tests {
         let files = [100u64, 90, 10, 10, 5]
             .iter()
             .enumerate()
-            .map(|(i, s)| (PartitionedFile::new(format!("f{i}"), *s), *s))
+            .map(|(i, s)| PartitionedFile::new(format!("f{i}"), *s))
             .collect();
         let g = group(files, 2);
         assert_eq!(g.len(), 2);

@@ -28,8 +28,6 @@ use iceberg::writer::partitioning::PartitioningWriter;
 use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
 use iceberg::TableUpdate;
 use lakeplan_core::{Error, Result, TableName};
-use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 
 use crate::s3::{self, S3Url};
@@ -743,10 +741,8 @@ async fn write_stream(
         path: path.to_string(),
         message,
     };
-    let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::default()))
-        .build();
     let metadata = table.metadata();
+    let props = crate::write_props::writer_properties(metadata.properties())?;
     let pw = ParquetWriterBuilder::new(props, metadata.current_schema().clone());
     let rolling = RollingFileWriterBuilder::new_with_default_file_size(
         pw,

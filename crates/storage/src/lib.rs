@@ -21,6 +21,7 @@ pub mod schema;
 mod staged;
 mod tables;
 mod warehouse;
+pub mod write_props;
 
 pub use convert::{from_iceberg, to_iceberg};
 pub use staged::StagedCatalog;

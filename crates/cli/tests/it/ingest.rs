@@ -354,3 +354,59 @@ fn replace_makes_a_new_table_version() {
     let d = l.json(&["branch", "diff", &format!("@{old}"), "main"]);
     assert_eq!(d[0]["schema_changed"], true);
 }
+
+#[test]
+fn data_files_are_lz4_in_bounded_row_groups_and_strings_come_back_plain() {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let l = Lake::new();
+    let rows = 600_000;
+    let body: String = (0..rows).map(|i| format!("{i},n{}\n", i % 10)).collect();
+    let csv = l.write("big.csv", &format!("id,name\n{body}"));
+    l.load("big", &csv, &[]);
+    let info = l.json(&["table", "get", "big"]);
+    let meta = info["metadata_location"].as_str().unwrap();
+    let data_dir = std::path::Path::new(meta.trim_start_matches("file://"))
+        .parent()
+        .and_then(|p| p.parent())
+        .unwrap()
+        .join("data");
+    let (mut most_groups, mut total) = (0, 0i64);
+    for f in std::fs::read_dir(&data_dir).unwrap() {
+        let reader =
+            SerializedFileReader::new(std::fs::File::open(f.unwrap().path()).unwrap()).unwrap();
+        most_groups = most_groups.max(reader.metadata().num_row_groups());
+        for rg in reader.metadata().row_groups() {
+            total += rg.num_rows();
+            assert!(
+                rg.num_rows() <= 256 * 1024,
+                "row group of {}",
+                rg.num_rows()
+            );
+            for c in rg.columns() {
+                assert_eq!(c.compression(), parquet::basic::Compression::LZ4_RAW);
+            }
+        }
+    }
+    assert_eq!(total, rows);
+    assert!(most_groups >= 2, "no file was split into row groups");
+    // strings are scanned as views inside, but results carry the table's plain type
+    assert_eq!(
+        l.count("SELECT count(*) FROM big WHERE name = 'n7'", &[]),
+        60_000
+    );
+    let out = l.file("n7.parquet");
+    l.ok(&[
+        "query",
+        "SELECT name, count(*) AS n FROM big WHERE name IN ('n7', 'n8') GROUP BY name",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        std::fs::File::open(&out).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        reader.schema().field(0).data_type(),
+        &arrow::datatypes::DataType::Utf8
+    );
+}
