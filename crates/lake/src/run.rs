@@ -220,6 +220,25 @@ struct RunCtx {
     outputs: Mutex<HashMap<String, PathBuf>>,
     observer: RunObserver,
     log: Mutex<std::fs::File>,
+    /// What the scheduler and the nodes tell each other while the run goes on: which nodes
+    /// execute (missed the cache), which finished, whether the run stopped. A node started
+    /// ahead of its inputs waits on it.
+    progress: tokio::sync::watch::Sender<RunProgress>,
+}
+
+#[derive(Default)]
+struct RunProgress {
+    executing: std::collections::HashSet<String>,
+    done: std::collections::HashSet<String>,
+    stopped: bool,
+}
+
+/// A cache hit found for a node: what its outcome reports.
+struct CacheHit {
+    rows: Option<u64>,
+    passed: Option<bool>,
+    snapshot: Option<i64>,
+    key: String,
 }
 
 impl RunCtx {
@@ -286,6 +305,54 @@ impl RunCtx {
             .cloned()
             .ok_or_else(|| Error::Internal(format!("node '{node}' has no output yet")))
     }
+}
+
+/// The status of a node started ahead of its inputs when the run stopped before they were
+/// done: it never ran, and is not reported.
+const CANCELLED: &str = "cancelled";
+
+/// What a worker started ahead of its inputs learns once they are done.
+enum Gate {
+    Proceed,
+    Hit(CacheHit),
+    Cancelled,
+}
+
+type GateFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Gate>> + 'a>>;
+
+/// A Python node's run: the worker's result, or why no task was given to it.
+enum PyRun {
+    Ran(serde_json::Value),
+    Gated(Gate),
+}
+
+/// A node starts (for its log line and its reported seconds): at once, or for a node started
+/// ahead of its inputs, when they are done.
+fn node_started(ctx: &RunCtx, node: &PlanNode, started: &Mutex<Instant>) {
+    if let Ok(mut t) = started.lock() {
+        *t = Instant::now();
+    }
+    ctx.emit(RunEvent::NodeStarted {
+        node: node.name.clone(),
+    });
+}
+
+/// Reports a cache hit in the node's outcome and hands its cached output on.
+fn apply_hit(ctx: &RunCtx, node: &PlanNode, o: &mut NodeOutcome, hit: CacheHit) {
+    o.status = "cached".into();
+    o.rows = hit.rows;
+    o.passed = hit.passed;
+    o.cached_snapshot = hit.snapshot;
+    if node.kind != NodeKind::Expectation {
+        if let Err(e) = ctx.set_output(&node.name, ctx.cache.output(&hit.key)) {
+            ctx.emit(RunEvent::Warning(format!("[{}] {e}", node.name)));
+        }
+    }
+    ctx.emit(RunEvent::Line {
+        node: node.name.clone(),
+        stderr: false,
+        line: format!("cache hit ({}): not re-executed", &hit.key[..12]),
+    });
 }
 
 /// A node's failure, with the node named.
@@ -482,6 +549,7 @@ impl Lake {
             outputs: Mutex::new(HashMap::new()),
             observer,
             log: Mutex::new(log),
+            progress: tokio::sync::watch::Sender::new(RunProgress::default()),
         };
         ctx.emit(RunEvent::Started {
             job_id: job_id.clone(),
@@ -601,15 +669,38 @@ impl Lake {
             }
         }
         let mut done: std::collections::HashSet<&str> = std::collections::HashSet::new();
+        // Nodes started because their inputs were ready (not ahead of them).
+        let mut started: std::collections::HashSet<&str> = std::collections::HashSet::new();
         let mut running = futures::stream::FuturesUnordered::new();
+        let start = |i: usize, ahead: bool| {
+            let node = &plan.nodes[i];
+            async move { (node, self.run_node(ctx, node, ahead).await) }
+        };
         loop {
             if failure.is_none() {
                 let mut k = 0;
                 while k < waiting.len() && running.len() < workers {
                     let node = &plan.nodes[waiting[k]];
                     if node.upstream().all(|u| done.contains(u)) {
-                        waiting.remove(k);
-                        running.push(async move { (node, self.run_node(ctx, node).await) });
+                        started.insert(node.name.as_str());
+                        running.push(start(waiting.remove(k), false));
+                    } else {
+                        k += 1;
+                    }
+                }
+                // Free slots go to Python nodes one step ahead: every node they read has
+                // started. Such a node builds its environment and, once its inputs are known
+                // to be computed rather than cached, starts its worker (interpreter, imports)
+                // while they are, instead of after.
+                let mut k = 0;
+                while k < waiting.len() && running.len() < workers {
+                    let node = &plan.nodes[waiting[k]];
+                    if node.kind != NodeKind::SqlModel
+                        && node
+                            .upstream()
+                            .all(|u| done.contains(u) || started.contains(u))
+                    {
+                        running.push(start(waiting.remove(k), true));
                     } else {
                         k += 1;
                     }
@@ -619,6 +710,10 @@ impl Lake {
                 break;
             };
             match r {
+                Ok(o) if o.status == CANCELLED => {
+                    // Started ahead of its inputs, then the run stopped: it never ran.
+                    continue;
+                }
                 Ok(mut o) => {
                     if let Some(contract) = &node.output_schema {
                         if o.status != "skipped" {
@@ -661,10 +756,13 @@ impl Lake {
                     outcomes.push(o);
                     if failure.is_none() {
                         failure = Some(e);
+                        ctx.progress.send_modify(|p| p.stopped = true);
                     }
                 }
             }
             done.insert(node.name.as_str());
+            ctx.progress
+                .send_modify(|p| _ = p.done.insert(node.name.clone()));
             release_inputs(ctx, plan, node, &mut consumers);
         }
         if failure.is_none() && !waiting.is_empty() {
@@ -807,12 +905,15 @@ impl Lake {
     }
 
     /// Runs one node: from cache when its key is known, else in a sandbox or DataFusion.
+    /// Runs one node. `ahead`: started before its inputs finished (see `execute`); it waits
+    /// for them, and returns status [`CANCELLED`] if the run stops first.
     async fn run_node(
         &self,
         ctx: &RunCtx,
         node: &PlanNode,
+        ahead: bool,
     ) -> std::result::Result<NodeOutcome, (NodeOutcome, Error)> {
-        let started = Instant::now();
+        let started = Mutex::new(Instant::now());
         let mut o = NodeOutcome {
             node: node.name.clone(),
             kind: node.kind.label().to_string(),
@@ -824,11 +925,10 @@ impl Lake {
             table: None,
             cached_snapshot: None,
         };
-        ctx.emit(RunEvent::NodeStarted {
-            node: node.name.clone(),
-        });
-        let r = self.run_node_inner(ctx, node, &mut o).await;
-        o.seconds = started.elapsed().as_secs_f64();
+        let r = self
+            .run_node_inner(ctx, node, &mut o, ahead, &started)
+            .await;
+        o.seconds = started.lock().map_or(0.0, |t| t.elapsed().as_secs_f64());
         match r {
             Ok(()) => Ok(o),
             Err(e) => {
@@ -844,8 +944,12 @@ impl Lake {
         ctx: &RunCtx,
         node: &PlanNode,
         o: &mut NodeOutcome,
+        ahead: bool,
+        started: &Mutex<Instant>,
     ) -> Result<()> {
-        let cacheable = ctx.cacheable(node);
+        if !ahead {
+            node_started(ctx, node, started);
+        }
         // The environment first: its key is part of the node's cache key (a declared 3.12 that
         // runs on 3.11 must not reuse an output made on another interpreter), and strict
         // interpreter matching applies to cache hits too.
@@ -853,31 +957,40 @@ impl Lake {
             NodeKind::SqlModel => None,
             _ => Some(self.prepare_env(ctx, node).await?),
         };
-        let key = ctx.effective_key(node, env.as_ref().map(|e| e.key.as_str()))?;
-        let cached_out = ctx.cache.output(&key);
-        if let Some(meta) = cacheable.then(|| ctx.cache.meta(&key)).flatten() {
-            let usable = match node.kind {
-                NodeKind::Expectation => meta.get("passed").and_then(|v| v.as_bool()).is_some(),
-                _ => cached_out.is_file(),
-            };
-            if usable {
-                o.status = "cached".into();
-                o.rows = meta.get("rows").and_then(|v| v.as_u64());
-                o.passed = meta.get("passed").and_then(|v| v.as_bool());
-                o.cached_snapshot = meta.get("snapshot_id").and_then(|v| v.as_i64());
-                if node.kind != NodeKind::Expectation {
-                    ctx.set_output(&node.name, cached_out)?;
-                }
-                ctx.emit(RunEvent::Line {
-                    node: node.name.clone(),
-                    stderr: false,
-                    line: format!("cache hit ({}): not re-executed", &key[..12]),
-                });
+        let mut early_worker = false;
+        if ahead {
+            // Start early only once every input is known to be computed (a cached input is
+            // done at once, and then this node may well be a cache hit itself).
+            let mut rx = ctx.progress.subscribe();
+            let state = rx
+                .wait_for(|p| {
+                    p.stopped
+                        || node
+                            .upstream()
+                            .all(|u| p.done.contains(u) || p.executing.contains(u))
+                })
+                .await
+                .map_err(|_| Error::Internal("run progress closed".into()))?;
+            if state.stopped {
+                o.status = CANCELLED.into();
                 return Ok(());
             }
+            early_worker = !node.upstream().all(|u| state.done.contains(u));
         }
+        let env_key = env.as_ref().map(|e| e.key.clone());
         let dir = ctx.node_dir(&node.name)?;
         let out = dir.join("output.arrow");
+        if ahead && !early_worker {
+            node_started(ctx, node, started);
+        }
+        if !early_worker {
+            if let Some(hit) = self.cache_hit(ctx, node, env_key.as_deref())? {
+                apply_hit(ctx, node, o, hit);
+                return Ok(());
+            }
+            ctx.progress
+                .send_modify(|p| _ = p.executing.insert(node.name.clone()));
+        }
         match node.kind {
             NodeKind::SqlModel => {
                 let sql = node.sql.as_deref().ok_or_else(|| {
@@ -900,7 +1013,34 @@ impl Lake {
                 let env = env.ok_or_else(|| {
                     Error::Internal(format!("node '{}' has no environment", node.name))
                 })?;
-                let result = self.run_python(ctx, node, env, &dir, &out).await?;
+                if early_worker {
+                    ctx.emit(RunEvent::Line {
+                        node: node.name.clone(),
+                        stderr: false,
+                        line: "worker starting while its inputs are computed".into(),
+                    });
+                }
+                let gate = early_worker.then(|| {
+                    Box::pin(self.await_inputs(ctx, node, env_key.as_deref(), started))
+                        as GateFuture<'_>
+                });
+                let result = match self.run_python(ctx, node, env, &dir, &out, gate).await? {
+                    PyRun::Ran(result) => result,
+                    PyRun::Gated(Gate::Cancelled) => {
+                        o.status = CANCELLED.into();
+                        return Ok(());
+                    }
+                    PyRun::Gated(Gate::Hit(hit)) => {
+                        apply_hit(ctx, node, o, hit);
+                        return Ok(());
+                    }
+                    PyRun::Gated(Gate::Proceed) => {
+                        return Err(Error::Internal(format!(
+                            "node '{}' ran no worker",
+                            node.name
+                        )))
+                    }
+                };
                 match node.kind {
                     NodeKind::Expectation => {
                         let passed =
@@ -926,7 +1066,10 @@ impl Lake {
             }
         }
         let output = (node.kind != NodeKind::Expectation).then_some(out);
-        if cacheable {
+        if ctx.cacheable(node) {
+            let key = ctx
+                .key_of(&node.name)
+                .ok_or_else(|| Error::Internal(format!("node '{}' has no cache key", node.name)))?;
             let meta = json!({"node": node.name, "rows": o.rows, "passed": o.passed,
                               "job_id": ctx.job_id, "created_at": Utc::now().to_rfc3339()});
             ctx.cache.store(&key, output.as_deref(), &meta, &ctx.job_id);
@@ -935,6 +1078,61 @@ impl Lake {
             ctx.set_output(&node.name, out)?;
         }
         Ok(())
+    }
+
+    /// Computes the node's effective cache key (its inputs must be done) and looks it up.
+    fn cache_hit(
+        &self,
+        ctx: &RunCtx,
+        node: &PlanNode,
+        env_key: Option<&str>,
+    ) -> Result<Option<CacheHit>> {
+        let key = ctx.effective_key(node, env_key)?;
+        if !ctx.cacheable(node) {
+            return Ok(None);
+        }
+        let Some(meta) = ctx.cache.meta(&key) else {
+            return Ok(None);
+        };
+        let usable = match node.kind {
+            NodeKind::Expectation => meta.get("passed").and_then(|v| v.as_bool()).is_some(),
+            _ => ctx.cache.output(&key).is_file(),
+        };
+        Ok(usable.then(|| CacheHit {
+            rows: meta.get("rows").and_then(|v| v.as_u64()),
+            passed: meta.get("passed").and_then(|v| v.as_bool()),
+            snapshot: meta.get("snapshot_id").and_then(|v| v.as_i64()),
+            key,
+        }))
+    }
+
+    /// For a node whose worker started ahead of its inputs: waits until they are done, then
+    /// does what a node does on start (event, cache lookup, marked executing).
+    async fn await_inputs(
+        &self,
+        ctx: &RunCtx,
+        node: &PlanNode,
+        env_key: Option<&str>,
+        started: &Mutex<Instant>,
+    ) -> Result<Gate> {
+        let stopped = {
+            let mut rx = ctx.progress.subscribe();
+            let state = rx
+                .wait_for(|p| p.stopped || node.upstream().all(|u| p.done.contains(u)))
+                .await
+                .map_err(|_| Error::Internal("run progress closed".into()))?;
+            state.stopped
+        };
+        if stopped {
+            return Ok(Gate::Cancelled);
+        }
+        node_started(ctx, node, started);
+        if let Some(hit) = self.cache_hit(ctx, node, env_key)? {
+            return Ok(Gate::Hit(hit));
+        }
+        ctx.progress
+            .send_modify(|p| _ = p.executing.insert(node.name.clone()));
+        Ok(Gate::Proceed)
     }
 
     /// Records in a node's cache entry the snapshot its output was materialized as.
@@ -1068,7 +1266,8 @@ impl Lake {
         env: PreparedEnv,
         dir: &Path,
         out: &Path,
-    ) -> Result<serde_json::Value> {
+        gate: Option<GateFuture<'_>>,
+    ) -> Result<PyRun> {
         let function = node
             .function
             .as_deref()
@@ -1117,6 +1316,12 @@ impl Lake {
         });
         tokio::pin!(worker);
         let prepare = async {
+            if let Some(gate) = gate {
+                match gate.await? {
+                    Gate::Proceed => {}
+                    other => return Ok(Some(other)),
+                }
+            }
             let inputs = self.python_inputs(ctx, node).await?;
             let task = json!({
                 "node": node.name,
@@ -1130,16 +1335,21 @@ impl Lake {
                 "memory_bytes": node.resources.memory_bytes,
             });
             write_atomic(&task_path, "task", task.to_string().as_bytes())
-                .map_err(|e| Error::io(task_path.display(), e))
+                .map_err(|e| Error::io(task_path.display(), e))?;
+            Ok(None)
         };
         tokio::pin!(prepare);
         let mut ended_early = None;
-        tokio::select! {
+        let gated = tokio::select! {
             r = &mut prepare => r?,
             w = &mut worker => {
                 ended_early = Some(w);
-                prepare.await?;
+                prepare.await?
             }
+        };
+        if let Some(gated) = gated {
+            // Not to be run after all: dropping the worker kills its sandbox.
+            return Ok(PyRun::Gated(gated));
         }
         let outcome = match ended_early {
             Some(w) => w,
@@ -1156,7 +1366,7 @@ impl Lake {
             ));
         }
         match outcome.result {
-            Some(r) if r.get("ok").and_then(|v| v.as_bool()) == Some(true) => Ok(r),
+            Some(r) if r.get("ok").and_then(|v| v.as_bool()) == Some(true) => Ok(PyRun::Ran(r)),
             Some(r) => {
                 let error = r.get("error").and_then(|v| v.as_str()).unwrap_or("failed");
                 let kind = r

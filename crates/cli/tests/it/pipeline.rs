@@ -1026,3 +1026,52 @@ return t\n";
         l.count("SELECT count(*) FROM trips", &[])
     );
 }
+
+#[test]
+fn a_worker_starts_while_its_inputs_are_computed_and_is_dropped_if_they_fail() {
+    let l = lake();
+    let models = |fail: bool| {
+        format!(
+            "import time\n\nimport lakeplan\n\n\n\
+             @lakeplan.model()\n@lakeplan.python(\"3.11\")\n\
+             def slow(trips=lakeplan.Model(\"trips\", columns=[\"fare\"])):\n    \
+             time.sleep(1.5)\n    {}\n    return trips\n\n\n\
+             @lakeplan.model(materialization_strategy=\"REPLACE\")\n@lakeplan.python(\"3.11\")\n\
+             def after(t=lakeplan.Model(\"slow\")):\n    return t\n",
+            if fail {
+                "raise RuntimeError(\"slow broke\")"
+            } else {
+                "pass"
+            }
+        )
+    };
+    let p = project(&l, "ahead", &[("models.py", &models(false))]);
+    let r = run_ok(&l, &p, &["--workers", "2"]);
+    let log = job_log(&l, &r.id());
+    let ahead = log
+        .find("[after] worker starting while its inputs are computed")
+        .unwrap_or_else(|| panic!("no early start in:\n{log}"));
+    let slow_done = log.find("[slow] succeeded").expect("slow finished");
+    let after_started = log.find("[after] started").expect("after started");
+    assert!(ahead < slow_done && slow_done < after_started, "{log}");
+    assert_eq!(r.status("after"), "succeeded");
+    assert_eq!(
+        l.count("SELECT count(*) FROM after", &[]),
+        l.count("SELECT count(*) FROM trips", &[])
+    );
+
+    // All cached: nothing starts early (a cached input is done at once).
+    let r = run_ok(&l, &p, &["--workers", "2"]);
+    assert_eq!(r.status("after"), "cached");
+    assert!(!job_log(&l, &r.id()).contains("worker starting while"));
+
+    // The input fails while the early worker waits: the run fails on the input's error, the
+    // waiting node is not reported, and the run does not hang.
+    let before = l.head("main");
+    let p = project(&l, "ahead_fails", &[("models.py", &models(true))]);
+    let r = run(&l, &p, &["--workers", "2", "--no-cache"]);
+    assert_failed(&l, &r, &before, "node 'slow'");
+    assert!(r.error().contains("slow broke"), "{}", r.error());
+    let nodes = r.job["nodes"].as_array().expect("nodes");
+    assert!(nodes.iter().all(|n| n["node"] != "after"), "{}", r.job);
+}
