@@ -214,10 +214,23 @@ impl SchemaProvider for NamespaceSchema {
             Some(Entry::Table(t)) => t,
             _ => return Ok(None),
         };
+        // Table metadata files are immutable: a table loaded once (with the manifests its
+        // scans read, cached in it) serves every later session of the process on the same
+        // runtime (an iceberg `Table` spawns its reads on the runtime it was loaded on).
+        let key = tokio::runtime::Handle::try_current()
+            .ok()
+            .map(|h| (h.id(), tn.key(), entry.metadata_location.clone()));
+        if let Some(t) = key.as_ref().and_then(loaded_tables::get) {
+            return Ok(Some(t));
+        }
         let table = load_table(self.warehouse.file_io(), &tn, &entry)
             .await
             .map_err(df_err)?;
-        Ok(Some(Arc::new(LakeTable::try_new(table)?)))
+        let table = Arc::new(LakeTable::try_new(table)?);
+        if let Some(k) = key {
+            loaded_tables::put(k, table.clone());
+        }
+        Ok(Some(table))
     }
 
     fn table_exist(&self, name: &str) -> bool {
@@ -256,5 +269,108 @@ impl SchemaProvider for SystemSchema {
 
     fn table_exist(&self, name: &str) -> bool {
         self.tables.contains_key(name)
+    }
+}
+
+/// The process-wide cache of loaded tables: the most recently used [`loaded_tables::CAPACITY`]
+/// (runtime, table, metadata file) triples.
+mod loaded_tables {
+    use std::collections::{HashMap, VecDeque};
+    use std::sync::{Arc, Mutex, OnceLock};
+
+    use crate::scan::LakeTable;
+
+    pub(super) type Key = (tokio::runtime::Id, String, String);
+    pub(super) const CAPACITY: usize = 256;
+
+    /// A small LRU map (linear recency updates: it holds a few hundred entries).
+    pub(super) struct Lru<V> {
+        capacity: usize,
+        values: HashMap<Key, V>,
+        /// Least recently used first.
+        order: VecDeque<Key>,
+    }
+
+    impl<V: Clone> Lru<V> {
+        pub(super) fn new(capacity: usize) -> Self {
+            Lru {
+                capacity,
+                values: HashMap::new(),
+                order: VecDeque::new(),
+            }
+        }
+
+        fn touch(&mut self, key: &Key) {
+            if let Some(i) = self.order.iter().position(|k| k == key) {
+                if let Some(k) = self.order.remove(i) {
+                    self.order.push_back(k);
+                }
+            }
+        }
+
+        pub(super) fn get(&mut self, key: &Key) -> Option<V> {
+            let v = self.values.get(key).cloned()?;
+            self.touch(key);
+            Some(v)
+        }
+
+        pub(super) fn put(&mut self, key: Key, value: V) {
+            if self.values.insert(key.clone(), value).is_some() {
+                self.touch(&key);
+                return;
+            }
+            self.order.push_back(key);
+            while self.order.len() > self.capacity {
+                if let Some(old) = self.order.pop_front() {
+                    self.values.remove(&old);
+                }
+            }
+        }
+    }
+
+    fn cache() -> &'static Mutex<Lru<Arc<LakeTable>>> {
+        static CACHE: OnceLock<Mutex<Lru<Arc<LakeTable>>>> = OnceLock::new();
+        CACHE.get_or_init(|| Mutex::new(Lru::new(CAPACITY)))
+    }
+
+    pub(super) fn get(key: &Key) -> Option<Arc<LakeTable>> {
+        cache().lock().ok()?.get(key)
+    }
+
+    pub(super) fn put(key: Key, table: Arc<LakeTable>) {
+        if let Ok(mut c) = cache().lock() {
+            c.put(key, table);
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn least_recently_used_goes_first() {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            let k = |n: &str| (rt.handle().id(), n.to_string(), format!("{n}.json"));
+            let mut lru = Lru::new(2);
+            lru.put(k("a"), 1);
+            lru.put(k("b"), 2);
+            assert_eq!(lru.get(&k("a")), Some(1)); // a is now the most recent
+            lru.put(k("c"), 3); // evicts b
+            assert_eq!(lru.get(&k("b")), None);
+            assert_eq!(lru.get(&k("a")), Some(1));
+            assert_eq!(lru.get(&k("c")), Some(3));
+            lru.put(k("c"), 4); // replaces, evicts nothing
+            assert_eq!((lru.get(&k("a")), lru.get(&k("c"))), (Some(1), Some(4)));
+            // another runtime is another key
+            let rt2 = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            assert_eq!(
+                lru.get(&(rt2.handle().id(), "a".into(), "a.json".into())),
+                None
+            );
+        }
     }
 }
