@@ -119,11 +119,16 @@ pub(crate) async fn sql_to_ipc(
 ) -> Result<(u64, SchemaRef)> {
     let stream = lakeplan_sql::execute_stream(ctx, sql)
         .await
-        .map_err(|e| match e {
-            Error::Sql(m) => Error::Sql(format!("{what}: {m}")),
-            other => other,
-        })?;
+        .map_err(sql_context(what))?;
     write_ipc(stream, out, what).await
+}
+
+/// Prefixes a SQL error with what the SQL was for.
+fn sql_context(what: &str) -> impl Fn(Error) -> Error + '_ {
+    move |e| match e {
+        Error::Sql(m) => Error::Sql(format!("{what}: {m}")),
+        other => other,
+    }
 }
 
 /// Runs `sql` in `ctx` and writes each output partition to its own IPC file
@@ -137,10 +142,7 @@ pub(crate) async fn sql_to_ipc_parts(
 ) -> Result<(u64, Vec<PathBuf>)> {
     let streams = lakeplan_sql::execute_partitioned(ctx, sql)
         .await
-        .map_err(|e| match e {
-            Error::Sql(m) => Error::Sql(format!("{what}: {m}")),
-            other => other,
-        })?;
+        .map_err(sql_context(what))?;
     let mut tasks = Vec::new();
     let mut paths = Vec::new();
     for (i, stream) in streams.into_iter().enumerate() {

@@ -242,6 +242,28 @@ struct CacheHit {
 }
 
 impl RunCtx {
+    /// Waits until the nodes `node` reads are all done (or, with `computing`, each done or
+    /// computing), or the run stops.
+    async fn inputs_of(&self, node: &PlanNode, computing: bool) -> Result<Inputs> {
+        let mut rx = self.progress.subscribe();
+        let p = rx
+            .wait_for(|p| {
+                p.stopped
+                    || node
+                        .upstream()
+                        .all(|u| p.done.contains(u) || (computing && p.executing.contains(u)))
+            })
+            .await
+            .map_err(|_| Error::Internal("run progress closed".into()))?;
+        Ok(if p.stopped {
+            Inputs::Stopped
+        } else if node.upstream().all(|u| p.done.contains(u)) {
+            Inputs::Done
+        } else {
+            Inputs::Computing
+        })
+    }
+
     fn emit(&self, ev: RunEvent) {
         // The log marks what a function wrote to stderr; otherwise it reads like the terminal.
         let line = match &ev {
@@ -311,19 +333,29 @@ impl RunCtx {
 /// done: it never ran, and is not reported.
 const CANCELLED: &str = "cancelled";
 
-/// What a worker started ahead of its inputs learns once they are done.
-enum Gate {
-    Proceed,
+/// Why a worker started ahead of its inputs is given no task once they are done.
+enum Skip {
     Hit(CacheHit),
     Cancelled,
 }
 
-type GateFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Gate>> + 'a>>;
+/// Waits for a worker's inputs: `None` once the worker is to run.
+type GateFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Option<Skip>>> + 'a>>;
 
 /// A Python node's run: the worker's result, or why no task was given to it.
 enum PyRun {
     Ran(serde_json::Value),
-    Gated(Gate),
+    Skipped(Skip),
+}
+
+/// How far the nodes a node reads have got.
+enum Inputs {
+    /// The run stopped first.
+    Stopped,
+    Done,
+    /// Each is done or computing (missed the cache), not all done.
+    Computing,
 }
 
 /// A node starts (for its log line and its reported seconds): at once, or for a node started
@@ -905,7 +937,7 @@ impl Lake {
     }
 
     /// Runs one node: from cache when its key is known, else in a sandbox or DataFusion.
-    /// Runs one node. `ahead`: started before its inputs finished (see `execute`); it waits
+    /// `ahead`: started before its inputs finished (see `execute`); it waits
     /// for them, and returns status [`CANCELLED`] if the run stops first.
     async fn run_node(
         &self,
@@ -961,35 +993,23 @@ impl Lake {
         if ahead {
             // Start early only once every input is known to be computed (a cached input is
             // done at once, and then this node may well be a cache hit itself).
-            let mut rx = ctx.progress.subscribe();
-            let state = rx
-                .wait_for(|p| {
-                    p.stopped
-                        || node
-                            .upstream()
-                            .all(|u| p.done.contains(u) || p.executing.contains(u))
-                })
-                .await
-                .map_err(|_| Error::Internal("run progress closed".into()))?;
-            if state.stopped {
-                o.status = CANCELLED.into();
-                return Ok(());
+            match ctx.inputs_of(node, true).await? {
+                Inputs::Stopped => {
+                    o.status = CANCELLED.into();
+                    return Ok(());
+                }
+                Inputs::Done => node_started(ctx, node, started),
+                Inputs::Computing => early_worker = true,
             }
-            early_worker = !node.upstream().all(|u| state.done.contains(u));
         }
         let env_key = env.as_ref().map(|e| e.key.clone());
         let dir = ctx.node_dir(&node.name)?;
         let out = dir.join("output.arrow");
-        if ahead && !early_worker {
-            node_started(ctx, node, started);
-        }
         if !early_worker {
-            if let Some(hit) = self.cache_hit(ctx, node, env_key.as_deref())? {
+            if let Some(hit) = self.cache_hit_or_execute(ctx, node, env_key.as_deref())? {
                 apply_hit(ctx, node, o, hit);
                 return Ok(());
             }
-            ctx.progress
-                .send_modify(|p| _ = p.executing.insert(node.name.clone()));
         }
         match node.kind {
             NodeKind::SqlModel => {
@@ -1026,19 +1046,13 @@ impl Lake {
                 });
                 let result = match self.run_python(ctx, node, env, &dir, &out, gate).await? {
                     PyRun::Ran(result) => result,
-                    PyRun::Gated(Gate::Cancelled) => {
+                    PyRun::Skipped(Skip::Cancelled) => {
                         o.status = CANCELLED.into();
                         return Ok(());
                     }
-                    PyRun::Gated(Gate::Hit(hit)) => {
+                    PyRun::Skipped(Skip::Hit(hit)) => {
                         apply_hit(ctx, node, o, hit);
                         return Ok(());
-                    }
-                    PyRun::Gated(Gate::Proceed) => {
-                        return Err(Error::Internal(format!(
-                            "node '{}' ran no worker",
-                            node.name
-                        )))
                     }
                 };
                 match node.kind {
@@ -1080,30 +1094,33 @@ impl Lake {
         Ok(())
     }
 
-    /// Computes the node's effective cache key (its inputs must be done) and looks it up.
-    fn cache_hit(
+    /// Computes the node's effective cache key (its inputs must be done) and looks it up; on
+    /// a miss the node is marked executing (what a node started ahead of it waits for).
+    fn cache_hit_or_execute(
         &self,
         ctx: &RunCtx,
         node: &PlanNode,
         env_key: Option<&str>,
     ) -> Result<Option<CacheHit>> {
         let key = ctx.effective_key(node, env_key)?;
-        if !ctx.cacheable(node) {
-            return Ok(None);
+        let meta = ctx.cacheable(node).then(|| ctx.cache.meta(&key)).flatten();
+        let hit = meta.and_then(|meta| {
+            let usable = match node.kind {
+                NodeKind::Expectation => meta.get("passed").and_then(|v| v.as_bool()).is_some(),
+                _ => ctx.cache.output(&key).is_file(),
+            };
+            usable.then(|| CacheHit {
+                rows: meta.get("rows").and_then(|v| v.as_u64()),
+                passed: meta.get("passed").and_then(|v| v.as_bool()),
+                snapshot: meta.get("snapshot_id").and_then(|v| v.as_i64()),
+                key,
+            })
+        });
+        if hit.is_none() {
+            ctx.progress
+                .send_modify(|p| _ = p.executing.insert(node.name.clone()));
         }
-        let Some(meta) = ctx.cache.meta(&key) else {
-            return Ok(None);
-        };
-        let usable = match node.kind {
-            NodeKind::Expectation => meta.get("passed").and_then(|v| v.as_bool()).is_some(),
-            _ => ctx.cache.output(&key).is_file(),
-        };
-        Ok(usable.then(|| CacheHit {
-            rows: meta.get("rows").and_then(|v| v.as_u64()),
-            passed: meta.get("passed").and_then(|v| v.as_bool()),
-            snapshot: meta.get("snapshot_id").and_then(|v| v.as_i64()),
-            key,
-        }))
+        Ok(hit)
     }
 
     /// For a node whose worker started ahead of its inputs: waits until they are done, then
@@ -1114,25 +1131,14 @@ impl Lake {
         node: &PlanNode,
         env_key: Option<&str>,
         started: &Mutex<Instant>,
-    ) -> Result<Gate> {
-        let stopped = {
-            let mut rx = ctx.progress.subscribe();
-            let state = rx
-                .wait_for(|p| p.stopped || node.upstream().all(|u| p.done.contains(u)))
-                .await
-                .map_err(|_| Error::Internal("run progress closed".into()))?;
-            state.stopped
-        };
-        if stopped {
-            return Ok(Gate::Cancelled);
+    ) -> Result<Option<Skip>> {
+        if let Inputs::Stopped = ctx.inputs_of(node, false).await? {
+            return Ok(Some(Skip::Cancelled));
         }
         node_started(ctx, node, started);
-        if let Some(hit) = self.cache_hit(ctx, node, env_key)? {
-            return Ok(Gate::Hit(hit));
-        }
-        ctx.progress
-            .send_modify(|p| _ = p.executing.insert(node.name.clone()));
-        Ok(Gate::Proceed)
+        Ok(self
+            .cache_hit_or_execute(ctx, node, env_key)?
+            .map(Skip::Hit))
     }
 
     /// Records in a node's cache entry the snapshot its output was materialized as.
@@ -1317,9 +1323,8 @@ impl Lake {
         tokio::pin!(worker);
         let prepare = async {
             if let Some(gate) = gate {
-                match gate.await? {
-                    Gate::Proceed => {}
-                    other => return Ok(Some(other)),
+                if let Some(skip) = gate.await? {
+                    return Ok(Some(skip));
                 }
             }
             let inputs = self.python_inputs(ctx, node).await?;
@@ -1340,16 +1345,16 @@ impl Lake {
         };
         tokio::pin!(prepare);
         let mut ended_early = None;
-        let gated = tokio::select! {
+        let skip = tokio::select! {
             r = &mut prepare => r?,
             w = &mut worker => {
                 ended_early = Some(w);
                 prepare.await?
             }
         };
-        if let Some(gated) = gated {
+        if let Some(skip) = skip {
             // Not to be run after all: dropping the worker kills its sandbox.
-            return Ok(PyRun::Gated(gated));
+            return Ok(PyRun::Skipped(skip));
         }
         let outcome = match ended_early {
             Some(w) => w,

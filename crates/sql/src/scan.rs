@@ -234,8 +234,11 @@ impl TableProvider for LakeTable {
                 Ok(g.with_statistics(Arc::new(stats)))
             })
             .collect::<DFResult<Vec<_>>>()?;
-        let all: Vec<PartitionedFile> = groups.iter().flat_map(|g| g.files().to_vec()).collect();
-        let stats = merge_statistics(&all, &self.schema)?;
+        // The table's statistics from the groups' (as DataFusion's own listing tables do).
+        let stats = Statistics::try_merge_iter(
+            groups.iter().filter_map(|g| g.file_statistics(None)),
+            &self.schema,
+        )?;
         let source = format.file_source(TableSchema::new(self.schema.clone(), vec![]));
         let config = FileScanConfigBuilder::new(store, source)
             .with_file_groups(groups)

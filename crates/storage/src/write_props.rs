@@ -43,16 +43,20 @@ pub fn writer_properties(props: &HashMap<String, String>) -> Result<WriterProper
         .transpose()?;
     let mut b = WriterProperties::builder()
         .set_compression(compression(codec, level)?)
-        .set_max_row_group_bytes(Some(size(props, ROW_GROUP_BYTES, DEFAULT_ROW_GROUP_BYTES)?))
-        .set_max_row_group_row_count(Some(size(props, ROW_GROUP_ROWS, DEFAULT_ROW_GROUP_ROWS)?));
-    if props.contains_key(PAGE_BYTES) {
-        b = b.set_data_page_size_limit(size(props, PAGE_BYTES, 0)?);
+        .set_max_row_group_bytes(Some(
+            size(props, ROW_GROUP_BYTES)?.unwrap_or(DEFAULT_ROW_GROUP_BYTES),
+        ))
+        .set_max_row_group_row_count(Some(
+            size(props, ROW_GROUP_ROWS)?.unwrap_or(DEFAULT_ROW_GROUP_ROWS),
+        ));
+    if let Some(n) = size(props, PAGE_BYTES)? {
+        b = b.set_data_page_size_limit(n);
     }
-    if props.contains_key(PAGE_ROWS) {
-        b = b.set_data_page_row_count_limit(size(props, PAGE_ROWS, 0)?);
+    if let Some(n) = size(props, PAGE_ROWS)? {
+        b = b.set_data_page_row_count_limit(n);
     }
-    if props.contains_key(DICT_BYTES) {
-        b = b.set_dictionary_page_size_limit(size(props, DICT_BYTES, 0)?);
+    if let Some(n) = size(props, DICT_BYTES)? {
+        b = b.set_dictionary_page_size_limit(n);
     }
     Ok(b.build())
 }
@@ -68,12 +72,13 @@ fn int(property: &str, value: &str) -> Result<i64> {
         .map_err(|_| bad(property, format!("'{value}' is not an integer")))
 }
 
-fn size(props: &HashMap<String, String>, property: &str, default: usize) -> Result<usize> {
+/// A positive size the table sets, if it sets one.
+fn size(props: &HashMap<String, String>, property: &str) -> Result<Option<usize>> {
     let Some(v) = props.get(property) else {
-        return Ok(default);
+        return Ok(None);
     };
     match int(property, v)? {
-        n if n > 0 => Ok(n as usize),
+        n if n > 0 => Ok(Some(n as usize)),
         n => Err(bad(property, format!("{n} must be greater than 0"))),
     }
 }
