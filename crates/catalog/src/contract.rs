@@ -440,4 +440,23 @@ fn settings(m: &dyn Metastore) {
     assert_eq!(m.get_setting("other").expect("get").as_deref(), Some("x"));
     m.set_setting("empty", "").expect("set empty");
     assert_eq!(m.get_setting("empty").expect("get").as_deref(), Some(""));
+
+    // Prefix listing is literal (no LIKE wildcards) and sorted by key.
+    m.set_setting("tenant/b", "2").expect("set");
+    m.set_setting("tenant/a", "1").expect("set");
+    m.set_setting("tenantX", "no").expect("set");
+    m.set_setting("ten_nt/c", "no").expect("set");
+    m.set_setting("t%/d", "pct").expect("set");
+    let listed = m.list_settings("tenant/").expect("list");
+    assert_eq!(
+        listed,
+        vec![
+            ("tenant/a".to_string(), "1".to_string()),
+            ("tenant/b".to_string(), "2".to_string())
+        ]
+    );
+    assert_eq!(m.list_settings("ten_").expect("list").len(), 1);
+    assert_eq!(m.list_settings("t%").expect("list").len(), 1);
+    assert!(m.list_settings("nothing/").expect("list").is_empty());
+    assert_eq!(m.list_settings("").expect("list all").len(), 8);
 }

@@ -59,6 +59,9 @@ pub trait Metastore: Send + Sync {
     fn get_setting(&self, key: &str) -> Result<Option<String>>;
     /// Sets (inserts or replaces) a setting.
     fn set_setting(&self, key: &str, value: &str) -> Result<()>;
+    /// Every setting whose key starts with `prefix` (taken literally: `%` and `_` are not
+    /// wildcards), sorted by key.
+    fn list_settings(&self, prefix: &str) -> Result<Vec<(String, String)>>;
 }
 
 /// A branch or a tag and the commit it points at.

@@ -569,6 +569,24 @@ impl Metastore for SqliteMetastore {
             .map_err(db_err(format!("writing setting '{key}'")))?;
         Ok(())
     }
+
+    fn list_settings(&self, prefix: &str) -> Result<Vec<(String, String)>> {
+        let conn = self.conn();
+        // substr comparison, not LIKE: the prefix is literal.
+        let mut st = conn
+            .prepare_cached(
+                "SELECT key, value FROM settings WHERE substr(key, 1, length(?1)) = ?1 \
+                 ORDER BY key",
+            )
+            .map_err(db_err("preparing settings listing"))?;
+        let rows = st
+            .query_map(params![prefix], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })
+            .map_err(db_err(format!("listing settings '{prefix}*'")))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(db_err(format!("listing settings '{prefix}*'")))
+    }
 }
 
 #[cfg(test)]

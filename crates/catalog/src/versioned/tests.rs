@@ -108,6 +108,9 @@ impl Metastore for Counting {
     fn set_setting(&self, key: &str, value: &str) -> Result<()> {
         self.inner.set_setting(key, value)
     }
+    fn list_settings(&self, prefix: &str) -> Result<Vec<(String, String)>> {
+        self.inner.list_settings(prefix)
+    }
 }
 
 // ----- init, commit ------------------------------------------------------------------------
