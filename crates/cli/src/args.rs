@@ -105,6 +105,127 @@ pub enum Cmd {
         #[arg(short = 'n', long, default_value_t = 20)]
         n: usize,
     },
+    /// Serve the lakes of many tenants over an HTTP/JSON API (see docs/server.md)
+    Serve(ServeArgs),
+    /// A server's tenants, users and API keys (run where the server's metastore is)
+    #[command(subcommand)]
+    Admin(AdminCmd),
+}
+
+/// Where a server keeps its metadata: `sqlite:DIR`.
+#[derive(Args, Debug, Clone)]
+pub struct MetastoreArg {
+    /// The server's metastore: sqlite:DIR (DIR/server.db + one catalog per tenant)
+    #[arg(
+        long,
+        env = "LAKEPLAN_METASTORE",
+        default_value = "sqlite:~/.lakeplan-server"
+    )]
+    pub metastore: String,
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on
+    #[arg(long, default_value = "127.0.0.1:8181")]
+    pub listen: String,
+    #[command(flatten)]
+    pub metastore: MetastoreArg,
+    /// Where tenants created without --warehouse keep their tables: ROOT/<tenant> (a folder or
+    /// s3://bucket/prefix). Stored with the server.
+    #[arg(long)]
+    pub warehouse: Option<String>,
+    /// Let imports read files on this machine (off: s3:// only). Anyone with a write key can
+    /// then read what the server can; for a single-user server on your own machine.
+    #[arg(long)]
+    pub allow_local_paths: bool,
+    /// Largest request body, in MiB
+    #[arg(long, default_value_t = 16)]
+    pub max_body_mib: usize,
+    /// Longest a request may take, in seconds
+    #[arg(long, default_value_t = 300)]
+    pub request_timeout_secs: u64,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AdminCmd {
+    /// Tenants: create, ls
+    #[command(subcommand)]
+    Tenant(TenantCmd),
+    /// Users of a tenant: create, ls
+    #[command(subcommand)]
+    User(UserCmd),
+    /// API keys: create (shown once), ls, revoke
+    #[command(subcommand)]
+    Key(KeyCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TenantCmd {
+    Create {
+        name: String,
+        /// Where the tenant's tables live (default: the server's --warehouse root/<name>, or
+        /// DIR/warehouses/<name> for sqlite:DIR)
+        #[arg(long)]
+        warehouse: Option<String>,
+        #[command(flatten)]
+        metastore: MetastoreArg,
+    },
+    Ls {
+        #[command(flatten)]
+        metastore: MetastoreArg,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCmd {
+    Create {
+        name: String,
+        #[arg(long)]
+        tenant: String,
+        /// May hold admin keys (writes anywhere in the tenant)
+        #[arg(long)]
+        admin: bool,
+        /// May merge into main with a write key
+        #[arg(long)]
+        can_merge_main: bool,
+        #[command(flatten)]
+        metastore: MetastoreArg,
+    },
+    Ls {
+        #[arg(long)]
+        tenant: String,
+        #[command(flatten)]
+        metastore: MetastoreArg,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeyCmd {
+    Create {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        user: String,
+        /// read, write (the user's zone `<user>.*`) or admin
+        #[arg(long, default_value = "write")]
+        scope: String,
+        #[command(flatten)]
+        metastore: MetastoreArg,
+    },
+    Ls {
+        #[arg(long)]
+        tenant: String,
+        #[command(flatten)]
+        metastore: MetastoreArg,
+    },
+    Revoke {
+        id: String,
+        #[arg(long)]
+        tenant: String,
+        #[command(flatten)]
+        metastore: MetastoreArg,
+    },
 }
 
 #[derive(Subcommand, Debug)]

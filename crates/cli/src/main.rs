@@ -6,6 +6,7 @@ mod args;
 mod output;
 mod pipeline;
 mod run;
+mod server;
 
 use std::process::ExitCode;
 

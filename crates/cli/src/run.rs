@@ -33,6 +33,9 @@ pub async fn run(cli: Cli) -> Result<()> {
     let cmd = match cli.cmd {
         Cmd::Init { path, name } => return crate::pipeline::init(path, name, out),
         Cmd::Parameter(p) => return crate::pipeline::parameter(p, out),
+        // Server commands use the server's metastore, not a lake.
+        Cmd::Serve(args) => return crate::server::serve(args).await,
+        Cmd::Admin(cmd) => return crate::server::admin(cmd, out),
         other => other,
     };
     let cli = Cli { cmd, ..cli };
@@ -130,9 +133,9 @@ pub async fn run(cli: Cli) -> Result<()> {
             dry_run,
             no_cache,
         } => crate::pipeline::rerun(&lake, &id, r, dry_run, no_cache, out).await?,
-        Cmd::Init { .. } | Cmd::Parameter(_) => {
+        Cmd::Init { .. } | Cmd::Parameter(_) | Cmd::Serve(_) | Cmd::Admin(_) => {
             return Err(Error::Internal(
-                "project commands are handled before the lake opens".into(),
+                "project and server commands are handled before the lake opens".into(),
             ))
         }
         Cmd::Audit { n } => {

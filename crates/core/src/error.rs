@@ -27,6 +27,8 @@ pub enum Error {
     NamespaceExists(String),
     #[error("namespace '{namespace}' is not empty: it holds {tables} table(s); remove them first")]
     NamespaceNotEmpty { namespace: String, tables: usize },
+    #[error("job '{0}' not found")]
+    JobNotFound(String),
     #[error("table '{table}' not found at ref '{at}'")]
     TableNotFound { table: String, at: String },
     #[error("table '{0}' already exists (use --replace to replace it)")]
@@ -82,6 +84,7 @@ impl Error {
             Error::NamespaceExists(_) => "NamespaceExists",
             Error::NamespaceNotEmpty { .. } => "NamespaceNotEmpty",
             Error::TableNotFound { .. } => "TableNotFound",
+            Error::JobNotFound(_) => "JobNotFound",
             Error::TableExists(_) => "TableExists",
             Error::Conflict { .. } => "Conflict",
             Error::MergeConflict { .. } => "MergeConflict",

@@ -182,7 +182,7 @@ impl JobStore {
             return parse(&json);
         }
         if id.len() < 6 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-            return Err(Error::InvalidInput(format!("job '{id}' not found")));
+            return Err(Error::JobNotFound(id.to_string()));
         }
         let mut stmt = conn
             .prepare("SELECT record FROM jobs WHERE id LIKE ?1 || '%' LIMIT 2")
@@ -194,7 +194,7 @@ impl JobStore {
             .map_err(db_err)?;
         match rows.as_slice() {
             [one] => parse(one),
-            [] => Err(Error::InvalidInput(format!("job '{id}' not found"))),
+            [] => Err(Error::JobNotFound(id.to_string())),
             _ => Err(Error::InvalidInput(format!(
                 "job prefix '{id}' is ambiguous: give more characters"
             ))),

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use lakeplan_catalog::sqlite::SqliteMetastore;
-use lakeplan_catalog::{AuditRecord, Catalog, CommitMeta};
+use lakeplan_catalog::{AuditRecord, Catalog, CommitMeta, Metastore};
 use lakeplan_core::{CommitId, Error, RefKind, Result, MAIN_BRANCH};
 use lakeplan_storage::{StagedCatalog, Warehouse};
 
@@ -59,7 +59,21 @@ impl Lake {
         let root = &std::path::absolute(root).map_err(|e| Error::io(root.display(), e))?;
         std::fs::create_dir_all(root).map_err(|e| Error::io(root.display(), e))?;
         let store = SqliteMetastore::open(&root.join("catalog.db"))?;
-        let catalog = Arc::new(Catalog::new(Arc::new(store)));
+        Self::open_on(root, Arc::new(store), warehouse, config)
+    }
+
+    /// Opens a lake whose catalog lives in `store` (the server gives each tenant its own) and
+    /// whose local state (job records, run folders, the default warehouse) lives in `root`.
+    /// `warehouse` is set on first use as in [`Lake::init`].
+    pub fn open_on(
+        root: &Path,
+        store: Arc<dyn Metastore>,
+        warehouse: Option<&str>,
+        config: LakeConfig,
+    ) -> Result<Lake> {
+        let root = &std::path::absolute(root).map_err(|e| Error::io(root.display(), e))?;
+        std::fs::create_dir_all(root).map_err(|e| Error::io(root.display(), e))?;
+        let catalog = Arc::new(Catalog::new(store));
         catalog.init()?;
         let current = catalog.store().get_setting(SETTING_WAREHOUSE)?;
         let url = match (warehouse, current) {
@@ -102,6 +116,17 @@ impl Lake {
             }
         }
         Ok(false)
+    }
+
+    /// The same lake acting for another user or client (the server makes one per request):
+    /// commits and audit records name `config.actor`. Shares the catalog and warehouse.
+    pub fn acting_as(&self, config: LakeConfig) -> Lake {
+        Lake {
+            root: self.root.clone(),
+            catalog: self.catalog.clone(),
+            warehouse: self.warehouse.clone(),
+            config,
+        }
     }
 
     pub fn root(&self) -> &Path {

@@ -7,5 +7,6 @@ mod pipeline;
 mod query;
 mod refs;
 mod s3;
+mod server;
 mod slt;
 mod util;

@@ -1,0 +1,187 @@
+//! `lakeplan admin` and `lakeplan serve`: the real binary serving on 127.0.0.1.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+
+use serde_json::{json, Value};
+
+use crate::util::{bin, data, Lake};
+
+/// A `lakeplan serve` process, killed on drop.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(metastore: &str, extra: &[&str]) -> Server {
+    let mut child = std::process::Command::new(bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--metastore", metastore])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start lakeplan serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("first line");
+    let base = line.trim().rsplit(' ').next().expect("address").to_string();
+    assert!(base.starts_with("http://127.0.0.1:"), "{line}");
+    Server { child, base }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+async fn call(method: &str, url: &str, key: &str, body: Option<Value>) -> (u16, Value) {
+    let client = reqwest::Client::new();
+    let mut req = client
+        .request(method.parse().expect("method"), url)
+        .bearer_auth(key);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.expect("request");
+    let status = resp.status().as_u16();
+    let text = resp.text().await.expect("body");
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+#[test]
+fn admin_creates_keys_that_a_running_server_honours_until_revoked() {
+    let lake = Lake::new();
+    let meta = format!("sqlite:{}", lake.file("server").display());
+    let m = ["--metastore", meta.as_str()];
+    let admin = |args: &[&str]| {
+        let mut a = vec!["admin"];
+        a.extend_from_slice(args);
+        a.extend_from_slice(&m);
+        lake.ok(&a)
+    };
+    admin(&["tenant", "create", "acme"]);
+    let err = lake.err(&["admin", "tenant", "create", "acme", "--metastore", &meta]);
+    assert!(err.contains("exists already"), "{err}");
+    let err = lake.err(&[
+        "admin",
+        "tenant",
+        "create",
+        "Bad/Name",
+        "--metastore",
+        &meta,
+    ]);
+    assert!(err.contains("invalid name"), "{err}");
+    admin(&[
+        "user",
+        "create",
+        "alice",
+        "--tenant",
+        "acme",
+        "--can-merge-main",
+    ]);
+    let err = lake.err(&[
+        "admin",
+        "key",
+        "create",
+        "--tenant",
+        "acme",
+        "--user",
+        "alice",
+        "--scope",
+        "admin",
+        "--metastore",
+        &meta,
+    ]);
+    assert!(err.contains("not an admin"), "{err}");
+    let key = admin(&["key", "create", "--tenant", "acme", "--user", "alice"]);
+    let key = key.trim().to_string();
+    assert!(key.starts_with("lpk_"), "{key}");
+    let keys = lake.json(&[
+        "admin",
+        "key",
+        "ls",
+        "--tenant",
+        "acme",
+        "--metastore",
+        &meta,
+    ]);
+    assert_eq!(keys[0]["scope"], "write");
+    assert!(
+        !keys.to_string().contains(&key),
+        "the secret is never listed"
+    );
+    let tenants = lake.json(&["admin", "tenant", "ls", "--metastore", &meta]);
+    assert!(tenants[0]["warehouse"]
+        .as_str()
+        .is_some_and(|w| w.ends_with("/warehouses/acme")));
+
+    let server = serve(&meta, &["--allow-local-paths"]);
+    let api = |p: &str| format!("{}/api/v1{p}", server.base);
+    rt().block_on(async {
+        let (s, _) = call("GET", &format!("{}/healthz", server.base), "", None).await;
+        assert_eq!(s, 200);
+        let (s, v) = call(
+            "POST",
+            &api("/branches"),
+            &key,
+            Some(json!({"name": "alice.trips"})),
+        )
+        .await;
+        assert_eq!(s, 201, "{v}");
+        let (s, v) = call(
+            "POST",
+            &api("/branches/alice.trips/tables"),
+            &key,
+            Some(json!({"table": "trips", "search_uri": data("trips_2024_01.csv")})),
+        )
+        .await;
+        assert_eq!(s, 201, "{v}");
+        let (s, v) = call(
+            "POST",
+            &api("/branches/alice.trips/tables/trips/import"),
+            &key,
+            Some(json!({"search_uri": data("trips_2024_01.csv")})),
+        )
+        .await;
+        assert_eq!(s, 200, "{v}");
+        let (s, v) = call(
+            "POST",
+            &api("/branches/alice.trips/merge"),
+            &key,
+            Some(json!({})),
+        )
+        .await;
+        assert_eq!(s, 200, "{v}");
+        let (s, v) = call(
+            "POST",
+            &api("/query"),
+            &key,
+            Some(json!({"sql": "SELECT count(*) AS n FROM trips"})),
+        )
+        .await;
+        assert_eq!(s, 200, "{v}");
+        assert!(v["rows"][0]["n"].as_i64().is_some_and(|n| n > 0), "{v}");
+    });
+
+    // Revoked from another process while the server runs: refused from the next request on.
+    let id = keys[0]["id"].as_str().expect("id");
+    admin(&["key", "revoke", id, "--tenant", "acme"]);
+    rt().block_on(async {
+        let (s, v) = call("GET", &api("/branches"), &key, None).await;
+        assert_eq!(s, 401, "{v}");
+    });
+}

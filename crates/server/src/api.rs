@@ -1,0 +1,677 @@
+//! The HTTP/JSON API: one route per CLI operation, each a thin call into the service layer
+//! (`lakeplan_lake::Lake`) after the caller's rights are checked.
+//!
+//! The route table below is the single source of both the router and `/openapi.json`, so the
+//! documentation cannot drift from what is served.
+//!
+//! Refs in paths are ref expressions (`main`, `v1`, `main@1a2b3c4d`, `main*2026-11-25T10:00:00Z`),
+//! percent-encoded where they hold `/`. Reads take any ref; writes take a branch.
+
+use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use lakeplan_catalog::LogFilter;
+use lakeplan_core::{Error, RefKind, MAIN_BRANCH};
+use lakeplan_lake::{CreatePlan, ImportOptions, Lake};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::auth::Caller;
+use crate::error::{rejection, ApiError};
+use crate::openapi::RouteDoc;
+use crate::state::AppState;
+
+type ApiResult = Result<Response, ApiError>;
+
+/// A JSON body whose rejections (malformed JSON, missing fields, too large) use the API's error
+/// shape.
+pub struct Body<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Response> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(Body(v)),
+            Err(r) => Err(rejection(r.status(), r.body_text())),
+        }
+    }
+}
+
+/// Query-string parameters, with rejections in the API's error shape.
+pub struct Params<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Params<T> {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Response> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(Params(v)),
+            Err(r) => Err(rejection(r.status(), r.body_text())),
+        }
+    }
+}
+
+fn ok<T: serde::Serialize>(v: T) -> ApiResult {
+    Ok(Json(v).into_response())
+}
+
+fn created<T: serde::Serialize>(v: T) -> ApiResult {
+    Ok((StatusCode::CREATED, Json(v)).into_response())
+}
+
+/// Defines the routes once: the router and their documentation come from this list.
+macro_rules! routes {
+    ($( $method:ident $path:literal => $handler:ident, $scope:literal, $summary:literal,
+        query [$($q:literal),*], body [$($b:literal),*] ; )*) => {
+        /// Every API route, documented (served as `/openapi.json`).
+        pub const ROUTES: &[RouteDoc] = &[
+            $( RouteDoc {
+                method: stringify!($method),
+                path: $path,
+                scope: $scope,
+                summary: $summary,
+                query: &[$($q),*],
+                body: &[$($b),*],
+            } ),*
+        ];
+
+        /// The API routes (authentication and the other layers are added by [`crate::router`]).
+        pub fn api_router() -> axum::Router<AppState> {
+            axum::Router::new()
+                $( .route($path, axum::routing::$method($handler)) )*
+        }
+    };
+}
+
+// Field notation in `query`/`body`: `name` optional string, `name!` required, `name:type`
+// (boolean, integer, object, array) — see `openapi.rs`.
+routes! {
+    get "/api/v1/info" => info, "read", "Who the key belongs to: tenant, user, scope; the server's version",
+        query [], body [];
+    get "/api/v1/branches" => list_branches, "read", "List branches",
+        query ["name"], body [];
+    post "/api/v1/branches" => create_branch, "write", "Create a branch (O(1): one row)",
+        query [], body ["name!", "from_ref", "if_not_exists:boolean"];
+    get "/api/v1/branches/{name}" => get_branch, "read", "Get a branch and its head commit",
+        query [], body [];
+    delete "/api/v1/branches/{name}" => delete_branch, "write", "Delete a branch",
+        query ["if_exists:boolean"], body [];
+    post "/api/v1/branches/{name}/rename" => rename_branch, "write", "Rename a branch",
+        query [], body ["new_name!"];
+    post "/api/v1/branches/{name}/merge" => merge_branch, "write", "Merge the branch into another (three-way at table level; 409 with the conflicting tables)",
+        query [], body ["into", "commit_message"];
+    get "/api/v1/tags" => list_tags, "read", "List tags",
+        query ["name"], body [];
+    post "/api/v1/tags" => create_tag, "write", "Create a tag",
+        query [], body ["name!", "from_ref", "if_not_exists:boolean"];
+    get "/api/v1/tags/{name}" => get_tag, "read", "Get a tag",
+        query [], body [];
+    delete "/api/v1/tags/{name}" => delete_tag, "write", "Delete a tag",
+        query ["if_exists:boolean"], body [];
+    post "/api/v1/tags/{name}/rename" => rename_tag, "write", "Rename a tag",
+        query [], body ["new_name!"];
+    get "/api/v1/diff" => diff, "read", "Tables added, removed and changed between two refs",
+        query ["from!", "to!"], body [];
+    get "/api/v1/refs/{ref}/commits" => commits, "read", "The log of a ref: first parents, newest first",
+        query ["limit:integer", "message", "author", "property"], body [];
+    get "/api/v1/refs/{ref}/namespaces" => list_namespaces, "read", "List namespaces at a ref",
+        query [], body [];
+    post "/api/v1/branches/{branch}/namespaces" => create_namespace, "write", "Create a namespace (a commit)",
+        query [], body ["name!"];
+    delete "/api/v1/branches/{branch}/namespaces/{namespace}" => delete_namespace, "write", "Delete an empty namespace (a commit)",
+        query [], body [];
+    get "/api/v1/refs/{ref}/tables" => list_tables, "read", "List tables at a ref",
+        query ["namespace"], body [];
+    get "/api/v1/refs/{ref}/tables/{table}" => get_table, "read", "A table at a ref: schema with field ids, partition spec, snapshots, rows, size, metadata location",
+        query ["namespace"], body [];
+    delete "/api/v1/branches/{branch}/tables/{table}" => delete_table, "write", "Remove a table (a commit; data files stay for other refs)",
+        query ["namespace", "if_exists:boolean"], body [];
+    post "/api/v1/branches/{branch}/tables" => create_table, "write", "Create a table whose schema is inferred from files",
+        query [], body ["table!", "search_uri!", "namespace", "partitioned_by", "replace:boolean"];
+    post "/api/v1/table-plans" => plan_table, "write", "Infer a table's schema from files without creating it (conflicts listed)",
+        query [], body ["table!", "search_uri!", "branch!", "namespace", "partitioned_by", "replace:boolean"];
+    post "/api/v1/table-plans/apply" => apply_plan, "write", "Create a table from a (possibly edited) plan",
+        query [], body ["plan!:object"];
+    post "/api/v1/branches/{branch}/tables/{table}/import" => import, "write", "Append files to a table: one commit, or nothing",
+        query [], body ["search_uri!", "namespace", "continue_on_error:boolean", "import_duplicate_files:boolean"];
+    post "/api/v1/branches/{branch}/tables/{table}/revert" => revert_table, "write", "Restore a table as of another ref (no file copied)",
+        query [], body ["source_ref!", "namespace"];
+    post "/api/v1/query" => query, "read", "Run one read-only SQL statement at a ref; JSON rows, or an Arrow IPC stream with 'Accept: application/vnd.apache.arrow.stream'",
+        query [], body ["sql!", "ref", "namespace", "max_rows:integer"];
+    get "/api/v1/audit" => audit, "read", "The tenant's append-only operations log, newest first",
+        query ["limit:integer"], body [];
+    get "/api/v1/jobs" => list_jobs, "read", "Pipeline runs, newest first",
+        query ["limit:integer"], body [];
+    get "/api/v1/jobs/{id}" => get_job, "read", "One pipeline run",
+        query [], body [];
+    get "/api/v1/jobs/{id}/logs" => job_logs, "read", "A run's log (text)",
+        query [], body [];
+    post "/api/v1/jobs/{id}/cancel" => cancel_job, "write", "Stop a running pipeline (its target branch stays as it was)",
+        query [], body [];
+}
+
+async fn info(State(state): State<AppState>, c: Caller) -> ApiResult {
+    let _ = state;
+    ok(json!({
+        "tenant": c.principal.tenant.name,
+        "user": c.principal.user.name,
+        "scope": c.principal.scope,
+        "key_id": c.principal.key_id,
+        "can_merge_main": c.principal.user.can_merge_main,
+        "version": env!("CARGO_PKG_VERSION"),
+    }))
+}
+
+#[derive(Deserialize)]
+struct ListRefs {
+    name: Option<String>,
+}
+
+fn list_refs(lake: &Lake, kind: RefKind, filter: Option<String>) -> ApiResult {
+    let refs = lake.list_refs(kind)?;
+    let refs: Vec<_> = refs
+        .into_iter()
+        .filter(|r| filter.as_deref().is_none_or(|f| r.name.contains(f)))
+        .collect();
+    ok(refs)
+}
+
+async fn list_branches(c: Caller, Params(q): Params<ListRefs>) -> ApiResult {
+    list_refs(&c.lake, RefKind::Branch, q.name)
+}
+
+async fn list_tags(c: Caller, Params(q): Params<ListRefs>) -> ApiResult {
+    list_refs(&c.lake, RefKind::Tag, q.name)
+}
+
+#[derive(Deserialize)]
+struct CreateRef {
+    name: String,
+    from_ref: Option<String>,
+    #[serde(default)]
+    if_not_exists: bool,
+}
+
+fn create_ref(c: &Caller, kind: RefKind, b: CreateRef) -> ApiResult {
+    c.principal.check_ref_write(&b.name)?;
+    let from = b.from_ref.as_deref().unwrap_or(MAIN_BRANCH);
+    created(
+        c.lake
+            .create_ref(&b.name, kind, Some(from), b.if_not_exists)?,
+    )
+}
+
+async fn create_branch(c: Caller, Body(b): Body<CreateRef>) -> ApiResult {
+    create_ref(&c, RefKind::Branch, b)
+}
+
+async fn create_tag(c: Caller, Body(b): Body<CreateRef>) -> ApiResult {
+    create_ref(&c, RefKind::Tag, b)
+}
+
+async fn get_branch(c: Caller, Path(name): Path<String>) -> ApiResult {
+    ok(c.lake.get_ref(&name, RefKind::Branch)?)
+}
+
+async fn get_tag(c: Caller, Path(name): Path<String>) -> ApiResult {
+    ok(c.lake.get_ref(&name, RefKind::Tag)?)
+}
+
+#[derive(Deserialize)]
+struct IfExists {
+    #[serde(default)]
+    if_exists: bool,
+}
+
+fn delete_ref(c: &Caller, kind: RefKind, name: &str, if_exists: bool) -> ApiResult {
+    // A missing ref is a 404 whatever the caller's zone: its existence is not a secret within
+    // the tenant, and the zone check is about changing refs.
+    c.principal.check_ref_write(name)?;
+    let deleted = c.lake.delete_ref(name, kind, if_exists)?;
+    ok(json!({"name": name, "deleted": deleted}))
+}
+
+async fn delete_branch(
+    c: Caller,
+    Path(name): Path<String>,
+    Params(q): Params<IfExists>,
+) -> ApiResult {
+    delete_ref(&c, RefKind::Branch, &name, q.if_exists)
+}
+
+async fn delete_tag(c: Caller, Path(name): Path<String>, Params(q): Params<IfExists>) -> ApiResult {
+    delete_ref(&c, RefKind::Tag, &name, q.if_exists)
+}
+
+#[derive(Deserialize)]
+struct Rename {
+    new_name: String,
+}
+
+fn rename_ref(c: &Caller, kind: RefKind, old: &str, new: &str) -> ApiResult {
+    c.principal.check_ref_write(old)?;
+    c.principal.check_ref_write(new)?;
+    ok(c.lake.rename_ref(old, new, kind)?)
+}
+
+async fn rename_branch(c: Caller, Path(name): Path<String>, Body(b): Body<Rename>) -> ApiResult {
+    rename_ref(&c, RefKind::Branch, &name, &b.new_name)
+}
+
+async fn rename_tag(c: Caller, Path(name): Path<String>, Body(b): Body<Rename>) -> ApiResult {
+    rename_ref(&c, RefKind::Tag, &name, &b.new_name)
+}
+
+#[derive(Deserialize)]
+struct Merge {
+    into: Option<String>,
+    commit_message: Option<String>,
+}
+
+async fn merge_branch(c: Caller, Path(name): Path<String>, Body(b): Body<Merge>) -> ApiResult {
+    let into = b.into.unwrap_or_else(|| MAIN_BRANCH.to_string());
+    c.principal.check_merge_into(&into)?;
+    ok(c.lake
+        .merge(&name, Some(&into), b.commit_message.as_deref())?)
+}
+
+#[derive(Deserialize)]
+struct DiffQ {
+    from: String,
+    to: String,
+}
+
+async fn diff(c: Caller, Params(q): Params<DiffQ>) -> ApiResult {
+    ok(c.lake.diff(&q.from, Some(&q.to))?)
+}
+
+async fn commits(
+    c: Caller,
+    Path(r): Path<String>,
+    Params(q): Params<Vec<(String, String)>>,
+) -> ApiResult {
+    let mut filter = LogFilter::default();
+    let mut limit = 50usize;
+    for (k, v) in q {
+        match k.as_str() {
+            "limit" => {
+                limit = v
+                    .parse()
+                    .map_err(|_| ApiError::BadRequest(format!("limit '{v}': not a number")))?
+            }
+            "message" => filter.message = Some(regex_param("message", &v)?),
+            "author" => filter.author = Some(regex_param("author", &v)?),
+            "property" => {
+                let (pk, pv) = v
+                    .split_once('=')
+                    .ok_or_else(|| ApiError::BadRequest(format!("property '{v}': expected k=v")))?;
+                filter.properties.push((pk.to_string(), pv.to_string()));
+            }
+            other => {
+                return Err(ApiError::BadRequest(format!(
+                    "unknown query parameter '{other}'"
+                )))
+            }
+        }
+    }
+    ok(c.lake.commits(Some(&r), &filter, Some(limit))?)
+}
+
+fn regex_param(name: &str, v: &str) -> Result<regex::Regex, ApiError> {
+    regex::RegexBuilder::new(v)
+        .size_limit(1 << 20)
+        .build()
+        .map_err(|e| ApiError::BadRequest(format!("{name} '{v}': {e}")))
+}
+
+async fn list_namespaces(c: Caller, Path(r): Path<String>) -> ApiResult {
+    ok(c.lake.list_namespaces(Some(&r))?)
+}
+
+#[derive(Deserialize)]
+struct NewNamespace {
+    name: String,
+}
+
+async fn create_namespace(
+    c: Caller,
+    Path(branch): Path<String>,
+    Body(b): Body<NewNamespace>,
+) -> ApiResult {
+    c.principal.check_ref_write(&branch)?;
+    created(c.lake.create_namespace(&b.name, Some(&branch)).await?)
+}
+
+async fn delete_namespace(c: Caller, Path((branch, ns)): Path<(String, String)>) -> ApiResult {
+    c.principal.check_ref_write(&branch)?;
+    ok(c.lake.drop_namespace(&ns, Some(&branch)).await?)
+}
+
+#[derive(Deserialize)]
+struct NsQ {
+    namespace: Option<String>,
+}
+
+async fn list_tables(c: Caller, Path(r): Path<String>, Params(q): Params<NsQ>) -> ApiResult {
+    ok(c.lake.list_tables(Some(&r), q.namespace.as_deref())?)
+}
+
+async fn get_table(
+    c: Caller,
+    Path((r, table)): Path<(String, String)>,
+    Params(q): Params<NsQ>,
+) -> ApiResult {
+    ok(c.lake
+        .get_table(&table, q.namespace.as_deref(), Some(&r))
+        .await?)
+}
+
+#[derive(Deserialize)]
+struct DropQ {
+    namespace: Option<String>,
+    #[serde(default)]
+    if_exists: bool,
+}
+
+async fn delete_table(
+    c: Caller,
+    Path((branch, table)): Path<(String, String)>,
+    Params(q): Params<DropQ>,
+) -> ApiResult {
+    c.principal.check_ref_write(&branch)?;
+    ok(c.lake
+        .drop_table(&table, q.namespace.as_deref(), Some(&branch), q.if_exists)
+        .await?)
+}
+
+/// Where imports may read from. Never from another tenant's warehouse (the server's storage
+/// credentials could reach it), and from the server's own disk only when the server was started
+/// with `--allow-local-paths`.
+fn check_source(state: &AppState, c: &Caller, uri: &str) -> Result<(), ApiError> {
+    let is_s3 = uri.starts_with("s3://");
+    if !is_s3 && !state.config.allow_local_paths {
+        return Err(ApiError::Forbidden(format!(
+            "'{uri}': this server imports only from s3:// URIs (it was not started with --allow-local-paths)"
+        )));
+    }
+    let norm = normalize_location(uri);
+    for t in state.registry.tenants()? {
+        if t.name == c.principal.tenant.name {
+            continue;
+        }
+        let other = normalize_location(&t.warehouse);
+        if norm == other || norm.starts_with(&format!("{other}/")) {
+            // Said as a missing file would be: other tenants' storage does not exist here.
+            return Err(ApiError::NotFound(format!("'{uri}': no such files")));
+        }
+    }
+    if !is_s3 && uri.split('/').any(|seg| seg == "..") {
+        return Err(ApiError::BadRequest(format!(
+            "'{uri}': '..' is not allowed in a path"
+        )));
+    }
+    Ok(())
+}
+
+fn normalize_location(s: &str) -> String {
+    let s = s.strip_prefix("file://").unwrap_or(s);
+    s.trim_end_matches('/').to_string()
+}
+
+#[derive(Deserialize)]
+struct CreateTable {
+    table: String,
+    search_uri: String,
+    namespace: Option<String>,
+    partitioned_by: Option<String>,
+    #[serde(default)]
+    replace: bool,
+}
+
+async fn create_table(
+    State(state): State<AppState>,
+    c: Caller,
+    Path(branch): Path<String>,
+    Body(b): Body<CreateTable>,
+) -> ApiResult {
+    c.principal.check_ref_write(&branch)?;
+    check_source(&state, &c, &b.search_uri)?;
+    let plan = c
+        .lake
+        .plan_table(
+            &b.table,
+            b.namespace.as_deref(),
+            &b.search_uri,
+            Some(&branch),
+            b.partitioned_by.as_deref(),
+            b.replace,
+        )
+        .await?;
+    created(c.lake.apply_plan(&plan).await?)
+}
+
+#[derive(Deserialize)]
+struct PlanTable {
+    table: String,
+    search_uri: String,
+    branch: String,
+    namespace: Option<String>,
+    partitioned_by: Option<String>,
+    #[serde(default)]
+    replace: bool,
+}
+
+async fn plan_table(
+    State(state): State<AppState>,
+    c: Caller,
+    Body(b): Body<PlanTable>,
+) -> ApiResult {
+    c.principal.check_ref_write(&b.branch)?;
+    check_source(&state, &c, &b.search_uri)?;
+    ok(c.lake
+        .plan_table(
+            &b.table,
+            b.namespace.as_deref(),
+            &b.search_uri,
+            Some(&b.branch),
+            b.partitioned_by.as_deref(),
+            b.replace,
+        )
+        .await?)
+}
+
+#[derive(Deserialize)]
+struct ApplyPlan {
+    plan: CreatePlan,
+}
+
+async fn apply_plan(
+    State(state): State<AppState>,
+    c: Caller,
+    Body(b): Body<ApplyPlan>,
+) -> ApiResult {
+    c.principal.check_ref_write(&b.plan.branch)?;
+    check_source(&state, &c, &b.plan.search_uri)?;
+    for f in &b.plan.files {
+        check_source(&state, &c, &f.path)?;
+    }
+    created(c.lake.apply_plan(&b.plan).await?)
+}
+
+#[derive(Deserialize)]
+struct Import {
+    search_uri: String,
+    namespace: Option<String>,
+    #[serde(default)]
+    continue_on_error: bool,
+    #[serde(default)]
+    import_duplicate_files: bool,
+}
+
+async fn import(
+    State(state): State<AppState>,
+    c: Caller,
+    Path((branch, table)): Path<(String, String)>,
+    Body(b): Body<Import>,
+) -> ApiResult {
+    c.principal.check_ref_write(&branch)?;
+    check_source(&state, &c, &b.search_uri)?;
+    let opts = ImportOptions {
+        continue_on_error: b.continue_on_error,
+        import_duplicate_files: b.import_duplicate_files,
+        ..ImportOptions::default()
+    };
+    let (report, written) = c
+        .lake
+        .import(
+            &table,
+            b.namespace.as_deref(),
+            &b.search_uri,
+            Some(&branch),
+            &opts,
+            std::sync::Arc::new(|_| {}),
+        )
+        .await?;
+    ok(json!({"report": report, "commit": written}))
+}
+
+#[derive(Deserialize)]
+struct Revert {
+    source_ref: String,
+    namespace: Option<String>,
+}
+
+async fn revert_table(
+    c: Caller,
+    Path((branch, table)): Path<(String, String)>,
+    Body(b): Body<Revert>,
+) -> ApiResult {
+    c.principal.check_ref_write(&branch)?;
+    ok(c.lake
+        .revert_table(&table, b.namespace.as_deref(), &b.source_ref, Some(&branch))
+        .await?)
+}
+
+#[derive(Deserialize)]
+struct QueryBody {
+    sql: String,
+    #[serde(rename = "ref")]
+    at: Option<String>,
+    namespace: Option<String>,
+    max_rows: Option<usize>,
+}
+
+const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
+
+async fn query(c: Caller, headers: HeaderMap, Body(b): Body<QueryBody>) -> ApiResult {
+    let at = b.at.unwrap_or_else(|| MAIN_BRANCH.to_string());
+    let res = c
+        .lake
+        .query(&b.sql, Some(&at), b.namespace.as_deref(), b.max_rows)
+        .await?;
+    let wants_arrow = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains(ARROW_STREAM));
+    if wants_arrow {
+        let mut buf = Vec::new();
+        {
+            let mut w = arrow::ipc::writer::StreamWriter::try_new(&mut buf, &res.schema)
+                .map_err(|e| Error::Internal(format!("Arrow IPC: {e}")))?;
+            for batch in &res.batches {
+                w.write(batch)
+                    .map_err(|e| Error::Internal(format!("Arrow IPC: {e}")))?;
+            }
+            w.finish()
+                .map_err(|e| Error::Internal(format!("Arrow IPC: {e}")))?;
+        }
+        return Ok((
+            [
+                (header::CONTENT_TYPE, ARROW_STREAM.to_string()),
+                (
+                    header::HeaderName::from_static("x-lakeplan-truncated"),
+                    res.truncated.to_string(),
+                ),
+            ],
+            buf,
+        )
+            .into_response());
+    }
+    let mut w = arrow::json::ArrayWriter::new(Vec::new());
+    for batch in &res.batches {
+        w.write(batch)
+            .map_err(|e| Error::Internal(format!("JSON rows: {e}")))?;
+    }
+    w.finish()
+        .map_err(|e| Error::Internal(format!("JSON rows: {e}")))?;
+    let raw = w.into_inner();
+    let rows: Value = if raw.is_empty() {
+        json!([])
+    } else {
+        serde_json::from_slice(&raw).map_err(|e| Error::Internal(format!("JSON rows: {e}")))?
+    };
+    let columns: Vec<Value> = res
+        .schema
+        .fields()
+        .iter()
+        .map(|f| json!({"name": f.name(), "type": f.data_type().to_string()}))
+        .collect();
+    ok(json!({"columns": columns, "rows": rows, "truncated": res.truncated}))
+}
+
+#[derive(Deserialize)]
+struct LimitQ {
+    limit: Option<usize>,
+}
+
+async fn audit(c: Caller, Params(q): Params<LimitQ>) -> ApiResult {
+    ok(c.lake.audit_log(Some(q.limit.unwrap_or(100)))?)
+}
+
+async fn list_jobs(c: Caller, Params(q): Params<LimitQ>) -> ApiResult {
+    ok(c.lake.jobs()?.list(q.limit.unwrap_or(50))?)
+}
+
+/// Job ids are generated by lakeplan (hex and dashes); anything else cannot name a job, and must
+/// never reach a path.
+fn check_job_id(id: &str) -> Result<(), ApiError> {
+    if !id.is_empty()
+        && id.len() <= 64
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    {
+        Ok(())
+    } else {
+        Err(ApiError::NotFound(format!("job '{id}' not found")))
+    }
+}
+
+async fn get_job(c: Caller, Path(id): Path<String>) -> ApiResult {
+    check_job_id(&id)?;
+    ok(c.lake.jobs()?.get(&id)?)
+}
+
+async fn job_logs(c: Caller, Path(id): Path<String>) -> ApiResult {
+    check_job_id(&id)?;
+    let jobs = c.lake.jobs()?;
+    jobs.get(&id)?;
+    let path = jobs.log_path(&id);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(Error::io(path.display(), e).into()),
+    };
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
+}
+
+async fn cancel_job(c: Caller, Path(id): Path<String>) -> ApiResult {
+    check_job_id(&id)?;
+    let job = c.lake.jobs()?.get(&id)?;
+    c.principal.check_ref_write(&job.target)?;
+    ok(c.lake.stop_job(&id)?)
+}

@@ -1,0 +1,178 @@
+//! Who may do what. Every request but `/healthz` carries `Authorization: Bearer <key>`; the key
+//! names a tenant, a user and a scope. Reads need any key. Writes follow the zone rule:
+//!
+//! - an admin key writes anywhere in its tenant;
+//! - a write key writes only branches and tags named `<user>.*` (its zone), and merges into
+//!   `main` only if its user may merge into main;
+//! - a read key writes nothing.
+//!
+//! Tenants are separated by construction: a key resolves to one tenant's lake, so another
+//! tenant's refs, tables and jobs are simply not there (404, never 403).
+
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::header;
+use axum::http::request::Parts;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use lakeplan_core::MAIN_BRANCH;
+use lakeplan_lake::{Lake, LakeConfig};
+
+use crate::error::ApiError;
+use crate::registry::{Principal, Scope};
+use crate::state::AppState;
+
+impl Principal {
+    fn zone(&self) -> String {
+        format!("{}.", self.user.name)
+    }
+
+    /// May this key change branch (or tag) `name`: create, delete, rename, write tables on it?
+    pub fn check_ref_write(&self, name: &str) -> Result<(), ApiError> {
+        match self.scope {
+            Scope::Admin => Ok(()),
+            Scope::Read => Err(ApiError::Forbidden(format!(
+                "key {} is read-only: it cannot change '{name}'",
+                self.key_id
+            ))),
+            Scope::Write if name.starts_with(&self.zone()) && name.len() > self.zone().len() => {
+                Ok(())
+            }
+            Scope::Write => Err(ApiError::Forbidden(format!(
+                "user '{}' writes only to refs in its zone '{}*'; '{name}' is outside it",
+                self.user.name,
+                self.zone()
+            ))),
+        }
+    }
+
+    /// May this key merge into `into`? Into `main` only for users allowed to merge into main
+    /// (or with an admin key); into other branches by the zone rule.
+    pub fn check_merge_into(&self, into: &str) -> Result<(), ApiError> {
+        if into == MAIN_BRANCH && self.scope == Scope::Write {
+            return if self.user.can_merge_main {
+                Ok(())
+            } else {
+                Err(ApiError::Forbidden(format!(
+                    "user '{}' may not merge into '{MAIN_BRANCH}'",
+                    self.user.name
+                )))
+            };
+        }
+        self.check_ref_write(into)
+    }
+
+    pub fn check_admin(&self) -> Result<(), ApiError> {
+        if self.scope == Scope::Admin {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "key {} is not an admin key",
+                self.key_id
+            )))
+        }
+    }
+}
+
+/// Middleware: resolves the bearer key into a [`Principal`] (401 otherwise) and stores it in the
+/// request's extensions for the handlers.
+pub async fn require_key(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let secret = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let Some(secret) = secret else {
+        return ApiError::Unauthorized.into_response();
+    };
+    match state.registry.authenticate(secret) {
+        Ok(Some(p)) => {
+            req.extensions_mut().insert(p);
+            next.run(req).await
+        }
+        Ok(None) => ApiError::Unauthorized.into_response(),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+/// A handler's view of the caller: who it is, and its tenant's lake acting as that user (so
+/// commits and audit records name the user, with client `api`).
+pub struct Caller {
+    pub principal: Principal,
+    pub lake: Lake,
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let principal = parts
+            .extensions
+            .get::<Principal>()
+            .cloned()
+            .ok_or(ApiError::Unauthorized)?;
+        let lake = state.tenants.lake(&principal.tenant)?;
+        let lake = lake.acting_as(LakeConfig {
+            actor: principal.user.name.clone(),
+            client: "api".into(),
+        });
+        Ok(Caller { principal, lake })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::{Tenant, User};
+
+    fn principal(scope: Scope, can_merge_main: bool) -> Principal {
+        let now = chrono::Utc::now();
+        Principal {
+            tenant: Tenant {
+                name: "acme".into(),
+                warehouse: "/tmp/acme".into(),
+                created_at: now,
+            },
+            user: User {
+                tenant: "acme".into(),
+                name: "alice".into(),
+                admin: scope == Scope::Admin,
+                can_merge_main,
+                created_at: now,
+            },
+            key_id: "abc".into(),
+            scope,
+        }
+    }
+
+    #[test]
+    fn the_zone_rule() {
+        let w = principal(Scope::Write, false);
+        assert!(w.check_ref_write("alice.dev").is_ok());
+        assert!(w.check_ref_write("alice.a.b").is_ok());
+        for outside in [
+            "main",
+            "alice",
+            "alice.",
+            "alicex.dev",
+            "bob.dev",
+            "dev.alice.x",
+        ] {
+            assert!(w.check_ref_write(outside).is_err(), "{outside}");
+        }
+        assert!(w.check_merge_into("main").is_err());
+        assert!(w.check_merge_into("alice.x").is_ok());
+        assert!(principal(Scope::Write, true)
+            .check_merge_into("main")
+            .is_ok());
+        assert!(principal(Scope::Write, true)
+            .check_merge_into("bob.x")
+            .is_err());
+        let r = principal(Scope::Read, true);
+        assert!(r.check_ref_write("alice.dev").is_err());
+        assert!(r.check_merge_into("main").is_err());
+        let a = principal(Scope::Admin, false);
+        assert!(a.check_ref_write("main").is_ok() && a.check_merge_into("main").is_ok());
+        assert!(w.check_admin().is_err() && a.check_admin().is_ok());
+    }
+}

@@ -1,0 +1,173 @@
+//! One table from errors to HTTP statuses, and one error body for every route:
+//! `{"error": {"type": "...", "message": "...", "context": {...}}}` (Bauplan's shape), so that
+//! clients map `type` to a typed exception.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use lakeplan_core::Error;
+use serde_json::json;
+
+/// An error answered to a client.
+#[derive(Debug)]
+pub enum ApiError {
+    /// No key, an unknown key or a revoked one: 401, never saying which.
+    Unauthorized,
+    /// A valid key that may not do this (a read-only key writing, a write outside the zone).
+    Forbidden(String),
+    /// Anything from the service layer, mapped by [`status_of`].
+    Service(Error),
+    /// A request the server cannot take as sent (bad JSON, an unsupported header).
+    BadRequest(String),
+    NotFound(String),
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        ApiError::Service(e)
+    }
+}
+
+/// The status of a service-layer error: the one table every route uses.
+pub fn status_of(e: &Error) -> StatusCode {
+    match e {
+        Error::RefNotFound(_)
+        | Error::CommitNotFound(_)
+        | Error::NamespaceNotFound(_)
+        | Error::TableNotFound { .. }
+        | Error::JobNotFound(_) => StatusCode::NOT_FOUND,
+        Error::RefExists { .. }
+        | Error::NamespaceExists(_)
+        | Error::TableExists(_)
+        | Error::Conflict { .. }
+        | Error::MergeConflict { .. } => StatusCode::CONFLICT,
+        Error::InvalidRefName { .. }
+        | Error::InvalidRef { .. }
+        | Error::InvalidName { .. }
+        | Error::AmbiguousCommit(_)
+        | Error::NotAWriteBranch(_)
+        | Error::NamespaceNotEmpty { .. }
+        | Error::InvalidOperation { .. }
+        | Error::InvalidData { .. }
+        | Error::SchemaConflict { .. }
+        | Error::InvalidInput(_)
+        | Error::Sql(_) => StatusCode::BAD_REQUEST,
+        Error::Storage(_) | Error::Metastore(_) | Error::Io { .. } | Error::Internal(_) => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+    }
+}
+
+/// Machine-readable details of an error, for clients that act on them (the tables of a
+/// conflict, say).
+fn context_of(e: &Error) -> serde_json::Value {
+    match e {
+        Error::Conflict { branch, tables } => json!({"branch": branch, "tables": tables}),
+        Error::MergeConflict {
+            source_ref,
+            into,
+            tables,
+        } => json!({"source_ref": source_ref, "into": into, "tables": tables}),
+        Error::RefNotFound(r) | Error::CommitNotFound(r) => json!({"ref": r}),
+        Error::TableNotFound { table, at } => json!({"table": table, "ref": at}),
+        Error::NamespaceNotFound(ns) => json!({"namespace": ns}),
+        _ => json!({}),
+    }
+}
+
+impl ApiError {
+    pub fn parts(&self) -> (StatusCode, &'static str, String, serde_json::Value) {
+        match self {
+            ApiError::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                "Unauthorized",
+                "a valid API key is required: send 'Authorization: Bearer <key>'".into(),
+                json!({}),
+            ),
+            ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, "Forbidden", m.clone(), json!({})),
+            ApiError::BadRequest(m) => {
+                (StatusCode::BAD_REQUEST, "BadRequest", m.clone(), json!({}))
+            }
+            ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "NotFound", m.clone(), json!({})),
+            ApiError::Service(e) => {
+                // Internal details (paths on the server, database messages) stay in the log.
+                let status = status_of(e);
+                let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
+                    eprintln!("error: {e}");
+                    format!("internal error ({})", e.kind())
+                } else {
+                    e.to_string()
+                };
+                (status, e.kind(), message, context_of(e))
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, kind, message, context) = self.parts();
+        let body = json!({"error": {"type": kind, "message": message, "context": context}});
+        let mut resp = (status, axum::Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        resp
+    }
+}
+
+/// Rejections of axum's own extractors (malformed JSON, a missing field, a body over the
+/// limit) in the same body shape.
+pub fn rejection(status: StatusCode, message: String) -> Response {
+    let kind = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        "PayloadTooLarge"
+    } else {
+        "BadRequest"
+    };
+    let body = json!({"error": {"type": kind, "message": message, "context": {}}});
+    (status, axum::Json(body)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_follow_the_one_table() {
+        let cases = [
+            (Error::RefNotFound("x".into()), 404),
+            (
+                Error::TableNotFound {
+                    table: "t".into(),
+                    at: "main".into(),
+                },
+                404,
+            ),
+            (
+                Error::RefExists {
+                    kind: "branch",
+                    name: "b".into(),
+                },
+                409,
+            ),
+            (
+                Error::Conflict {
+                    branch: "main".into(),
+                    tables: vec!["t".into()],
+                },
+                409,
+            ),
+            (Error::NotAWriteBranch("v1".into()), 400),
+            (Error::Sql("bad".into()), 400),
+            (Error::Metastore("db down".into()), 500),
+        ];
+        for (e, want) in cases {
+            let (status, kind, message, _) = ApiError::from(e).parts();
+            assert_eq!(status.as_u16(), want, "{kind}");
+            assert!(
+                !message.contains("db down"),
+                "internal details stay in the log"
+            );
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! Server mode (`lakeplan serve`): the HTTP/JSON API over the service layer, for many users and
+//! tenants. See `docs/server.md`.
+//!
+//! ```text
+//! request ─▶ timeout ─▶ body limit ─▶ route ─▶ metrics ─▶ bearer key → Principal ─▶ handler
+//!                                                                       │
+//!                                       tenant's Lake acting as the user ◀┘ (lakeplan_lake)
+//! ```
+
+pub mod api;
+pub mod auth;
+pub mod error;
+pub mod metrics;
+pub mod openapi;
+pub mod registry;
+pub mod state;
+#[cfg(test)]
+mod tests;
+
+use std::future::Future;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::from_fn_with_state;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use lakeplan_core::{Error, Result};
+use tower_http::timeout::TimeoutLayer;
+
+pub use registry::{ApiKey, Principal, Registry, Scope, Tenant, User};
+pub use state::{AppState, MetastoreUrl, ServerConfig};
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn metrics_text(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn openapi() -> Response {
+    Json(openapi::document(api::ROUTES)).into_response()
+}
+
+async fn not_found() -> Response {
+    error::ApiError::NotFound("no such route (see /openapi.json)".into()).into_response()
+}
+
+/// The whole application: API routes behind the key check, `/healthz` open, every route timed
+/// and counted, bodies limited, requests bounded in time.
+pub fn router(state: AppState) -> Router {
+    let api = api::api_router()
+        .route("/metrics", get(metrics_text))
+        .route("/openapi.json", get(openapi))
+        .route_layer(from_fn_with_state(state.clone(), auth::require_key))
+        .route("/healthz", get(healthz))
+        .route_layer(from_fn_with_state(state.clone(), metrics::track));
+    api.fallback(not_found)
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            state.config.request_timeout,
+        ))
+        .with_state(state)
+}
+
+/// Serves `state` on `listener` until `shutdown` completes. Each connection is HTTP/1.1 with
+/// keep-alive; a client that does not finish sending its headers within the configured time is
+/// disconnected.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
+    let header_timeout = state.config.header_timeout;
+    let app = router(state);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _) = match accepted {
+                    Ok(a) => a,
+                    // Out of file descriptors and the like: keep serving the open connections.
+                    Err(e) => {
+                        eprintln!("warning: accept failed: {e}");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let svc = hyper_util::service::TowerToHyperService::new(app.clone());
+                tokio::spawn(async move {
+                    let conn = hyper::server::conn::http1::Builder::new()
+                        .timer(hyper_util::rt::TokioTimer::new())
+                        .header_read_timeout(header_timeout)
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
+                    let _ = conn.await;
+                });
+            }
+            _ = &mut shutdown => return Ok(()),
+        }
+    }
+}
+
+/// Binds `addr` (`127.0.0.1:8080`), mapping failures to a clear error.
+pub async fn bind(addr: &str) -> Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| Error::InvalidInput(format!("cannot listen on {addr}: {e}")))
+}

@@ -1,0 +1,430 @@
+//! Tenants, users and API keys, kept as settings of the server's own (system) metastore, so that
+//! every server process on one metastore sees the same registry.
+//!
+//! ```text
+//! tenant/<tenant>           → Tenant (its warehouse URL)
+//! user/<tenant>/<user>      → User (admin?, may merge into main?)
+//! key/<sha256 of the key>   → ApiKey (tenant, user, scope, revoked?)
+//! ```
+//!
+//! A key is shown once, when created; only its SHA-256 is stored. Keys are 256-bit random
+//! strings, so a plain hash (no salt, no slow KDF) is enough: there is nothing to brute-force.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use lakeplan_catalog::{AuditRecord, Metastore};
+use lakeplan_core::{sha256_hex, Error, Result};
+use serde::{Deserialize, Serialize};
+
+/// What a key may do. Ordered: each scope allows what the ones before it allow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// Reads only: listings, gets, queries.
+    Read,
+    /// Reads, and writes to branches and tags in the user's zone `<user>.*` (and merges into
+    /// `main` for users allowed to).
+    Write,
+    /// Everything in the tenant. Only admin users get admin keys.
+    Admin,
+}
+
+impl Scope {
+    pub fn parse(s: &str) -> Result<Scope> {
+        match s {
+            "read" => Ok(Scope::Read),
+            "write" => Ok(Scope::Write),
+            "admin" => Ok(Scope::Admin),
+            other => Err(Error::InvalidInput(format!(
+                "unknown scope '{other}': expected read, write or admin"
+            ))),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Read => "read",
+            Scope::Write => "write",
+            Scope::Admin => "admin",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Tenant {
+    pub name: String,
+    /// Where the tenant's tables live: a folder or `s3://bucket/prefix`, not shared with any
+    /// other tenant.
+    pub warehouse: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct User {
+    pub tenant: String,
+    pub name: String,
+    /// Admin users may hold admin keys (writes anywhere in the tenant).
+    pub admin: bool,
+    /// May merge into `main` with a write key.
+    pub can_merge_main: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ApiKey {
+    /// The first 12 hex digits of the key's hash: names the key in listings and revocation.
+    pub id: String,
+    pub tenant: String,
+    pub user: String,
+    pub scope: Scope,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// Who is calling: resolved from a valid, unrevoked key.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Principal {
+    pub tenant: Tenant,
+    pub user: User,
+    pub key_id: String,
+    pub scope: Scope,
+}
+
+/// The registry over a system metastore.
+#[derive(Clone)]
+pub struct Registry {
+    store: Arc<dyn Metastore>,
+}
+
+const KEY_PREFIX: &str = "lpk_";
+
+/// Tenant and user names: lowercase, digits, `_` and `-`, starting with a letter or digit, at
+/// most 63 characters. A user name is also the zone of its branches (`<user>.*`), so it must be
+/// a valid ref name component.
+pub fn validate_principal_name(what: &str, name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidName {
+            name: name.to_string(),
+            reason: format!(
+                "a {what} name is 1-63 characters of a-z, 0-9, '_' and '-', starting with a letter or digit"
+            ),
+        })
+    }
+}
+
+fn to_json<T: Serialize>(v: &T) -> Result<String> {
+    serde_json::to_string(v)
+        .map_err(|e| Error::Internal(format!("encoding a registry record: {e}")))
+}
+
+fn from_json<T: for<'de> Deserialize<'de>>(key: &str, s: &str) -> Result<T> {
+    serde_json::from_str(s)
+        .map_err(|e| Error::Metastore(format!("registry record '{key}' is corrupt: {e}")))
+}
+
+/// A fresh key: 256 random bits (two v4 UUIDs' worth of OS randomness, 244 bits, plus the
+/// hash of a third) in hex, behind a recognizable prefix.
+fn new_secret() -> String {
+    let a = uuid::Uuid::new_v4().simple().to_string();
+    let b = uuid::Uuid::new_v4().simple().to_string();
+    format!("{KEY_PREFIX}{a}{b}")
+}
+
+impl Registry {
+    pub fn new(store: Arc<dyn Metastore>) -> Registry {
+        Registry { store }
+    }
+
+    fn get<T: for<'de> Deserialize<'de>>(&self, key: &str) -> Result<Option<T>> {
+        self.store
+            .get_setting(key)?
+            .map(|s| from_json(key, &s))
+            .transpose()
+    }
+
+    fn list<T: for<'de> Deserialize<'de>>(&self, prefix: &str) -> Result<Vec<T>> {
+        self.store
+            .list_settings(prefix)?
+            .iter()
+            .map(|(k, v)| from_json(k, v))
+            .collect()
+    }
+
+    /// Records an administrative action in the system metastore's audit log.
+    pub fn audit(&self, actor: &str, op: &str, target: &str, err: Option<&Error>) {
+        let rec = AuditRecord {
+            seq: 0,
+            timestamp: Utc::now(),
+            actor: actor.to_string(),
+            client: "admin".into(),
+            operation: op.to_string(),
+            target: target.to_string(),
+            details: serde_json::json!({}),
+            result: if err.is_some() { "error" } else { "ok" }.into(),
+            error: err.map(|e| e.to_string()),
+        };
+        if let Err(e) = self.store.append_audit(&rec) {
+            eprintln!("warning: could not record '{op}' in the audit log: {e}");
+        }
+    }
+
+    /// Where tenants created without a warehouse of their own keep their tables: `ROOT/<tenant>`.
+    pub fn warehouse_root(&self) -> Result<Option<String>> {
+        self.store.get_setting("server/warehouse_root")
+    }
+
+    pub fn set_warehouse_root(&self, root: &str) -> Result<()> {
+        self.store
+            .set_setting("server/warehouse_root", root.trim_end_matches('/'))
+    }
+
+    pub fn create_tenant(&self, name: &str, warehouse: &str) -> Result<Tenant> {
+        validate_principal_name("tenant", name)?;
+        let key = format!("tenant/{name}");
+        if self.store.get_setting(&key)?.is_some() {
+            return Err(Error::InvalidOperation {
+                op: format!("create tenant '{name}'"),
+                reason: "it exists already".into(),
+            });
+        }
+        let wh = warehouse.trim_end_matches('/');
+        for t in self.tenants()? {
+            let other = t.warehouse.trim_end_matches('/');
+            if nested(wh, other) || nested(other, wh) {
+                return Err(Error::InvalidOperation {
+                    op: format!("create tenant '{name}'"),
+                    reason: format!(
+                        "its warehouse {wh} overlaps tenant '{}''s warehouse {other}: tenants never share storage",
+                        t.name
+                    ),
+                });
+            }
+        }
+        let t = Tenant {
+            name: name.to_string(),
+            warehouse: wh.to_string(),
+            created_at: Utc::now(),
+        };
+        self.store.set_setting(&key, &to_json(&t)?)?;
+        Ok(t)
+    }
+
+    pub fn tenant(&self, name: &str) -> Result<Tenant> {
+        self.get(&format!("tenant/{name}"))?
+            .ok_or_else(|| Error::InvalidInput(format!("tenant '{name}' not found")))
+    }
+
+    pub fn tenants(&self) -> Result<Vec<Tenant>> {
+        self.list("tenant/")
+    }
+
+    pub fn create_user(
+        &self,
+        tenant: &str,
+        name: &str,
+        admin: bool,
+        can_merge_main: bool,
+    ) -> Result<User> {
+        validate_principal_name("user", name)?;
+        self.tenant(tenant)?;
+        let key = format!("user/{tenant}/{name}");
+        if self.store.get_setting(&key)?.is_some() {
+            return Err(Error::InvalidOperation {
+                op: format!("create user '{name}'"),
+                reason: format!("it exists already in tenant '{tenant}'"),
+            });
+        }
+        let u = User {
+            tenant: tenant.to_string(),
+            name: name.to_string(),
+            admin,
+            can_merge_main,
+            created_at: Utc::now(),
+        };
+        self.store.set_setting(&key, &to_json(&u)?)?;
+        Ok(u)
+    }
+
+    pub fn user(&self, tenant: &str, name: &str) -> Result<User> {
+        self.get(&format!("user/{tenant}/{name}"))?.ok_or_else(|| {
+            Error::InvalidInput(format!("user '{name}' not found in tenant '{tenant}'"))
+        })
+    }
+
+    pub fn users(&self, tenant: &str) -> Result<Vec<User>> {
+        self.list(&format!("user/{tenant}/"))
+    }
+
+    /// Creates a key and returns it with its secret, which is shown only now.
+    pub fn create_key(&self, tenant: &str, user: &str, scope: Scope) -> Result<(ApiKey, String)> {
+        let u = self.user(tenant, user)?;
+        if scope == Scope::Admin && !u.admin {
+            return Err(Error::InvalidOperation {
+                op: "create an admin key".into(),
+                reason: format!("user '{user}' is not an admin of tenant '{tenant}'"),
+            });
+        }
+        let secret = new_secret();
+        let hash = sha256_hex(secret.as_bytes());
+        let k = ApiKey {
+            id: hash[..12].to_string(),
+            tenant: tenant.to_string(),
+            user: user.to_string(),
+            scope,
+            created_at: Utc::now(),
+            revoked_at: None,
+        };
+        self.store
+            .set_setting(&format!("key/{hash}"), &to_json(&k)?)?;
+        Ok((k, secret))
+    }
+
+    /// Keys of a tenant (without secrets, which are not stored).
+    pub fn keys(&self, tenant: &str) -> Result<Vec<ApiKey>> {
+        Ok(self
+            .list::<ApiKey>("key/")?
+            .into_iter()
+            .filter(|k| k.tenant == tenant)
+            .collect())
+    }
+
+    /// Revokes key `id` of `tenant`: requests with it get 401 from then on.
+    pub fn revoke_key(&self, tenant: &str, id: &str) -> Result<ApiKey> {
+        for (key, value) in self.store.list_settings("key/")? {
+            let mut k: ApiKey = from_json(&key, &value)?;
+            if k.id == id && k.tenant == tenant {
+                if k.revoked_at.is_none() {
+                    k.revoked_at = Some(Utc::now());
+                    self.store.set_setting(&key, &to_json(&k)?)?;
+                }
+                return Ok(k);
+            }
+        }
+        Err(Error::InvalidInput(format!(
+            "key '{id}' not found in tenant '{tenant}'"
+        )))
+    }
+
+    /// The principal behind `secret`, or None if the key is unknown or revoked (the caller
+    /// answers 401 either way, without saying which).
+    pub fn authenticate(&self, secret: &str) -> Result<Option<Principal>> {
+        if !secret.starts_with(KEY_PREFIX) || secret.len() > 256 {
+            return Ok(None);
+        }
+        let hash = sha256_hex(secret.as_bytes());
+        let Some(k) = self.get::<ApiKey>(&format!("key/{hash}"))? else {
+            return Ok(None);
+        };
+        if k.revoked_at.is_some() {
+            return Ok(None);
+        }
+        let tenant = self.tenant(&k.tenant)?;
+        let user = self.user(&k.tenant, &k.user)?;
+        Ok(Some(Principal {
+            tenant,
+            user,
+            key_id: k.id,
+            scope: k.scope,
+        }))
+    }
+}
+
+/// Whether location `inner` is `outer` or below it.
+fn nested(inner: &str, outer: &str) -> bool {
+    inner == outer || inner.starts_with(&format!("{outer}/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lakeplan_catalog::SqliteMetastore;
+
+    fn registry() -> Registry {
+        Registry::new(Arc::new(SqliteMetastore::open_in_memory().expect("db")))
+    }
+
+    #[test]
+    fn keys_authenticate_until_revoked_and_only_their_hash_is_stored() {
+        let r = registry();
+        r.create_tenant("acme", "/tmp/acme").expect("tenant");
+        r.create_user("acme", "alice", false, false).expect("user");
+        let (k, secret) = r.create_key("acme", "alice", Scope::Write).expect("key");
+        assert!(secret.starts_with("lpk_") && secret.len() == 4 + 64);
+        let p = r.authenticate(&secret).expect("auth").expect("known key");
+        assert_eq!(
+            (p.tenant.name.as_str(), p.user.name.as_str()),
+            ("acme", "alice")
+        );
+        assert_eq!(p.scope, Scope::Write);
+        // The secret itself is nowhere in the store.
+        let all = r.store.list_settings("").expect("list");
+        assert!(all
+            .iter()
+            .all(|(k, v)| !k.contains(&secret) && !v.contains(&secret)));
+        assert_eq!(r.authenticate("lpk_0000").expect("auth"), None);
+        assert_eq!(r.authenticate("Bearer nonsense").expect("auth"), None);
+        // Revocation is per tenant: another tenant cannot revoke it.
+        r.create_tenant("other", "/tmp/other").expect("tenant");
+        assert!(r.revoke_key("other", &k.id).is_err());
+        r.revoke_key("acme", &k.id).expect("revoke");
+        assert_eq!(r.authenticate(&secret).expect("auth"), None);
+        assert!(r.keys("acme").expect("keys")[0].revoked_at.is_some());
+        assert!(r.keys("other").expect("keys").is_empty());
+    }
+
+    #[test]
+    fn admin_keys_need_admin_users_and_names_are_checked() {
+        let r = registry();
+        r.create_tenant("acme", "s3://bucket/acme").expect("tenant");
+        r.create_user("acme", "bob", false, true).expect("user");
+        assert!(r.create_key("acme", "bob", Scope::Admin).is_err());
+        r.create_user("acme", "root", true, true)
+            .expect("admin user");
+        r.create_key("acme", "root", Scope::Admin)
+            .expect("admin key");
+        assert!(r.create_key("acme", "nobody", Scope::Read).is_err());
+        assert!(
+            r.create_user("acme", "bob", false, false).is_err(),
+            "duplicate"
+        );
+        assert!(
+            r.create_user("ghost", "carol", false, false).is_err(),
+            "no tenant"
+        );
+        for bad in ["", "Alice", "a.b", "../x", "-a", &"x".repeat(64)] {
+            assert!(r.create_tenant(bad, "/tmp/x").is_err(), "{bad:?}");
+            assert!(r.create_user("acme", bad, false, false).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn tenants_never_share_a_warehouse() {
+        let r = registry();
+        r.create_tenant("a", "s3://bucket/lake/a/").expect("tenant");
+        assert!(r.create_tenant("b", "s3://bucket/lake/a").is_err());
+        assert!(r.create_tenant("c", "s3://bucket/lake/a/c").is_err());
+        assert!(r.create_tenant("d", "s3://bucket/lake").is_err());
+        r.create_tenant("e", "s3://bucket/lake/ab")
+            .expect("a sibling is fine");
+        assert!(r.create_tenant("a", "s3://other").is_err(), "duplicate");
+        let names: Vec<String> = r
+            .tenants()
+            .expect("list")
+            .into_iter()
+            .map(|t| t.name)
+            .collect();
+        assert_eq!(names, ["a", "e"]);
+    }
+}

@@ -1,0 +1,156 @@
+//! What the server holds: where metadata lives, the registry, and one open lake per tenant.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use lakeplan_catalog::{Metastore, SqliteMetastore};
+use lakeplan_core::{Error, Result};
+use lakeplan_lake::{Lake, LakeConfig};
+
+use crate::metrics::Metrics;
+use crate::registry::{Registry, Tenant};
+
+/// Where the server keeps metadata: `sqlite:DIR` holds `DIR/server.db` (tenants, users, keys
+/// and the admin audit log) and `DIR/tenants/<tenant>/catalog.db` (each tenant's catalog).
+#[derive(Clone, Debug, PartialEq)]
+pub enum MetastoreUrl {
+    Sqlite(PathBuf),
+}
+
+impl MetastoreUrl {
+    pub fn parse(s: &str) -> Result<MetastoreUrl> {
+        if let Some(dir) = s.strip_prefix("sqlite:") {
+            let dir = dir.strip_prefix("//").unwrap_or(dir);
+            if dir.is_empty() {
+                return Err(Error::InvalidInput(
+                    "--metastore sqlite:DIR needs a folder".into(),
+                ));
+            }
+            return Ok(MetastoreUrl::Sqlite(PathBuf::from(dir)));
+        }
+        if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            return Err(Error::InvalidInput(
+                "the PostgreSQL metastore is not available in this build yet; use sqlite:DIR"
+                    .into(),
+            ));
+        }
+        Err(Error::InvalidInput(format!(
+            "--metastore '{s}': expected sqlite:DIR or postgres://..."
+        )))
+    }
+
+    /// Where tenants' tables go when neither the tenant nor the server names a warehouse.
+    pub fn default_warehouse_root(&self) -> String {
+        match self {
+            MetastoreUrl::Sqlite(dir) => dir.join("warehouses").display().to_string(),
+        }
+    }
+
+    /// The server's own metastore: the registry and the admin audit log.
+    pub fn system_store(&self) -> Result<Arc<dyn Metastore>> {
+        match self {
+            MetastoreUrl::Sqlite(dir) => {
+                std::fs::create_dir_all(dir).map_err(|e| Error::io(dir.display(), e))?;
+                Ok(Arc::new(SqliteMetastore::open(&dir.join("server.db"))?))
+            }
+        }
+    }
+
+    /// A tenant's catalog and the local folder of its job records and runs.
+    fn tenant_store(&self, tenant: &str) -> Result<(Arc<dyn Metastore>, PathBuf)> {
+        match self {
+            MetastoreUrl::Sqlite(dir) => {
+                let root = dir.join("tenants").join(tenant);
+                std::fs::create_dir_all(&root).map_err(|e| Error::io(root.display(), e))?;
+                let store = SqliteMetastore::open(&root.join("catalog.db"))?;
+                Ok((Arc::new(store), root))
+            }
+        }
+    }
+}
+
+/// How `lakeplan serve` runs.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub metastore: MetastoreUrl,
+    /// Largest request body accepted (413 above it).
+    pub max_body_bytes: usize,
+    /// Longest a request may take, body reading included (408 after it).
+    pub request_timeout: Duration,
+    /// Longest a client may take to send a request's headers (the connection is closed).
+    pub header_timeout: Duration,
+    /// Whether imports may read files on the server's own disk. Off by default: with it on,
+    /// anyone with a write key reads any file the server can read. Meant for a single-user
+    /// server on one's own machine.
+    pub allow_local_paths: bool,
+}
+
+impl ServerConfig {
+    pub fn new(metastore: MetastoreUrl) -> ServerConfig {
+        ServerConfig {
+            metastore,
+            max_body_bytes: 16 * 1024 * 1024,
+            request_timeout: Duration::from_secs(300),
+            header_timeout: Duration::from_secs(10),
+            allow_local_paths: false,
+        }
+    }
+}
+
+/// One open lake per tenant, opened on first use and kept (a lake is cheap to share: its
+/// catalog serializes access to the tenant's metastore itself).
+pub struct Tenants {
+    metastore: MetastoreUrl,
+    lakes: Mutex<HashMap<String, Arc<Lake>>>,
+}
+
+impl Tenants {
+    pub fn new(metastore: MetastoreUrl) -> Tenants {
+        Tenants {
+            metastore,
+            lakes: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn lake(&self, tenant: &Tenant) -> Result<Arc<Lake>> {
+        let mut lakes = self.lakes.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(l) = lakes.get(&tenant.name) {
+            return Ok(l.clone());
+        }
+        let (store, root) = self.metastore.tenant_store(&tenant.name)?;
+        let lake = Arc::new(Lake::open_on(
+            &root,
+            store,
+            Some(&tenant.warehouse),
+            LakeConfig {
+                actor: "server".into(),
+                client: "api".into(),
+            },
+        )?);
+        lakes.insert(tenant.name.clone(), lake.clone());
+        Ok(lake)
+    }
+}
+
+/// Shared by every request.
+#[derive(Clone)]
+pub struct AppState {
+    pub registry: Registry,
+    pub tenants: Arc<Tenants>,
+    pub config: Arc<ServerConfig>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl AppState {
+    pub fn open(config: ServerConfig) -> Result<AppState> {
+        let registry = Registry::new(config.metastore.system_store()?);
+        Ok(AppState {
+            registry,
+            tenants: Arc::new(Tenants::new(config.metastore.clone())),
+            config: Arc::new(config),
+            metrics: Arc::new(Metrics::default()),
+        })
+    }
+}

@@ -1,0 +1,736 @@
+//! Router tests, in process (tower `oneshot`), and real-socket tests on 127.0.0.1.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use axum::body::Body as HttpBody;
+use axum::http::{header, Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+use crate::registry::Scope;
+use crate::state::{AppState, MetastoreUrl, ServerConfig};
+
+/// A server state on a temporary folder with two tenants:
+/// - `acme`: alice (write, not allowed into main), bob (write, may merge into main), root (admin)
+///   and reader (read-only);
+/// - `globex`: eve (admin).
+struct Fixture {
+    dir: tempfile::TempDir,
+    state: AppState,
+    alice: String,
+    bob: String,
+    root: String,
+    reader: String,
+    eve: String,
+}
+
+fn fixture_with(config: impl FnOnce(&mut ServerConfig)) -> Fixture {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = ServerConfig::new(MetastoreUrl::Sqlite(dir.path().join("meta")));
+    config(&mut cfg);
+    let state = AppState::open(cfg).expect("state");
+    let r = &state.registry;
+    let wh = |t: &str| dir.path().join("warehouses").join(t).display().to_string();
+    r.create_tenant("acme", &wh("acme")).expect("tenant");
+    r.create_tenant("globex", &wh("globex")).expect("tenant");
+    r.create_user("acme", "alice", false, false).expect("user");
+    r.create_user("acme", "bob", false, true).expect("user");
+    r.create_user("acme", "root", true, true).expect("user");
+    r.create_user("acme", "reader", false, false).expect("user");
+    r.create_user("globex", "eve", true, true).expect("user");
+    let key = |t: &str, u: &str, s: Scope| r.create_key(t, u, s).expect("key").1;
+    Fixture {
+        alice: key("acme", "alice", Scope::Write),
+        bob: key("acme", "bob", Scope::Write),
+        root: key("acme", "root", Scope::Admin),
+        reader: key("acme", "reader", Scope::Read),
+        eve: key("globex", "eve", Scope::Admin),
+        state,
+        dir,
+    }
+}
+
+fn fixture() -> Fixture {
+    fixture_with(|_| {})
+}
+
+impl Fixture {
+    async fn send(&self, req: Request<HttpBody>) -> (StatusCode, Value) {
+        let resp = crate::router(self.state.clone())
+            .oneshot(req)
+            .await
+            .expect("infallible");
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+        let v = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+        (status, v)
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        key: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut b = Request::builder().method(method).uri(path);
+        if !key.is_empty() {
+            b = b.header(header::AUTHORIZATION, format!("Bearer {key}"));
+        }
+        let req = match body {
+            Some(v) => b
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(HttpBody::from(v.to_string())),
+            None => b.body(HttpBody::empty()),
+        }
+        .expect("request");
+        self.send(req).await
+    }
+
+    async fn get(&self, path: &str, key: &str) -> (StatusCode, Value) {
+        self.call("GET", path, key, None).await
+    }
+
+    async fn post(&self, path: &str, key: &str, body: Value) -> (StatusCode, Value) {
+        self.call("POST", path, key, Some(body)).await
+    }
+
+    /// A small CSV file in the fixture's folder (outside every warehouse).
+    fn csv(&self, name: &str, rows: &[(i64, &str)]) -> PathBuf {
+        let dir = self.dir.path().join("incoming");
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join(name);
+        let mut s = String::from("id,city\n");
+        for (id, city) in rows {
+            s.push_str(&format!("{id},{city}\n"));
+        }
+        std::fs::write(&path, s).expect("write csv");
+        path
+    }
+}
+
+fn error_type(v: &Value) -> &str {
+    v["error"]["type"].as_str().unwrap_or("")
+}
+
+fn names(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|r| r["name"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn every_request_but_healthz_needs_a_valid_unrevoked_key() {
+    let f = fixture();
+    assert_eq!(f.get("/healthz", "").await.0, StatusCode::OK);
+    for path in [
+        "/api/v1/branches",
+        "/metrics",
+        "/openapi.json",
+        "/api/v1/info",
+    ] {
+        let (s, v) = f.get(path, "").await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{path}");
+        assert_eq!(error_type(&v), "Unauthorized");
+        assert_eq!(
+            f.get(path, "lpk_not-a-key").await.0,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let resp = crate::router(f.state.clone())
+        .oneshot(
+            Request::get("/api/v1/branches")
+                .body(HttpBody::empty())
+                .expect("req"),
+        )
+        .await
+        .expect("resp");
+    assert_eq!(resp.headers()[header::WWW_AUTHENTICATE], "Bearer");
+    // Basic auth or a raw key without "Bearer " is not accepted either.
+    let req = Request::get("/api/v1/branches")
+        .header(header::AUTHORIZATION, f.alice.clone())
+        .body(HttpBody::empty())
+        .expect("req");
+    assert_eq!(f.send(req).await.0, StatusCode::UNAUTHORIZED);
+
+    let (s, v) = f.get("/api/v1/info", &f.alice).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        (v["tenant"].as_str(), v["user"].as_str()),
+        (Some("acme"), Some("alice"))
+    );
+    let key_id = v["key_id"].as_str().expect("id").to_string();
+    f.state
+        .registry
+        .revoke_key("acme", &key_id)
+        .expect("revoke");
+    assert_eq!(
+        f.get("/api/v1/info", &f.alice).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(f.get("/api/v1/info", &f.bob).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn branches_and_tags_follow_the_zone_rule() {
+    let f = fixture();
+    let (s, v) = f
+        .post("/api/v1/branches", &f.alice, json!({"name": "alice.dev"}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["name"], "alice.dev");
+    for (key, name, want) in [
+        (&f.alice, "dev", StatusCode::FORBIDDEN),
+        (&f.alice, "bob.dev", StatusCode::FORBIDDEN),
+        (&f.reader, "reader.dev", StatusCode::FORBIDDEN),
+        (&f.root, "release", StatusCode::CREATED),
+        (&f.bob, "bob.x", StatusCode::CREATED),
+    ] {
+        let (s, v) = f.post("/api/v1/branches", key, json!({"name": name})).await;
+        assert_eq!(s, want, "{name}: {v}");
+        if s == StatusCode::FORBIDDEN {
+            assert_eq!(error_type(&v), "Forbidden");
+        }
+    }
+    let (_, v) = f.get("/api/v1/branches", &f.reader).await;
+    assert_eq!(names(&v), ["alice.dev", "bob.x", "main", "release"]);
+    let (s, v) = f
+        .post("/api/v1/branches", &f.alice, json!({"name": "alice.dev"}))
+        .await;
+    assert_eq!((s, error_type(&v)), (StatusCode::CONFLICT, "RefExists"));
+    let (s, v) = f
+        .post(
+            "/api/v1/branches",
+            &f.alice,
+            json!({"name": "alice.bad..name"}),
+        )
+        .await;
+    assert_eq!(
+        (s, error_type(&v)),
+        (StatusCode::BAD_REQUEST, "InvalidRef"),
+        "{v}"
+    );
+
+    // Rename: both names in the zone.
+    let (s, _) = f
+        .post(
+            "/api/v1/branches/alice.dev/rename",
+            &f.alice,
+            json!({"new_name": "main2"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, v) = f
+        .post(
+            "/api/v1/branches/alice.dev/rename",
+            &f.alice,
+            json!({"new_name": "alice.feature"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        f.get("/api/v1/branches/alice.dev", &f.alice).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        f.get("/api/v1/branches/alice.feature", &f.bob).await.0,
+        StatusCode::OK
+    );
+
+    // Delete: others' branches are out of reach, and main is never deletable by write keys.
+    assert_eq!(
+        f.call("DELETE", "/api/v1/branches/alice.feature", &f.bob, None)
+            .await
+            .0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        f.call("DELETE", "/api/v1/branches/main", &f.alice, None)
+            .await
+            .0,
+        StatusCode::FORBIDDEN
+    );
+    let (s, v) = f
+        .call("DELETE", "/api/v1/branches/alice.feature", &f.alice, None)
+        .await;
+    assert_eq!((s, v["deleted"].as_bool()), (StatusCode::OK, Some(true)));
+    let (s, _) = f
+        .call("DELETE", "/api/v1/branches/alice.feature", &f.alice, None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, v) = f
+        .call(
+            "DELETE",
+            "/api/v1/branches/alice.feature?if_exists=true",
+            &f.alice,
+            None,
+        )
+        .await;
+    assert_eq!((s, v["deleted"].as_bool()), (StatusCode::OK, Some(false)));
+
+    // Tags: the same rule; and tags are read-only refs.
+    assert_eq!(
+        f.post("/api/v1/tags", &f.alice, json!({"name": "v1"}))
+            .await
+            .0,
+        StatusCode::FORBIDDEN
+    );
+    let (s, v) = f
+        .post("/api/v1/tags", &f.alice, json!({"name": "alice.v1"}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (s, v) = f
+        .post(
+            "/api/v1/branches/alice.v1/namespaces",
+            &f.alice,
+            json!({"name": "raw"}),
+        )
+        .await;
+    assert_eq!(
+        (s, error_type(&v)),
+        (StatusCode::BAD_REQUEST, "NotAWriteBranch"),
+        "{v}"
+    );
+    let (_, v) = f.get("/api/v1/tags", &f.reader).await;
+    assert_eq!(names(&v), ["alice.v1"]);
+}
+
+#[tokio::test]
+async fn tables_queries_merges_and_the_audit_log_through_the_api() {
+    let f = fixture_with(|c| c.allow_local_paths = true);
+    let jan = f.csv("jan.csv", &[(1, "Rome"), (2, "Oslo")]);
+    let feb = f.csv("feb.csv", &[(3, "Lima")]);
+    f.post("/api/v1/branches", &f.alice, json!({"name": "alice.load"}))
+        .await;
+    let (s, v) = f
+        .post(
+            "/api/v1/branches/alice.load/tables",
+            &f.alice,
+            json!({"table": "cities", "search_uri": jan.display().to_string()}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (s, v) = f
+        .post(
+            "/api/v1/branches/alice.load/tables/cities/import",
+            &f.alice,
+            json!({"search_uri": jan.display().to_string()}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["report"]["rows"], 2);
+    // Bob cannot write alice's branch; the reader cannot write at all.
+    for key in [&f.bob, &f.reader] {
+        let (s, _) = f
+            .post(
+                "/api/v1/branches/alice.load/tables/cities/import",
+                key,
+                json!({"search_uri": feb.display().to_string()}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::FORBIDDEN);
+    }
+    let (s, v) = f
+        .get("/api/v1/refs/alice.load/tables/cities", &f.reader)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["records"], 2);
+    assert_eq!(
+        f.get("/api/v1/refs/main/tables/cities", &f.reader).await.0,
+        StatusCode::NOT_FOUND
+    );
+    let (_, v) = f
+        .get("/api/v1/diff?from=main&to=alice.load", &f.reader)
+        .await;
+    assert_eq!(v[0]["table"], "default.cities");
+    assert_eq!(v[0]["change"], "added");
+
+    // Query: JSON rows, or an Arrow stream.
+    let q = json!({"sql": "SELECT city FROM cities ORDER BY id", "ref": "alice.load"});
+    let (s, v) = f.post("/api/v1/query", &f.reader, q.clone()).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["rows"], json!([{"city": "Rome"}, {"city": "Oslo"}]));
+    assert_eq!(v["columns"][0]["name"], "city");
+    let req = Request::post("/api/v1/query")
+        .header(header::AUTHORIZATION, format!("Bearer {}", f.reader))
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::ACCEPT, "application/vnd.apache.arrow.stream")
+        .body(HttpBody::from(q.to_string()))
+        .expect("req");
+    let resp = crate::router(f.state.clone())
+        .oneshot(req)
+        .await
+        .expect("resp");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+    let reader = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None)
+        .expect("arrow stream");
+    let rows: usize = reader.map(|b| b.expect("batch").num_rows()).sum();
+    assert_eq!(rows, 2);
+    // SQL cannot reach the server's files or change tables.
+    for sql in [
+        "SELECT * FROM '/etc/passwd'",
+        "CREATE EXTERNAL TABLE p STORED AS CSV LOCATION '/etc/passwd'",
+        "COPY (SELECT 1) TO '/tmp/x.csv'",
+        "SELEC 1",
+    ] {
+        let (s, v) = f.post("/api/v1/query", &f.root, json!({"sql": sql})).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{sql}: {v}");
+        assert_eq!(error_type(&v), "Sql", "{sql}");
+    }
+
+    // Merging into main: alice may not, bob may.
+    let merge = json!({"into": "main"});
+    let (s, _) = f
+        .post("/api/v1/branches/alice.load/merge", &f.alice, merge.clone())
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, v) = f
+        .post("/api/v1/branches/alice.load/merge", &f.bob, merge)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["outcome"], "fast_forward");
+    let (_, v) = f
+        .post(
+            "/api/v1/query",
+            &f.reader,
+            json!({"sql": "SELECT count(*) AS n FROM cities"}),
+        )
+        .await;
+    assert_eq!(v["rows"][0]["n"], 2);
+
+    // A conflicting merge is a 409 naming the table, and writes nothing.
+    f.post("/api/v1/branches", &f.bob, json!({"name": "bob.a"}))
+        .await;
+    let feb_s = feb.display().to_string();
+    let (s, v) = f
+        .post(
+            "/api/v1/branches/bob.a/tables/cities/import",
+            &f.bob,
+            json!({"search_uri": feb_s}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = f
+        .post(
+            "/api/v1/branches/main/tables/cities/import",
+            &f.root,
+            json!({"search_uri": feb_s}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (_, before) = f.get("/api/v1/branches/main", &f.root).await;
+    let (s, v) = f
+        .post(
+            "/api/v1/branches/bob.a/merge",
+            &f.bob,
+            json!({"into": "main"}),
+        )
+        .await;
+    assert_eq!(
+        (s, error_type(&v)),
+        (StatusCode::CONFLICT, "MergeConflict"),
+        "{v}"
+    );
+    assert_eq!(v["error"]["context"]["tables"], json!(["default.cities"]));
+    assert_eq!(f.get("/api/v1/branches/main", &f.root).await.1, before);
+
+    // The log and the audit log name the user and the API client.
+    let (_, v) = f
+        .get("/api/v1/refs/main/commits?limit=2&author=root", &f.reader)
+        .await;
+    assert_eq!(v.as_array().map(Vec::len), Some(1), "{v}");
+    assert_eq!(v[0]["properties"]["lakeplan.client"], "api");
+    let (_, v) = f.get("/api/v1/audit?limit=50", &f.reader).await;
+    let recs = v.as_array().expect("records");
+    assert!(recs.iter().any(|r| r["actor"] == "bob"
+        && r["operation"] == "branch.merge"
+        && r["result"] == "error"));
+    assert!(recs.iter().all(|r| r["client"] == "api"));
+    let (s, v) = f.get("/api/v1/refs/main/commits?bogus=1", &f.reader).await;
+    assert_eq!((s, error_type(&v)), (StatusCode::BAD_REQUEST, "BadRequest"));
+}
+
+#[tokio::test]
+async fn tenants_never_see_each_other() {
+    let f = fixture_with(|c| c.allow_local_paths = true);
+    let jan = f.csv("jan.csv", &[(1, "Rome")]);
+    f.post("/api/v1/branches", &f.root, json!({"name": "secret"}))
+        .await;
+    let (s, v) = f
+        .post(
+            "/api/v1/branches/secret/tables",
+            &f.root,
+            json!({"table": "payroll", "search_uri": jan.display().to_string()}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (_, acme_table) = f.get("/api/v1/refs/secret/tables/payroll", &f.root).await;
+    let acme_hash = f.get("/api/v1/branches/secret", &f.root).await.1["hash"]
+        .as_str()
+        .expect("hash")
+        .to_string();
+
+    // globex's admin sees only its own lake: 404 for every name of acme's, never 403.
+    let (_, v) = f.get("/api/v1/branches", &f.eve).await;
+    assert_eq!(names(&v), ["main"]);
+    for path in [
+        "/api/v1/branches/secret".to_string(),
+        "/api/v1/refs/secret/tables".to_string(),
+        "/api/v1/refs/secret/tables/payroll".to_string(),
+        "/api/v1/refs/secret/commits".to_string(),
+        format!("/api/v1/refs/@{}/tables", &acme_hash[..12]),
+        format!("/api/v1/refs/main@{acme_hash}/namespaces"),
+    ] {
+        let (s, v) = f.get(&path, &f.eve).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{path}: {v}");
+    }
+    let (s, _) = f
+        .post(
+            "/api/v1/query",
+            &f.eve,
+            json!({"sql": "SELECT * FROM payroll", "ref": "secret"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, v) = f
+        .post(
+            "/api/v1/query",
+            &f.eve,
+            json!({"sql": "SELECT * FROM payroll"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert!(!v.to_string().contains("acme"), "{v}");
+    let (_, v) = f.get("/api/v1/audit", &f.eve).await;
+    assert!(
+        v.as_array()
+            .is_some_and(|a| a.iter().all(|r| r["actor"] != "root")),
+        "{v}"
+    );
+    assert_eq!(
+        f.get("/api/v1/jobs/0123456789abcdef", &f.eve).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        f.get("/api/v1/jobs/..%2F..%2Fetc", &f.eve).await.0,
+        StatusCode::NOT_FOUND
+    );
+
+    // Nor can globex import acme's files through the server's access to storage.
+    let acme_wh = f.state.registry.tenant("acme").expect("tenant").warehouse;
+    let location = acme_table["metadata_location"].as_str().expect("location");
+    assert!(
+        location.contains(acme_wh.trim_start_matches("file://")),
+        "{location}"
+    );
+    for uri in [
+        acme_wh.clone(),
+        format!("{acme_wh}/default"),
+        format!("file://{acme_wh}"),
+    ] {
+        let (s, v) = f
+            .post(
+                "/api/v1/branches/main/tables",
+                &f.eve,
+                json!({"table": "stolen", "search_uri": uri}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{uri}: {v}");
+    }
+    let sneaky = format!("{}/incoming/../warehouses/acme", f.dir.path().display());
+    let (s, _) = f
+        .post(
+            "/api/v1/branches/main/tables",
+            &f.eve,
+            json!({"table": "stolen", "search_uri": sneaky}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (_, v) = f.get("/api/v1/refs/main/tables", &f.eve).await;
+    assert_eq!(v, json!([]));
+}
+
+#[tokio::test]
+async fn server_local_files_are_off_limits_by_default() {
+    let f = fixture();
+    let jan = f.csv("jan.csv", &[(1, "Rome")]);
+    let (s, v) = f
+        .post(
+            "/api/v1/branches/main/tables",
+            &f.root,
+            json!({"table": "t", "search_uri": jan.display().to_string()}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    assert!(v["error"]["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("--allow-local-paths")));
+    let (s, _) = f
+        .post(
+            "/api/v1/table-plans",
+            &f.root,
+            json!({"table": "t", "search_uri": "/etc", "branch": "main"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn bad_bodies_get_the_error_shape() {
+    let f = fixture_with(|c| c.max_body_bytes = 1024);
+    let req = |body: String| {
+        Request::post("/api/v1/branches")
+            .header(header::AUTHORIZATION, format!("Bearer {}", f.alice))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(HttpBody::from(body))
+            .expect("req")
+    };
+    let (s, v) = f.send(req("{not json".into())).await;
+    assert_eq!(
+        (s, error_type(&v)),
+        (StatusCode::BAD_REQUEST, "BadRequest"),
+        "{v}"
+    );
+    let (s, v) = f.send(req("{\"from_ref\": \"main\"}".into())).await;
+    assert!(s.is_client_error(), "{s}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("name")),
+        "{v}"
+    );
+    let big = format!("{{\"name\": \"alice.{}\"}}", "x".repeat(4096));
+    let (s, v) = f.send(req(big)).await;
+    assert_eq!(
+        (s, error_type(&v)),
+        (StatusCode::PAYLOAD_TOO_LARGE, "PayloadTooLarge"),
+        "{v}"
+    );
+    let (s, v) = f.get("/api/v2/nothing", &f.alice).await;
+    assert_eq!((s, error_type(&v)), (StatusCode::NOT_FOUND, "NotFound"));
+    let (s, _) = f.call("PUT", "/api/v1/branches", &f.alice, None).await;
+    assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_served_route() {
+    let f = fixture();
+    let (s, doc) = f.get("/openapi.json", &f.reader).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(doc["openapi"], "3.1.0");
+    for r in crate::api::ROUTES {
+        let op = &doc["paths"][r.path][r.method];
+        assert!(
+            op["summary"].is_string(),
+            "{} {} undocumented",
+            r.method,
+            r.path
+        );
+        // The route is served: whatever it answers, it is not the fallback or a 405.
+        let path = r.path.replace(['{', '}'], "");
+        let (s, v) = f
+            .call(&r.method.to_uppercase(), &path, &f.root, Some(json!({})))
+            .await;
+        assert_ne!(s, StatusCode::METHOD_NOT_ALLOWED, "{} {}", r.method, r.path);
+        assert!(
+            !v["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("no such route")),
+            "{} {} is documented but not routed",
+            r.method,
+            r.path
+        );
+    }
+    let (s, text) = f.get("/metrics", &f.reader).await;
+    assert_eq!(s, StatusCode::OK);
+    let text = text.as_str().expect("text");
+    assert!(text.contains("route=\"/api/v1/branches/{name}\""), "{text}");
+    assert!(text.contains("lakeplan_http_request_duration_seconds_bucket"));
+}
+
+async fn start_server(f: &Fixture) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let listener = crate::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let state = f.state.clone();
+    tokio::spawn(async move {
+        let _ = crate::serve(listener, state, async {
+            let _ = rx.await;
+        })
+        .await;
+    });
+    (format!("http://{addr}"), tx)
+}
+
+#[tokio::test]
+async fn a_real_socket_serves_keep_alive_clients_and_drops_slow_ones() {
+    let f = fixture_with(|c| c.header_timeout = Duration::from_millis(500));
+    let (base, _stop) = start_server(&f).await;
+    let client = reqwest::Client::new();
+    let r = client
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .expect("healthz");
+    assert_eq!(r.status(), 200);
+    for i in 0..3 {
+        let r = client
+            .post(format!("{base}/api/v1/branches"))
+            .bearer_auth(&f.alice)
+            .json(&json!({"name": format!("alice.b{i}")}))
+            .send()
+            .await
+            .expect("create");
+        assert_eq!(r.status(), 201);
+    }
+    let v: Value = client
+        .get(format!("{base}/api/v1/branches"))
+        .bearer_auth(&f.reader)
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(names(&v).len(), 4);
+
+    // A client that starts a request and never finishes its headers is disconnected.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("write");
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
+    assert!(
+        read.is_ok(),
+        "the server kept a slow client's connection open"
+    );
+    assert!(!String::from_utf8_lossy(&buf).contains("200 OK"));
+}
+
+/// The server's folder layout: tenants' catalogs apart from the registry.
+#[test]
+fn tenants_have_their_own_catalog_files() {
+    let f = fixture();
+    let rt = tokio::runtime::Runtime::new().expect("rt");
+    rt.block_on(async {
+        f.post("/api/v1/branches", &f.eve, json!({"name": "x"}))
+            .await;
+        f.post("/api/v1/branches", &f.root, json!({"name": "y"}))
+            .await;
+    });
+    let meta: &Path = &f.dir.path().join("meta");
+    assert!(meta.join("server.db").is_file());
+    assert!(meta.join("tenants/acme/catalog.db").is_file());
+    assert!(meta.join("tenants/globex/catalog.db").is_file());
+}
