@@ -8,6 +8,7 @@
 mod cache;
 pub mod contract;
 pub mod metastore;
+mod rows;
 pub mod sqlite;
 mod tree;
 mod versioned;
