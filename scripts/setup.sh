@@ -1,19 +1,38 @@
 #!/usr/bin/env bash
-# Installs what lakeplan's tests need that a fresh machine lacks: bubblewrap (apt) and a Python
-# venv (.venv) with the pinned test packages (including uv). Idempotent: a second run installs
-# nothing new.
+# Installs what lakeplan's tests need that a fresh machine lacks: bubblewrap and the PostgreSQL
+# server (apt), and a Python venv (.venv) with the pinned test packages (including uv).
+# Idempotent: a second run installs nothing new.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 command -v cargo >/dev/null || { echo "setup: cargo not found: install Rust (rustup) first" >&2; exit 1; }
 command -v python3 >/dev/null || { echo "setup: python3 not found" >&2; exit 1; }
 
-# bubblewrap: the sandbox of pipeline workers (crates/runtime). apt-get update only when the
-# install fails (a fresh machine with empty package lists).
-if ! command -v bwrap >/dev/null; then
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get install -y bubblewrap || { $sudo apt-get update && $sudo apt-get install -y bubblewrap; }
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+# apt-get install, with apt-get update only when the install fails (a fresh machine with empty
+# package lists).
+apt_install() {
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@" \
+    || { $sudo apt-get update && $sudo env DEBIAN_FRONTEND=noninteractive \
+      apt-get install -y --no-install-recommends "$@"; }
+}
+
+# bubblewrap: the sandbox of pipeline workers (crates/runtime).
+command -v bwrap >/dev/null || apt_install bubblewrap
+
+# The PostgreSQL server binaries (initdb, pg_ctl, postgres): the PostgreSQL metastore's tests
+# start throw-away servers of their own with them (lakeplan_catalog::testing). Debian's package
+# also creates a system cluster on port 5432, which may start; the tests never use it, so stop it.
+if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
+  apt_install postgresql
+  if command -v pg_lsclusters >/dev/null; then
+    pg_lsclusters -h 2>/dev/null | while read -r version cluster _port status _rest; do
+      if [ "$status" = online ]; then
+        $sudo pg_ctlcluster "$version" "$cluster" stop || true
+      fi
+    done
+  fi
 fi
 
 if [ ! -x .venv/bin/python ]; then

@@ -2,16 +2,23 @@
 //! compare-and-swap commits with rebase, three-way merge, diff, log and the append-only audit log.
 //!
 //! [`Catalog`] holds the git-like semantics; it stores everything through a [`Metastore`], of
-//! which [`SqliteMetastore`] is the embedded implementation. Any other implementation must pass
-//! [`contract::run_contract_suite`].
+//! which [`SqliteMetastore`] is the embedded implementation and [`PostgresMetastore`] the shared
+//! one (many processes, one schema per catalog). Every implementation must pass
+//! [`contract::run_contract_suite`]. With the `test-support` feature, `testing::TestPostgres`
+//! starts a throw-away PostgreSQL server for tests.
 
 mod cache;
 pub mod contract;
 pub mod metastore;
+pub mod postgres;
+mod rows;
 pub mod sqlite;
+#[cfg(feature = "test-support")]
+pub mod testing;
 mod tree;
 mod versioned;
 
 pub use metastore::{format_timestamp, AuditRecord, CommitRow, Metastore, RefRow};
+pub use postgres::PostgresMetastore;
 pub use sqlite::SqliteMetastore;
 pub use versioned::{Catalog, CommitMeta, DiffChange, DiffItem, LogFilter, MergeOutcome, Resolved};

@@ -6,11 +6,14 @@ use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use lakeplan_core::{CommitId, Error, RefKind, Result};
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
 
 use crate::metastore::{format_timestamp, AuditRecord, CommitRow, Metastore, RefRow};
+use crate::rows::{
+    decode_audit, decode_commit, encode_audit_details, encode_commit, kind_label, kind_str,
+    parse_commit_id, parse_kind, AuditColumns,
+};
 
 /// The schema version this code writes (`PRAGMA user_version`).
 const SCHEMA_VERSION: i64 = 1;
@@ -79,42 +82,6 @@ impl std::fmt::Debug for SqliteMetastore {
 /// Maps a rusqlite error to `Error::Metastore`, saying what was being done.
 fn db_err(ctx: impl std::fmt::Display) -> impl FnOnce(rusqlite::Error) -> Error {
     move |e| Error::Metastore(format!("{ctx}: {e}"))
-}
-
-fn corrupt(what: impl std::fmt::Display) -> Error {
-    Error::Metastore(format!("corrupt catalog row: {what}"))
-}
-
-fn kind_str(kind: RefKind) -> &'static str {
-    match kind {
-        RefKind::Branch => "BRANCH",
-        RefKind::Tag => "TAG",
-    }
-}
-
-fn parse_kind(s: &str) -> Result<RefKind> {
-    match s {
-        "BRANCH" => Ok(RefKind::Branch),
-        "TAG" => Ok(RefKind::Tag),
-        other => Err(corrupt(format!("unknown ref kind '{other}'"))),
-    }
-}
-
-fn kind_label(kind: RefKind) -> &'static str {
-    match kind {
-        RefKind::Branch => "branch",
-        RefKind::Tag => "tag",
-    }
-}
-
-fn parse_commit_id(s: &str) -> Result<CommitId> {
-    CommitId::parse(s).map_err(|_| corrupt(format!("bad commit id '{s}'")))
-}
-
-fn parse_ts(s: &str) -> Result<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| corrupt(format!("bad timestamp '{s}': {e}")))
 }
 
 fn is_busy(e: &rusqlite::Error) -> bool {
@@ -230,11 +197,7 @@ impl SqliteMetastore {
     }
 
     fn insert_commit(conn: &Connection, c: &CommitRow) -> Result<()> {
-        let parents: Vec<&str> = c.parents.iter().map(|p| p.as_str()).collect();
-        let parents = serde_json::to_string(&parents)
-            .map_err(|e| Error::Internal(format!("encoding commit parents: {e}")))?;
-        let props = serde_json::to_string(&c.properties)
-            .map_err(|e| Error::Internal(format!("encoding commit properties: {e}")))?;
+        let cols = encode_commit(c)?;
         let mut st = conn
             .prepare_cached(
                 "INSERT OR IGNORE INTO commits \
@@ -244,12 +207,12 @@ impl SqliteMetastore {
             .map_err(db_err("preparing commit insert"))?;
         st.execute(params![
             c.id.as_str(),
-            parents,
+            cols.parents,
             c.tree,
             c.author,
             c.message,
-            format_timestamp(&c.timestamp),
-            props
+            cols.timestamp,
+            cols.properties
         ])
         .map_err(db_err(format!("storing commit {}", c.id)))?;
         Ok(())
@@ -394,23 +357,7 @@ impl Metastore for SqliteMetastore {
         let Some((parents, tree, author, message, ts, props)) = row else {
             return Ok(None);
         };
-        let parents: Vec<String> = serde_json::from_str(&parents)
-            .map_err(|e| corrupt(format!("commit {id}: parents: {e}")))?;
-        let parents = parents
-            .iter()
-            .map(|p| parse_commit_id(p))
-            .collect::<Result<Vec<_>>>()?;
-        let properties = serde_json::from_str(&props)
-            .map_err(|e| corrupt(format!("commit {id}: properties: {e}")))?;
-        Ok(Some(CommitRow {
-            id: id.clone(),
-            parents,
-            tree,
-            author,
-            message,
-            timestamp: parse_ts(&ts)?,
-            properties,
-        }))
+        decode_commit(id, &parents, tree, author, message, &ts, &props).map(Some)
     }
 
     fn commits_with_prefix(&self, prefix: &str, limit: usize) -> Result<Vec<CommitId>> {
@@ -479,8 +426,7 @@ impl Metastore for SqliteMetastore {
     }
 
     fn append_audit(&self, rec: &AuditRecord) -> Result<i64> {
-        let details = serde_json::to_string(&rec.details)
-            .map_err(|e| Error::Internal(format!("encoding audit details: {e}")))?;
+        let details = encode_audit_details(rec)?;
         let conn = self.conn();
         let mut st = conn
             .prepare_cached(
@@ -514,35 +460,22 @@ impl Metastore for SqliteMetastore {
             .map_err(db_err("preparing audit listing"))?;
         let rows = st
             .query_map(params![limit], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, String>(4)?,
-                    r.get::<_, String>(5)?,
-                    r.get::<_, String>(6)?,
-                    r.get::<_, String>(7)?,
-                    r.get::<_, Option<String>>(8)?,
-                ))
+                Ok(AuditColumns {
+                    seq: r.get(0)?,
+                    timestamp: r.get(1)?,
+                    actor: r.get(2)?,
+                    client: r.get(3)?,
+                    operation: r.get(4)?,
+                    target: r.get(5)?,
+                    details: r.get(6)?,
+                    result: r.get(7)?,
+                    error: r.get(8)?,
+                })
             })
             .map_err(db_err("reading the audit log"))?;
         let mut out = Vec::new();
         for row in rows {
-            let (seq, ts, actor, client, operation, target, details, result, error) =
-                row.map_err(db_err("reading the audit log"))?;
-            out.push(AuditRecord {
-                seq,
-                timestamp: parse_ts(&ts)?,
-                actor,
-                client,
-                operation,
-                target,
-                details: serde_json::from_str(&details)
-                    .map_err(|e| corrupt(format!("audit record {seq}: details: {e}")))?,
-                result,
-                error,
-            });
+            out.push(decode_audit(row.map_err(db_err("reading the audit log"))?)?);
         }
         Ok(out)
     }
@@ -593,6 +526,8 @@ impl Metastore for SqliteMetastore {
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
+
+    use chrono::Utc;
 
     use super::*;
     use crate::contract::run_contract_suite;

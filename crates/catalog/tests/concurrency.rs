@@ -1,11 +1,16 @@
-//! Many writers, each with its own metastore connection and catalog, on one SQLite file.
+//! Many writers, each with its own metastore connection and catalog, on one catalog: a SQLite
+//! file, and a PostgreSQL schema (each writer with connections of its own, as separate processes
+//! have).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Barrier};
 use std::time::Instant;
 
-use lakeplan_catalog::{Catalog, CommitMeta, LogFilter, Metastore, SqliteMetastore};
+use lakeplan_catalog::testing::TestPostgres;
+use lakeplan_catalog::{
+    Catalog, CommitMeta, LogFilter, Metastore, PostgresMetastore, SqliteMetastore,
+};
 use lakeplan_core::{CommitId, Entry, Error, TableEntry};
 
 const THREADS: usize = 8;
@@ -32,14 +37,32 @@ fn meta(thread: usize, j: usize) -> CommitMeta {
     }
 }
 
-fn open(path: &Path) -> Catalog {
-    let store: Arc<dyn Metastore> = Arc::new(SqliteMetastore::open(path).expect("open catalog"));
-    Catalog::new(store)
+/// Opens a catalog on the one shared store, with a metastore (and connections) of its own.
+type Open = Arc<dyn Fn() -> Catalog + Send + Sync>;
+
+fn sqlite(path: &Path) -> Open {
+    let path = path.to_path_buf();
+    Arc::new(move || {
+        let store: Arc<dyn Metastore> =
+            Arc::new(SqliteMetastore::open(&path).expect("open catalog"));
+        Catalog::new(store)
+    })
+}
+
+/// A fresh schema of the test process's PostgreSQL server.
+fn postgres() -> Open {
+    let pg = TestPostgres::shared().unwrap_or_else(|e| panic!("{e}"));
+    let (url, schema) = (pg.url(), pg.fresh_schema());
+    Arc::new(move || {
+        let store: Arc<dyn Metastore> =
+            Arc::new(PostgresMetastore::connect(&url, &schema).expect("open catalog"));
+        Catalog::new(store)
+    })
 }
 
 /// Runs `work(thread, catalog)` on THREADS threads, each with its own connection and catalog.
 fn run<T: Send + 'static>(
-    path: &Path,
+    open: &Open,
     work: impl Fn(usize, &Catalog) -> T + Send + Sync + 'static,
 ) -> Vec<T> {
     let work = Arc::new(work);
@@ -48,9 +71,9 @@ fn run<T: Send + 'static>(
         .map(|i| {
             let work = Arc::clone(&work);
             let barrier = Arc::clone(&barrier);
-            let path = path.to_path_buf();
+            let open = Arc::clone(open);
             std::thread::spawn(move || {
-                let catalog = open(&path);
+                let catalog = open();
                 barrier.wait();
                 work(i, &catalog)
             })
@@ -62,16 +85,13 @@ fn run<T: Send + 'static>(
         .collect()
 }
 
-#[test]
-fn disjoint_writers_all_land_in_a_linear_history() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("catalog.db");
-    let main = open(&path);
+fn disjoint_writers_all_land_in_a_linear_history(open: Open) {
+    let main = open();
     main.init().unwrap();
     let root = main.branch_head("main").unwrap();
 
     let started = Instant::now();
-    let per_thread = run(&path, |i, c| {
+    let per_thread = run(&open, |i, c| {
         let mut ids = Vec::with_capacity(COMMITS);
         for j in 0..COMMITS {
             // Half the commits add a table, half update the thread's own table.
@@ -145,16 +165,13 @@ fn disjoint_writers_all_land_in_a_linear_history() {
     assert_eq!(entries.len(), 1 + THREADS * (COMMITS / 2 + 1));
 }
 
-#[test]
-fn writers_of_one_table_conflict_but_lose_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("catalog.db");
-    let main = open(&path);
+fn writers_of_one_table_conflict_but_lose_nothing(open: Open) {
+    let main = open();
     main.init().unwrap();
     let root = main.branch_head("main").unwrap();
 
     let started = Instant::now();
-    let per_thread = run(&path, |i, c| {
+    let per_thread = run(&open, |i, c| {
         let mut ok: Vec<(CommitId, (String, CommitId))> = Vec::new();
         let mut conflicts = 0usize;
         for j in 0..COMMITS {
@@ -225,19 +242,16 @@ fn writers_of_one_table_conflict_but_lose_nothing() {
     }
 }
 
-#[test]
-fn racing_opens_and_inits_of_a_fresh_file_make_one_lake() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("catalog.db");
-    // All threads open the (not yet existing) file at once, then initialize it at once.
+fn racing_opens_and_inits_of_a_fresh_store_make_one_lake(open: Open) {
+    // All threads open the (not yet existing) file or schema at once, then initialize it at once.
     let barrier = Arc::new(Barrier::new(THREADS));
     let handles: Vec<_> = (0..THREADS)
         .map(|_| {
             let barrier = Arc::clone(&barrier);
-            let path = path.clone();
+            let open = Arc::clone(&open);
             std::thread::spawn(move || {
                 barrier.wait();
-                let c = open(&path);
+                let c = open();
                 c.init().expect("init");
                 c.branch_head("main").expect("main exists")
             })
@@ -248,7 +262,7 @@ fn racing_opens_and_inits_of_a_fresh_file_make_one_lake() {
         heads.windows(2).all(|w| w[0] == w[1]),
         "every writer sees the same main"
     );
-    let c = open(&path);
+    let c = open();
     let refs = c.list_refs(None).unwrap();
     assert_eq!(refs.len(), 1);
     assert_eq!(refs[0].commit, heads[0]);
@@ -256,3 +270,32 @@ fn racing_opens_and_inits_of_a_fresh_file_make_one_lake() {
     assert!(root.parents.is_empty());
     assert_eq!(root.message, "Initialize lake");
 }
+
+/// Each test on a SQLite file and on a PostgreSQL schema.
+macro_rules! on_both_stores {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite_file {
+            $(
+                #[test]
+                fn $test() {
+                    let dir = tempfile::tempdir().unwrap();
+                    super::$test(super::sqlite(&dir.path().join("catalog.db")));
+                }
+            )*
+        }
+        mod postgres_schema {
+            $(
+                #[test]
+                fn $test() {
+                    super::$test(super::postgres());
+                }
+            )*
+        }
+    };
+}
+
+on_both_stores!(
+    disjoint_writers_all_land_in_a_linear_history,
+    writers_of_one_table_conflict_but_lose_nothing,
+    racing_opens_and_inits_of_a_fresh_store_make_one_lake,
+);
