@@ -112,16 +112,25 @@ pub enum Cmd {
     Admin(AdminCmd),
 }
 
-/// Where a server keeps its metadata: `sqlite:DIR`.
+/// Where a server keeps its metadata: `sqlite:DIR` or `postgres://...`.
 #[derive(Args, Debug, Clone)]
 pub struct MetastoreArg {
-    /// The server's metastore: sqlite:DIR (DIR/server.db + one catalog per tenant)
+    /// The server's metastore: sqlite:DIR (DIR/server.db + one catalog per tenant) or
+    /// postgres://user@host:port/db (one schema per tenant; several servers may share it)
     #[arg(
         long,
         env = "LAKEPLAN_METASTORE",
         default_value = "sqlite:~/.lakeplan-server"
     )]
     pub metastore: String,
+    /// With a PostgreSQL metastore: this server's local folder for job records and runs (and
+    /// the default warehouses)
+    #[arg(
+        long,
+        env = "LAKEPLAN_STATE_DIR",
+        default_value = "~/.lakeplan-server/state"
+    )]
+    pub state_dir: String,
 }
 
 #[derive(Args, Debug)]

@@ -9,18 +9,24 @@ use lakeplan_server::{AppState, MetastoreUrl, Registry, Scope, ServerConfig};
 use crate::args::{AdminCmd, KeyCmd, MetastoreArg, Output, ServeArgs, TenantCmd, UserCmd};
 use crate::output;
 
-/// `sqlite:~/x` → `sqlite:$HOME/x`.
-fn metastore_url(arg: &MetastoreArg) -> Result<MetastoreUrl> {
-    let s = &arg.metastore;
-    let expanded = match s.strip_prefix("sqlite:~/") {
+/// `~/x` → `$HOME/x`.
+fn expand_home(s: &str) -> Result<String> {
+    match s.strip_prefix("~/") {
         Some(rest) => {
             let home = std::env::var_os("HOME")
-                .ok_or_else(|| Error::InvalidInput("--metastore sqlite:~/...: no HOME".into()))?;
-            format!("sqlite:{}", PathBuf::from(home).join(rest).display())
+                .ok_or_else(|| Error::InvalidInput(format!("'{s}': no HOME to expand ~ in")))?;
+            Ok(PathBuf::from(home).join(rest).display().to_string())
         }
-        None => s.clone(),
+        None => Ok(s.to_string()),
+    }
+}
+
+fn metastore_url(arg: &MetastoreArg) -> Result<MetastoreUrl> {
+    let url = match arg.metastore.strip_prefix("sqlite:") {
+        Some(dir) => format!("sqlite:{}", expand_home(dir)?),
+        None => arg.metastore.clone(),
     };
-    MetastoreUrl::parse(&expanded)
+    MetastoreUrl::parse(&url, PathBuf::from(expand_home(&arg.state_dir)?))
 }
 
 fn registry(arg: &MetastoreArg) -> Result<(Registry, MetastoreUrl)> {

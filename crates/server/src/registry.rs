@@ -99,15 +99,17 @@ pub struct Registry {
 
 const KEY_PREFIX: &str = "lpk_";
 
-/// Tenant and user names: lowercase, digits, `_` and `-`, starting with a letter or digit, at
-/// most 63 characters. A user name is also the zone of its branches (`<user>.*`), so it must be
-/// a valid ref name component.
+/// Tenant and user names: lowercase, digits, `_` (and `-` for users), starting with a letter or
+/// digit, at most 48 characters. A user name is also the zone of its branches (`<user>.*`), so
+/// it must be a valid ref name component; a tenant name is part of a PostgreSQL schema name
+/// (`tenant_<name>`), so it must be an identifier.
 pub fn validate_principal_name(what: &str, name: &str) -> Result<()> {
+    let dash_ok = what != "tenant";
     let ok = !name.is_empty()
-        && name.len() <= 63
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        && name.len() <= 48
+        && name.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || (dash_ok && b == b'-')
+        })
         && name
             .bytes()
             .next()
@@ -118,7 +120,8 @@ pub fn validate_principal_name(what: &str, name: &str) -> Result<()> {
         Err(Error::InvalidName {
             name: name.to_string(),
             reason: format!(
-                "a {what} name is 1-63 characters of a-z, 0-9, '_' and '-', starting with a letter or digit"
+                "a {what} name is 1-48 characters of a-z, 0-9, '_'{}, starting with a letter or digit",
+                if dash_ok { " and '-'" } else { "" }
             ),
         })
     }
@@ -403,7 +406,13 @@ mod tests {
             r.create_user("ghost", "carol", false, false).is_err(),
             "no tenant"
         );
-        for bad in ["", "Alice", "a.b", "../x", "-a", &"x".repeat(64)] {
+        assert!(
+            r.create_tenant("a-b", "/tmp/ab").is_err(),
+            "tenants are identifiers"
+        );
+        r.create_user("acme", "carol-x", false, false)
+            .expect("users may have dashes");
+        for bad in ["", "Alice", "a.b", "../x", "-a", &"x".repeat(49)] {
             assert!(r.create_tenant(bad, "/tmp/x").is_err(), "{bad:?}");
             assert!(r.create_user("acme", bad, false, false).is_err(), "{bad:?}");
         }

@@ -1,26 +1,36 @@
 //! What the server holds: where metadata lives, the registry, and one open lake per tenant.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use lakeplan_catalog::{Metastore, SqliteMetastore};
+use lakeplan_catalog::{Metastore, PostgresMetastore, SqliteMetastore};
 use lakeplan_core::{Error, Result};
 use lakeplan_lake::{Lake, LakeConfig};
 
 use crate::metrics::Metrics;
 use crate::registry::{Registry, Tenant};
 
-/// Where the server keeps metadata: `sqlite:DIR` holds `DIR/server.db` (tenants, users, keys
-/// and the admin audit log) and `DIR/tenants/<tenant>/catalog.db` (each tenant's catalog).
+/// Where the server keeps metadata.
+///
+/// - `sqlite:DIR`: `DIR/server.db` (tenants, users, keys and the admin audit log) and
+///   `DIR/tenants/<tenant>/catalog.db` (each tenant's catalog).
+/// - `postgres://...`: schema `lakeplan_system` for the registry and `tenant_<tenant>` for each
+///   tenant's catalog, in one database that several servers share. Job records and run folders
+///   stay on the server's disk, in `state_dir`.
 #[derive(Clone, Debug, PartialEq)]
 pub enum MetastoreUrl {
     Sqlite(PathBuf),
+    Postgres { url: String, state_dir: PathBuf },
 }
 
+const SYSTEM_SCHEMA: &str = "lakeplan_system";
+
 impl MetastoreUrl {
-    pub fn parse(s: &str) -> Result<MetastoreUrl> {
+    /// `state_dir` is where a PostgreSQL-backed server keeps local state (ignored for SQLite,
+    /// whose folder holds it).
+    pub fn parse(s: &str, state_dir: PathBuf) -> Result<MetastoreUrl> {
         if let Some(dir) = s.strip_prefix("sqlite:") {
             let dir = dir.strip_prefix("//").unwrap_or(dir);
             if dir.is_empty() {
@@ -31,21 +41,26 @@ impl MetastoreUrl {
             return Ok(MetastoreUrl::Sqlite(PathBuf::from(dir)));
         }
         if s.starts_with("postgres://") || s.starts_with("postgresql://") {
-            return Err(Error::InvalidInput(
-                "the PostgreSQL metastore is not available in this build yet; use sqlite:DIR"
-                    .into(),
-            ));
+            return Ok(MetastoreUrl::Postgres {
+                url: s.to_string(),
+                state_dir,
+            });
         }
         Err(Error::InvalidInput(format!(
-            "--metastore '{s}': expected sqlite:DIR or postgres://..."
+            "--metastore '{s}': expected sqlite:DIR or postgres://user@host:port/db"
         )))
+    }
+
+    fn state_dir(&self) -> &Path {
+        match self {
+            MetastoreUrl::Sqlite(dir) => dir,
+            MetastoreUrl::Postgres { state_dir, .. } => state_dir,
+        }
     }
 
     /// Where tenants' tables go when neither the tenant nor the server names a warehouse.
     pub fn default_warehouse_root(&self) -> String {
-        match self {
-            MetastoreUrl::Sqlite(dir) => dir.join("warehouses").display().to_string(),
-        }
+        self.state_dir().join("warehouses").display().to_string()
     }
 
     /// The server's own metastore: the registry and the admin audit log.
@@ -55,19 +70,26 @@ impl MetastoreUrl {
                 std::fs::create_dir_all(dir).map_err(|e| Error::io(dir.display(), e))?;
                 Ok(Arc::new(SqliteMetastore::open(&dir.join("server.db"))?))
             }
+            MetastoreUrl::Postgres { url, .. } => {
+                Ok(Arc::new(PostgresMetastore::connect(url, SYSTEM_SCHEMA)?))
+            }
         }
     }
 
     /// A tenant's catalog and the local folder of its job records and runs.
     fn tenant_store(&self, tenant: &str) -> Result<(Arc<dyn Metastore>, PathBuf)> {
-        match self {
-            MetastoreUrl::Sqlite(dir) => {
-                let root = dir.join("tenants").join(tenant);
-                std::fs::create_dir_all(&root).map_err(|e| Error::io(root.display(), e))?;
-                let store = SqliteMetastore::open(&root.join("catalog.db"))?;
-                Ok((Arc::new(store), root))
-            }
-        }
+        let root = self.state_dir().join("tenants").join(tenant);
+        std::fs::create_dir_all(&root).map_err(|e| Error::io(root.display(), e))?;
+        let store: Arc<dyn Metastore> = match self {
+            MetastoreUrl::Sqlite(_) => Arc::new(SqliteMetastore::open(&root.join("catalog.db"))?),
+            // Tenant names are [a-z0-9_] (see registry::validate_principal_name), so the schema
+            // name is a valid identifier and distinct per tenant.
+            MetastoreUrl::Postgres { url, .. } => Arc::new(PostgresMetastore::connect(
+                url,
+                &format!("tenant_{tenant}"),
+            )?),
+        };
+        Ok((store, root))
     }
 }
 
