@@ -9,6 +9,7 @@
 #   bench/run.sh warmstart      # 6. pipelines: warm sandboxed worker start vs python -c 'import pyarrow'
 #   bench/run.sh rerun          # 7. pipelines: second (all cached) run of a 3-node pipeline vs the first
 #   bench/run.sh pipeline-tpch  # 8. pipelines: TPC-H Q1 as a 3-node pipeline over lineitem SF1 vs pyarrow
+#   bench/run.sh server-load    # 9. server: 32 clients, mixed metadata workload over HTTP vs in process
 #   bench/run.sh all
 #
 # Builds the release binaries first (CARGO_TARGET_DIR is honoured; BENCH_NO_BUILD=1 skips the
@@ -28,7 +29,7 @@ build() {
         echo "== cargo build --release -p lakeplan-bench -p lakeplan-cli (target: $TARGET)" >&2
         (cd "$ROOT" && CARGO_TARGET_DIR="$TARGET" cargo build --release -p lakeplan-bench -p lakeplan-cli)
     fi
-    for b in lakeplan bench-branch bench-commits bench-tpch bench-warmstart; do
+    for b in lakeplan bench-branch bench-commits bench-tpch bench-warmstart bench-server-load; do
         [ -x "$BIN/$b" ] || { echo "missing $BIN/$b (build it, or set CARGO_TARGET_DIR)" >&2; exit 1; }
     done
 }
@@ -73,6 +74,10 @@ case "$cmd" in
         "$BIN/bench-warmstart" --dir "$OUT/warmstart" --python-src "$ROOT/python" --cli "$BIN/lakeplan" \
             --json "$OUT/warmstart.json" "$@"
         ;;
+    server-load)
+        build
+        "$BIN/bench-server-load" --cli "$BIN/lakeplan" --dir "$OUT" --json "$OUT/server-load.json" "$@"
+        ;;
     rerun)
         build
         venv
@@ -85,7 +90,7 @@ case "$cmd" in
             --tpch-data "$OUT/tpch/sf1/data" "$@"
         ;;
     all)
-        for b in branch commits tpch import handoff warmstart rerun pipeline-tpch; do
+        for b in branch commits tpch import handoff warmstart rerun pipeline-tpch server-load; do
             "$0" "$b"
             BENCH_NO_BUILD=1
             export BENCH_NO_BUILD
