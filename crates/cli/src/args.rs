@@ -18,6 +18,9 @@ pub struct Cli {
     /// More detail on errors
     #[arg(short, long, global = true)]
     pub verbose: bool,
+    /// Remote mode: the profile in ~/.lakeplan/config.yaml (api_endpoint, api_key) of a server
+    #[arg(short = 'P', long, global = true, env = "LAKEPLAN_PROFILE")]
+    pub profile: Option<String>,
     #[command(subcommand)]
     pub cmd: Cmd,
 }

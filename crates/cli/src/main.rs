@@ -5,8 +5,10 @@ mod macros;
 mod args;
 mod output;
 mod pipeline;
+mod remote;
 mod run;
 mod server;
+mod service;
 
 use std::process::ExitCode;
 

@@ -4,7 +4,10 @@ use std::sync::Arc;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use lakeplan_core::{Error, RefKind, Result};
-use lakeplan_lake::{CreatePlan, ImportOptions, Lake, LakeConfig, LogFilter, Progress, ProgressFn};
+use lakeplan_lake::{CreatePlan, ImportOptions, Lake, LakeConfig, Progress, ProgressFn};
+
+use crate::remote::{CommitFilter, Remote};
+use crate::service::Service;
 
 use crate::args::*;
 use crate::output;
@@ -16,14 +19,6 @@ fn lake_dir(cli_lake: Option<PathBuf>) -> Result<PathBuf> {
             .map(|h| PathBuf::from(h).join(".lakeplan"))
             .ok_or_else(|| Error::InvalidInput("set LAKEPLAN_LAKE or --lake (no HOME)".into())),
     }
-}
-
-fn regex(s: &Option<String>) -> Result<Option<regex::Regex>> {
-    s.as_deref()
-        .map(|r| {
-            regex::Regex::new(r).map_err(|e| Error::InvalidInput(format!("bad regex '{r}': {e}")))
-        })
-        .transpose()
 }
 
 pub async fn run(cli: Cli) -> Result<()> {
@@ -39,12 +34,27 @@ pub async fn run(cli: Cli) -> Result<()> {
         other => other,
     };
     let cli = Cli { cmd, ..cli };
-    let lake = match &cli.cmd {
-        Cmd::Lake(LakeCmd::Init { warehouse }) => {
-            Lake::init(&dir, warehouse.as_deref(), LakeConfig::default())?
+    let svc = match Remote::from_env(cli.profile.as_deref())? {
+        Some(remote) => {
+            if let Cmd::Lake(LakeCmd::Init { .. }) = cli.cmd {
+                return Err(Error::InvalidOperation {
+                    op: "lake init".into(),
+                    reason: format!(
+                        "in remote mode ({}) lakes are a server's tenants: see `lakeplan admin tenant create`",
+                        remote.endpoint()
+                    ),
+                });
+            }
+            Service::Remote(remote)
         }
-        _ => Lake::open(&dir, LakeConfig::default())?,
+        None => Service::Local(match &cli.cmd {
+            Cmd::Lake(LakeCmd::Init { warehouse }) => {
+                Lake::init(&dir, warehouse.as_deref(), LakeConfig::default())?
+            }
+            _ => Lake::open(&dir, LakeConfig::default())?,
+        }),
     };
+    let lake = &svc;
     let say = |msg: String| {
         if out == Output::Tty {
             outln!("{msg}");
@@ -52,38 +62,55 @@ pub async fn run(cli: Cli) -> Result<()> {
     };
     match cli.cmd {
         Cmd::Lake(LakeCmd::Init { .. }) | Cmd::Lake(LakeCmd::Info) => {
-            let info = serde_json::json!({
-                "lake": lake.root().display().to_string(),
-                "warehouse": lake.warehouse_url(),
-                "active_branch": lake.active_branch()?,
-            });
+            let info = match &svc {
+                Service::Local(lake) => serde_json::json!({
+                    "lake": lake.root().display().to_string(),
+                    "warehouse": lake.warehouse_url(),
+                    "active_branch": lake.active_branch()?,
+                }),
+                Service::Remote(r) => {
+                    let who = r.info().await?;
+                    serde_json::json!({
+                        "endpoint": r.endpoint(),
+                        "tenant": who["tenant"],
+                        "user": who["user"],
+                        "scope": who["scope"],
+                        "active_branch": r.active_branch()?,
+                    })
+                }
+            };
             match out {
                 Output::Json => output::json(&info)?,
                 _ => {
-                    outln!("lake:          {}", lake.root().display());
-                    outln!("warehouse:     {}", lake.warehouse_url());
-                    outln!("active branch: {}", lake.active_branch()?);
+                    for (k, v) in info.as_object().into_iter().flatten() {
+                        let v = v
+                            .as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| v.to_string());
+                        outln!("{:<15}{v}", format!("{}:", k.replace('_', " ")));
+                    }
                 }
             }
         }
-        Cmd::Branch(cmd) => branch(&lake, cmd, out)?,
+        Cmd::Branch(cmd) => branch(lake, cmd, out).await?,
         Cmd::Checkout {
             branch,
             create,
             from_ref,
         } => {
             if create {
-                lake.create_ref(&branch, RefKind::Branch, from_ref.as_deref(), false)?;
+                lake.create_ref(&branch, RefKind::Branch, from_ref.as_deref(), false)
+                    .await?;
             }
-            lake.set_active_branch(&branch)?;
+            lake.set_active_branch(&branch).await?;
             say(format!("Active branch: {branch}"));
             if out == Output::Json {
                 output::json(&serde_json::json!({"active_branch": branch}))?;
             }
         }
-        Cmd::Tag(cmd) => tag(&lake, cmd, out)?,
-        Cmd::Namespace(cmd) => namespace(&lake, cmd, out).await?,
-        Cmd::Table(cmd) => table(&lake, cmd, out).await?,
+        Cmd::Tag(cmd) => tag(lake, cmd, out).await?,
+        Cmd::Namespace(cmd) => namespace(lake, cmd, out).await?,
+        Cmd::Table(cmd) => table(lake, cmd, out).await?,
         Cmd::Commit {
             r,
             n,
@@ -98,12 +125,12 @@ pub async fn run(cli: Cli) -> Result<()> {
                 })?;
                 properties.push((k.to_string(), v.to_string()));
             }
-            let filter = LogFilter {
-                message: regex(&message)?,
-                author: regex(&author)?,
+            let filter = CommitFilter {
+                message,
+                author,
                 properties,
             };
-            let commits = lake.commits(r.as_deref(), &filter, Some(n))?;
+            let commits = lake.commits(r.as_deref(), &filter, n).await?;
             match out {
                 Output::Json => output::json(&commits)?,
                 _ => {
@@ -124,22 +151,22 @@ pub async fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
-        Cmd::Query(q) => query(&lake, q, out).await?,
-        Cmd::Run(args) => crate::pipeline::run(&lake, &dir, args, out).await?,
-        Cmd::Job(cmd) => crate::pipeline::job(&lake, cmd, out)?,
+        Cmd::Query(q) => query(lake, q, out).await?,
+        Cmd::Run(args) => crate::pipeline::run(lake.local("run")?, &dir, args, out).await?,
+        Cmd::Job(cmd) => crate::pipeline::job(lake.local("job")?, cmd, out)?,
         Cmd::Rerun {
             id,
             r,
             dry_run,
             no_cache,
-        } => crate::pipeline::rerun(&lake, &id, r, dry_run, no_cache, out).await?,
+        } => crate::pipeline::rerun(lake.local("rerun")?, &id, r, dry_run, no_cache, out).await?,
         Cmd::Init { .. } | Cmd::Parameter(_) | Cmd::Serve(_) | Cmd::Admin(_) => {
             return Err(Error::Internal(
                 "project and server commands are handled before the lake opens".into(),
             ))
         }
         Cmd::Audit { n } => {
-            let recs = lake.audit_log(Some(n))?;
+            let recs = lake.audit_log(n).await?;
             match out {
                 Output::Json => output::json(&recs)?,
                 _ => output::table(
@@ -192,14 +219,16 @@ fn refs_out(refs: Vec<lakeplan_lake::RefInfo>, filter: Option<&str>, out: Output
     }
 }
 
-fn branch(lake: &Lake, cmd: BranchCmd, out: Output) -> Result<()> {
+async fn branch(lake: &Service, cmd: BranchCmd, out: Output) -> Result<()> {
     match cmd {
-        BranchCmd::Ls { name } => refs_out(lake.list_refs(RefKind::Branch)?, name.as_deref(), out)?,
-        BranchCmd::Create(a) => ref_create(lake, RefKind::Branch, a, out)?,
-        BranchCmd::Rm(a) => ref_rm(lake, RefKind::Branch, a, out)?,
+        BranchCmd::Ls { name } => {
+            refs_out(lake.list_refs(RefKind::Branch).await?, name.as_deref(), out)?
+        }
+        BranchCmd::Create(a) => ref_create(lake, RefKind::Branch, a, out).await?,
+        BranchCmd::Rm(a) => ref_rm(lake, RefKind::Branch, a, out).await?,
         BranchCmd::Get { name, namespace } => {
-            let r = lake.get_ref(&name, RefKind::Branch)?;
-            let tables = lake.list_tables(Some(&name), namespace.as_deref())?;
+            let r = lake.get_ref(&name, RefKind::Branch).await?;
+            let tables = lake.list_tables(Some(&name), namespace.as_deref()).await?;
             match out {
                 Output::Json => output::json(&serde_json::json!({"branch": r, "tables": tables}))?,
                 _ => {
@@ -209,7 +238,7 @@ fn branch(lake: &Lake, cmd: BranchCmd, out: Output) -> Result<()> {
             }
         }
         BranchCmd::Diff { a, b } => {
-            let d = lake.diff(&a, b.as_deref())?;
+            let d = lake.diff(&a, b.as_deref()).await?;
             match out {
                 Output::Json => output::json(&d)?,
                 _ => {
@@ -253,7 +282,9 @@ fn branch(lake: &Lake, cmd: BranchCmd, out: Output) -> Result<()> {
             into,
             commit_message,
         } => {
-            let m = lake.merge(&source, into.as_deref(), commit_message.as_deref())?;
+            let m = lake
+                .merge(&source, into.as_deref(), commit_message.as_deref())
+                .await?;
             match out {
                 Output::Json => output::json(&m)?,
                 _ => match m.outcome.as_str() {
@@ -277,17 +308,17 @@ fn branch(lake: &Lake, cmd: BranchCmd, out: Output) -> Result<()> {
                 },
             }
         }
-        BranchCmd::Rename(a) => ref_rename(lake, RefKind::Branch, a, out)?,
+        BranchCmd::Rename(a) => ref_rename(lake, RefKind::Branch, a, out).await?,
     }
     Ok(())
 }
 
-fn tag(lake: &Lake, cmd: TagCmd, out: Output) -> Result<()> {
+async fn tag(lake: &Service, cmd: TagCmd, out: Output) -> Result<()> {
     match cmd {
-        TagCmd::Ls { name } => refs_out(lake.list_refs(RefKind::Tag)?, name.as_deref(), out),
-        TagCmd::Create(a) => ref_create(lake, RefKind::Tag, a, out),
-        TagCmd::Rm(a) => ref_rm(lake, RefKind::Tag, a, out),
-        TagCmd::Rename(a) => ref_rename(lake, RefKind::Tag, a, out),
+        TagCmd::Ls { name } => refs_out(lake.list_refs(RefKind::Tag).await?, name.as_deref(), out),
+        TagCmd::Create(a) => ref_create(lake, RefKind::Tag, a, out).await,
+        TagCmd::Rm(a) => ref_rm(lake, RefKind::Tag, a, out).await,
+        TagCmd::Rename(a) => ref_rename(lake, RefKind::Tag, a, out).await,
     }
 }
 
@@ -298,8 +329,10 @@ fn capitalized(kind: RefKind) -> &'static str {
     }
 }
 
-fn ref_create(lake: &Lake, kind: RefKind, a: RefCreate, out: Output) -> Result<()> {
-    let r = lake.create_ref(&a.name, kind, a.from_ref.as_deref(), a.if_not_exists)?;
+async fn ref_create(lake: &Service, kind: RefKind, a: RefCreate, out: Output) -> Result<()> {
+    let r = lake
+        .create_ref(&a.name, kind, a.from_ref.as_deref(), a.if_not_exists)
+        .await?;
     match out {
         Output::Json => output::json(&r),
         _ => {
@@ -309,8 +342,8 @@ fn ref_create(lake: &Lake, kind: RefKind, a: RefCreate, out: Output) -> Result<(
     }
 }
 
-fn ref_rm(lake: &Lake, kind: RefKind, a: RefRm, out: Output) -> Result<()> {
-    let deleted = lake.delete_ref(&a.name, kind, a.if_exists)?;
+async fn ref_rm(lake: &Service, kind: RefKind, a: RefRm, out: Output) -> Result<()> {
+    let deleted = lake.delete_ref(&a.name, kind, a.if_exists).await?;
     match out {
         Output::Json => output::json(&serde_json::json!({"deleted": deleted, "name": a.name})),
         _ => {
@@ -324,8 +357,8 @@ fn ref_rm(lake: &Lake, kind: RefKind, a: RefRm, out: Output) -> Result<()> {
     }
 }
 
-fn ref_rename(lake: &Lake, kind: RefKind, a: RefRename, out: Output) -> Result<()> {
-    let r = lake.rename_ref(&a.old, &a.new, kind)?;
+async fn ref_rename(lake: &Service, kind: RefKind, a: RefRename, out: Output) -> Result<()> {
+    let r = lake.rename_ref(&a.old, &a.new, kind).await?;
     match out {
         Output::Json => output::json(&r),
         _ => {
@@ -335,10 +368,10 @@ fn ref_rename(lake: &Lake, kind: RefKind, a: RefRename, out: Output) -> Result<(
     }
 }
 
-async fn namespace(lake: &Lake, cmd: NamespaceCmd, out: Output) -> Result<()> {
+async fn namespace(lake: &Service, cmd: NamespaceCmd, out: Output) -> Result<()> {
     match cmd {
         NamespaceCmd::Ls { r } => {
-            let ns = lake.list_namespaces(r.as_deref())?;
+            let ns = lake.list_namespaces(r.as_deref()).await?;
             match out {
                 Output::Json => output::json(&ns)?,
                 _ => output::table(&["NAMESPACE"], ns.into_iter().map(|n| vec![n]).collect()),
@@ -425,10 +458,10 @@ fn progress_bar(out: Output) -> (ProgressFn, Option<ProgressBar>) {
     (f, Some(bar))
 }
 
-async fn table(lake: &Lake, cmd: TableCmd, out: Output) -> Result<()> {
+async fn table(lake: &Service, cmd: TableCmd, out: Output) -> Result<()> {
     match cmd {
         TableCmd::Ls { r, namespace } => {
-            let tables = lake.list_tables(r.as_deref(), namespace.as_deref())?;
+            let tables = lake.list_tables(r.as_deref(), namespace.as_deref()).await?;
             match out {
                 Output::Json => output::json(&tables)?,
                 _ => table_list(tables),
@@ -640,7 +673,7 @@ async fn table(lake: &Lake, cmd: TableCmd, out: Output) -> Result<()> {
     Ok(())
 }
 
-async fn query(lake: &Lake, q: QueryArgs, out: Output) -> Result<()> {
+async fn query(lake: &Service, q: QueryArgs, out: Output) -> Result<()> {
     let sql = match (&q.sql, &q.file) {
         (Some(s), None) => s.clone(),
         (None, Some(f)) => std::fs::read_to_string(f).map_err(|e| Error::io(f.display(), e))?,

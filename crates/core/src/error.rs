@@ -67,7 +67,48 @@ pub enum Error {
     },
     #[error("internal error: {0}")]
     Internal(String),
+    /// An error a lakeplan server answered (remote mode): its kind and message as the server's
+    /// service layer made them, so that the CLI prints what embedded mode would.
+    #[error("{message}")]
+    Remote {
+        kind: String,
+        status: u16,
+        message: String,
+    },
 }
+
+/// Every kind [`Error::kind`] names, for errors that come back from a server as text.
+const KINDS: &[&str] = &[
+    "InvalidRef",
+    "InvalidName",
+    "RefNotFound",
+    "CommitNotFound",
+    "AmbiguousCommit",
+    "RefExists",
+    "NotAWriteBranch",
+    "NamespaceNotFound",
+    "NamespaceExists",
+    "NamespaceNotEmpty",
+    "TableNotFound",
+    "JobNotFound",
+    "TableExists",
+    "Conflict",
+    "MergeConflict",
+    "InvalidOperation",
+    "InvalidData",
+    "SchemaConflict",
+    "InvalidInput",
+    "Sql",
+    "Storage",
+    "Metastore",
+    "Io",
+    "Internal",
+    "Unauthorized",
+    "Forbidden",
+    "BadRequest",
+    "NotFound",
+    "PayloadTooLarge",
+];
 
 impl Error {
     /// A short stable name for the kind of error, used by `-O json` output and by the audit log.
@@ -97,6 +138,11 @@ impl Error {
             Error::Metastore(_) => "Metastore",
             Error::Io { .. } => "Io",
             Error::Internal(_) => "Internal",
+            Error::Remote { kind, .. } => KINDS
+                .iter()
+                .find(|k| **k == kind.as_str())
+                .copied()
+                .unwrap_or("Remote"),
         }
     }
 

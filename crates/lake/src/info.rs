@@ -2,9 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct RefInfo {
     pub name: String,
     #[serde(rename = "type")]
@@ -12,7 +12,7 @@ pub struct RefInfo {
     pub hash: String,
 }
 
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct CommitInfo {
     pub hash: String,
     pub parent_hashes: Vec<String>,
@@ -22,7 +22,7 @@ pub struct CommitInfo {
     pub properties: BTreeMap<String, String>,
 }
 
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct TableSummary {
     pub namespace: String,
     pub name: String,
@@ -30,7 +30,7 @@ pub struct TableSummary {
     pub snapshot_id: Option<i64>,
 }
 
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct FieldInfo {
     pub id: i32,
     pub name: String,
@@ -39,14 +39,14 @@ pub struct FieldInfo {
     pub required: bool,
 }
 
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct PartitionInfo {
     pub name: String,
     pub source: String,
     pub transform: String,
 }
 
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct TableInfo {
     pub id: String,
     pub namespace: String,
@@ -66,7 +66,7 @@ pub struct TableInfo {
     pub partitions: Vec<PartitionInfo>,
 }
 
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct DiffInfo {
     pub table: String,
     /// added | removed | changed (namespaces: namespace_added | namespace_removed)
@@ -79,7 +79,7 @@ pub struct DiffInfo {
     pub records_delta: i64,
 }
 
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct MergeInfo {
     /// up_to_date | fast_forward | merged
     pub outcome: String,
@@ -88,7 +88,7 @@ pub struct MergeInfo {
     pub hash: String,
 }
 
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct WriteInfo {
     pub branch: String,
     pub hash: String,

@@ -54,6 +54,10 @@ pub fn status_of(e: &Error) -> StatusCode {
         Error::Storage(_) | Error::Metastore(_) | Error::Io { .. } | Error::Internal(_) => {
             StatusCode::INTERNAL_SERVER_ERROR
         }
+        // A server relaying another server's answer keeps its status.
+        Error::Remote { status, .. } => {
+            StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
+        }
     }
 }
 

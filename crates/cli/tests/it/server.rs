@@ -268,3 +268,165 @@ fn two_servers_on_one_postgres_metastore_lose_no_commit() {
         }
     });
 }
+
+/// Hashes, times, snapshot ids, locations and uuids differ between two lakes; everything else
+/// the CLI prints must not.
+fn normalize(s: &str) -> String {
+    let rules = [
+        (r"file://[^\s\x22]+", "<LOCATION>"),
+        (
+            r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+            "<UUID>",
+        ),
+        (r"\b[0-9a-f]{12,64}\b", "<HASH>"),
+        (
+            r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})",
+            "<TIME>",
+        ),
+        (r"\b\d{10,}\b", "<ID>"),
+        // Commits record the client they came through: the CLI, or the API for remote mode.
+        (
+            r"lakeplan\.client(\x22: \x22|=)(cli|api)",
+            "lakeplan.client=<CLIENT>",
+        ),
+    ];
+    let mut out = s.to_string();
+    for (re, to) in rules {
+        out = regex::Regex::new(re)
+            .expect("regex")
+            .replace_all(&out, to)
+            .into_owned();
+    }
+    // Aligned columns widen with the placeholders' lengths: compare words, not spacing.
+    out.lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The same commands in embedded mode and in remote mode print the same (tty and JSON), and
+/// fail with the same one-line errors.
+#[test]
+fn remote_mode_prints_what_embedded_mode_prints() {
+    let local = Lake::new();
+    let remote = Lake::new();
+    let meta = format!("sqlite:{}", remote.file("server").display());
+    let admin = |args: &[&str]| {
+        let mut a = vec!["admin"];
+        a.extend_from_slice(args);
+        a.extend_from_slice(&["--metastore", &meta]);
+        remote.ok(&a)
+    };
+    admin(&["tenant", "create", "acme"]);
+    // The user is called what embedded mode's author is (LAKEPLAN_USER=tester).
+    admin(&["user", "create", "tester", "--tenant", "acme", "--admin"]);
+    let key = admin(&[
+        "key", "create", "--tenant", "acme", "--user", "tester", "--scope", "admin",
+    ]);
+    let server = serve(&meta, &["--allow-local-paths"]);
+    // A profile file, as a user would write it; HOME is the test's folder.
+    let home = remote.file("home");
+    std::fs::create_dir_all(home.join(".lakeplan")).expect("home");
+    std::fs::write(
+        home.join(".lakeplan/config.yaml"),
+        format!(
+            "profiles:\n  test:\n    api_endpoint: {}\n    api_key: {}\n",
+            server.base,
+            key.trim()
+        ),
+    )
+    .expect("config");
+    let mut remote = remote;
+    remote.env.push(("HOME".into(), home.display().to_string()));
+    remote.env.push(("LAKEPLAN_PROFILE".into(), "test".into()));
+
+    let jan = data("trips_2024_01.csv");
+    let feb = data("trips_2024_02.csv");
+    let script: Vec<Vec<&str>> = vec![
+        vec!["table", "create", "trips", "--search-uri", &jan],
+        vec!["table", "import", "trips", "--search-uri", &jan],
+        vec!["tag", "create", "v1"],
+        vec!["checkout", "-b", "tester.feb"],
+        vec!["table", "import", "trips", "--search-uri", &feb],
+        vec!["branch", "ls"],
+        vec!["branch", "get", "tester.feb"],
+        vec!["branch", "diff", "main"],
+        vec!["table", "ls", "-r", "main"],
+        vec!["table", "get", "trips"],
+        vec![
+            "query",
+            "SELECT vendor, count(*) AS n FROM trips GROUP BY vendor ORDER BY vendor",
+        ],
+        vec!["query", "SELECT count(*) AS n FROM trips", "-r", "v1"],
+        vec!["namespace", "create", "staging"],
+        vec!["namespace", "ls"],
+        vec!["tag", "ls"],
+        vec!["branch", "merge", "tester.feb", "--into", "main"],
+        vec!["commit", "main", "-n", "3", "--author", "tester"],
+        vec![
+            "table",
+            "revert",
+            "trips",
+            "--source-ref",
+            "v1",
+            "--into-branch",
+            "main",
+        ],
+        vec!["namespace", "rm", "staging"],
+        vec!["table", "rm", "trips"],
+        vec!["checkout", "main"],
+        vec!["branch", "rm", "tester.feb"],
+        vec!["lake", "info"],
+    ];
+    for args in &script {
+        for json in [false, true] {
+            let mut a: Vec<&str> = if json { vec!["-O", "json"] } else { vec![] };
+            a.extend_from_slice(args);
+            // Writes run once (tty); `lake info` says where it runs, which differs by mode.
+            let write = matches!(
+                args[1],
+                "create" | "import" | "rm" | "merge" | "revert" | "-b"
+            );
+            if json && (write || args[0] == "lake") {
+                continue;
+            }
+            let l = local.run(&a);
+            let r = remote.run(&a);
+            assert!(
+                l.status.success(),
+                "local {a:?}: {}",
+                String::from_utf8_lossy(&l.stderr)
+            );
+            assert!(
+                r.status.success(),
+                "remote {a:?}: {}",
+                String::from_utf8_lossy(&r.stderr)
+            );
+            if args[0] == "lake" {
+                let text = String::from_utf8_lossy(&r.stdout);
+                assert!(
+                    text.contains(&server.base) && text.contains("acme"),
+                    "{text}"
+                );
+                continue;
+            }
+            assert_eq!(
+                normalize(&String::from_utf8_lossy(&l.stdout)),
+                normalize(&String::from_utf8_lossy(&r.stdout)),
+                "{a:?} prints differently in remote mode"
+            );
+        }
+    }
+    for args in [
+        vec!["branch", "get", "nope"],
+        vec!["table", "get", "nope"],
+        vec!["branch", "create", "bad..name"],
+        vec!["query", "SELEC 1"],
+        vec!["tag", "create", "v1"],
+    ] {
+        assert_eq!(local.err(&args), remote.err(&args), "{args:?}");
+    }
+    // What remote mode cannot do yet says so.
+    let e = remote.err(&["job", "ls"]);
+    assert!(e.contains("not available through a server yet"), "{e}");
+}

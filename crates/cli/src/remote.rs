@@ -1,0 +1,476 @@
+//! Remote mode: the same commands, through a lakeplan server's HTTP API (docs/server.md).
+//!
+//! On when `LAKEPLAN_API_ENDPOINT` is set, or a profile is chosen (`-P/--profile` or
+//! `LAKEPLAN_PROFILE`) from `~/.lakeplan/config.yaml`:
+//!
+//! ```yaml
+//! profiles:
+//!   default:
+//!     api_endpoint: http://127.0.0.1:8181
+//!     api_key: lpk_...
+//! ```
+//!
+//! `LAKEPLAN_API_KEY` overrides the profile's key. The server returns the records the service
+//! layer returns, so the CLI prints them exactly as in embedded mode. The active branch (for
+//! commands without `-r`/`-b`) is kept on this machine, per profile, in
+//! `~/.lakeplan/remote-state.json`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use arrow::record_batch::RecordBatch;
+use lakeplan_catalog::AuditRecord;
+use lakeplan_core::{Error, RefKind, Result, MAIN_BRANCH};
+use lakeplan_lake::{
+    CommitInfo, CreatePlan, DiffInfo, ImportReport, MergeInfo, QueryResult, RefInfo, TableInfo,
+    TableSummary, WriteInfo,
+};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// Filters of `lakeplan commit`, as given (regexes are compiled where they are used).
+#[derive(Default)]
+pub struct CommitFilter {
+    pub message: Option<String>,
+    pub author: Option<String>,
+    pub properties: Vec<(String, String)>,
+}
+
+#[derive(Deserialize, Default)]
+struct ConfigFile {
+    #[serde(default)]
+    profiles: BTreeMap<String, Profile>,
+}
+
+#[derive(Deserialize, Default, Clone)]
+struct Profile {
+    api_endpoint: Option<String>,
+    api_key: Option<String>,
+}
+
+pub struct Remote {
+    client: reqwest::Client,
+    base: url::Url,
+    key: String,
+    /// Names this connection in the local state file.
+    profile: String,
+}
+
+fn home() -> Result<PathBuf> {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .ok_or_else(|| Error::InvalidInput("remote mode needs HOME (for ~/.lakeplan)".into()))
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+impl Remote {
+    /// The remote connection asked for, if any (see the module documentation).
+    pub fn from_env(profile: Option<&str>) -> Result<Option<Remote>> {
+        let profile = profile
+            .map(str::to_string)
+            .or_else(|| env("LAKEPLAN_PROFILE"));
+        let endpoint_env = env("LAKEPLAN_API_ENDPOINT");
+        if profile.is_none() && endpoint_env.is_none() {
+            return Ok(None);
+        }
+        let name = profile.clone().unwrap_or_else(|| "default".into());
+        let path = home()?.join(".lakeplan").join("config.yaml");
+        let file: ConfigFile = match std::fs::read_to_string(&path) {
+            Ok(text) => serde_yaml::from_str(&text).map_err(|e| {
+                Error::InvalidInput(format!("{}: not a valid config: {e}", path.display()))
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => ConfigFile::default(),
+            Err(e) => return Err(Error::io(path.display(), e)),
+        };
+        let p = file.profiles.get(&name).cloned();
+        if profile.is_some() && p.is_none() {
+            return Err(Error::InvalidInput(format!(
+                "profile '{name}' not found in {}",
+                path.display()
+            )));
+        }
+        let p = p.unwrap_or_default();
+        let endpoint = endpoint_env.or(p.api_endpoint).ok_or_else(|| {
+            Error::InvalidInput(format!(
+                "profile '{name}' has no api_endpoint (or set LAKEPLAN_API_ENDPOINT)"
+            ))
+        })?;
+        let key = env("LAKEPLAN_API_KEY").or(p.api_key).ok_or_else(|| {
+            Error::InvalidInput(format!(
+                "no API key: set LAKEPLAN_API_KEY or api_key in profile '{name}' of {}",
+                path.display()
+            ))
+        })?;
+        let base = url::Url::parse(&endpoint)
+            .map_err(|e| Error::InvalidInput(format!("API endpoint '{endpoint}': {e}")))?;
+        if base.cannot_be_a_base() || !matches!(base.scheme(), "http" | "https") {
+            return Err(Error::InvalidInput(format!(
+                "API endpoint '{endpoint}': expected http(s)://host:port"
+            )));
+        }
+        Ok(Some(Remote {
+            client: reqwest::Client::new(),
+            base,
+            key,
+            profile: format!("{name}@{endpoint}"),
+        }))
+    }
+
+    pub fn endpoint(&self) -> &str {
+        self.base.as_str()
+    }
+
+    /// `/api/v1/<segments>` with each segment percent-encoded (ref names may hold `/`).
+    fn url(&self, segments: &[&str]) -> Result<url::Url> {
+        let mut u = self.base.clone();
+        {
+            let mut p = u
+                .path_segments_mut()
+                .map_err(|_| Error::InvalidInput("API endpoint cannot take a path".into()))?;
+            p.pop_if_empty().extend(["api", "v1"]).extend(segments);
+        }
+        Ok(u)
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response> {
+        let resp = req.bearer_auth(&self.key).send().await.map_err(|e| {
+            Error::InvalidInput(format!("cannot reach the server at {}: {e}", self.base))
+        })?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        let kind = v["error"]["type"].as_str().unwrap_or("Remote").to_string();
+        let message = v["error"]["message"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("the server answered HTTP {status}: {}", text.trim()));
+        Err(Error::Remote {
+            kind,
+            status,
+            message,
+        })
+    }
+
+    async fn json<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> Result<T> {
+        self.send(req)
+            .await?
+            .json()
+            .await
+            .map_err(|e| Error::Internal(format!("the server's answer: {e}")))
+    }
+
+    async fn get<T: DeserializeOwned>(&self, seg: &[&str], q: &[(&str, String)]) -> Result<T> {
+        self.json(self.client.get(self.url(seg)?).query(q)).await
+    }
+
+    async fn post<T: DeserializeOwned>(&self, seg: &[&str], body: Value) -> Result<T> {
+        self.json(self.client.post(self.url(seg)?).json(&body))
+            .await
+    }
+
+    async fn delete<T: DeserializeOwned>(&self, seg: &[&str], q: &[(&str, String)]) -> Result<T> {
+        self.json(self.client.delete(self.url(seg)?).query(q)).await
+    }
+
+    fn state_path() -> Result<PathBuf> {
+        Ok(home()?.join(".lakeplan").join("remote-state.json"))
+    }
+
+    fn state() -> Result<BTreeMap<String, String>> {
+        let path = Self::state_path()?;
+        match std::fs::read_to_string(&path) {
+            Ok(t) => serde_json::from_str(&t).map_err(|e| {
+                Error::InvalidInput(format!("{}: not valid JSON: {e}", path.display()))
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+            Err(e) => Err(Error::io(path.display(), e)),
+        }
+    }
+
+    pub fn active_branch(&self) -> Result<String> {
+        Ok(Self::state()?
+            .get(&self.profile)
+            .cloned()
+            .unwrap_or_else(|| MAIN_BRANCH.to_string()))
+    }
+
+    pub async fn set_active_branch(&self, branch: &str) -> Result<()> {
+        self.get_ref(branch, RefKind::Branch).await?;
+        let mut state = Self::state()?;
+        state.insert(self.profile.clone(), branch.to_string());
+        let path = Self::state_path()?;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir.display(), e))?;
+        }
+        let text = serde_json::to_string_pretty(&state)
+            .map_err(|e| Error::Internal(format!("remote state: {e}")))?;
+        std::fs::write(&path, text).map_err(|e| Error::io(path.display(), e))
+    }
+
+    pub fn ref_or_active(&self, r: Option<&str>) -> Result<String> {
+        match r {
+            Some(r) => Ok(r.to_string()),
+            None => self.active_branch(),
+        }
+    }
+
+    pub async fn info(&self) -> Result<Value> {
+        self.get(&["info"], &[]).await
+    }
+
+    fn refs_segment(kind: RefKind) -> &'static str {
+        match kind {
+            RefKind::Branch => "branches",
+            RefKind::Tag => "tags",
+        }
+    }
+
+    pub async fn list_refs(&self, kind: RefKind) -> Result<Vec<RefInfo>> {
+        self.get(&[Self::refs_segment(kind)], &[]).await
+    }
+
+    pub async fn get_ref(&self, name: &str, kind: RefKind) -> Result<RefInfo> {
+        self.get(&[Self::refs_segment(kind), name], &[]).await
+    }
+
+    pub async fn create_ref(
+        &self,
+        name: &str,
+        kind: RefKind,
+        from: Option<&str>,
+        if_not_exists: bool,
+    ) -> Result<RefInfo> {
+        let from = self.ref_or_active(from)?;
+        self.post(
+            &[Self::refs_segment(kind)],
+            json!({"name": name, "from_ref": from, "if_not_exists": if_not_exists}),
+        )
+        .await
+    }
+
+    pub async fn delete_ref(&self, name: &str, kind: RefKind, if_exists: bool) -> Result<bool> {
+        let v: Value = self
+            .delete(
+                &[Self::refs_segment(kind), name],
+                &[("if_exists", if_exists.to_string())],
+            )
+            .await?;
+        Ok(v["deleted"].as_bool().unwrap_or(false))
+    }
+
+    pub async fn rename_ref(&self, old: &str, new: &str, kind: RefKind) -> Result<RefInfo> {
+        self.post(
+            &[Self::refs_segment(kind), old, "rename"],
+            json!({"new_name": new}),
+        )
+        .await
+    }
+
+    pub async fn diff(&self, a: &str, b: Option<&str>) -> Result<Vec<DiffInfo>> {
+        let b = self.ref_or_active(b)?;
+        self.get(&["diff"], &[("from", a.to_string()), ("to", b)])
+            .await
+    }
+
+    pub async fn merge(
+        &self,
+        source: &str,
+        into: Option<&str>,
+        message: Option<&str>,
+    ) -> Result<MergeInfo> {
+        let into = self.ref_or_active(into)?;
+        self.post(
+            &["branches", source, "merge"],
+            json!({"into": into, "commit_message": message}),
+        )
+        .await
+    }
+
+    pub async fn commits(
+        &self,
+        r: Option<&str>,
+        filter: &CommitFilter,
+        limit: usize,
+    ) -> Result<Vec<CommitInfo>> {
+        let r = self.ref_or_active(r)?;
+        let mut q = vec![("limit", limit.to_string())];
+        if let Some(m) = &filter.message {
+            q.push(("message", m.clone()));
+        }
+        if let Some(a) = &filter.author {
+            q.push(("author", a.clone()));
+        }
+        for (k, v) in &filter.properties {
+            q.push(("property", format!("{k}={v}")));
+        }
+        self.get(&["refs", &r, "commits"], &q).await
+    }
+
+    pub async fn list_namespaces(&self, r: Option<&str>) -> Result<Vec<String>> {
+        let r = self.ref_or_active(r)?;
+        self.get(&["refs", &r, "namespaces"], &[]).await
+    }
+
+    pub async fn create_namespace(&self, ns: &str, branch: Option<&str>) -> Result<WriteInfo> {
+        let b = self.ref_or_active(branch)?;
+        self.post(&["branches", &b, "namespaces"], json!({"name": ns}))
+            .await
+    }
+
+    pub async fn drop_namespace(&self, ns: &str, branch: Option<&str>) -> Result<WriteInfo> {
+        let b = self.ref_or_active(branch)?;
+        self.delete(&["branches", &b, "namespaces", ns], &[]).await
+    }
+
+    fn ns_query(ns: Option<&str>) -> Vec<(&'static str, String)> {
+        ns.map(|n| vec![("namespace", n.to_string())])
+            .unwrap_or_default()
+    }
+
+    pub async fn list_tables(
+        &self,
+        r: Option<&str>,
+        ns: Option<&str>,
+    ) -> Result<Vec<TableSummary>> {
+        let r = self.ref_or_active(r)?;
+        self.get(&["refs", &r, "tables"], &Self::ns_query(ns)).await
+    }
+
+    pub async fn get_table(
+        &self,
+        table: &str,
+        ns: Option<&str>,
+        r: Option<&str>,
+    ) -> Result<TableInfo> {
+        let r = self.ref_or_active(r)?;
+        self.get(&["refs", &r, "tables", table], &Self::ns_query(ns))
+            .await
+    }
+
+    pub async fn drop_table(
+        &self,
+        table: &str,
+        ns: Option<&str>,
+        branch: Option<&str>,
+        if_exists: bool,
+    ) -> Result<WriteInfo> {
+        let b = self.ref_or_active(branch)?;
+        let mut q = Self::ns_query(ns);
+        q.push(("if_exists", if_exists.to_string()));
+        self.delete(&["branches", &b, "tables", table], &q).await
+    }
+
+    pub async fn plan_table(
+        &self,
+        table: &str,
+        ns: Option<&str>,
+        search_uri: &str,
+        branch: Option<&str>,
+        partitioned_by: Option<&str>,
+        replace: bool,
+    ) -> Result<CreatePlan> {
+        let b = self.ref_or_active(branch)?;
+        self.post(
+            &["table-plans"],
+            json!({"table": table, "namespace": ns, "search_uri": search_uri, "branch": b,
+                   "partitioned_by": partitioned_by, "replace": replace}),
+        )
+        .await
+    }
+
+    pub async fn apply_plan(&self, plan: &CreatePlan) -> Result<WriteInfo> {
+        self.post(&["table-plans", "apply"], json!({"plan": plan}))
+            .await
+    }
+
+    pub async fn import(
+        &self,
+        table: &str,
+        ns: Option<&str>,
+        search_uri: &str,
+        branch: Option<&str>,
+        continue_on_error: bool,
+        import_duplicate_files: bool,
+    ) -> Result<(ImportReport, WriteInfo)> {
+        #[derive(Deserialize)]
+        struct Imported {
+            report: ImportReport,
+            commit: WriteInfo,
+        }
+        let b = self.ref_or_active(branch)?;
+        let r: Imported = self
+            .post(
+                &["branches", &b, "tables", table, "import"],
+                json!({"namespace": ns, "search_uri": search_uri,
+                       "continue_on_error": continue_on_error,
+                       "import_duplicate_files": import_duplicate_files}),
+            )
+            .await?;
+        Ok((r.report, r.commit))
+    }
+
+    pub async fn revert_table(
+        &self,
+        table: &str,
+        ns: Option<&str>,
+        source_ref: &str,
+        into: Option<&str>,
+    ) -> Result<WriteInfo> {
+        let b = self.ref_or_active(into)?;
+        self.post(
+            &["branches", &b, "tables", table, "revert"],
+            json!({"namespace": ns, "source_ref": source_ref}),
+        )
+        .await
+    }
+
+    /// Runs a query on the server and reads its Arrow IPC stream.
+    pub async fn query(
+        &self,
+        sql: &str,
+        r: Option<&str>,
+        ns: Option<&str>,
+        max_rows: Option<usize>,
+    ) -> Result<QueryResult> {
+        let r = self.ref_or_active(r)?;
+        let req = self
+            .client
+            .post(self.url(&["query"])?)
+            .header(
+                reqwest::header::ACCEPT,
+                "application/vnd.apache.arrow.stream",
+            )
+            .json(&json!({"sql": sql, "ref": r, "namespace": ns, "max_rows": max_rows}));
+        let resp = self.send(req).await?;
+        let truncated = resp
+            .headers()
+            .get("x-lakeplan-truncated")
+            .is_some_and(|v| v == "true");
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| Error::Internal(format!("reading the query result: {e}")))?;
+        let reader = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None)
+            .map_err(|e| Error::Internal(format!("the query result: {e}")))?;
+        let schema = reader.schema();
+        let batches = reader
+            .collect::<std::result::Result<Vec<RecordBatch>, _>>()
+            .map_err(|e| Error::Internal(format!("the query result: {e}")))?;
+        Ok(QueryResult {
+            schema,
+            batches,
+            truncated,
+        })
+    }
+
+    pub async fn audit_log(&self, limit: usize) -> Result<Vec<AuditRecord>> {
+        self.get(&["audit"], &[("limit", limit.to_string())]).await
+    }
+}

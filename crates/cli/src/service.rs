@@ -1,0 +1,217 @@
+//! What a command talks to: the lake in this process (embedded mode) or a server (remote mode).
+//! Both return the service layer's records, so every command prints the same either way.
+
+use lakeplan_catalog::AuditRecord;
+use lakeplan_core::{Error, RefKind, Result};
+use lakeplan_lake::{
+    CommitInfo, CreatePlan, DiffInfo, ImportOptions, ImportReport, Lake, LogFilter, MergeInfo,
+    ProgressFn, QueryResult, RefInfo, TableInfo, TableSummary, WriteInfo,
+};
+
+use crate::remote::{CommitFilter, Remote};
+
+pub enum Service {
+    Local(Lake),
+    Remote(Remote),
+}
+
+fn regex(what: &str, s: &Option<String>) -> Result<Option<regex::Regex>> {
+    s.as_deref()
+        .map(|r| {
+            regex::Regex::new(r)
+                .map_err(|e| Error::InvalidInput(format!("bad {what} regex '{r}': {e}")))
+        })
+        .transpose()
+}
+
+/// Dispatches a call to the local lake or the server.
+macro_rules! dispatch {
+    ($self:ident, $local:pat => $l:expr, $remote:pat => $r:expr) => {
+        match $self {
+            Service::Local($local) => $l,
+            Service::Remote($remote) => $r,
+        }
+    };
+}
+
+impl Service {
+    /// The local lake, for what only embedded mode does yet (pipeline runs and jobs).
+    pub fn local(&self, what: &str) -> Result<&Lake> {
+        match self {
+            Service::Local(l) => Ok(l),
+            Service::Remote(r) => Err(Error::InvalidOperation {
+                op: what.to_string(),
+                reason: format!(
+                    "not available through a server yet (remote mode, {}); unset LAKEPLAN_API_ENDPOINT/--profile to use a local lake",
+                    r.endpoint()
+                ),
+            }),
+        }
+    }
+
+    pub async fn set_active_branch(&self, branch: &str) -> Result<()> {
+        dispatch!(self, l => l.set_active_branch(branch), r => r.set_active_branch(branch).await)
+    }
+
+    pub async fn list_refs(&self, kind: RefKind) -> Result<Vec<RefInfo>> {
+        dispatch!(self, l => l.list_refs(kind), r => r.list_refs(kind).await)
+    }
+
+    pub async fn get_ref(&self, name: &str, kind: RefKind) -> Result<RefInfo> {
+        dispatch!(self, l => l.get_ref(name, kind), r => r.get_ref(name, kind).await)
+    }
+
+    pub async fn create_ref(
+        &self,
+        name: &str,
+        kind: RefKind,
+        from: Option<&str>,
+        if_not_exists: bool,
+    ) -> Result<RefInfo> {
+        dispatch!(self,
+            l => l.create_ref(name, kind, from, if_not_exists),
+            r => r.create_ref(name, kind, from, if_not_exists).await)
+    }
+
+    pub async fn delete_ref(&self, name: &str, kind: RefKind, if_exists: bool) -> Result<bool> {
+        dispatch!(self,
+            l => l.delete_ref(name, kind, if_exists),
+            r => r.delete_ref(name, kind, if_exists).await)
+    }
+
+    pub async fn rename_ref(&self, old: &str, new: &str, kind: RefKind) -> Result<RefInfo> {
+        dispatch!(self, l => l.rename_ref(old, new, kind), r => r.rename_ref(old, new, kind).await)
+    }
+
+    pub async fn diff(&self, a: &str, b: Option<&str>) -> Result<Vec<DiffInfo>> {
+        dispatch!(self, l => l.diff(a, b), r => r.diff(a, b).await)
+    }
+
+    pub async fn merge(
+        &self,
+        source: &str,
+        into: Option<&str>,
+        message: Option<&str>,
+    ) -> Result<MergeInfo> {
+        dispatch!(self, l => l.merge(source, into, message), r => r.merge(source, into, message).await)
+    }
+
+    pub async fn commits(
+        &self,
+        at: Option<&str>,
+        filter: &CommitFilter,
+        limit: usize,
+    ) -> Result<Vec<CommitInfo>> {
+        match self {
+            Service::Local(l) => {
+                let f = LogFilter {
+                    message: regex("--message", &filter.message)?,
+                    author: regex("--author", &filter.author)?,
+                    properties: filter.properties.clone(),
+                };
+                l.commits(at, &f, Some(limit))
+            }
+            Service::Remote(r) => r.commits(at, filter, limit).await,
+        }
+    }
+
+    pub async fn list_namespaces(&self, at: Option<&str>) -> Result<Vec<String>> {
+        dispatch!(self, l => l.list_namespaces(at), r => r.list_namespaces(at).await)
+    }
+
+    pub async fn create_namespace(&self, ns: &str, branch: Option<&str>) -> Result<WriteInfo> {
+        dispatch!(self, l => l.create_namespace(ns, branch).await, r => r.create_namespace(ns, branch).await)
+    }
+
+    pub async fn drop_namespace(&self, ns: &str, branch: Option<&str>) -> Result<WriteInfo> {
+        dispatch!(self, l => l.drop_namespace(ns, branch).await, r => r.drop_namespace(ns, branch).await)
+    }
+
+    pub async fn list_tables(
+        &self,
+        at: Option<&str>,
+        ns: Option<&str>,
+    ) -> Result<Vec<TableSummary>> {
+        dispatch!(self, l => l.list_tables(at, ns), r => r.list_tables(at, ns).await)
+    }
+
+    pub async fn get_table(
+        &self,
+        table: &str,
+        ns: Option<&str>,
+        at: Option<&str>,
+    ) -> Result<TableInfo> {
+        dispatch!(self, l => l.get_table(table, ns, at).await, r => r.get_table(table, ns, at).await)
+    }
+
+    pub async fn drop_table(
+        &self,
+        table: &str,
+        ns: Option<&str>,
+        branch: Option<&str>,
+        if_exists: bool,
+    ) -> Result<WriteInfo> {
+        dispatch!(self,
+            l => l.drop_table(table, ns, branch, if_exists).await,
+            r => r.drop_table(table, ns, branch, if_exists).await)
+    }
+
+    pub async fn plan_table(
+        &self,
+        table: &str,
+        ns: Option<&str>,
+        search_uri: &str,
+        branch: Option<&str>,
+        partitioned_by: Option<&str>,
+        replace: bool,
+    ) -> Result<CreatePlan> {
+        dispatch!(self,
+            l => l.plan_table(table, ns, search_uri, branch, partitioned_by, replace).await,
+            r => r.plan_table(table, ns, search_uri, branch, partitioned_by, replace).await)
+    }
+
+    pub async fn apply_plan(&self, plan: &CreatePlan) -> Result<WriteInfo> {
+        dispatch!(self, l => l.apply_plan(plan).await, r => r.apply_plan(plan).await)
+    }
+
+    /// An import; the progress display is local only (a server answers when it is done).
+    pub async fn import(
+        &self,
+        table: &str,
+        ns: Option<&str>,
+        search_uri: &str,
+        branch: Option<&str>,
+        opts: &ImportOptions,
+        progress: ProgressFn,
+    ) -> Result<(ImportReport, WriteInfo)> {
+        dispatch!(self,
+            l => l.import(table, ns, search_uri, branch, opts, progress).await,
+            r => r.import(table, ns, search_uri, branch, opts.continue_on_error, opts.import_duplicate_files).await)
+    }
+
+    pub async fn revert_table(
+        &self,
+        table: &str,
+        ns: Option<&str>,
+        source_ref: &str,
+        into: Option<&str>,
+    ) -> Result<WriteInfo> {
+        dispatch!(self,
+            l => l.revert_table(table, ns, source_ref, into).await,
+            r => r.revert_table(table, ns, source_ref, into).await)
+    }
+
+    pub async fn query(
+        &self,
+        sql: &str,
+        at: Option<&str>,
+        ns: Option<&str>,
+        max_rows: Option<usize>,
+    ) -> Result<QueryResult> {
+        dispatch!(self, l => l.query(sql, at, ns, max_rows).await, r => r.query(sql, at, ns, max_rows).await)
+    }
+
+    pub async fn audit_log(&self, limit: usize) -> Result<Vec<AuditRecord>> {
+        dispatch!(self, l => l.audit_log(Some(limit)), r => r.audit_log(limit).await)
+    }
+}
