@@ -9,3 +9,19 @@ from lakeplan import *  # noqa: F401,F403 - the public API, re-exported as is
 from lakeplan import __all__, __version__  # noqa: F401
 
 from . import standard_expectations  # noqa: E402 - bauplan.standard_expectations, not lakeplan's
+
+# `bauplan.Client` is `lakeplan.Client`; it and Bauplan's `exceptions` and `schema` modules are
+# loaded on first use, as in lakeplan.
+_LAZY_MODULES = ("exceptions", "schema")
+
+
+def __getattr__(name):
+    import importlib
+
+    if name == "Client":
+        import lakeplan
+
+        return lakeplan.Client
+    if name in _LAZY_MODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

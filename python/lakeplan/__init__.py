@@ -9,6 +9,9 @@
 
 The same names are importable as `bauplan`, so Bauplan projects run unchanged. Importing this
 package needs only the standard library and pyarrow.
+
+`lakeplan.Client` (a server's lake from Python: branches, tables, imports, queries to Arrow) is
+imported on first use, so that pipeline workers, which import this package too, never load it.
 """
 
 from . import _schema, standard_expectations
@@ -46,3 +49,31 @@ __all__ = [
     *_schema.__all__,
     "standard_expectations",
 ]
+
+
+# Loaded on first use (PEP 562): name → (submodule, attribute; None for the submodule itself).
+_LAZY = {
+    "Client": ("client", "Client"),
+    "LakeplanError": ("exceptions", "LakeplanError"),
+    "client": ("client", None),
+    "exceptions": ("exceptions", None),
+    "records": ("records", None),
+}
+
+
+def __getattr__(name):
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    module, attr = _LAZY[name]
+    try:
+        mod = importlib.import_module(f"{__name__}.{module}")
+    except ModuleNotFoundError as e:
+        if e.name != f"{__name__}.{module}":
+            raise
+        # The copy of this package inside a pipeline sandbox carries the authoring API only.
+        raise AttributeError(f"lakeplan.{name} is not available in this copy of lakeplan (authoring API only)") from None
+    value = mod if attr is None else getattr(mod, attr)
+    globals()[name] = value
+    return value

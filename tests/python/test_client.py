@@ -1,0 +1,591 @@
+"""`lakeplan.Client` against a real `lakeplan serve` (the built binary, a temporary SQLite
+metastore, keys made with `lakeplan admin`).
+
+Tenants and users of the server (module-scoped, shared by the tests; each test writes only its
+own branches, except the merge test, which writes `main`):
+- `acme`: alice (write, may not merge into main), bob (write, may merge into main), root (admin),
+  reader (read-only);
+- `globex`: eve (admin), whose refs and tables acme must not see.
+"""
+
+import os
+import select
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pcsv
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import DATA, lakeplan_bin
+
+PYTHON_DIR = Path(__file__).resolve().parents[2] / "python"
+sys.path.insert(0, str(PYTHON_DIR))
+
+import bauplan  # noqa: E402
+import lakeplan  # noqa: E402
+from lakeplan import client as client_module  # noqa: E402
+from lakeplan import exceptions as exc  # noqa: E402
+
+JAN = DATA / "trips_2024_01.csv"
+FEB = DATA / "trips_2024_02.csv"
+USERS = [
+    ("acme", "alice", [], "write"),
+    ("acme", "bob", ["--can-merge-main"], "write"),
+    ("acme", "root", ["--admin"], "admin"),
+    ("acme", "reader", [], "read"),
+    ("globex", "eve", ["--admin"], "admin"),
+]
+
+
+class Server:
+    def __init__(self, root: Path):
+        self.root = root
+        self.metastore = f"sqlite:{root / 'meta'}"
+        self.env = dict(os.environ, HOME=str(root / "home"))
+        self.keys = {}
+        self.url = ""
+        self.proc = None
+
+    def admin(self, *args: str) -> str:
+        p = subprocess.run(
+            [lakeplan_bin(), "admin", *args, "--metastore", self.metastore],
+            env=self.env,
+            capture_output=True,
+            text=True,
+        )
+        assert p.returncode == 0, f"lakeplan admin {args}: {p.stderr}"
+        return p.stdout.strip()
+
+    def new_key(self, tenant: str, user: str, scope: str) -> str:
+        return self.admin("key", "create", "--tenant", tenant, "--user", user, "--scope", scope)
+
+    def client(self, user: str) -> "lakeplan.Client":
+        return lakeplan.Client(api_key=self.keys[user], endpoint=self.url)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    s = Server(tmp_path_factory.mktemp("server"))
+    (s.root / "home").mkdir()
+    for tenant in ("acme", "globex"):
+        s.admin("tenant", "create", tenant)
+    for tenant, user, flags, scope in USERS:
+        s.admin("user", "create", user, "--tenant", tenant, *flags)
+        s.keys[user] = s.new_key(tenant, user, scope)
+    log = open(s.root / "serve.log", "w")
+    s.proc = subprocess.Popen(
+        [lakeplan_bin(), "serve", "--listen", "127.0.0.1:0", "--metastore", s.metastore, "--allow-local-paths"],
+        env=s.env,
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
+    )
+    try:
+        ready, _, _ = select.select([s.proc.stdout], [], [], 60)
+        line = s.proc.stdout.readline() if ready else ""
+        prefix = "lakeplan server listening on "
+        assert line.startswith(prefix), f"serve said {line!r}; log: {(s.root / 'serve.log').read_text()}"
+        s.url = line[len(prefix):].strip()
+        yield s
+    finally:
+        s.proc.terminate()
+        try:
+            s.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            s.proc.kill()
+            s.proc.wait()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def trips(server):
+    """alice's branch `alice.trips` with table `trips` holding January's CSV."""
+    alice = server.client("alice")
+    alice.create_branch("alice.trips", from_ref="main")
+    created = alice.create_table("trips", str(JAN), branch="alice.trips")
+    report = alice.import_data("trips", str(JAN), branch="alice.trips")
+    return created, report
+
+
+def csv_rows(path: Path) -> pa.Table:
+    return pcsv.read_csv(path)
+
+
+# --------------------------------------------------------------------------- refs
+
+
+def test_branch_lifecycle(server):
+    alice = server.client("alice")
+    main = alice.get_branch("main")
+    b = alice.create_branch("alice.life", from_ref="main")
+    assert isinstance(b, lakeplan.records.Branch)
+    assert (b.name, b.hash, b.type) == ("alice.life", main.hash, "BRANCH")
+    assert alice.get_branch("alice.life") == b
+    assert alice.has_branch("alice.life") and not alice.has_branch("alice.nope")
+
+    with pytest.raises(exc.BranchExistsError) as e:
+        alice.create_branch("alice.life", from_ref="main")
+    assert e.value.status == 409 and e.value.type == "RefExists"
+    assert alice.create_branch("alice.life", "main", if_not_exists=True).hash == main.hash
+
+    renamed = alice.rename_branch(b, "alice.life2")  # a Branch object stands for its name
+    assert renamed.name == "alice.life2" and not alice.has_branch("alice.life")
+    assert alice.delete_branch("alice.life2") is True
+    with pytest.raises(exc.BranchNotFoundError):
+        alice.delete_branch("alice.life2")
+    assert alice.delete_branch("alice.life2", if_exists=True) is False
+
+
+def test_list_methods_are_lazy_and_filter(server):
+    alice = server.client("alice")
+    alice.create_branch("alice.lazy1", "main")
+    it = alice.get_branches(name="alice.lazy")
+    # Nothing is fetched until iteration: a branch created now is listed.
+    alice.create_branch("alice.lazy2", "main")
+    assert [b.name for b in it] == ["alice.lazy1", "alice.lazy2"]
+    assert list(it) == []  # an iterator, used up
+    assert [b.name for b in alice.get_branches(name="alice.lazy", limit=1)] == ["alice.lazy1"]
+    assert {b.name for b in alice.get_branches(user="alice")} >= {"alice.lazy1", "alice.lazy2"}
+    assert all(b.name.startswith("alice.") for b in alice.get_branches(user="alice"))
+    assert list(alice.get_branches(user="nobody")) == []
+    with pytest.raises(ValueError):
+        alice.get_branches(limit=-1)
+
+    # A request that fails does so on iteration, not when the iterator is made.
+    it = alice.get_tables("no.such.ref")
+    with pytest.raises(exc.RefNotFoundError):
+        next(it)
+
+
+def test_tags(server):
+    alice = server.client("alice")
+    b = alice.create_branch("alice.tagged", "main")
+    t = alice.create_tag("alice.v1", from_ref=b)
+    assert (t.name, t.hash, t.type) == ("alice.v1", b.hash, "TAG")
+    assert isinstance(t, lakeplan.records.Tag)
+    assert alice.has_tag("alice.v1") and alice.get_tag("alice.v1") == t
+    assert [x.name for x in alice.get_tags(filter_by_name="alice.v")] == ["alice.v1"]
+    with pytest.raises(exc.TagExistsError):
+        alice.create_tag("alice.v1", "main")
+    assert alice.rename_tag("alice.v1", "alice.v2").name == "alice.v2"
+    with pytest.raises(exc.TagNotFoundError) as e:
+        alice.get_tag("alice.v1")
+    assert isinstance(e.value, exc.RefNotFoundError) and e.value.context == {"ref": "alice.v1"}
+    with pytest.raises(exc.NotAWriteBranchRefError) as e:  # tags are read-only refs
+        alice.create_namespace("raw", "alice.v2")
+    assert e.value.status == 400 and isinstance(e.value, exc.InvalidRefError)
+    assert alice.delete_tag("alice.v2") and not alice.has_tag("alice.v2")
+
+
+# --------------------------------------------------------------------------- tables and queries
+
+
+def test_create_import_and_table_metadata(server, trips):
+    created, report = trips
+    alice = server.client("alice")
+    expected = csv_rows(JAN)
+    assert created.fqn == "default.trips" and created.records == 0
+    assert [f.name for f in created.fields] == expected.column_names
+    assert report.rows == expected.num_rows and report.data_files == 1
+    assert [f["path"] for f in report.imported] == [str(JAN)]
+    assert report.branch.name == "alice.trips" and report.branch.hash == alice.get_branch("alice.trips").hash
+
+    t = alice.get_table("trips", "alice.trips")
+    assert isinstance(t, lakeplan.records.TableWithMetadata)
+    assert (t.records, t.snapshots, t.namespace) == (expected.num_rows, 1, "default")
+    assert t.fields[0].id == 1 and t.last_updated_at is not None
+    assert [x.fqn for x in alice.get_tables("alice.trips")] == ["default.trips"]
+    assert list(alice.get_tables("alice.trips", namespace="other")) == []
+    assert alice.has_table("trips", "alice.trips") and not alice.has_table("trips", "main")
+    assert alice.has_table("default.trips", "alice.trips")
+    diff = alice.diff("main", "alice.trips")
+    assert [(d.table, d.change, d.records_after) for d in diff] == [("default.trips", "added", expected.num_rows)]
+
+    # Importing the same file again skips it.
+    again = alice.import_data("trips", str(JAN), branch="alice.trips")
+    assert again.rows == 0 and again.duplicates == [str(JAN)]
+
+
+def test_query_scan_and_files(server, trips, tmp_path):
+    reader = server.client("reader")
+    expected = csv_rows(JAN)
+    t = reader.query("SELECT * FROM trips", ref="alice.trips")
+    assert isinstance(t, pa.Table)
+    assert t.num_rows == expected.num_rows and t.column_names == expected.column_names
+    n = reader.query("SELECT count(*) AS n FROM trips", ref="alice.trips")
+    assert n.column("n").to_pylist() == [expected.num_rows]
+    assert reader.query("SELECT * FROM trips", ref="alice.trips", max_rows=7).num_rows == 7
+    empty = reader.query("SELECT trip_id FROM trips WHERE fare < 0", ref="alice.trips")
+    assert empty.num_rows == 0 and empty.column_names == ["trip_id"]
+
+    # scan: quoted columns, a predicate, a limit.
+    s = reader.scan("trips", ref="alice.trips", columns=["trip_id", "fare"], filters="fare > 20")
+    assert s.column_names == ["trip_id", "fare"]
+    assert s.num_rows == pc.sum(pc.greater(expected["fare"], 20)).as_py() > 0
+    assert pc.min(s["fare"]).as_py() > 20
+    assert reader.scan("default.trips", ref="alice.trips", filters="fare > 20", limit=5).num_rows == 5
+    with pytest.raises(exc.SqlError):
+        reader.scan("trips", ref="alice.trips", columns=['fare" FROM trips; --'])
+    with pytest.raises(ValueError):
+        reader.scan("trips", limit="5; DROP")
+
+    # Files: Parquet round trip, CSV, JSON, JSONL; rows as dicts.
+    sql = "SELECT trip_id, vendor, pickup_at, fare FROM trips ORDER BY trip_id"
+    full = reader.query(sql, ref="alice.trips")
+    p = reader.query_to_parquet_file(tmp_path / "t.parquet", sql, ref="alice.trips")
+    assert pq.read_table(p).equals(full)
+    c = reader.query_to_csv_file(tmp_path / "t.csv", sql, ref="alice.trips")
+    assert pcsv.read_csv(c).num_rows == full.num_rows
+    j = reader.query_to_json_file(tmp_path / "t.json", sql, ref="alice.trips")
+    import json
+
+    rows = json.loads(j.read_text())
+    assert len(rows) == full.num_rows and rows[0]["trip_id"] == full["trip_id"][0].as_py()
+    jl = reader.query_to_json_file(tmp_path / "t.jsonl", sql, ref="alice.trips", file_format="jsonl")
+    assert len(jl.read_text().splitlines()) == full.num_rows
+    gen = reader.query_to_generator(sql, ref="alice.trips", max_rows=3)
+    assert [r["trip_id"] for r in gen] == full["trip_id"].to_pylist()[:3]
+
+
+def test_namespaces_plans_revert_and_delete(server, trips):
+    alice = server.client("alice")
+    b = alice.create_branch("alice.more", from_ref="alice.trips")
+    ns = alice.create_namespace("raw", b)
+    assert ns.name == "raw" and alice.has_namespace("raw", "alice.more")
+    with pytest.raises(exc.NamespaceExistsError):
+        alice.create_namespace("raw", "alice.more")
+    assert alice.create_namespace("raw", "alice.more", if_not_exists=True).name == "raw"
+    assert [n.name for n in alice.get_namespaces("alice.more")] == ["default", "raw"]
+    assert alice.get_namespace("raw", "alice.more").name == "raw"
+    with pytest.raises(exc.NamespaceNotFoundError):
+        alice.get_namespace("raw", "main")
+
+    # Plan, then apply: a table in namespace raw from both months (February has one more column).
+    plan = alice.plan_table_creation("both", str(DATA / "trips_2024_0*.csv"), "alice.more", namespace="raw")
+    assert plan.can_auto_apply and plan.files_to_be_imported == [str(JAN), str(FEB)]
+    assert "tip" in [c["name"] for c in plan.plan["schema"]]
+    both = alice.apply_table_creation_plan(plan)
+    assert both.fqn == "raw.both" and "tip" in [f.name for f in both.fields]
+    imported = alice.import_data("both", str(DATA / "trips_2024_0*.csv"), "alice.more", namespace="raw")
+    assert imported.rows == csv_rows(JAN).num_rows + csv_rows(FEB).num_rows
+    with pytest.raises(exc.NamespaceIsNotEmptyError):
+        alice.delete_namespace("raw", "alice.more")
+
+    # Revert: the table as it was when created (empty), then delete it.
+    created_at = next(alice.get_commits("alice.more", filter_by_message="^Create table raw.both"))
+    alice.revert_table("raw.both", source_ref=f"@{created_at.hash}", into_branch="alice.more")
+    assert alice.get_table("both", "alice.more", namespace="raw").records == 0
+    with pytest.raises(exc.InvalidOperationError):  # already identical
+        alice.revert_table("raw.both", source_ref=f"@{created_at.hash}", into_branch="alice.more")
+    after = alice.delete_table("both", "alice.more", namespace="raw")
+    assert after.name == "alice.more" and not alice.has_table("raw.both", "alice.more")
+    assert alice.delete_namespace("raw", "alice.more").hash == alice.get_branch("alice.more").hash
+    assert not alice.has_namespace("raw", "alice.more")
+
+
+def test_get_commits_filters_and_pages(server, trips, monkeypatch):
+    alice = server.client("alice")
+    log = list(alice.get_commits("alice.trips"))
+    assert [c.subject for c in log[:3]] == [
+        f"Import {JAN} into default.trips",
+        "Create table default.trips",
+        "Initialize lake",
+    ]
+    assert log[0].author.name == "alice" and log[0].parent_hashes == [log[1].hash]
+    assert log[0].properties["lakeplan.client"] == "api" and log[0].authored_date.tzinfo is not None
+    assert log[0].hash == alice.get_branch("alice.trips").hash
+
+    imports = list(alice.get_commits("alice.trips", filter_by_message="^Import"))
+    assert [c.hash for c in imports] == [log[0].hash]
+    by_alice = list(alice.get_commits("alice.trips", filter_by_author_name="^alice$"))
+    assert [c.hash for c in by_alice] == [log[0].hash, log[1].hash]
+    created = list(alice.get_commits("alice.trips", filter_by_properties={"lakeplan.operation": "table.create"}))
+    assert [c.hash for c in created] == [log[1].hash]
+    assert len(list(alice.get_commits("alice.trips", limit=1))) == 1
+    with pytest.raises(exc.NotAvailableError):
+        alice.get_commits("alice.trips", filter_by_author_email="a@b.c")
+
+    # Paging: tiny pages give the same log, and later pages are pinned to where the first began.
+    alice.create_branch("alice.paged", "alice.trips")
+    for i in range(3):
+        alice.create_namespace(f"ns{i}", "alice.paged")
+    full = [c.hash for c in alice.get_commits("alice.paged")]
+    monkeypatch.setattr(client_module, "_COMMITS_PAGE", 2)
+    it = alice.get_commits("alice.paged")
+    first = next(it)
+    alice.create_namespace("late", "alice.paged")  # a commit made between pages
+    assert [first.hash, *(c.hash for c in it)] == full
+    assert [c.hash for c in alice.get_commits("alice.paged", limit=5)] == [
+        alice.get_branch("alice.paged").hash,
+        *full[:4],
+    ]
+
+
+def test_merges_follow_rights_and_report_conflicts(server, trips):
+    alice, bob, root = server.client("alice"), server.client("bob"), server.client("root")
+    head = alice.get_branch("alice.trips")
+    with pytest.raises(exc.ForbiddenError) as e:
+        alice.merge_branch("alice.trips", into_branch="main")
+    assert e.value.status == 403 and "main" in e.value.message
+    merged = bob.merge_branch(head, into_branch="main", commit_message="publish trips")
+    assert (merged.name, merged.hash, merged.raw["outcome"]) == ("main", head.hash, "fast_forward")
+    assert root.query("SELECT count(*) AS n FROM trips")["n"].to_pylist() == [csv_rows(JAN).num_rows]
+
+    # Both sides change trips: a 409 naming it, and main stays as it was.
+    bob.create_branch("bob.feb", "main")
+    bob.import_data("trips", str(FEB), "bob.feb", continue_on_error=True)
+    root.import_data("trips", str(FEB), "main", continue_on_error=True)
+    before = root.get_branch("main")
+    with pytest.raises(exc.MergeConflictError) as e:
+        bob.merge_branch("bob.feb", "main")
+    err = e.value
+    assert isinstance(err, exc.ConflictError) and isinstance(err, exc.MergeConflict)
+    assert (err.status, err.type, err.context["tables"]) == (409, "MergeConflict", ["default.trips"])
+    assert root.get_branch("main") == before
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def test_401_for_unknown_and_revoked_keys(server):
+    bad = lakeplan.Client(api_key="lpk_not-a-key", endpoint=server.url)
+    with pytest.raises(exc.UnauthorizedError) as e:
+        bad.info()
+    assert (e.value.status, e.value.code, e.value.type) == (401, 401, "Unauthorized")
+
+    key = server.new_key("acme", "alice", "write")
+    c = lakeplan.Client(api_key=key, endpoint=server.url)
+    info = c.info()
+    assert (info.tenant, info.user, info.scope, info.organization) == ("acme", "alice", "write", "acme")
+    server.admin("key", "revoke", info.key_id, "--tenant", "acme")
+    with pytest.raises(exc.Unauthorized):
+        c.get_branch("main")
+    assert server.client("alice").info().user == "alice"  # other keys still work
+
+
+def test_403_outside_the_zone_and_for_read_keys(server):
+    alice, reader = server.client("alice"), server.client("reader")
+    for call in (
+        lambda: alice.create_branch("dev", "main"),
+        lambda: alice.create_branch("bob.dev", "main"),
+        lambda: alice.delete_branch("main"),
+        lambda: alice.import_data("trips", str(JAN), "main"),
+        lambda: reader.create_branch("reader.dev", "main"),
+        lambda: reader.create_namespace("x", "main"),
+    ):
+        with pytest.raises(exc.ForbiddenError) as e:
+            call()
+        assert e.value.status == 403 and e.value.type == "Forbidden"
+
+
+def test_404_for_unknown_names_and_other_tenants(server):
+    root, eve = server.client("root"), server.client("eve")
+    with pytest.raises(exc.BranchNotFoundError) as e:
+        root.get_branch("nope")
+    assert isinstance(e.value, exc.NotFoundError) and e.value.status == 404
+    with pytest.raises(exc.TableNotFoundError) as e:
+        root.get_table("nope", "main")
+    assert e.value.context == {"table": "default.nope", "ref": "main"}
+    for call in (lambda: root.get_job("0123456789abcdef"), lambda: root.cancel_job("0123abcd")):
+        with pytest.raises(exc.JobNotFoundError):
+            call()
+    with pytest.raises(exc.NotFoundError):
+        root.get_job_logs("../../etc")
+    assert list(root.get_jobs(limit=5)) == []
+
+    # globex's secrets do not exist for acme: 404, never 403.
+    eve.create_branch("secret", "main")
+    eve.create_table("payroll", str(JAN), branch="secret")
+    eve.create_table("salaries", str(JAN), branch="main")
+    assert eve.has_table("payroll", "secret")
+    assert not root.has_branch("secret")
+    with pytest.raises(exc.BranchNotFoundError):
+        root.get_branch("secret")
+    with pytest.raises(exc.RefNotFoundError):
+        root.get_table("payroll", "secret")
+    with pytest.raises(exc.TableNotFoundError):
+        root.get_table("salaries", "main")
+    with pytest.raises(exc.NotFoundError):
+        root.query("SELECT * FROM payroll", ref="secret")
+    with pytest.raises(exc.RefNotFoundError):
+        list(root.get_commits("secret"))
+    assert "secret" not in [b.name for b in root.get_branches()]
+
+
+def test_400_for_bad_names_and_sql(server):
+    alice = server.client("alice")
+    with pytest.raises(exc.InvalidRefError) as e:
+        alice.create_branch("alice.bad..name", "main")
+    assert (e.value.status, e.value.type) == (400, "InvalidRef") and isinstance(e.value, exc.BadRequestError)
+    with pytest.raises(exc.InvalidRef):
+        list(alice.get_tables("bad..ref"))
+    with pytest.raises(exc.SqlError) as e:
+        alice.query("SELEC 1")
+    assert e.value.status == 400 and e.value.type == "Sql"
+    with pytest.raises(exc.SqlError):
+        alice.query("SELECT * FROM '/etc/passwd'")
+
+
+def test_the_error_table():
+    """Types pick the class; the status decides when the type is unknown or disagrees."""
+    f = exc.error_from_response
+
+    def body(t):
+        return ('{"error": {"type": "%s", "message": "m", "context": {"tables": ["t"]}}}' % t).encode()
+
+    assert type(f(409, body("Conflict"))) is exc.BranchHeadChangedError
+    assert f(409, body("Conflict")).context == {"tables": ["t"]}
+    assert type(f(404, body("RefNotFound"))) is exc.RefNotFoundError
+    assert type(f(404, body("RefNotFound"), "tag")) is exc.TagNotFoundError
+    assert type(f(409, body("RefExists"), "branch")) is exc.BranchExistsError
+    assert type(f(413, body("PayloadTooLarge"))) is exc.PayloadTooLargeError
+    assert type(f(500, body("Metastore"))) is exc.InternalError
+    assert type(f(409, body("SomethingNew"))) is exc.ConflictError
+    assert type(f(404, body("Sql"))) is exc.NotFoundError  # status wins over a mismatched type
+    assert type(f(503, b"<html>down</html>")) is exc.ServiceUnavailableError
+    assert type(f(599, b"")) is exc.ServerError and isinstance(f(599, b""), exc.LakeplanHTTPError)
+    assert f(503, b"<html>down</html>").message == "<html>down</html>"
+
+
+def test_unreachable_server_and_unavailable_methods(server):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed when the block ends: nothing listens there
+    c = lakeplan.Client(api_key="lpk_x", endpoint=f"http://127.0.0.1:{port}")
+    with pytest.raises(exc.LakeplanConnectionError) as e:
+        c.info()
+    assert f"127.0.0.1:{port}" in str(e.value)
+    alice = server.client("alice")
+    with pytest.raises(exc.NotAvailableError) as e:
+        alice.run("some/project", ref="alice.x")
+    assert isinstance(e.value, NotImplementedError) and "not available" in str(e.value)
+    with pytest.raises(exc.NotAvailableError):
+        alice.merge_branch("alice.x", "main", commit_properties={"k": "v"})
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+CONFIG = """\
+# lakeplan profiles
+profiles:
+  default:
+    api_key: {alice}
+    api_endpoint: {url}
+  ro:
+    api_key: "{reader}"   # quoted
+    api_endpoint: '{url}'
+"""
+
+
+@pytest.fixture
+def home(server, tmp_path, monkeypatch):
+    for var in ("LAKEPLAN_API_KEY", "LAKEPLAN_API_ENDPOINT", "LAKEPLAN_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / ".lakeplan").mkdir()
+    text = CONFIG.format(alice=server.keys["alice"], reader=server.keys["reader"], url=server.url)
+    (tmp_path / ".lakeplan" / "config.yaml").write_text(text)
+    return tmp_path
+
+
+def test_profiles_and_environment(server, home, monkeypatch):
+    assert lakeplan.Client().info().user == "alice"  # profile default
+    assert lakeplan.Client(profile="ro").info().user == "reader"
+    monkeypatch.setenv("LAKEPLAN_PROFILE", "ro")
+    assert lakeplan.Client().info().user == "reader"
+    monkeypatch.setenv("LAKEPLAN_API_KEY", server.keys["bob"])  # the environment beats profiles...
+    assert lakeplan.Client().info().user == "bob"
+    assert lakeplan.Client(profile="default").info().user == "alice"  # ...but not a named one
+    assert lakeplan.Client(api_key=server.keys["root"]).info().user == "root"  # arguments beat all
+    monkeypatch.setenv("LAKEPLAN_API_ENDPOINT", "http://127.0.0.1:9")
+    assert lakeplan.Client().endpoint == "http://127.0.0.1:9"
+    assert lakeplan.Client(endpoint=server.url + "/").endpoint == server.url
+
+    with pytest.raises(exc.ConfigurationError, match="profile 'nope'"):
+        lakeplan.Client(profile="nope")
+    monkeypatch.delenv("LAKEPLAN_API_KEY")
+    monkeypatch.delenv("LAKEPLAN_PROFILE")
+    (home / ".lakeplan" / "config.yaml").unlink()
+    with pytest.raises(exc.ConfigurationError, match="LAKEPLAN_API_KEY"):
+        lakeplan.Client()
+    monkeypatch.setenv("LAKEPLAN_API_KEY", server.keys["bob"])
+    monkeypatch.delenv("LAKEPLAN_API_ENDPOINT")
+    assert lakeplan.Client().endpoint == client_module.DEFAULT_ENDPOINT
+
+
+def test_profiles_without_pyyaml(server, home, monkeypatch):
+    monkeypatch.setitem(sys.modules, "yaml", None)  # `import yaml` now fails
+    assert lakeplan.Client(profile="ro").info().user == "reader"
+    (home / ".lakeplan" / "config.yaml").write_text("profiles:\n  - not a mapping\n")
+    with pytest.raises(exc.ConfigurationError):
+        lakeplan.Client()
+
+
+def test_the_builtin_yaml_reader_reads_profiles_as_pyyaml_does():
+    text = CONFIG.format(alice="lpk_a", reader="lpk_r", url="http://h:1") + "other:\n  x: 1 # c\n"
+    want = {
+        "profiles": {
+            "default": {"api_key": "lpk_a", "api_endpoint": "http://h:1"},
+            "ro": {"api_key": "lpk_r", "api_endpoint": "http://h:1"},
+        },
+        "other": {"x": "1"},
+    }
+    assert client_module.parse_simple_yaml(text) == want
+    yaml = pytest.importorskip("yaml")
+    parsed = yaml.safe_load(text)
+    parsed["other"]["x"] = str(parsed["other"]["x"])
+    assert parsed == want
+    with pytest.raises(exc.ConfigurationError, match="line 2"):
+        client_module.parse_simple_yaml("profiles:\n  just words\n")
+
+
+# --------------------------------------------------------------------------- packaging
+
+
+def test_bauplan_names_are_the_same_objects():
+    import bauplan.exceptions as bex
+    import bauplan.schema as bschema
+
+    assert bauplan.Client is lakeplan.Client
+    assert bex.BauplanError is exc.LakeplanError and bex.BauplanHTTPError is exc.LakeplanHTTPError
+    assert bex.MergeConflictError is exc.MergeConflict and bex.BranchNotFoundError is exc.BranchNotFound
+    assert bschema.Branch is lakeplan.records.Branch
+
+
+def test_importing_lakeplan_does_not_load_the_client():
+    code = textwrap.dedent(
+        """
+        import sys, lakeplan, bauplan
+        client_modules = ('lakeplan.client', 'lakeplan.exceptions', 'lakeplan.records', 'urllib.request')
+        print(sorted(m for m in client_modules if m in sys.modules))
+        lakeplan.Client
+        print(sorted(m for m in client_modules if m in sys.modules))
+        """
+    )
+    env = dict(os.environ, PYTHONPATH=str(PYTHON_DIR))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    before, after = out.stdout.strip().splitlines()
+    assert before == "[]"
+    assert after == "['lakeplan.client', 'lakeplan.exceptions', 'lakeplan.records', 'urllib.request']"
+
+
+def test_a_sandbox_copy_without_the_client_says_so(tmp_path):
+    """Sandboxes get only the authoring files (crates/lake/src/pysrc.rs): `lakeplan.Client`
+    there is a clear AttributeError, not an import crash."""
+    pkg = tmp_path / "lakeplan"
+    pkg.mkdir()
+    for f in PYTHON_DIR.joinpath("lakeplan").glob("*.py"):
+        if f.name not in ("client.py", "exceptions.py", "records.py"):
+            (pkg / f.name).write_text(f.read_text())
+    code = "import lakeplan\ntry:\n    lakeplan.Client\nexcept AttributeError as e:\n    print(e)\n"
+    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert "not available in this copy" in out.stdout
