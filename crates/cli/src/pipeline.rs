@@ -9,6 +9,9 @@ use lakeplan_core::{Error, Result};
 use lakeplan_lake::pipeline::{self, ParamType};
 use lakeplan_lake::{JobRecord, JobStatus, Lake, RunEvent, RunObserver, RunOptions};
 
+use crate::remote::Remote;
+use crate::service::Service;
+
 use crate::args::*;
 use crate::output;
 
@@ -235,6 +238,107 @@ pub async fn run(lake: &Lake, lake_dir: &Path, args: RunArgs, out: Output) -> Re
     finish(job, out)
 }
 
+/// `lakeplan run` in remote mode: uploads the project (its files, as a zip) and starts the run
+/// on the server; unless detached, follows the job's log until it ends.
+pub async fn run_remote(remote: &Remote, args: RunArgs, out: Output) -> Result<()> {
+    parse_params(&args.param)?;
+    let zip = zip_project(&args.project_dir)?;
+    let mut q: Vec<(&str, String)> = vec![("ref", remote.ref_or_active(args.r.as_deref())?)];
+    if let Some(n) = &args.namespace {
+        q.push(("namespace", n.clone()));
+    }
+    for p in &args.param {
+        q.push(("param", p.clone()));
+    }
+    for (k, v) in [
+        ("no_cache", args.no_cache),
+        ("dry_run", args.dry_run),
+        ("strict", !args.no_strict),
+        ("transaction", !args.no_transaction),
+        ("strict_python", args.strict_python),
+    ] {
+        q.push((k, v.to_string()));
+    }
+    let id = remote.start_run(zip, &q).await?;
+    if args.detach {
+        match out {
+            Output::Json => output::json(&serde_json::json!({"job_id": id}))?,
+            _ => {
+                outln!("Started job {id} in the background");
+                outln!("  lakeplan job get {id}   ·   lakeplan job logs {id}");
+            }
+        }
+        return Ok(());
+    }
+    // Follow the log: print what is new, until the job has ended (then what is left).
+    let mut shown = 0usize;
+    loop {
+        let job = remote.job(&id).await?;
+        let log = remote.job_logs(&id).await?;
+        if log.len() > shown {
+            let new = &log[shown..];
+            if out == Output::Tty {
+                out!("{new}");
+            } else {
+                eprint!("{new}");
+            }
+            shown = log.len();
+        }
+        if job.status.is_finished() {
+            return finish(job, out);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The project's files as a zip, paths relative to `dir`. Hidden folders, `__pycache__` and
+/// anything over the server's default body limit are left out or refused.
+fn zip_project(dir: &Path) -> Result<Vec<u8>> {
+    const LIMIT: u64 = 16 * 1024 * 1024;
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    let mut total = 0u64;
+    while let Some(d) = stack.pop() {
+        let entries = std::fs::read_dir(&d).map_err(|e| Error::io(d.display(), e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io(d.display(), e))?;
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let ty = entry
+                .file_type()
+                .map_err(|e| Error::io(path.display(), e))?;
+            if name.starts_with('.') || name == "__pycache__" {
+                continue;
+            }
+            if ty.is_dir() {
+                stack.push(path);
+            } else if ty.is_file() {
+                total += entry
+                    .metadata()
+                    .map_err(|e| Error::io(path.display(), e))?
+                    .len();
+                let rel = path
+                    .strip_prefix(dir)
+                    .map_err(|_| {
+                        Error::Internal(format!("{} is outside the project", path.display()))
+                    })?
+                    .to_string_lossy()
+                    .into_owned();
+                files.push((rel, path));
+            }
+        }
+    }
+    if total > LIMIT {
+        return Err(Error::InvalidInput(format!(
+            "the project in {} holds {total} bytes of files: more than the {LIMIT} a run uploads",
+            dir.display()
+        )));
+    }
+    let tmp = tempfile::NamedTempFile::new().map_err(|e| Error::io("a temporary file", e))?;
+    lakeplan_lake::write_snapshot(&files, tmp.path())?;
+    std::fs::read(tmp.path()).map_err(|e| Error::io(tmp.path().display(), e))
+}
+
 /// Starts the same `lakeplan run` in the background, in its own process group (so that the
 /// terminal's Ctrl-C does not reach it), and waits until its job is recorded.
 async fn detach(lake: &Lake, lake_dir: &Path, args: &RunArgs, out: Output) -> Result<()> {
@@ -300,12 +404,11 @@ async fn detach(lake: &Lake, lake_dir: &Path, args: &RunArgs, out: Output) -> Re
     )))
 }
 
-/// `lakeplan job ...`.
-pub fn job(lake: &Lake, cmd: JobCmd, out: Output) -> Result<()> {
-    let jobs = lake.jobs()?;
+/// `lakeplan job ...`, on a local lake or a server.
+pub async fn job(svc: &Service, cmd: JobCmd, out: Output) -> Result<()> {
     match cmd {
         JobCmd::Ls { n } => {
-            let all = jobs.list(n)?;
+            let all = svc.jobs(n).await?;
             match out {
                 Output::Json => output::json(&all)?,
                 _ => output::table(
@@ -326,18 +429,16 @@ pub fn job(lake: &Lake, cmd: JobCmd, out: Output) -> Result<()> {
                 ),
             }
         }
-        JobCmd::Get { id } => print_job(&jobs.get(&id)?, out)?,
+        JobCmd::Get { id } => print_job(&svc.job(&id).await?, out)?,
         JobCmd::Logs { id } => {
-            let job = jobs.get(&id)?;
-            let path = jobs.log_path(&job.id);
-            let text = std::fs::read_to_string(&path).map_err(|e| Error::io(path.display(), e))?;
+            let (id, text) = svc.job_logs(&id).await?;
             match out {
-                Output::Json => output::json(&serde_json::json!({"job_id": job.id, "log": text}))?,
+                Output::Json => output::json(&serde_json::json!({"job_id": id, "log": text}))?,
                 _ => out!("{text}"),
             }
         }
         JobCmd::Stop { id } => {
-            let job = lake.stop_job(&id)?;
+            let job = svc.stop_job(&id).await?;
             match out {
                 Output::Json => output::json(&job)?,
                 _ => outln!("Stopped job {} ({})", job.id, job.status.as_str()),

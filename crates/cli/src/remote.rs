@@ -22,8 +22,8 @@ use arrow::record_batch::RecordBatch;
 use lakeplan_catalog::AuditRecord;
 use lakeplan_core::{Error, RefKind, Result, MAIN_BRANCH};
 use lakeplan_lake::{
-    CommitInfo, CreatePlan, DiffInfo, ImportReport, MergeInfo, QueryResult, RefInfo, TableInfo,
-    TableSummary, WriteInfo,
+    CommitInfo, CreatePlan, DiffInfo, ImportReport, JobRecord, MergeInfo, QueryResult, RefInfo,
+    TableInfo, TableSummary, WriteInfo,
 };
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -468,6 +468,41 @@ impl Remote {
             batches,
             truncated,
         })
+    }
+
+    pub async fn jobs(&self, limit: usize) -> Result<Vec<JobRecord>> {
+        self.get(&["jobs"], &[("limit", limit.to_string())]).await
+    }
+
+    pub async fn job(&self, id: &str) -> Result<JobRecord> {
+        self.get(&["jobs", id], &[]).await
+    }
+
+    pub async fn job_logs(&self, id: &str) -> Result<String> {
+        self.send(self.client.get(self.url(&["jobs", id, "logs"])?))
+            .await?
+            .text()
+            .await
+            .map_err(|e| Error::Internal(format!("reading the log of job {id}: {e}")))
+    }
+
+    pub async fn stop_job(&self, id: &str) -> Result<JobRecord> {
+        self.post(&["jobs", id, "cancel"], json!({})).await
+    }
+
+    /// Uploads a project (zipped) and starts a run of it; returns the job id.
+    pub async fn start_run(&self, zip: Vec<u8>, query: &[(&str, String)]) -> Result<String> {
+        let req = self
+            .client
+            .post(self.url(&["runs"])?)
+            .query(query)
+            .header(reqwest::header::CONTENT_TYPE, "application/zip")
+            .body(zip);
+        let v: Value = self.json(req).await?;
+        v["job_id"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| Error::Internal(format!("the server's answer to a run: {v}")))
     }
 
     pub async fn audit_log(&self, limit: usize) -> Result<Vec<AuditRecord>> {

@@ -152,8 +152,11 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
         }
         Cmd::Query(q) => query(lake, q, out).await?,
-        Cmd::Run(args) => crate::pipeline::run(lake.local("run")?, &dir, args, out).await?,
-        Cmd::Job(cmd) => crate::pipeline::job(lake.local("job")?, cmd, out)?,
+        Cmd::Run(args) => match &svc {
+            Service::Local(l) => crate::pipeline::run(l, &dir, args, out).await?,
+            Service::Remote(r) => crate::pipeline::run_remote(r, args, out).await?,
+        },
+        Cmd::Job(cmd) => crate::pipeline::job(lake, cmd, out).await?,
         Cmd::Rerun {
             id,
             r,

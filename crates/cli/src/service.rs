@@ -4,8 +4,8 @@
 use lakeplan_catalog::AuditRecord;
 use lakeplan_core::{Error, RefKind, Result};
 use lakeplan_lake::{
-    CommitInfo, CreatePlan, DiffInfo, ImportOptions, ImportReport, Lake, LogFilter, MergeInfo,
-    ProgressFn, QueryResult, RefInfo, TableInfo, TableSummary, WriteInfo,
+    CommitInfo, CreatePlan, DiffInfo, ImportOptions, ImportReport, JobRecord, Lake, LogFilter,
+    MergeInfo, ProgressFn, QueryResult, RefInfo, TableInfo, TableSummary, WriteInfo,
 };
 
 use crate::remote::{CommitFilter, Remote};
@@ -209,6 +209,35 @@ impl Service {
         max_rows: Option<usize>,
     ) -> Result<QueryResult> {
         dispatch!(self, l => l.query(sql, at, ns, max_rows).await, r => r.query(sql, at, ns, max_rows).await)
+    }
+
+    pub async fn jobs(&self, limit: usize) -> Result<Vec<JobRecord>> {
+        dispatch!(self, l => l.jobs()?.list(limit), r => r.jobs(limit).await)
+    }
+
+    pub async fn job(&self, id: &str) -> Result<JobRecord> {
+        dispatch!(self, l => l.jobs()?.get(id), r => r.job(id).await)
+    }
+
+    pub async fn job_logs(&self, id: &str) -> Result<(String, String)> {
+        match self {
+            Service::Local(l) => {
+                let jobs = l.jobs()?;
+                let job = jobs.get(id)?;
+                let path = jobs.log_path(&job.id);
+                let text =
+                    std::fs::read_to_string(&path).map_err(|e| Error::io(path.display(), e))?;
+                Ok((job.id, text))
+            }
+            Service::Remote(r) => {
+                let job = r.job(id).await?;
+                Ok((job.id.clone(), r.job_logs(&job.id).await?))
+            }
+        }
+    }
+
+    pub async fn stop_job(&self, id: &str) -> Result<JobRecord> {
+        dispatch!(self, l => l.stop_job(id), r => r.stop_job(id).await)
     }
 
     pub async fn audit_log(&self, limit: usize) -> Result<Vec<AuditRecord>> {

@@ -64,6 +64,35 @@ pub fn extract_snapshot(zip_path: &Path, dir: &Path) -> Result<()> {
     Ok(())
 }
 
+impl crate::Lake {
+    /// Unpacks an uploaded project (a zip, as `lakeplan run` in remote mode sends it) into a
+    /// fresh folder under the lake's `uploads/`, refusing entries that would escape it. Returns
+    /// the folder; the caller removes it when the run is done.
+    pub fn unpack_project(&self, zip_bytes: &[u8]) -> Result<PathBuf> {
+        let dir = self
+            .root
+            .join("uploads")
+            .join(uuid::Uuid::new_v4().simple().to_string());
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
+        let zip_path = dir.join("project.zip");
+        let project = dir.join("project");
+        let unpacked = std::fs::write(&zip_path, zip_bytes)
+            .map_err(|e| Error::io(zip_path.display(), e))
+            .and_then(|()| extract_snapshot(&zip_path, &project));
+        if let Err(e) = unpacked {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(match e {
+                Error::InvalidData { message, .. } => Error::InvalidData {
+                    path: "the uploaded project".into(),
+                    message,
+                },
+                other => other,
+            });
+        }
+        Ok(project)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

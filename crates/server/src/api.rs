@@ -146,6 +146,8 @@ routes! {
         query [], body ["sql!", "ref", "namespace", "max_rows:integer"];
     get "/api/v1/audit" => audit, "read", "The tenant's append-only operations log, newest first",
         query ["limit:integer"], body [];
+    post "/api/v1/runs" => run, "write", "Run a pipeline project (body: the project as a zip, Content-Type application/zip); 202 with the job id once it is recorded",
+        query ["ref", "namespace", "param", "dry_run:boolean", "no_cache:boolean", "strict:boolean", "transaction:boolean", "strict_python:boolean"], body [];
     get "/api/v1/jobs" => list_jobs, "read", "Pipeline runs, newest first",
         query ["limit:integer"], body [];
     get "/api/v1/jobs/{id}" => get_job, "read", "One pipeline run",
@@ -632,6 +634,87 @@ struct LimitQ {
 
 async fn audit(c: Caller, Params(q): Params<LimitQ>) -> ApiResult {
     ok(c.lake.audit_log(Some(q.limit.unwrap_or(100)))?)
+}
+
+/// Starts a pipeline run from an uploaded project and answers once its job is recorded (or with
+/// the error that stopped it before: a planning error, say). The run goes on in the background;
+/// its functions run in sandboxed worker processes, never in the server.
+async fn run(
+    c: Caller,
+    Params(q): Params<Vec<(String, String)>>,
+    body: axum::body::Bytes,
+) -> ApiResult {
+    let mut opts = lakeplan_lake::RunOptions {
+        strict: true,
+        transaction: true,
+        ..Default::default()
+    };
+    let flag = |k: &str, v: &str| {
+        v.parse::<bool>()
+            .map_err(|_| ApiError::BadRequest(format!("{k}='{v}': expected true or false")))
+    };
+    for (k, v) in q {
+        match k.as_str() {
+            "ref" => opts.target = Some(v),
+            "namespace" => opts.namespace = Some(v),
+            "param" => {
+                let (pk, pv) = v.split_once('=').ok_or_else(|| {
+                    ApiError::BadRequest(format!("param '{v}': expected name=value"))
+                })?;
+                opts.params.push((pk.trim().to_string(), pv.to_string()));
+            }
+            "dry_run" => opts.dry_run = flag(&k, &v)?,
+            "no_cache" => opts.no_cache = flag(&k, &v)?,
+            "strict" => opts.strict = flag(&k, &v)?,
+            "transaction" => opts.transaction = flag(&k, &v)?,
+            "strict_python" => opts.strict_python = flag(&k, &v)?,
+            other => {
+                return Err(ApiError::BadRequest(format!(
+                    "unknown query parameter '{other}'"
+                )))
+            }
+        }
+    }
+    let target = opts
+        .target
+        .clone()
+        .unwrap_or_else(|| MAIN_BRANCH.to_string());
+    opts.target = Some(target.clone());
+    if !opts.dry_run {
+        c.principal.check_ref_write(&target)?;
+    }
+    let project = c.lake.unpack_project(&body)?;
+    let upload = project.parent().map(std::path::Path::to_path_buf);
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    opts.project_dir = project;
+    opts.job_id = Some(id.clone());
+    let lake = c.lake;
+    let jobs = lake.jobs()?;
+    let (tx, mut done) = tokio::sync::oneshot::channel();
+    // The run's future is driven on a blocking thread of its own: it lives as long as the run,
+    // and pipeline code paths are not required to be Send.
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        let res = handle.block_on(lake.run_pipeline(&opts, std::sync::Arc::new(|_| {})));
+        if let Some(dir) = upload {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        let _ = tx.send(res.map(|_| ()));
+    });
+    loop {
+        if jobs.get(&id).is_ok() {
+            return Ok((StatusCode::ACCEPTED, Json(json!({"job_id": id}))).into_response());
+        }
+        match done.try_recv() {
+            Ok(Err(e)) => return Err(e.into()),
+            Ok(Ok(())) => continue,
+            Err(tokio::sync::oneshot::error::TryRecvError::Closed) => {
+                return Err(Error::Internal(format!("run {id} ended without a job record")).into())
+            }
+            Err(tokio::sync::oneshot::error::TryRecvError::Empty) => {}
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 async fn list_jobs(c: Caller, Params(q): Params<LimitQ>) -> ApiResult {

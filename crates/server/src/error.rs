@@ -72,6 +72,7 @@ fn context_of(e: &Error) -> serde_json::Value {
             tables,
         } => json!({"source_ref": source_ref, "into": into, "tables": tables}),
         Error::RefNotFound(r) | Error::CommitNotFound(r) => json!({"ref": r}),
+        Error::RefExists { kind, name } => json!({"kind": kind, "ref": name}),
         Error::TableNotFound { table, at } => json!({"table": table, "ref": at}),
         Error::NamespaceNotFound(ns) => json!({"namespace": ns}),
         _ => json!({}),

@@ -21,9 +21,14 @@ impl Drop for Server {
 }
 
 fn serve(metastore: &str, extra: &[&str]) -> Server {
+    serve_with_env(metastore, extra, &[])
+}
+
+fn serve_with_env(metastore: &str, extra: &[&str], env: &[(&str, String)]) -> Server {
     let mut child = std::process::Command::new(bin())
         .args(["serve", "--listen", "127.0.0.1:0", "--metastore", metastore])
         .args(extra)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -306,9 +311,10 @@ fn normalize(s: &str) -> String {
 
 /// The same commands in embedded mode and in remote mode print the same (tty and JSON), and
 /// fail with the same one-line errors.
-#[test]
-fn remote_mode_prints_what_embedded_mode_prints() {
-    let local = Lake::new();
+/// A server with tenant `acme` and an admin user called what embedded mode's author is
+/// (`LAKEPLAN_USER=tester`), and a [`Lake`] whose commands run in remote mode against it
+/// through a profile in its own `HOME`.
+fn remote_lake(server_env: &[(&str, String)]) -> (Lake, Server) {
     let remote = Lake::new();
     let meta = format!("sqlite:{}", remote.file("server").display());
     let admin = |args: &[&str]| {
@@ -318,12 +324,11 @@ fn remote_mode_prints_what_embedded_mode_prints() {
         remote.ok(&a)
     };
     admin(&["tenant", "create", "acme"]);
-    // The user is called what embedded mode's author is (LAKEPLAN_USER=tester).
     admin(&["user", "create", "tester", "--tenant", "acme", "--admin"]);
     let key = admin(&[
         "key", "create", "--tenant", "acme", "--user", "tester", "--scope", "admin",
     ]);
-    let server = serve(&meta, &["--allow-local-paths"]);
+    let server = serve_with_env(&meta, &["--allow-local-paths"], server_env);
     // A profile file, as a user would write it; HOME is the test's folder.
     let home = remote.file("home");
     std::fs::create_dir_all(home.join(".lakeplan")).expect("home");
@@ -339,6 +344,15 @@ fn remote_mode_prints_what_embedded_mode_prints() {
     let mut remote = remote;
     remote.env.push(("HOME".into(), home.display().to_string()));
     remote.env.push(("LAKEPLAN_PROFILE".into(), "test".into()));
+    (remote, server)
+}
+
+/// The same commands in embedded mode and in remote mode print the same (tty and JSON), and
+/// fail with the same one-line errors.
+#[test]
+fn remote_mode_prints_what_embedded_mode_prints() {
+    let local = Lake::new();
+    let (remote, server) = remote_lake(&[]);
 
     let jan = data("trips_2024_01.csv");
     let feb = data("trips_2024_02.csv");
@@ -427,6 +441,56 @@ fn remote_mode_prints_what_embedded_mode_prints() {
         assert_eq!(local.err(&args), remote.err(&args), "{args:?}");
     }
     // What remote mode cannot do yet says so.
-    let e = remote.err(&["job", "ls"]);
+    let e = remote.err(&["rerun", "0123456789abcdef"]);
     assert!(e.contains("not available through a server yet"), "{e}");
+}
+
+/// `lakeplan run` in remote mode uploads the project and runs it on the server (functions in
+/// its sandboxes); `job ls|get|logs` read it back; a broken project fails with its planning
+/// error and changes nothing.
+#[test]
+fn pipelines_run_through_the_server() {
+    let cache = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("pipeline-envs")
+        .display()
+        .to_string();
+    let (remote, _server) = remote_lake(&[("LAKEPLAN_ENV_CACHE", cache)]);
+    let jan = data("trips_2024_01.csv");
+    remote.load("trips", &jan, &[]);
+    remote.load("zones", &data("zones.jsonl"), &[]);
+    let dir = remote.file("project");
+    let d = dir.display().to_string();
+    remote.ok(&["init", &d, "--name", "remote_demo"]);
+    let before = remote.head("main");
+    let out = remote.ok(&["run", "-p", &d, "--param", "min_fare=10"]);
+    assert!(
+        out.contains("paid_trips"),
+        "the run's log is followed: {out}"
+    );
+    assert_ne!(remote.head("main"), before, "the run published to main");
+    assert_eq!(
+        remote.count("SELECT count(*) FROM paid_trips", &[]),
+        remote.count("SELECT count(*) FROM trips WHERE fare >= 10", &[])
+    );
+    let jobs = remote.json(&["job", "ls"]);
+    let job = &jobs[0];
+    assert_eq!(job["status"], "succeeded", "{jobs}");
+    assert_eq!(job["project_name"], "remote_demo");
+    assert_eq!(job["parameters"]["min_fare"], "10");
+    let id = job["id"].as_str().expect("id");
+    assert_eq!(remote.json(&["job", "get", id])["id"], job["id"]);
+    assert!(remote.ok(&["job", "logs", id]).contains("paid_trips"));
+
+    // A project that does not plan: its error, with file and line, and nothing written.
+    std::fs::write(
+        dir.join("models.py"),
+        "import lakeplan\n\n@lakeplan.model()\ndef broken(:\n",
+    )
+    .expect("write");
+    let head = remote.head("main");
+    let e = remote.err(&["run", "-p", &d]);
+    assert!(e.contains("models.py"), "{e}");
+    assert_eq!(remote.head("main"), head);
+    let e = remote.err(&["job", "get", "0123456789abcdef"]);
+    assert!(e.contains("not found"), "{e}");
 }
