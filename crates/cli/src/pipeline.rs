@@ -270,25 +270,17 @@ pub async fn run_remote(remote: &Remote, args: RunArgs, out: Output) -> Result<(
         }
         return Ok(());
     }
-    // Follow the log: print what is new, until the job has ended (then what is left).
-    let mut shown = 0usize;
-    loop {
-        let job = remote.job(&id).await?;
-        let log = remote.job_logs(&id).await?;
-        if log.len() > shown {
-            let new = &log[shown..];
+    // Follow the log as the server streams it, until the job has ended.
+    remote
+        .follow_log(&id, |line| {
             if out == Output::Tty {
-                out!("{new}");
+                outln!("{line}");
             } else {
-                eprint!("{new}");
+                eprintln!("{line}");
             }
-            shown = log.len();
-        }
-        if job.status.is_finished() {
-            return finish(job, out);
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+        })
+        .await?;
+    finish(remote.job(&id).await?, out)
 }
 
 /// The project's files as a zip, paths relative to `dir`. Hidden folders, `__pycache__` and

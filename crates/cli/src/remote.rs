@@ -486,6 +486,45 @@ impl Remote {
             .map_err(|e| Error::Internal(format!("reading the log of job {id}: {e}")))
     }
 
+    /// Follows a job's log as the server streams it (server-sent events), calling `on_line` for
+    /// each line, until the job ends. Returns the job's final status.
+    pub async fn follow_log(&self, id: &str, mut on_line: impl FnMut(&str)) -> Result<String> {
+        use futures::StreamExt;
+        let resp = self
+            .send(self.client.get(self.url(&["jobs", id, "logs", "stream"])?))
+            .await?;
+        let mut body = resp.bytes_stream();
+        let mut buf = String::new();
+        while let Some(chunk) = body.next().await {
+            let chunk =
+                chunk.map_err(|e| Error::Internal(format!("the log stream of job {id}: {e}")))?;
+            buf.push_str(&String::from_utf8_lossy(&chunk));
+            // Events end with a blank line; each has an optional `event:` and `data:` lines.
+            while let Some(end) = buf.find("\n\n") {
+                let event: String = buf.drain(..end + 2).collect();
+                let mut kind = "message";
+                let mut data = Vec::new();
+                for line in event.lines() {
+                    if let Some(k) = line.strip_prefix("event:") {
+                        kind = k.trim();
+                    } else if let Some(d) = line.strip_prefix("data:") {
+                        data.push(d.strip_prefix(' ').unwrap_or(d));
+                    }
+                }
+                let data = data.join("\n");
+                match kind {
+                    "end" => return Ok(data),
+                    "error" => return Err(Error::Internal(format!("the log of job {id}: {data}"))),
+                    _ if event.starts_with(':') => {}
+                    _ => on_line(&data),
+                }
+            }
+        }
+        Err(Error::Internal(format!(
+            "the log stream of job {id} ended before the job did"
+        )))
+    }
+
     pub async fn stop_job(&self, id: &str) -> Result<JobRecord> {
         self.post(&["jobs", id, "cancel"], json!({})).await
     }

@@ -154,6 +154,8 @@ routes! {
         query [], body [];
     get "/api/v1/jobs/{id}/logs" => job_logs, "read", "A run's log (text)",
         query [], body [];
+    get "/api/v1/jobs/{id}/logs/stream" => job_log_stream, "read", "A run's log, live, as server-sent events: one 'data:' per line, then 'event: end' with the job's final status",
+        query [], body [];
     post "/api/v1/jobs/{id}/cancel" => cancel_job, "write", "Stop a running pipeline (its target branch stays as it was)",
         query [], body [];
 }
@@ -750,6 +752,101 @@ async fn job_logs(c: Caller, Path(id): Path<String>) -> ApiResult {
         Err(e) => return Err(Error::io(path.display(), e).into()),
     };
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
+}
+
+/// Where a log stream is: how far the file has been read, a partial last line, whether the end
+/// was sent.
+struct LogTail {
+    jobs: lakeplan_lake::JobStore,
+    id: String,
+    path: std::path::PathBuf,
+    offset: u64,
+    partial: String,
+    ended: bool,
+}
+
+impl LogTail {
+    /// New complete lines since the last read (a partial last line waits for its end).
+    fn read_lines(&mut self) -> Result<Vec<String>, Error> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = match std::fs::File::open(&self.path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io(self.path.display(), e)),
+        };
+        f.seek(SeekFrom::Start(self.offset))
+            .map_err(|e| Error::io(self.path.display(), e))?;
+        let mut buf = Vec::new();
+        f.read_to_end(&mut buf)
+            .map_err(|e| Error::io(self.path.display(), e))?;
+        self.offset += buf.len() as u64;
+        self.partial.push_str(&String::from_utf8_lossy(&buf));
+        let mut lines: Vec<String> = self.partial.split('\n').map(str::to_string).collect();
+        self.partial = lines.pop().unwrap_or_default();
+        Ok(lines)
+    }
+
+    /// The next events: new lines, or (once the job has ended and its log is read) the end.
+    async fn next(mut self) -> Option<(Vec<axum::response::sse::Event>, LogTail)> {
+        use axum::response::sse::Event;
+        if self.ended {
+            return None;
+        }
+        loop {
+            // Read the status before the log: a job that ended has written its last line.
+            let status = self.jobs.get(&self.id).map(|j| j.status);
+            let lines = match self.read_lines() {
+                Ok(l) => l,
+                Err(e) => {
+                    self.ended = true;
+                    return Some((
+                        vec![Event::default().event("error").data(e.to_string())],
+                        self,
+                    ));
+                }
+            };
+            let mut events: Vec<Event> = lines.iter().map(|l| Event::default().data(l)).collect();
+            match status {
+                Ok(st) if st.is_finished() => {
+                    if !self.partial.is_empty() {
+                        events.push(Event::default().data(std::mem::take(&mut self.partial)));
+                    }
+                    events.push(Event::default().event("end").data(st.as_str()));
+                    self.ended = true;
+                    return Some((events, self));
+                }
+                Err(e) => {
+                    events.push(Event::default().event("error").data(e.to_string()));
+                    self.ended = true;
+                    return Some((events, self));
+                }
+                Ok(_) if !events.is_empty() => return Some((events, self)),
+                Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
+            }
+        }
+    }
+}
+
+async fn job_log_stream(c: Caller, Path(id): Path<String>) -> ApiResult {
+    use axum::response::sse::{KeepAlive, Sse};
+    use futures::StreamExt;
+    check_job_id(&id)?;
+    let jobs = c.lake.jobs()?;
+    let job = jobs.get(&id)?;
+    let tail = LogTail {
+        path: jobs.log_path(&job.id),
+        id: job.id,
+        jobs,
+        offset: 0,
+        partial: String::new(),
+        ended: false,
+    };
+    let events = futures::stream::unfold(tail, LogTail::next).flat_map(|batch| {
+        futures::stream::iter(batch.into_iter().map(Ok::<_, std::convert::Infallible>))
+    });
+    Ok(Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response())
 }
 
 async fn cancel_job(c: Caller, Path(id): Path<String>) -> ApiResult {
