@@ -94,8 +94,8 @@ macro_rules! routes {
 routes! {
     get "/api/v1/info" => info, "read", "Who the key belongs to: tenant, user, scope; the server's version",
         query [], body [];
-    get "/api/v1/branches" => list_branches, "read", "List branches",
-        query ["name"], body [];
+    get "/api/v1/branches" => list_branches, "read", "List branches, by name; with limit, the next page's token is in the x-lakeplan-next-page-token header",
+        query ["name", "limit:integer", "page_token"], body [];
     post "/api/v1/branches" => create_branch, "write", "Create a branch (O(1): one row)",
         query [], body ["name!", "from_ref", "if_not_exists:boolean"];
     get "/api/v1/branches/{name}" => get_branch, "read", "Get a branch and its head commit",
@@ -106,8 +106,8 @@ routes! {
         query [], body ["new_name!"];
     post "/api/v1/branches/{name}/merge" => merge_branch, "write", "Merge the branch into another (three-way at table level; 409 with the conflicting tables)",
         query [], body ["into", "commit_message"];
-    get "/api/v1/tags" => list_tags, "read", "List tags",
-        query ["name"], body [];
+    get "/api/v1/tags" => list_tags, "read", "List tags, by name (paged like branches)",
+        query ["name", "limit:integer", "page_token"], body [];
     post "/api/v1/tags" => create_tag, "write", "Create a tag",
         query [], body ["name!", "from_ref", "if_not_exists:boolean"];
     get "/api/v1/tags/{name}" => get_tag, "read", "Get a tag",
@@ -120,14 +120,14 @@ routes! {
         query ["from!", "to!"], body [];
     get "/api/v1/refs/{ref}/commits" => commits, "read", "The log of a ref: first parents, newest first",
         query ["limit:integer", "message", "author", "property"], body [];
-    get "/api/v1/refs/{ref}/namespaces" => list_namespaces, "read", "List namespaces at a ref",
-        query [], body [];
+    get "/api/v1/refs/{ref}/namespaces" => list_namespaces, "read", "List namespaces at a ref (paged like branches)",
+        query ["limit:integer", "page_token"], body [];
     post "/api/v1/branches/{branch}/namespaces" => create_namespace, "write", "Create a namespace (a commit)",
         query [], body ["name!"];
     delete "/api/v1/branches/{branch}/namespaces/{namespace}" => delete_namespace, "write", "Delete an empty namespace (a commit)",
         query [], body [];
-    get "/api/v1/refs/{ref}/tables" => list_tables, "read", "List tables at a ref",
-        query ["namespace"], body [];
+    get "/api/v1/refs/{ref}/tables" => list_tables, "read", "List tables at a ref, by namespace.name (paged like branches)",
+        query ["namespace", "limit:integer", "page_token"], body [];
     get "/api/v1/refs/{ref}/tables/{table}" => get_table, "read", "A table at a ref: schema with field ids, partition spec, snapshots, rows, size, metadata location",
         query ["namespace"], body [];
     delete "/api/v1/branches/{branch}/tables/{table}" => delete_table, "write", "Remove a table (a commit; data files stay for other refs)",
@@ -172,26 +172,73 @@ async fn info(State(state): State<AppState>, c: Caller) -> ApiResult {
     }))
 }
 
+/// Paging of list routes: `limit` items after `page_token` (the last key of the previous page),
+/// in key order. When more remain, the response carries their token in the
+/// `x-lakeplan-next-page-token` header; without `limit`, everything comes in one page.
+#[derive(Deserialize)]
+struct Page {
+    limit: Option<usize>,
+    page_token: Option<String>,
+}
+
+const NEXT_PAGE: &str = "x-lakeplan-next-page-token";
+
+fn paged<T: serde::Serialize>(
+    mut items: Vec<T>,
+    key: impl Fn(&T) -> String,
+    page: &Page,
+) -> ApiResult {
+    if page.limit == Some(0) {
+        return Err(ApiError::BadRequest("limit must be at least 1".into()));
+    }
+    items.sort_by_key(|a| key(a));
+    if let Some(after) = &page.page_token {
+        items.retain(|i| key(i).as_str() > after.as_str());
+    }
+    let next = match page.limit {
+        Some(n) if items.len() > n => {
+            items.truncate(n);
+            items.last().map(&key)
+        }
+        _ => None,
+    };
+    let mut resp = Json(items).into_response();
+    if let Some(token) = next {
+        let value = header::HeaderValue::from_str(&token)
+            .map_err(|_| Error::Internal(format!("page token '{token}' is not a header value")))?;
+        resp.headers_mut().insert(NEXT_PAGE, value);
+    }
+    Ok(resp)
+}
+
+// (No `#[serde(flatten)]` of `Page` here: query strings hold only strings, and flattening
+// loses the number parsing of `limit`.)
 #[derive(Deserialize)]
 struct ListRefs {
     name: Option<String>,
+    limit: Option<usize>,
+    page_token: Option<String>,
 }
 
-fn list_refs(lake: &Lake, kind: RefKind, filter: Option<String>) -> ApiResult {
+fn list_refs(lake: &Lake, kind: RefKind, q: ListRefs) -> ApiResult {
     let refs = lake.list_refs(kind)?;
     let refs: Vec<_> = refs
         .into_iter()
-        .filter(|r| filter.as_deref().is_none_or(|f| r.name.contains(f)))
+        .filter(|r| q.name.as_deref().is_none_or(|f| r.name.contains(f)))
         .collect();
-    ok(refs)
+    let page = Page {
+        limit: q.limit,
+        page_token: q.page_token,
+    };
+    paged(refs, |r| r.name.clone(), &page)
 }
 
 async fn list_branches(c: Caller, Params(q): Params<ListRefs>) -> ApiResult {
-    list_refs(&c.lake, RefKind::Branch, q.name)
+    list_refs(&c.lake, RefKind::Branch, q)
 }
 
 async fn list_tags(c: Caller, Params(q): Params<ListRefs>) -> ApiResult {
-    list_refs(&c.lake, RefKind::Tag, q.name)
+    list_refs(&c.lake, RefKind::Tag, q)
 }
 
 #[derive(Deserialize)]
@@ -334,8 +381,12 @@ fn regex_param(name: &str, v: &str) -> Result<regex::Regex, ApiError> {
         .map_err(|e| ApiError::BadRequest(format!("{name} '{v}': {e}")))
 }
 
-async fn list_namespaces(c: Caller, Path(r): Path<String>) -> ApiResult {
-    ok(c.lake.list_namespaces(Some(&r))?)
+async fn list_namespaces(
+    c: Caller,
+    Path(r): Path<String>,
+    Params(page): Params<Page>,
+) -> ApiResult {
+    paged(c.lake.list_namespaces(Some(&r))?, String::clone, &page)
 }
 
 #[derive(Deserialize)]
@@ -362,8 +413,20 @@ struct NsQ {
     namespace: Option<String>,
 }
 
-async fn list_tables(c: Caller, Path(r): Path<String>, Params(q): Params<NsQ>) -> ApiResult {
-    ok(c.lake.list_tables(Some(&r), q.namespace.as_deref())?)
+#[derive(Deserialize)]
+struct ListTables {
+    namespace: Option<String>,
+    limit: Option<usize>,
+    page_token: Option<String>,
+}
+
+async fn list_tables(c: Caller, Path(r): Path<String>, Params(q): Params<ListTables>) -> ApiResult {
+    let tables = c.lake.list_tables(Some(&r), q.namespace.as_deref())?;
+    let page = Page {
+        limit: q.limit,
+        page_token: q.page_token,
+    };
+    paged(tables, |t| format!("{}.{}", t.namespace, t.name), &page)
 }
 
 async fn get_table(

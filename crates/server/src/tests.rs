@@ -559,6 +559,60 @@ async fn tenants_never_see_each_other() {
 }
 
 #[tokio::test]
+async fn list_routes_page_by_token() {
+    let f = fixture();
+    for i in 0..5 {
+        f.post(
+            "/api/v1/branches",
+            &f.alice,
+            json!({"name": format!("alice.b{i}")}),
+        )
+        .await;
+    }
+    let mut seen = Vec::new();
+    let mut token: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let mut path = "/api/v1/branches?limit=2".to_string();
+        if let Some(t) = &token {
+            path.push_str(&format!("&page_token={t}"));
+        }
+        let req = Request::get(path)
+            .header(header::AUTHORIZATION, format!("Bearer {}", f.reader))
+            .body(HttpBody::empty())
+            .expect("req");
+        let resp = crate::router(f.state.clone())
+            .oneshot(req)
+            .await
+            .expect("resp");
+        assert_eq!(resp.status(), StatusCode::OK);
+        token = resp
+            .headers()
+            .get("x-lakeplan-next-page-token")
+            .map(|v| v.to_str().expect("ascii").to_string());
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        let v: Value = serde_json::from_slice(&body).expect("json");
+        assert!(v.as_array().is_some_and(|a| a.len() <= 2), "{v}");
+        seen.extend(names(&v));
+        pages += 1;
+        if token.is_none() {
+            break;
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(
+        seen,
+        ["alice.b0", "alice.b1", "alice.b2", "alice.b3", "alice.b4", "main"]
+    );
+    let (_, v) = f
+        .get("/api/v1/refs/main/namespaces?limit=1", &f.reader)
+        .await;
+    assert_eq!(v, json!(["default"]));
+    let (s, v) = f.get("/api/v1/branches?limit=0", &f.reader).await;
+    assert_eq!((s, error_type(&v)), (StatusCode::BAD_REQUEST, "BadRequest"));
+}
+
+#[tokio::test]
 async fn server_local_files_are_off_limits_by_default() {
     let f = fixture();
     let jan = f.csv("jan.csv", &[(1, "Rome")]);
