@@ -70,6 +70,9 @@ pub struct RunOptions {
     pub rerun_of: Option<String>,
     /// Show each model's first (true) or last (false) N rows after it ran.
     pub preview: Option<(bool, usize)>,
+    /// The run executes inside a long-lived process that serves others too (the server): its
+    /// process must never be signalled to stop the run, so the job records no pid.
+    pub shared_process: bool,
 }
 
 /// What a run tells its observer (the CLI's live view; every event also goes to the job log).
@@ -545,7 +548,7 @@ impl Lake {
             result_commit: None,
             code_hash: code_hash.clone(),
             error: None,
-            pid: Some(std::process::id()),
+            pid: (!opts.shared_process).then(std::process::id),
             created_at: Utc::now(),
             finished_at: None,
             nodes: json!([]),
@@ -1645,7 +1648,14 @@ impl Lake {
                 reason: format!("it already ended ({})", job.status.as_str()),
             });
         }
-        if let Some(pid) = job.pid {
+        let Some(pid) = job.pid else {
+            // A run inside a server: signalling its process would stop the server itself.
+            return Err(Error::InvalidOperation {
+                op: format!("stop job {}", job.id),
+                reason: "it runs inside a server process, and stopping runs there is not supported yet: it will end by itself (its function time limits apply)".into(),
+            });
+        };
+        {
             let alive = Path::new(&format!("/proc/{pid}")).exists();
             if alive {
                 // A detached run leads its own process group: end the group; otherwise the

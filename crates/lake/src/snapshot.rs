@@ -33,7 +33,12 @@ pub fn write_snapshot(files: &[(String, PathBuf)], dest: &Path) -> Result<String
     Ok(hex::encode(hash.finalize()))
 }
 
-/// Extracts a snapshot into `dir`, refusing entries that would land outside it.
+/// Limits on what an archive may unpack to: an upload of a few MiB must not become gigabytes.
+const MAX_ENTRIES: usize = 10_000;
+const MAX_UNPACKED_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Extracts a snapshot into `dir`, refusing entries that would land outside it and archives
+/// that unpack to more than 10,000 files or 256 MiB.
 pub fn extract_snapshot(zip_path: &Path, dir: &Path) -> Result<()> {
     let f = std::fs::File::open(zip_path).map_err(|e| Error::io(zip_path.display(), e))?;
     let zerr = |e: zip::result::ZipError| Error::InvalidData {
@@ -41,6 +46,17 @@ pub fn extract_snapshot(zip_path: &Path, dir: &Path) -> Result<()> {
         message: e.to_string(),
     };
     let mut archive = zip::ZipArchive::new(f).map_err(zerr)?;
+    let too_big = |what: String| Error::InvalidData {
+        path: zip_path.display().to_string(),
+        message: what,
+    };
+    if archive.len() > MAX_ENTRIES {
+        return Err(too_big(format!(
+            "{} entries: more than the {MAX_ENTRIES} a project may hold",
+            archive.len()
+        )));
+    }
+    let mut unpacked = 0u64;
     for i in 0..archive.len() {
         let mut entry = archive.by_index(i).map_err(zerr)?;
         let name = entry.name().map_err(zerr)?.to_string();
@@ -55,10 +71,19 @@ pub fn extract_snapshot(zip_path: &Path, dir: &Path) -> Result<()> {
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent).map_err(|e| Error::io(parent.display(), e))?;
         }
+        // Read at most what is left of the budget (+1 to see it overflow), whatever the entry's
+        // header claims.
         let mut bytes = Vec::new();
-        entry
+        (&mut entry)
+            .take(MAX_UNPACKED_BYTES - unpacked + 1)
             .read_to_end(&mut bytes)
             .map_err(|e| Error::io(zip_path.display(), e))?;
+        unpacked += bytes.len() as u64;
+        if unpacked > MAX_UNPACKED_BYTES {
+            return Err(too_big(format!(
+                "it unpacks to more than {MAX_UNPACKED_BYTES} bytes"
+            )));
+        }
         std::fs::write(&target, bytes).map_err(|e| Error::io(target.display(), e))?;
     }
     Ok(())
@@ -96,6 +121,30 @@ impl crate::Lake {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn archives_that_unpack_too_big_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let zip_path = dir.path().join("bomb.zip");
+        {
+            let f = std::fs::File::create(&zip_path).unwrap();
+            let mut z = zip::ZipWriter::new(f);
+            let opts = zip::write::SimpleFileOptions::default()
+                .compression_method(zip::CompressionMethod::Deflated);
+            z.start_file("zeros.bin", opts).unwrap();
+            let chunk = vec![0u8; 1 << 20];
+            for _ in 0..(MAX_UNPACKED_BYTES >> 20) + 1 {
+                z.write_all(&chunk).unwrap();
+            }
+            z.finish().unwrap();
+        }
+        assert!(
+            std::fs::metadata(&zip_path).unwrap().len() < 2 << 20,
+            "deflate shrinks zeros"
+        );
+        let e = extract_snapshot(&zip_path, &dir.path().join("out")).unwrap_err();
+        assert!(e.to_string().contains("unpacks to more than"), "{e}");
+    }
 
     #[test]
     fn round_trip_and_stable_hash() {

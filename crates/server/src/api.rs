@@ -745,6 +745,14 @@ async fn run(
         .clone()
         .unwrap_or_else(|| MAIN_BRANCH.to_string());
     opts.target = Some(target.clone());
+    opts.shared_process = true;
+    // A run executes the project's code, even a dry run: never for a read-only key.
+    if c.principal.scope == crate::registry::Scope::Read {
+        return Err(ApiError::Forbidden(format!(
+            "key {} is read-only: it cannot run pipelines",
+            c.principal.key_id
+        )));
+    }
     if !opts.dry_run {
         c.principal.check_ref_write(&target)?;
     }

@@ -300,6 +300,39 @@ async fn branches_and_tags_follow_the_zone_rule() {
     );
     let (_, v) = f.get("/api/v1/tags", &f.reader).await;
     assert_eq!(names(&v), ["alice.v1"]);
+
+    // Runs execute code: never with a read key, even dry; outside the zone only dry.
+    let (s, v) = f
+        .call(
+            "POST",
+            "/api/v1/runs?dry_run=true&ref=main",
+            &f.reader,
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(
+        (s, error_type(&v)),
+        (StatusCode::FORBIDDEN, "Forbidden"),
+        "{v}"
+    );
+    let (s, _) = f
+        .call("POST", "/api/v1/runs?ref=main", &f.alice, Some(json!({})))
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    // In the zone, a body that is not a zip is bad input.
+    let (s, v) = f
+        .call(
+            "POST",
+            "/api/v1/runs?ref=alice.v1",
+            &f.alice,
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(
+        (s, error_type(&v)),
+        (StatusCode::BAD_REQUEST, "InvalidData"),
+        "{v}"
+    );
 }
 
 #[tokio::test]
