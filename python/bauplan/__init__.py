@@ -10,9 +10,9 @@ from lakeplan import __all__, __version__  # noqa: F401
 
 from . import standard_expectations  # noqa: E402 - bauplan.standard_expectations, not lakeplan's
 
-# `bauplan.Client` is `lakeplan.Client`; it and Bauplan's `exceptions` and `schema` modules are
-# loaded on first use, as in lakeplan.
-_LAZY_MODULES = ("exceptions", "schema")
+# `bauplan.Client` is `lakeplan.Client`; it and Bauplan's `exceptions`, `schema` and `state`
+# modules are loaded on first use, as in lakeplan.
+_LAZY_MODULES = ("exceptions", "schema", "state")
 
 
 def __getattr__(name):

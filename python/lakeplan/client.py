@@ -7,6 +7,8 @@
     client.create_table("trips", "s3://bucket/trips/*.parquet", branch="alice.dev")
     client.import_data("trips", "s3://bucket/trips/*.parquet", branch="alice.dev")
     table = client.query("SELECT count(*) AS n FROM trips", ref="alice.dev")   # a pyarrow.Table
+    state = client.run("my_project", ref="alice.dev", parameters={"min_fare": 10})
+    assert state.job_status == "SUCCESS", state.error
     client.merge_branch("alice.dev", into_branch="main")
 
 Each method is one or two calls of the HTTP/JSON API (docs/server.md, routes in
@@ -18,14 +20,22 @@ List methods (`get_branches`, `get_commits`, ...) return lazy iterators: nothing
 the first item is asked for. The API has no page tokens yet: lists of refs, namespaces and tables
 come in one response; the commit log is fetched in growing pages pinned to the commit the first
 page started at, so that new commits do not shift later pages.
+
+`run` uploads a pipeline project as a zip, then polls its job until it ends (the server runs
+its functions in sandboxes); like Bauplan's, it returns a `RunState` whether the run succeeded
+or failed.
 """
 
+import io
 import itertools
 import json
 import os
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import warnings
+import zipfile
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, TypeVar, Union
 
@@ -37,11 +47,14 @@ from .exceptions import (
     BadRequestError,
     BranchNotFoundError,
     ConfigurationError,
+    JobTimeoutError,
     LakeplanConnectionError,
     LakeplanError,
     NamespaceExistsError,
     NamespaceNotFoundError,
     NotAvailableError,
+    PayloadTooLargeError,
+    ResultTruncatedWarning,
     TableNotFoundError,
     TagNotFoundError,
     error_from_response,
@@ -54,6 +67,8 @@ from .records import (
     Job,
     Namespace,
     Ref,
+    RunExecutionContext,
+    RunState,
     Table,
     TableCreatePlan,
     TableDiff,
@@ -65,6 +80,16 @@ DEFAULT_ENDPOINT = "http://127.0.0.1:8181"
 # As long as the server lets a request run (`lakeplan serve --request-timeout-secs`).
 DEFAULT_TIMEOUT = 300.0
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
+# The query route says whether it cut the result at `max_rows`; `query` keeps that in the
+# returned table's schema metadata.
+TRUNCATED_HEADER = "x-lakeplan-truncated"
+TRUNCATED_KEY = b"lakeplan.truncated"
+# How long `run` waits for its job by default (Bauplan's default for job methods), in seconds.
+DEFAULT_JOB_TIMEOUT = 1800.0
+# The largest project zip `run` uploads: the server's default body limit (`--max-body-mib`).
+MAX_PROJECT_BYTES = 16 * 1024 * 1024
+# The error type of a project that does not plan (answered by the run route before any job).
+_PLANNING_ERROR = "InvalidInput"
 # The first page of the commit log; each next page asks for twice as many.
 _COMMITS_PAGE = 100
 
@@ -222,6 +247,77 @@ def _unsupported(method: str, **given: Any) -> None:
         raise NotAvailableError(f"{method}: {', '.join(used)} not supported by the lakeplan API yet")
 
 
+def _switch(value: Union[bool, str, None], what: str) -> bool:
+    """One of Bauplan's run switches: True/False or 'on'/'off' (None: on)."""
+    if value is None or isinstance(value, bool):
+        return value is not False
+    if isinstance(value, str) and value.lower() in ("on", "off"):
+        return value.lower() == "on"
+    raise ValueError(f"{what}: expected True, False, 'on' or 'off', got {value!r}")
+
+
+def _param_args(parameters: Optional[Dict[str, Any]]) -> List[str]:
+    """Run parameters as the API's `name=value` texts (None: the project's default)."""
+    out = []
+    for k, v in (parameters or {}).items():
+        if not isinstance(k, str) or not k.strip() or "=" in k:
+            raise ValueError(f"parameters: {k!r} is not a parameter name")
+        if v is None:
+            continue
+        if isinstance(v, bool):
+            text = "true" if v else "false"
+        elif isinstance(v, (int, float, str)):
+            text = str(v)
+        else:
+            raise TypeError(f"parameters[{k!r}]: expected a str, int, float, bool or None, got {type(v).__name__}")
+        out.append(f"{k}={text}")
+    return out
+
+
+def project_files(project_dir: Union[str, os.PathLike]) -> List[Tuple[str, Path]]:
+    """The files a run uploads: `(path inside the project, with '/', file)`, sorted. Hidden
+    files and folders, `__pycache__` and symbolic links are left out (as `lakeplan run` does)."""
+    root = Path(project_dir)
+    if not root.is_dir():
+        raise NotADirectoryError(f"{root}: not a project folder")
+    files, stack = [], [root]
+    while stack:
+        with os.scandir(stack.pop()) as entries:
+            for e in entries:
+                if e.name.startswith(".") or e.name == "__pycache__":
+                    continue
+                if e.is_dir(follow_symlinks=False):
+                    stack.append(Path(e.path))
+                elif e.is_file(follow_symlinks=False):
+                    files.append((Path(e.path).relative_to(root).as_posix(), Path(e.path)))
+    return sorted(files)
+
+
+def zip_project(project_dir: Union[str, os.PathLike]) -> bytes:
+    """The project's files (`project_files`) as the zip `Client.run` uploads. Raises
+    `PayloadTooLargeError` over the server's default body limit."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, path in project_files(project_dir):
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, path.read_bytes())
+    data = buf.getvalue()
+    if len(data) > MAX_PROJECT_BYTES:
+        raise PayloadTooLargeError(
+            f"the project in {project_dir} zips to {len(data)} bytes: more than the {MAX_PROJECT_BYTES} "
+            "a run uploads (the server's body limit)",
+            type="PayloadTooLarge",
+        )
+    return data
+
+
+def is_truncated(table: pa.Table) -> bool:
+    """Whether `Client.query` (or `scan`) returned only the first rows of a longer result."""
+    return (table.schema.metadata or {}).get(TRUNCATED_KEY) == b"true"
+
+
 def quote_identifier(name: str) -> str:
     """A SQL identifier, double-quoted (so case and odd characters survive)."""
     return '"' + name.replace('"', '""') + '"'
@@ -251,7 +347,8 @@ class Client:
             api_key: lpk_...
             api_endpoint: http://127.0.0.1:8181
 
-    `timeout` (Bauplan: `client_timeout`) bounds each request, in seconds.
+    `timeout` (Bauplan: `client_timeout`) bounds each request, in seconds; `client_timeout`
+    also bounds how long `run` waits for its job (default 1800 s).
     """
 
     def __init__(
@@ -266,25 +363,34 @@ class Client:
     ):
         self._api_key, self.endpoint = resolve_credentials(profile, api_key, endpoint, config_file_path)
         self.profile = profile
-        self.timeout = float(timeout or client_timeout or DEFAULT_TIMEOUT)
+        # A negative `client_timeout` (no limit for `run`) leaves requests their default bound.
+        self.timeout = float(timeout or (client_timeout if (client_timeout or 0) > 0 else None) or DEFAULT_TIMEOUT)
+        self._job_timeout = float(client_timeout) if client_timeout is not None else DEFAULT_JOB_TIMEOUT
 
     def __repr__(self) -> str:
         return f"lakeplan.Client(endpoint={self.endpoint!r})"
 
     # ----------------------------------------------------------------------- transport
 
-    def _call(
+    def _call(self, method: str, path: str, **kw: Any) -> bytes:
+        """One request's answer body (see `_send`)."""
+        return self._send(method, path, **kw)[0]
+
+    def _send(
         self,
         method: str,
         path: str,
         *,
         params: Sequence[Tuple[str, Any]] = (),
         body: Any = None,
+        data: Optional[bytes] = None,
+        content_type: Optional[str] = None,
         accept: str = "application/json",
         kind: Optional[str] = None,
         timeout: Optional[float] = None,
-    ) -> bytes:
-        """One request; an error answer raises its typed exception (`kind`: `"branch"` or
+    ) -> Tuple[bytes, Any]:
+        """One request: its answer's body and headers. `body` is sent as JSON, or `data` as is
+        (of `content_type`). An error answer raises its typed exception (`kind`: `"branch"` or
         `"tag"` when the request named one, to refine `RefNotFound` / `RefExists`)."""
         query = [(k, str(v).lower() if isinstance(v, bool) else str(v)) for k, v in params if v is not None]
         url = self.endpoint + path + ("?" + urllib.parse.urlencode(query) if query else "")
@@ -293,14 +399,15 @@ class Client:
             "Accept": accept,
             "User-Agent": f"lakeplan-python/{__version__}",
         }
-        data = None
         if body is not None:
             data = json.dumps(body).encode("utf-8")
-            headers["Content-Type"] = "application/json"
+            content_type = "application/json"
+        if content_type:
+            headers["Content-Type"] = content_type
         req = urllib.request.Request(url, data=data, headers=headers, method=method)
         try:
             with urllib.request.urlopen(req, timeout=timeout or self.timeout) as resp:
-                return resp.read()
+                return resp.read(), resp.headers
         except urllib.error.HTTPError as e:
             answer = e.read()
             e.close()
@@ -740,16 +847,28 @@ class Client:
         client_timeout: Optional[float] = None,
     ) -> pa.Table:
         """Runs one read-only SQL statement at `ref` (default `main`); unqualified table names are
-        in `namespace` (default `default`). Returns a pyarrow Table of at most `max_rows` rows.
-        (`cache`, `args` and `priority` are accepted for Bauplan's sake and not used.)"""
+        in `namespace` (default `default`). Returns a pyarrow Table of at most `max_rows` rows;
+        when the query had more, `is_truncated(table)` is True (the schema's metadata has
+        `lakeplan.truncated: true`). A result cut short though no `max_rows` was given also
+        warns (`ResultTruncatedWarning`). (`cache`, `args` and `priority` are accepted for
+        Bauplan's sake and not used.)"""
         body = {
             "sql": query,
             "ref": _name(ref, "ref") if ref is not None else None,
             "namespace": namespace,
             "max_rows": max_rows,
         }
-        raw = self._call("POST", "/api/v1/query", body=body, accept=ARROW_STREAM, timeout=client_timeout)
-        return pa.ipc.open_stream(raw).read_all()
+        raw, headers = self._send("POST", "/api/v1/query", body=body, accept=ARROW_STREAM, timeout=client_timeout)
+        table = pa.ipc.open_stream(raw).read_all()
+        if str(headers.get(TRUNCATED_HEADER, "")).strip().lower() != "true":
+            return table
+        if max_rows is None:
+            warnings.warn(
+                f"the server returned only the first {table.num_rows} rows of the query's result",
+                ResultTruncatedWarning,
+                stacklevel=2,
+            )
+        return table.replace_schema_metadata({**(table.schema.metadata or {}), TRUNCATED_KEY: b"true"})
 
     def query_to_generator(self, query: str, **kw: Any) -> Iterator[Dict[str, Any]]:
         """The rows of `query` as dicts (the query runs on the first `next`)."""
@@ -817,13 +936,107 @@ class Client:
 
     # ----------------------------------------------------------------------- jobs
 
-    def run(self, project_dir: Union[str, os.PathLike], **kw: Any) -> Any:
-        """Not available yet: the API has no route to run a pipeline project (run it on the
-        server's machine with `lakeplan run`)."""
-        raise NotAvailableError(
-            "Client.run: running pipelines over the lakeplan API is not available yet "
-            "(use `lakeplan run` where the lake is)"
+    def run(
+        self,
+        project_dir: Union[str, os.PathLike, None] = None,
+        *,
+        ref: Optional[RefLike] = None,
+        namespace: Optional[Union[str, Namespace]] = None,
+        parameters: Optional[Dict[str, Union[str, int, float, bool, None]]] = None,
+        cache: Union[bool, str, None] = None,
+        transaction: Union[bool, str, None] = None,
+        dry_run: Optional[bool] = None,
+        strict: Union[bool, str, None] = None,
+        preview: Optional[str] = None,
+        args: Optional[Dict[str, str]] = None,
+        priority: Optional[int] = None,
+        client_timeout: Optional[float] = None,
+        detach: bool = False,
+        strict_python: bool = False,
+    ) -> RunState:
+        """Runs the pipeline project in `project_dir` (default: the current folder) on the server,
+        publishing to branch `ref` (default `main`), and waits for it to end.
+
+        The project's files are uploaded as a zip (hidden folders and files and `__pycache__`
+        left out; at most 16 MiB zipped). `parameters` override the project's (`None` keeps the
+        project's default). `cache`, `transaction` and `strict` take True/False or Bauplan's
+        `'on'`/`'off'` (default on): `cache='off'` recomputes every model, `transaction='off'`
+        writes the branch directly instead of through a temporary branch merged at the end,
+        `strict='off'` lets failed expectations pass. `dry_run` computes without writing.
+        `strict_python` (lakeplan's) fails functions whose imports are not declared.
+
+        Returns a `RunState`: `job_status` SUCCESS, FAILED or CANCELLED, `error`, `user_logs`
+        (the job's log), `job_id`. As in Bauplan, a run that fails is returned, not raised; so is
+        a project that does not plan (then `job_id` is None and `error` gives file and line).
+        Requests the server refuses raise as elsewhere (`ForbiddenError` for a branch outside
+        the key's zone, `BranchNotFoundError`, ...). With `detach=True` the state is returned as
+        soon as the job is recorded (`job_status` RUNNING): follow it with `get_job(job_id)`.
+        Waiting ends after `client_timeout` seconds (default: the client's `client_timeout`, else
+        1800; negative: no limit) with `JobTimeoutError`; the job goes on in the server.
+        (`preview` other than 'off' is not supported yet; `args` and `priority` are accepted for
+        Bauplan's sake and not used.)"""
+        if preview not in (None, "off"):
+            raise NotAvailableError("run: preview is not supported by the lakeplan API yet (see the log and `nodes`)")
+        on = {k: _switch(v, k) for k, v in (("cache", cache), ("transaction", transaction), ("strict", strict))}
+        directory = Path(project_dir if project_dir is not None else ".")
+        zipped = zip_project(directory)
+        target = _name(ref, "ref") if ref is not None else None
+        ns = _name(namespace, "namespace") if namespace is not None else None
+        query: List[Tuple[str, Any]] = [("ref", target), ("namespace", ns)]
+        query += [("param", p) for p in _param_args(parameters)]
+        query += [
+            ("dry_run", bool(dry_run)),
+            ("no_cache", not on["cache"]),
+            ("strict", on["strict"]),
+            ("transaction", on["transaction"]),
+            ("strict_python", bool(strict_python)),
+        ]
+        ctx = RunExecutionContext(
+            project_dir=str(directory.resolve()),
+            ref=target,
+            namespace=ns,
+            dry_run=bool(dry_run),
+            preview=preview,
+            detach=detach,
+            **{k: "on" if v else "off" for k, v in on.items()},
         )
+        wait = self._job_timeout if client_timeout is None else float(client_timeout)
+        deadline = None if wait < 0 else time.monotonic() + wait
+        try:
+            started = self._json(
+                "POST",
+                "/api/v1/runs",
+                params=query,
+                data=zipped,
+                content_type="application/zip",
+                kind=None if dry_run else "branch",
+            )
+        except BadRequestError as e:
+            if e.type != _PLANNING_ERROR:
+                raise
+            return RunState(job_id=None, job_status="FAILED", error=e.message, ctx=ctx)
+        job_id = started["job_id"]
+        if detach:
+            return RunState.from_job(self._json("GET", f"/api/v1/jobs/{_seg(job_id)}"), ctx)
+        job = self._wait_for_job(job_id, deadline, wait)
+        return RunState.from_job(job, ctx, self.get_job_logs(job_id))
+
+    def _wait_for_job(self, job_id: str, deadline: Optional[float], wait: float) -> Dict[str, Any]:
+        """The job's record once it has ended, polled at growing intervals (up to 1 s)."""
+        delay = 0.05
+        while True:
+            job = self._json("GET", f"/api/v1/jobs/{_seg(job_id)}")
+            if job.get("status") != "running":
+                return job
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                raise JobTimeoutError(
+                    f"job {job_id} was still running after {wait:g} s (client_timeout); it goes on in "
+                    f"the server: get_job({job_id!r}) follows it, cancel_job({job_id!r}) stops it",
+                    job_id=job_id,
+                )
+            time.sleep(delay if deadline is None else min(delay, deadline - now))
+            delay = min(delay * 2, 1.0)
 
     def get_jobs(
         self,

@@ -8,7 +8,7 @@ fallback for types this client does not know yet. Catch by HTTP meaning (`NotFou
 `MergeConflictError`)::
 
     LakeplanError
-    ├─ ConfigurationError, LakeplanConnectionError, NotAvailableError
+    ├─ ConfigurationError, LakeplanConnectionError, NotAvailableError, JobTimeoutError
     └─ LakeplanHTTPError(status, type, message, context)
        ├─ BadRequestError 400 ─ InvalidRefError ─ NotAWriteBranchRefError; InvalidDataError
        │                        ─ SchemaConflictError; InvalidNameError; InvalidOperationError;
@@ -45,6 +45,19 @@ class LakeplanConnectionError(LakeplanError, ConnectionError):
 
 class NotAvailableError(LakeplanError, NotImplementedError):
     """A client method whose server side does not exist yet."""
+
+
+class JobTimeoutError(LakeplanError, TimeoutError):
+    """A job that had not ended when the client stopped waiting (`client_timeout`). The job goes
+    on in the server: `job_id` names it for `get_job`, `get_job_logs` and `cancel_job`."""
+
+    def __init__(self, message: str, *, job_id: str):
+        super().__init__(message)
+        self.job_id = job_id
+
+
+class ResultTruncatedWarning(UserWarning):
+    """A query result the server cut short though the client set no `max_rows`."""
 
 
 class LakeplanHTTPError(LakeplanError):
@@ -341,6 +354,7 @@ BadRequest = BadRequestError
 InvalidRef = InvalidRefError
 InvalidData = InvalidDataError
 PayloadTooLarge = PayloadTooLargeError
+JobTimeout = JobTimeoutError
 
 __all__ = sorted(
     [k for k, v in globals().items() if isinstance(v, type) and issubclass(v, Exception)]

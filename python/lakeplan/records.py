@@ -6,7 +6,7 @@ diffs, merges, writes), `crates/lake/src/jobs.rs` (jobs) and `lakeplan_storage::
 (creation plans, import reports).
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Dict, List, Optional
 
@@ -323,3 +323,104 @@ class Info:
     def organization(self) -> str:
         """The tenant (Bauplan's name for it)."""
         return self.tenant
+
+
+# The server's job statuses → the `job_status` of Bauplan's `RunState`.
+_RUN_STATES = {"running": "RUNNING", "succeeded": "SUCCESS", "failed": "FAILED", "cancelled": "CANCELLED"}
+
+
+def _ns(t: Optional[datetime]) -> Optional[int]:
+    return None if t is None else int(t.timestamp()) * 1_000_000_000 + t.microsecond * 1_000
+
+
+@dataclass(frozen=True)
+class RunExecutionContext:
+    """How a run was asked for (Bauplan's `RunState.ctx`). `strict`, `cache` and `transaction`
+    are `'on'` or `'off'`; `snapshot_id` is the hash of the code the server ran."""
+
+    project_dir: str
+    ref: Optional[str]
+    namespace: Optional[str]
+    dry_run: bool
+    strict: str
+    cache: str
+    transaction: str
+    preview: Optional[str] = None
+    detach: bool = False
+    debug: bool = False
+    snapshot_id: Optional[str] = None
+    snapshot_uri: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class RunState:
+    """What `Client.run` returns (Bauplan's `RunState`). `job_status` is `SUCCESS`, `FAILED`,
+    `CANCELLED`, or `RUNNING` for a detached run; a run that failed has `error` set (it is
+    returned, not raised). `job_id` is None when the project did not plan (`error` says where).
+
+    Beyond Bauplan's names: `job` (the job record, `job.raw` the server's JSON), `nodes` (each
+    node's outcome: `node`, `status`, `rows`, `seconds`, `error`, `table`), `result_commit` (the
+    commit the run published) and `tx_ref` (the temporary branch it materialized into)."""
+
+    job_id: Optional[str]
+    job_status: str
+    error: Optional[str]
+    ctx: RunExecutionContext
+    user_logs: List[str] = field(default_factory=list)
+    job: Optional[Job] = field(default=None, repr=False)
+
+    @classmethod
+    def from_job(cls, d: Dict[str, Any], ctx: RunExecutionContext, logs: Optional[str] = None) -> "RunState":
+        """The state of the run whose job record is `d` (`logs`: its log's text)."""
+        job = Job.from_json(d)
+        status = job.human_readable_status
+        ctx = replace(
+            ctx,
+            ref=d.get("target") or ctx.ref,
+            namespace=d.get("namespace") or ctx.namespace,
+            snapshot_id=d.get("code_hash") or None,
+        )
+        return cls(
+            job_id=job.id,
+            job_status=_RUN_STATES.get(status, status.upper()),
+            error=job.error_message,
+            ctx=ctx,
+            user_logs=logs.splitlines() if logs else [],
+            job=job,
+        )
+
+    @property
+    def started_at_ns(self) -> Optional[int]:
+        return _ns(self.job.created_at) if self.job else None
+
+    @property
+    def ended_at_ns(self) -> Optional[int]:
+        return _ns(self.job.finished_at) if self.job else None
+
+    @property
+    def duration_ns(self) -> Optional[int]:
+        start, end = self.started_at_ns, self.ended_at_ns
+        return None if start is None or end is None else end - start
+
+    @property
+    def duration(self) -> Optional[float]:
+        """Seconds from the job's start to its end (None while it runs)."""
+        ns = self.duration_ns
+        return None if ns is None else ns / 1e9
+
+    @property
+    def nodes(self) -> List[Dict[str, Any]]:
+        return list(self.job.raw.get("nodes") or []) if self.job else []
+
+    @property
+    def result_commit(self) -> Optional[str]:
+        return self.job.raw.get("result_commit") if self.job else None
+
+    @property
+    def tx_ref(self) -> Optional[str]:
+        return self.job.raw.get("tx_branch") if self.job else None
+
+    @property
+    def parameters(self) -> Dict[str, str]:
+        """The parameter values the run used (as text), project defaults included."""
+        return dict(self.job.raw.get("parameters") or {}) if self.job else {}
