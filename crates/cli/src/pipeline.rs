@@ -260,7 +260,32 @@ pub async fn run_remote(remote: &Remote, args: RunArgs, out: Output) -> Result<(
         q.push((k, v.to_string()));
     }
     let id = remote.start_run(zip, &q).await?;
-    if args.detach {
+    follow_remote(remote, id, args.detach, out).await
+}
+
+/// `lakeplan rerun` in remote mode: the server reruns the job from its stored code.
+pub async fn rerun_remote(
+    remote: &Remote,
+    id: &str,
+    r: Option<String>,
+    dry_run: bool,
+    no_cache: bool,
+    out: Output,
+) -> Result<()> {
+    let mut q = vec![
+        ("dry_run", dry_run.to_string()),
+        ("no_cache", no_cache.to_string()),
+    ];
+    if let Some(r) = r {
+        q.push(("ref", r));
+    }
+    let new_id = remote.rerun(id, &q).await?;
+    follow_remote(remote, new_id, false, out).await
+}
+
+/// Says where a detached remote job is, or follows its log until it ends.
+async fn follow_remote(remote: &Remote, id: String, detach: bool, out: Output) -> Result<()> {
+    if detach {
         match out {
             Output::Json => output::json(&serde_json::json!({"job_id": id}))?,
             _ => {

@@ -544,6 +544,19 @@ impl Remote {
             .ok_or_else(|| Error::Internal(format!("the server's answer to a run: {v}")))
     }
 
+    /// Reruns job `id` on the server; returns the new job's id.
+    pub async fn rerun(&self, id: &str, query: &[(&str, String)]) -> Result<String> {
+        let req = self
+            .client
+            .post(self.url(&["jobs", id, "rerun"])?)
+            .query(query);
+        let v: Value = self.json(req).await?;
+        v["job_id"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| Error::Internal(format!("the server's answer to a rerun: {v}")))
+    }
+
     pub async fn audit_log(&self, limit: usize) -> Result<Vec<AuditRecord>> {
         self.get(&["audit"], &[("limit", limit.to_string())]).await
     }

@@ -162,7 +162,12 @@ pub async fn run(cli: Cli) -> Result<()> {
             r,
             dry_run,
             no_cache,
-        } => crate::pipeline::rerun(lake.local("rerun")?, &id, r, dry_run, no_cache, out).await?,
+        } => match &svc {
+            Service::Local(l) => crate::pipeline::rerun(l, &id, r, dry_run, no_cache, out).await?,
+            Service::Remote(rm) => {
+                crate::pipeline::rerun_remote(rm, &id, r, dry_run, no_cache, out).await?
+            }
+        },
         Cmd::Init { .. } | Cmd::Parameter(_) | Cmd::Serve(_) | Cmd::Admin(_) => {
             return Err(Error::Internal(
                 "project and server commands are handled before the lake opens".into(),

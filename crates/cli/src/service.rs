@@ -35,20 +35,6 @@ macro_rules! dispatch {
 }
 
 impl Service {
-    /// The local lake, for what only embedded mode does yet (pipeline runs and jobs).
-    pub fn local(&self, what: &str) -> Result<&Lake> {
-        match self {
-            Service::Local(l) => Ok(l),
-            Service::Remote(r) => Err(Error::InvalidOperation {
-                op: what.to_string(),
-                reason: format!(
-                    "not available through a server yet (remote mode, {}); unset LAKEPLAN_API_ENDPOINT/--profile to use a local lake",
-                    r.endpoint()
-                ),
-            }),
-        }
-    }
-
     pub async fn set_active_branch(&self, branch: &str) -> Result<()> {
         dispatch!(self, l => l.set_active_branch(branch), r => r.set_active_branch(branch).await)
     }

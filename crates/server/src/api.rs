@@ -154,6 +154,8 @@ routes! {
         query [], body [];
     get "/api/v1/jobs/{id}/logs" => job_logs, "read", "A run's log (text)",
         query [], body [];
+    post "/api/v1/jobs/{id}/rerun" => rerun, "write", "Run a job again from its stored code, parameters and input commit; 202 with the new job id",
+        query ["ref", "dry_run:boolean", "no_cache:boolean"], body [];
     get "/api/v1/jobs/{id}/logs/stream" => job_log_stream, "read", "A run's log, live, as server-sent events: one 'data:' per line, then 'event: end' with the job's final status",
         query [], body [];
     post "/api/v1/jobs/{id}/cancel" => cancel_job, "write", "Stop a running pipeline (its target branch stays as it was)",
@@ -745,23 +747,41 @@ async fn run(
         .clone()
         .unwrap_or_else(|| MAIN_BRANCH.to_string());
     opts.target = Some(target.clone());
-    opts.shared_process = true;
-    // A run executes the project's code, even a dry run: never for a read-only key.
+    check_run(&c, &target, opts.dry_run)?;
+    let project = c.lake.unpack_project(&body)?;
+    let upload = project.parent().map(std::path::Path::to_path_buf);
+    opts.project_dir = project;
+    start_run(c.lake, opts, upload).await
+}
+
+/// A run executes the project's code, even a dry run: never for a read-only key; and it writes
+/// its target unless dry.
+fn check_run(c: &Caller, target: &str, dry_run: bool) -> Result<(), ApiError> {
     if c.principal.scope == crate::registry::Scope::Read {
         return Err(ApiError::Forbidden(format!(
             "key {} is read-only: it cannot run pipelines",
             c.principal.key_id
         )));
     }
-    if !opts.dry_run {
-        c.principal.check_ref_write(&target)?;
+    if !dry_run {
+        c.principal.check_ref_write(target)?;
     }
-    let project = c.lake.unpack_project(&body)?;
-    let upload = project.parent().map(std::path::Path::to_path_buf);
-    let id = uuid::Uuid::new_v4().simple().to_string();
-    opts.project_dir = project;
+    Ok(())
+}
+
+/// Starts `opts` in the background and answers once its job is recorded (202 with its id), or
+/// with the error that stopped it before. `cleanup` is removed when the run ends.
+async fn start_run(
+    lake: Lake,
+    mut opts: lakeplan_lake::RunOptions,
+    cleanup: Option<std::path::PathBuf>,
+) -> ApiResult {
+    let id = opts
+        .job_id
+        .clone()
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
     opts.job_id = Some(id.clone());
-    let lake = c.lake;
+    opts.shared_process = true;
     let jobs = lake.jobs()?;
     let (tx, mut done) = tokio::sync::oneshot::channel();
     // The run's future is driven on a blocking thread of its own: it lives as long as the run,
@@ -769,7 +789,7 @@ async fn run(
     let handle = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
         let res = handle.block_on(lake.run_pipeline(&opts, std::sync::Arc::new(|_| {})));
-        if let Some(dir) = upload {
+        if let Some(dir) = cleanup {
             let _ = std::fs::remove_dir_all(dir);
         }
         let _ = tx.send(res.map(|_| ()));
@@ -788,6 +808,42 @@ async fn run(
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+}
+
+#[derive(Deserialize)]
+struct RerunQ {
+    #[serde(rename = "ref")]
+    at: Option<String>,
+    #[serde(default)]
+    dry_run: bool,
+    #[serde(default)]
+    no_cache: bool,
+}
+
+/// `lakeplan rerun` over the API: the job's stored code, parameters and input commit.
+async fn rerun(c: Caller, Path(id): Path<String>, Params(q): Params<RerunQ>) -> ApiResult {
+    check_job_id(&id)?;
+    let job = c.lake.jobs()?.get(&id)?;
+    let target = q.at.unwrap_or_else(|| job.target.clone());
+    check_run(&c, &target, q.dry_run)?;
+    let new_id = uuid::Uuid::new_v4().simple().to_string();
+    let project_dir = c.lake.restore_job_code(&job.id, &new_id)?;
+    let opts = lakeplan_lake::RunOptions {
+        project_dir,
+        target: Some(target),
+        namespace: Some(job.namespace.clone()),
+        params: job.parameters.clone().into_iter().collect(),
+        no_cache: q.no_cache,
+        dry_run: q.dry_run,
+        strict: job.strict,
+        strict_python: job.strict_python,
+        transaction: job.transactional || job.dry_run,
+        job_id: Some(new_id),
+        input_commit: Some(job.input_commit.clone()),
+        rerun_of: Some(job.id.clone()),
+        ..Default::default()
+    };
+    start_run(c.lake, opts, None).await
 }
 
 async fn list_jobs(c: Caller, Params(q): Params<LimitQ>) -> ApiResult {

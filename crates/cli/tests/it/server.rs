@@ -440,9 +440,8 @@ fn remote_mode_prints_what_embedded_mode_prints() {
     ] {
         assert_eq!(local.err(&args), remote.err(&args), "{args:?}");
     }
-    // What remote mode cannot do yet says so.
     let e = remote.err(&["rerun", "0123456789abcdef"]);
-    assert!(e.contains("not available through a server yet"), "{e}");
+    assert!(e.contains("not found"), "{e}");
 }
 
 /// `lakeplan run` in remote mode uploads the project and runs it on the server (functions in
@@ -480,6 +479,18 @@ fn pipelines_run_through_the_server() {
     let id = job["id"].as_str().expect("id");
     assert_eq!(remote.json(&["job", "get", id])["id"], job["id"]);
     assert!(remote.ok(&["job", "logs", id]).contains("paid_trips"));
+
+    // A rerun on the server: the stored code, parameters and input commit, into a branch.
+    remote.ok(&["branch", "create", "tester.again", "--from-ref", "main"]);
+    remote.ok(&["rerun", id, "-r", "tester.again"]);
+    let jobs = remote.json(&["job", "ls"]);
+    assert_eq!(jobs[0]["rerun_of"], job["id"], "{jobs}");
+    assert_eq!(jobs[0]["status"], "succeeded");
+    assert_eq!(jobs[0]["parameters"]["min_fare"], "10");
+    assert_eq!(
+        remote.count("SELECT count(*) FROM paid_trips", &["-r", "tester.again"]),
+        remote.count("SELECT count(*) FROM trips WHERE fare >= 10", &[])
+    );
 
     // A project that does not plan: its error, with file and line, and nothing written.
     std::fs::write(
