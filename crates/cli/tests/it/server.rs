@@ -478,7 +478,19 @@ fn pipelines_run_through_the_server() {
     assert_eq!(job["parameters"]["min_fare"], "10");
     let id = job["id"].as_str().expect("id");
     assert_eq!(remote.json(&["job", "get", id])["id"], job["id"]);
-    assert!(remote.ok(&["job", "logs", id]).contains("paid_trips"));
+    let log = remote.ok(&["job", "logs", id]);
+    assert!(log.contains("paid_trips"));
+    // The server's own folders are not shown to clients.
+    let server_dir = remote.file("server").display().to_string();
+    for text in [jobs.to_string(), log.clone(), out.clone()] {
+        assert!(!text.contains(&server_dir), "a server path leaked: {text}");
+    }
+    assert!(
+        jobs[0]["project_dir"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("<lake>")),
+        "{jobs}"
+    );
 
     // A rerun on the server: the stored code, parameters and input commit, into a branch.
     remote.ok(&["branch", "create", "tester.again", "--from-ref", "main"]);
