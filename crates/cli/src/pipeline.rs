@@ -283,17 +283,22 @@ pub async fn rerun_remote(
     follow_remote(remote, new_id, false, out).await
 }
 
+/// What `run -d` prints: the job id, and how to follow it.
+fn started_in_background(id: &str, out: Output) -> Result<()> {
+    match out {
+        Output::Json => output::json(&serde_json::json!({"job_id": id})),
+        _ => {
+            outln!("Started job {id} in the background");
+            outln!("  lakeplan job get {id}   ·   lakeplan job logs {id}");
+            Ok(())
+        }
+    }
+}
+
 /// Says where a detached remote job is, or follows its log until it ends.
 async fn follow_remote(remote: &Remote, id: String, detach: bool, out: Output) -> Result<()> {
     if detach {
-        match out {
-            Output::Json => output::json(&serde_json::json!({"job_id": id}))?,
-            _ => {
-                outln!("Started job {id} in the background");
-                outln!("  lakeplan job get {id}   ·   lakeplan job logs {id}");
-            }
-        }
-        return Ok(());
+        return started_in_background(&id, out);
     }
     // Follow the log as the server streams it, until the job has ended.
     remote
@@ -397,14 +402,7 @@ async fn detach(lake: &Lake, lake_dir: &Path, args: &RunArgs, out: Output) -> Re
     let jobs = lake.jobs()?;
     for _ in 0..600 {
         if jobs.get(&id).is_ok() {
-            match out {
-                Output::Json => output::json(&serde_json::json!({"job_id": id}))?,
-                _ => {
-                    outln!("Started job {id} in the background");
-                    outln!("  lakeplan job get {id}   ·   lakeplan job logs {id}");
-                }
-            }
-            return Ok(());
+            return started_in_background(&id, out);
         }
         if let Ok(Some(status)) = child.try_wait() {
             return Err(Error::InvalidOperation {
@@ -475,23 +473,7 @@ pub async fn rerun(
     out: Output,
 ) -> Result<()> {
     let job = lake.jobs()?.get(id)?;
-    let new_id = uuid::Uuid::new_v4().simple().to_string();
-    let project_dir = lake.restore_job_code(&job.id, &new_id)?;
-    let opts = RunOptions {
-        project_dir,
-        target: Some(r.unwrap_or_else(|| job.target.clone())),
-        namespace: Some(job.namespace.clone()),
-        params: job.parameters.clone().into_iter().collect(),
-        no_cache,
-        dry_run,
-        strict: job.strict,
-        strict_python: job.strict_python,
-        transaction: job.transactional || job.dry_run,
-        job_id: Some(new_id),
-        input_commit: Some(job.input_commit.clone()),
-        rerun_of: Some(job.id.clone()),
-        ..Default::default()
-    };
+    let opts = lake.rerun_options(&job, r, dry_run, no_cache)?;
     let job = lake.run_pipeline(&opts, observer(out)).await?;
     finish(job, out)
 }

@@ -1688,13 +1688,34 @@ impl Lake {
         Ok(job)
     }
 
-    /// Extracts job `id`'s code snapshot into the folder of a new job `new_id`; returns it.
-    pub fn restore_job_code(&self, id: &str, new_id: &str) -> Result<PathBuf> {
+    /// `lakeplan rerun`: the options of a new run of `job` from its stored code (extracted into
+    /// the new job's folder), parameters and input commit, publishing to `target` (default: the
+    /// job's own target).
+    pub fn rerun_options(
+        &self,
+        job: &JobRecord,
+        target: Option<String>,
+        dry_run: bool,
+        no_cache: bool,
+    ) -> Result<RunOptions> {
         let jobs = self.jobs()?;
-        let job = jobs.get(id)?;
-        let zip = jobs.snapshot_path(&job.id);
-        let dir = jobs.job_dir(new_id).join("project");
-        crate::snapshot::extract_snapshot(&zip, &dir)?;
-        Ok(dir)
+        let new_id = uuid::Uuid::new_v4().simple().to_string();
+        let project_dir = jobs.job_dir(&new_id).join("project");
+        crate::snapshot::extract_snapshot(&jobs.snapshot_path(&job.id), &project_dir)?;
+        Ok(RunOptions {
+            project_dir,
+            target: Some(target.unwrap_or_else(|| job.target.clone())),
+            namespace: Some(job.namespace.clone()),
+            params: job.parameters.clone().into_iter().collect(),
+            no_cache,
+            dry_run,
+            strict: job.strict,
+            strict_python: job.strict_python,
+            transaction: job.transactional || job.dry_run,
+            job_id: Some(new_id),
+            input_commit: Some(job.input_commit.clone()),
+            rerun_of: Some(job.id.clone()),
+            ..Default::default()
+        })
     }
 }

@@ -474,8 +474,7 @@ fn check_source(state: &AppState, c: &Caller, uri: &str) -> Result<(), ApiError>
         if t.name == c.principal.tenant.name {
             continue;
         }
-        let other = normalize_location(&t.warehouse);
-        if norm == other || norm.starts_with(&format!("{other}/")) {
+        if crate::registry::nested(&norm, &normalize_location(&t.warehouse)) {
             // Said as a missing file would be: other tenants' storage does not exist here.
             return Err(ApiError::NotFound(format!("'{uri}': no such files")));
         }
@@ -826,23 +825,9 @@ async fn rerun(c: Caller, Path(id): Path<String>, Params(q): Params<RerunQ>) -> 
     let job = c.lake.jobs()?.get(&id)?;
     let target = q.at.unwrap_or_else(|| job.target.clone());
     check_run(&c, &target, q.dry_run)?;
-    let new_id = uuid::Uuid::new_v4().simple().to_string();
-    let project_dir = c.lake.restore_job_code(&job.id, &new_id)?;
-    let opts = lakeplan_lake::RunOptions {
-        project_dir,
-        target: Some(target),
-        namespace: Some(job.namespace.clone()),
-        params: job.parameters.clone().into_iter().collect(),
-        no_cache: q.no_cache,
-        dry_run: q.dry_run,
-        strict: job.strict,
-        strict_python: job.strict_python,
-        transaction: job.transactional || job.dry_run,
-        job_id: Some(new_id),
-        input_commit: Some(job.input_commit.clone()),
-        rerun_of: Some(job.id.clone()),
-        ..Default::default()
-    };
+    let opts = c
+        .lake
+        .rerun_options(&job, Some(target), q.dry_run, q.no_cache)?;
     start_run(c.lake, opts, None).await
 }
 

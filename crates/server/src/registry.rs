@@ -345,7 +345,7 @@ impl Registry {
 }
 
 /// Whether location `inner` is `outer` or below it.
-fn nested(inner: &str, outer: &str) -> bool {
+pub(crate) fn nested(inner: &str, outer: &str) -> bool {
     inner == outer || inner.starts_with(&format!("{outer}/"))
 }
 
