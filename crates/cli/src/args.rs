@@ -110,6 +110,9 @@ pub enum Cmd {
     },
     /// Serve the lakes of many tenants over an HTTP/JSON API (see docs/server.md)
     Serve(ServeArgs),
+    /// A data-plane worker: runs a server's queries, imports and pipeline runs, and serves query
+    /// results over Arrow Flight (see docs/server.md)
+    Worker(WorkerArgs),
     /// A server's tenants, users and API keys (run where the server's metastore is)
     #[command(subcommand)]
     Admin(AdminCmd),
@@ -157,6 +160,33 @@ pub struct ServeArgs {
     /// Longest a request may take, in seconds
     #[arg(long, default_value_t = 300)]
     pub request_timeout_secs: u64,
+    /// Data-plane workers to start on this machine (0: only workers started elsewhere with
+    /// `lakeplan worker`)
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct WorkerArgs {
+    /// The control plane's URL (what `lakeplan serve` printed)
+    #[arg(long)]
+    pub control_plane: String,
+    /// Where to serve results (Arrow Flight and HTTP on one port)
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: String,
+    /// The URL clients reach this worker at, if not http://<listen address>
+    #[arg(long)]
+    pub advertise: Option<String>,
+    /// A file holding the server's worker token (default: $LAKEPLAN_WORKER_TOKEN; a server
+    /// writes its token to <metastore folder or state dir>/worker.token)
+    #[arg(long)]
+    pub token_file: Option<String>,
+    /// Tasks run at once
+    #[arg(long, default_value_t = 4)]
+    pub max_tasks: usize,
+    /// Exit when standard input closes (how `serve --workers` ties its workers to itself)
+    #[arg(long, hide = true)]
+    pub exit_on_stdin_close: bool,
 }
 
 #[derive(Subcommand, Debug)]

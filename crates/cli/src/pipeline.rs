@@ -473,7 +473,7 @@ pub async fn rerun(
     out: Output,
 ) -> Result<()> {
     let job = lake.jobs()?.get(id)?;
-    let opts = lake.rerun_options(&job, r, dry_run, no_cache)?;
+    let opts = lake.rerun_options(&job, r, dry_run, no_cache, None)?;
     let job = lake.run_pipeline(&opts, observer(out)).await?;
     finish(job, out)
 }

@@ -30,6 +30,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Cmd::Parameter(p) => return crate::pipeline::parameter(p, out),
         // Server commands use the server's metastore, not a lake.
         Cmd::Serve(args) => return crate::server::serve(args).await,
+        Cmd::Worker(args) => return crate::server::worker(args).await,
         Cmd::Admin(cmd) => return crate::server::admin(cmd, out),
         other => other,
     };
@@ -168,7 +169,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                 crate::pipeline::rerun_remote(rm, &id, r, dry_run, no_cache, out).await?
             }
         },
-        Cmd::Init { .. } | Cmd::Parameter(_) | Cmd::Serve(_) | Cmd::Admin(_) => {
+        Cmd::Init { .. } | Cmd::Parameter(_) | Cmd::Serve(_) | Cmd::Worker(_) | Cmd::Admin(_) => {
             return Err(Error::Internal(
                 "project and server commands are handled before the lake opens".into(),
             ))

@@ -6,7 +6,9 @@ use std::time::Duration;
 use lakeplan_core::{Error, Result};
 use lakeplan_server::{AppState, MetastoreUrl, Registry, Scope, ServerConfig};
 
-use crate::args::{AdminCmd, KeyCmd, MetastoreArg, Output, ServeArgs, TenantCmd, UserCmd};
+use crate::args::{
+    AdminCmd, KeyCmd, MetastoreArg, Output, ServeArgs, TenantCmd, UserCmd, WorkerArgs,
+};
 use crate::output;
 
 /// `~/x` → `$HOME/x`.
@@ -21,12 +23,22 @@ fn expand_home(s: &str) -> Result<String> {
     }
 }
 
+/// `dir` made absolute (workers may start elsewhere).
+fn absolute(dir: &str) -> Result<String> {
+    std::path::absolute(dir)
+        .map(|p| p.display().to_string())
+        .map_err(|e| Error::io(dir, e))
+}
+
 fn metastore_url(arg: &MetastoreArg) -> Result<MetastoreUrl> {
     let url = match arg.metastore.strip_prefix("sqlite:") {
-        Some(dir) => format!("sqlite:{}", expand_home(dir)?),
-        None => arg.metastore.clone(),
+        Some(dir) if !dir.is_empty() => format!("sqlite:{}", absolute(&expand_home(dir)?)?),
+        _ => arg.metastore.clone(),
     };
-    MetastoreUrl::parse(&url, PathBuf::from(expand_home(&arg.state_dir)?))
+    MetastoreUrl::parse(
+        &url,
+        PathBuf::from(absolute(&expand_home(&arg.state_dir)?)?),
+    )
 }
 
 fn registry(arg: &MetastoreArg) -> Result<(Registry, MetastoreUrl)> {
@@ -40,6 +52,8 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     config.allow_local_paths = args.allow_local_paths;
     config.max_body_bytes = args.max_body_mib.saturating_mul(1024 * 1024);
     config.request_timeout = Duration::from_secs(args.request_timeout_secs);
+    config.worker_token = worker_token(&config.metastore)?;
+    let token = config.worker_token.clone();
     let state = AppState::open(config)?;
     if let Some(root) = &args.warehouse {
         state.registry.set_warehouse_root(root)?;
@@ -50,7 +64,130 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         .map_err(|e| Error::Internal(format!("listening address: {e}")))?;
     // The first line says where to connect (tests and scripts read it).
     println!("lakeplan server listening on http://{addr}");
-    lakeplan_server::serve(listener, state, shutdown_signal()).await
+    let control_plane = format!("http://{addr}");
+    let local: Vec<_> = (0..args.workers)
+        .map(|i| tokio::spawn(supervise_worker(i, control_plane.clone(), token.clone())))
+        .collect();
+    let served = lakeplan_server::serve(listener, state, shutdown_signal()).await;
+    // Dropping a supervisor's child kills it.
+    for w in local {
+        w.abort();
+        let _ = w.await;
+    }
+    served
+}
+
+/// The secret of the internal routes: `$LAKEPLAN_WORKER_TOKEN`, or a new random one written
+/// (owner-only) to `<state folder>/worker.token` for workers started by hand on this machine.
+fn worker_token(url: &MetastoreUrl) -> Result<String> {
+    if let Ok(t) = std::env::var("LAKEPLAN_WORKER_TOKEN") {
+        if !t.trim().is_empty() {
+            return Ok(t.trim().to_string());
+        }
+    }
+    let token = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    let dir = url.state_dir();
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir.display(), e))?;
+    let path = dir.join("worker.token");
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| Error::io(path.display(), e))?;
+        f.write_all(token.as_bytes())
+            .map_err(|e| Error::io(path.display(), e))?;
+    }
+    Ok(token)
+}
+
+/// Keeps local worker `i` running: a worker that dies is started again (its tasks have failed
+/// and may be retried).
+async fn supervise_worker(i: usize, control_plane: String, token: String) {
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: cannot start local workers: {e}");
+            return;
+        }
+    };
+    loop {
+        let child = tokio::process::Command::new(&exe)
+            .args([
+                "worker",
+                "--control-plane",
+                &control_plane,
+                "--exit-on-stdin-close",
+            ])
+            .env("LAKEPLAN_WORKER_TOKEN", &token)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn();
+        let mut child = match child {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("error: cannot start local worker {i}: {e}");
+                return;
+            }
+        };
+        // `wait` closes the child's stdin unless it is taken: keep it open while the child runs.
+        let _stdin = child.stdin.take();
+        let status = child.wait().await;
+        eprintln!("warning: local worker {i} exited ({status:?}); starting it again");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// `lakeplan worker`: serves until stopped (or, with --exit-on-stdin-close, until its parent
+/// goes away).
+pub async fn worker(args: WorkerArgs) -> Result<()> {
+    let token = match &args.token_file {
+        Some(f) => std::fs::read_to_string(expand_home(f)?)
+            .map_err(|e| Error::io(f, e))?
+            .trim()
+            .to_string(),
+        None => std::env::var("LAKEPLAN_WORKER_TOKEN").unwrap_or_default(),
+    };
+    if token.is_empty() {
+        return Err(Error::InvalidInput(
+            "a worker needs the server's worker token: --token-file FILE (the server writes \
+             worker.token in its state folder) or LAKEPLAN_WORKER_TOKEN"
+                .into(),
+        ));
+    }
+    let opts = lakeplan_server::worker::WorkerOptions {
+        control_plane: args.control_plane,
+        token,
+        listen: args.listen,
+        advertise: args.advertise,
+        max_tasks: args.max_tasks,
+    };
+    let stdin_closed = async move {
+        if args.exit_on_stdin_close {
+            use tokio::io::AsyncReadExt;
+            let mut buf = [0u8; 64];
+            let mut stdin = tokio::io::stdin();
+            while matches!(stdin.read(&mut buf).await, Ok(n) if n > 0) {}
+        } else {
+            std::future::pending::<()>().await
+        }
+    };
+    let stop = async move {
+        tokio::select! {
+            _ = shutdown_signal() => {},
+            _ = stdin_closed => {},
+        }
+    };
+    lakeplan_server::worker::run(opts, stop).await
 }
 
 async fn shutdown_signal() {

@@ -38,6 +38,17 @@ impl Lake {
         )
     }
 
+    /// Plans one read-only SQL statement at ref `r`; its rows come as they are computed.
+    pub async fn query_stream(
+        &self,
+        sql: &str,
+        r: Option<&str>,
+        ns: Option<&str>,
+    ) -> Result<datafusion::physical_plan::SendableRecordBatchStream> {
+        let ctx = self.session(r, ns)?;
+        lakeplan_sql::execute_stream(&ctx, sql).await
+    }
+
     /// Runs one read-only SQL statement at ref `r`.
     pub async fn query(
         &self,

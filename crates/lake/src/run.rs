@@ -1688,6 +1688,31 @@ impl Lake {
         Ok(job)
     }
 
+    /// Marks a running job failed because the process running it is gone (a data-plane worker
+    /// lost mid-run). Its target branch is untouched: a run publishes by one merge at its end.
+    /// A job that already ended is left as it is.
+    pub fn fail_lost_job(&self, id: &str, why: &str) -> Result<JobRecord> {
+        let jobs = self.jobs()?;
+        let mut job = jobs.get(id)?;
+        if job.status.is_finished() {
+            return Ok(job);
+        }
+        job.status = JobStatus::Failed;
+        job.finished_at = Some(Utc::now());
+        job.error = Some(match &job.tx_branch {
+            Some(tx) => format!("{why}; the temporary branch '{tx}' is kept"),
+            None => why.to_string(),
+        });
+        jobs.update(&job)?;
+        let log = jobs.log_path(&job.id);
+        if let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(&log) {
+            use std::io::Write;
+            let _ = writeln!(f, "error: {why}");
+        }
+        self.record("job.lost", &job.id, json!({"error": why}), None);
+        Ok(job)
+    }
+
     /// `lakeplan rerun`: the options of a new run of `job` from its stored code (extracted into
     /// the new job's folder), parameters and input commit, publishing to `target` (default: the
     /// job's own target).
@@ -1697,9 +1722,10 @@ impl Lake {
         target: Option<String>,
         dry_run: bool,
         no_cache: bool,
+        job_id: Option<String>,
     ) -> Result<RunOptions> {
         let jobs = self.jobs()?;
-        let new_id = uuid::Uuid::new_v4().simple().to_string();
+        let new_id = job_id.unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
         let project_dir = jobs.job_dir(&new_id).join("project");
         crate::snapshot::extract_snapshot(&jobs.snapshot_path(&job.id), &project_dir)?;
         Ok(RunOptions {

@@ -11,14 +11,16 @@ use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use base64::Engine;
 use lakeplan_catalog::LogFilter;
 use lakeplan_core::{Error, RefKind, MAIN_BRANCH};
-use lakeplan_lake::{CreatePlan, ImportOptions, Lake};
+use lakeplan_lake::{CreatePlan, Lake};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::auth::Caller;
+use crate::dispatch::{OnLost, Outcome, RunProject, RunTask, Task, Work};
 use crate::error::{rejection, ApiError};
 use crate::openapi::RouteDoc;
 use crate::state::AppState;
@@ -142,7 +144,7 @@ routes! {
         query [], body ["search_uri!", "namespace", "continue_on_error:boolean", "import_duplicate_files:boolean"];
     post "/api/v1/branches/{branch}/tables/{table}/revert" => revert_table, "write", "Restore a table as of another ref (no file copied)",
         query [], body ["source_ref!", "namespace"];
-    post "/api/v1/query" => query, "read", "Run one read-only SQL statement at a ref; JSON rows, or an Arrow IPC stream with 'Accept: application/vnd.apache.arrow.stream'",
+    post "/api/v1/query" => query, "read", "Run one read-only SQL statement at a ref on a data-plane worker: 303 to the rows on the worker (JSON, or an Arrow IPC stream with 'Accept: application/vnd.apache.arrow.stream'), or with 'Accept: application/vnd.lakeplan.flight+json' a short-lived ticket for Arrow Flight DoGet on the worker",
         query [], body ["sql!", "ref", "namespace", "max_rows:integer"];
     get "/api/v1/audit" => audit, "read", "The tenant's append-only operations log, newest first",
         query ["limit:integer"], body [];
@@ -590,23 +592,15 @@ async fn import(
 ) -> ApiResult {
     c.principal.check_ref_write(&branch)?;
     check_source(&state, &c, &b.search_uri)?;
-    let opts = ImportOptions {
+    let work = Work::Import {
+        table,
+        namespace: b.namespace,
+        search_uri: b.search_uri,
+        branch,
         continue_on_error: b.continue_on_error,
         import_duplicate_files: b.import_duplicate_files,
-        ..ImportOptions::default()
     };
-    let (report, written) = c
-        .lake
-        .import(
-            &table,
-            b.namespace.as_deref(),
-            &b.search_uri,
-            Some(&branch),
-            &opts,
-            std::sync::Arc::new(|_| {}),
-        )
-        .await?;
-    ok(json!({"report": report, "commit": written}))
+    ok(answer(state.dispatcher.submit(task(&c, work), None)).await?)
 }
 
 #[derive(Deserialize)]
@@ -635,62 +629,62 @@ struct QueryBody {
     max_rows: Option<usize>,
 }
 
-const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
-
-async fn query(c: Caller, headers: HeaderMap, Body(b): Body<QueryBody>) -> ApiResult {
-    let at = b.at.unwrap_or_else(|| MAIN_BRANCH.to_string());
-    let res = c
-        .lake
-        .query(&b.sql, Some(&at), b.namespace.as_deref(), b.max_rows)
-        .await?;
-    let wants_arrow = headers
+/// A query runs on a data-plane worker, which keeps its rows under a short-lived ticket. With
+/// `Accept: application/vnd.lakeplan.flight+json` the answer is that ticket (for Arrow Flight
+/// `DoGet` on the worker's endpoint); otherwise it is a redirect (303) to the rows on the worker,
+/// as JSON or as an Arrow IPC stream. The rows never pass through the control plane.
+async fn query(
+    State(state): State<AppState>,
+    c: Caller,
+    headers: HeaderMap,
+    Body(b): Body<QueryBody>,
+) -> ApiResult {
+    let work = Work::Query {
+        sql: b.sql,
+        at: b.at.unwrap_or_else(|| MAIN_BRANCH.to_string()),
+        namespace: b.namespace,
+        max_rows: b.max_rows,
+    };
+    let v = answer(state.dispatcher.submit(task(&c, work), None)).await?;
+    let wants_ticket = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains(ARROW_STREAM));
-    if wants_arrow {
-        let mut buf = Vec::new();
-        {
-            let mut w = arrow::ipc::writer::StreamWriter::try_new(&mut buf, &res.schema)
-                .map_err(|e| Error::Internal(format!("Arrow IPC: {e}")))?;
-            for batch in &res.batches {
-                w.write(batch)
-                    .map_err(|e| Error::Internal(format!("Arrow IPC: {e}")))?;
-            }
-            w.finish()
-                .map_err(|e| Error::Internal(format!("Arrow IPC: {e}")))?;
-        }
-        return Ok((
-            [
-                (header::CONTENT_TYPE, ARROW_STREAM.to_string()),
-                (
-                    header::HeaderName::from_static("x-lakeplan-truncated"),
-                    res.truncated.to_string(),
-                ),
-            ],
-            buf,
-        )
-            .into_response());
+        .is_some_and(|v| v.contains(crate::results::FLIGHT_TICKET));
+    if wants_ticket {
+        return ok(v);
     }
-    let mut w = arrow::json::ArrayWriter::new(Vec::new());
-    for batch in &res.batches {
-        w.write(batch)
-            .map_err(|e| Error::Internal(format!("JSON rows: {e}")))?;
+    let location = format!(
+        "{}/results/{}",
+        v["endpoint"].as_str().unwrap_or_default(),
+        v["ticket"].as_str().unwrap_or_default()
+    );
+    Ok((
+        StatusCode::SEE_OTHER,
+        [(header::LOCATION, location)],
+        Json(v),
+    )
+        .into_response())
+}
+
+/// A task of the caller's, for the data plane.
+fn task(c: &Caller, work: Work) -> Task {
+    Task {
+        id: uuid::Uuid::new_v4().simple().to_string(),
+        tenant: c.principal.tenant.clone(),
+        user: c.principal.user.name.clone(),
+        work,
     }
-    w.finish()
-        .map_err(|e| Error::Internal(format!("JSON rows: {e}")))?;
-    let raw = w.into_inner();
-    let rows: Value = if raw.is_empty() {
-        json!([])
-    } else {
-        serde_json::from_slice(&raw).map_err(|e| Error::Internal(format!("JSON rows: {e}")))?
-    };
-    let columns: Vec<Value> = res
-        .schema
-        .fields()
-        .iter()
-        .map(|f| json!({"name": f.name(), "type": f.data_type().to_string()}))
-        .collect();
-    ok(json!({"columns": columns, "rows": rows, "truncated": res.truncated}))
+}
+
+/// The answer of a task handed to the data plane.
+async fn answer(rx: tokio::sync::oneshot::Receiver<Outcome>) -> Result<Value, ApiError> {
+    match rx.await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(ApiError::Relayed(e)),
+        Err(_) => Err(ApiError::Unavailable(
+            "the data plane dropped the task: retry".into(),
+        )),
+    }
 }
 
 #[derive(Deserialize)]
@@ -706,14 +700,24 @@ async fn audit(c: Caller, Params(q): Params<LimitQ>) -> ApiResult {
 /// the error that stopped it before: a planning error, say). The run goes on in the background;
 /// its functions run in sandboxed worker processes, never in the server.
 async fn run(
+    State(state): State<AppState>,
     c: Caller,
     Params(q): Params<Vec<(String, String)>>,
     body: axum::body::Bytes,
 ) -> ApiResult {
-    let mut opts = lakeplan_lake::RunOptions {
+    let mut run = RunTask {
+        job_id: uuid::Uuid::new_v4().simple().to_string(),
+        project: RunProject::Upload {
+            zip_base64: base64::engine::general_purpose::STANDARD.encode(&body),
+        },
+        target: MAIN_BRANCH.to_string(),
+        namespace: None,
+        params: Vec::new(),
+        dry_run: false,
+        no_cache: false,
         strict: true,
         transaction: true,
-        ..Default::default()
+        strict_python: false,
     };
     let flag = |k: &str, v: &str| {
         v.parse::<bool>()
@@ -721,19 +725,19 @@ async fn run(
     };
     for (k, v) in q {
         match k.as_str() {
-            "ref" => opts.target = Some(v),
-            "namespace" => opts.namespace = Some(v),
+            "ref" => run.target = v,
+            "namespace" => run.namespace = Some(v),
             "param" => {
                 let (pk, pv) = v.split_once('=').ok_or_else(|| {
                     ApiError::BadRequest(format!("param '{v}': expected name=value"))
                 })?;
-                opts.params.push((pk.trim().to_string(), pv.to_string()));
+                run.params.push((pk.trim().to_string(), pv.to_string()));
             }
-            "dry_run" => opts.dry_run = flag(&k, &v)?,
-            "no_cache" => opts.no_cache = flag(&k, &v)?,
-            "strict" => opts.strict = flag(&k, &v)?,
-            "transaction" => opts.transaction = flag(&k, &v)?,
-            "strict_python" => opts.strict_python = flag(&k, &v)?,
+            "dry_run" => run.dry_run = flag(&k, &v)?,
+            "no_cache" => run.no_cache = flag(&k, &v)?,
+            "strict" => run.strict = flag(&k, &v)?,
+            "transaction" => run.transaction = flag(&k, &v)?,
+            "strict_python" => run.strict_python = flag(&k, &v)?,
             other => {
                 return Err(ApiError::BadRequest(format!(
                     "unknown query parameter '{other}'"
@@ -741,16 +745,8 @@ async fn run(
             }
         }
     }
-    let target = opts
-        .target
-        .clone()
-        .unwrap_or_else(|| MAIN_BRANCH.to_string());
-    opts.target = Some(target.clone());
-    check_run(&c, &target, opts.dry_run)?;
-    let project = c.lake.unpack_project(&body)?;
-    let upload = project.parent().map(std::path::Path::to_path_buf);
-    opts.project_dir = project;
-    start_run(c.lake, opts, upload).await
+    check_run(&c, &run.target, run.dry_run)?;
+    start_run(&state, c, run).await
 }
 
 /// A run executes the project's code, even a dry run: never for a read-only key; and it writes
@@ -768,38 +764,34 @@ fn check_run(c: &Caller, target: &str, dry_run: bool) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Starts `opts` in the background and answers once its job is recorded (202 with its id), or
-/// with the error that stopped it before. `cleanup` is removed when the run ends.
-async fn start_run(
-    lake: Lake,
-    mut opts: lakeplan_lake::RunOptions,
-    cleanup: Option<std::path::PathBuf>,
-) -> ApiResult {
-    let id = opts
-        .job_id
-        .clone()
-        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
-    opts.job_id = Some(id.clone());
-    opts.shared_process = true;
-    let jobs = lake.jobs()?;
-    let (tx, mut done) = tokio::sync::oneshot::channel();
-    // The run's future is driven on a blocking thread of its own: it lives as long as the run,
-    // and pipeline code paths are not required to be Send.
-    let handle = tokio::runtime::Handle::current();
-    tokio::task::spawn_blocking(move || {
-        let res = handle.block_on(lake.run_pipeline(&opts, std::sync::Arc::new(|_| {})));
-        if let Some(dir) = cleanup {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-        let _ = tx.send(res.map(|_| ()));
-    });
+/// Hands the run to the data plane and answers once its job is recorded (202 with its id), or
+/// with the error that stopped it before (a planning error, say). The run goes on on its
+/// worker; if that worker is lost, the job is marked failed.
+async fn start_run(state: &AppState, c: Caller, run: RunTask) -> ApiResult {
+    let id = run.job_id.clone();
+    let jobs = c.lake.jobs()?;
+    let on_lost: OnLost = {
+        let lake = state.tenants.lake(&c.principal.tenant)?;
+        let id = id.clone();
+        Box::new(move |worker: &str| {
+            let why = format!(
+                "the data-plane worker {worker} running this job was lost; nothing was published"
+            );
+            if let Err(e) = lake.fail_lost_job(&id, &why) {
+                eprintln!("warning: job {id}: {e}");
+            }
+        })
+    };
+    let mut done = state
+        .dispatcher
+        .submit(task(&c, Work::Run(run)), Some(on_lost));
     loop {
         if jobs.get(&id).is_ok() {
             return Ok((StatusCode::ACCEPTED, Json(json!({"job_id": id}))).into_response());
         }
         match done.try_recv() {
-            Ok(Err(e)) => return Err(e.into()),
-            Ok(Ok(())) => continue,
+            Ok(Err(e)) => return Err(ApiError::Relayed(e)),
+            Ok(Ok(_)) => continue,
             Err(tokio::sync::oneshot::error::TryRecvError::Closed) => {
                 return Err(Error::Internal(format!("run {id} ended without a job record")).into())
             }
@@ -820,15 +812,30 @@ struct RerunQ {
 }
 
 /// `lakeplan rerun` over the API: the job's stored code, parameters and input commit.
-async fn rerun(c: Caller, Path(id): Path<String>, Params(q): Params<RerunQ>) -> ApiResult {
+async fn rerun(
+    State(state): State<AppState>,
+    c: Caller,
+    Path(id): Path<String>,
+    Params(q): Params<RerunQ>,
+) -> ApiResult {
     check_job_id(&id)?;
     let job = c.lake.jobs()?.get(&id)?;
     let target = q.at.unwrap_or_else(|| job.target.clone());
     check_run(&c, &target, q.dry_run)?;
-    let opts = c
-        .lake
-        .rerun_options(&job, Some(target), q.dry_run, q.no_cache)?;
-    start_run(c.lake, opts, None).await
+    let run = RunTask {
+        job_id: uuid::Uuid::new_v4().simple().to_string(),
+        project: RunProject::Rerun { job_id: job.id },
+        target,
+        namespace: None,
+        params: Vec::new(),
+        dry_run: q.dry_run,
+        no_cache: q.no_cache,
+        // Taken from the job by the worker.
+        strict: job.strict,
+        transaction: job.transactional,
+        strict_python: job.strict_python,
+    };
+    start_run(&state, c, run).await
 }
 
 /// The server's own folders stay private: job records and logs name paths under the tenant's

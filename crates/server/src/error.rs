@@ -19,6 +19,34 @@ pub enum ApiError {
     /// A request the server cannot take as sent (bad JSON, an unsupported header).
     BadRequest(String),
     NotFound(String),
+    /// The data plane cannot take the task now (no worker connected, or the worker running it
+    /// was lost): 503, and the request may be retried.
+    Unavailable(String),
+    /// An error a data-plane worker answered for a task, passed on as the worker mapped it.
+    Relayed(WireError),
+}
+
+/// An error as it crosses from a worker to the control plane: the parts of the API's error body.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct WireError {
+    pub status: u16,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub message: String,
+    #[serde(default)]
+    pub context: serde_json::Value,
+}
+
+impl From<ApiError> for WireError {
+    fn from(e: ApiError) -> Self {
+        let (status, kind, message, context) = e.parts();
+        WireError {
+            status: status.as_u16(),
+            kind,
+            message,
+            context,
+        }
+    }
 }
 
 impl From<Error> for ApiError {
@@ -80,7 +108,12 @@ fn context_of(e: &Error) -> serde_json::Value {
 }
 
 impl ApiError {
-    pub fn parts(&self) -> (StatusCode, &'static str, String, serde_json::Value) {
+    pub fn parts(&self) -> (StatusCode, String, String, serde_json::Value) {
+        let (status, kind, message, context) = self.static_parts();
+        (status, kind.to_string(), message, context)
+    }
+
+    fn static_parts(&self) -> (StatusCode, &str, String, serde_json::Value) {
         match self {
             ApiError::Unauthorized => (
                 StatusCode::UNAUTHORIZED,
@@ -93,6 +126,18 @@ impl ApiError {
                 (StatusCode::BAD_REQUEST, "BadRequest", m.clone(), json!({}))
             }
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "NotFound", m.clone(), json!({})),
+            ApiError::Unavailable(m) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailable",
+                m.clone(),
+                json!({}),
+            ),
+            ApiError::Relayed(w) => (
+                StatusCode::from_u16(w.status).unwrap_or(StatusCode::BAD_GATEWAY),
+                w.kind.as_str(),
+                w.message.clone(),
+                w.context.clone(),
+            ),
             ApiError::Service(e) => {
                 // Internal details (paths on the server, database messages) stay in the log.
                 let status = status_of(e);

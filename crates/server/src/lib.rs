@@ -9,13 +9,17 @@
 
 pub mod api;
 pub mod auth;
+pub mod dispatch;
 pub mod error;
+mod internal;
 pub mod metrics;
 pub mod openapi;
 pub mod registry;
+pub mod results;
 pub mod state;
 #[cfg(test)]
 mod tests;
+pub mod worker;
 
 use std::future::Future;
 
@@ -58,6 +62,10 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics_text))
         .route("/openapi.json", get(openapi))
         .route_layer(from_fn_with_state(state.clone(), auth::require_key))
+        .merge(internal::router().route_layer(from_fn_with_state(
+            state.clone(),
+            internal::require_worker_token,
+        )))
         .route("/healthz", get(healthz))
         .route_layer(from_fn_with_state(state.clone(), metrics::track));
     api.fallback(not_found)

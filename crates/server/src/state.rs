@@ -9,6 +9,7 @@ use lakeplan_catalog::{Metastore, PostgresMetastore, SqliteMetastore};
 use lakeplan_core::{Error, Result};
 use lakeplan_lake::{Lake, LakeConfig};
 
+use crate::dispatch::{DispatchConfig, Dispatcher};
 use crate::metrics::Metrics;
 use crate::registry::{Registry, Tenant};
 
@@ -19,9 +20,10 @@ use crate::registry::{Registry, Tenant};
 /// - `postgres://...`: schema `lakeplan_system` for the registry and `tenant_<tenant>` for each
 ///   tenant's catalog, in one database that several servers share. Job records and run folders
 ///   stay on the server's disk, in `state_dir`.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum MetastoreUrl {
-    Sqlite(PathBuf),
+    Sqlite { dir: PathBuf },
     Postgres { url: String, state_dir: PathBuf },
 }
 
@@ -38,7 +40,9 @@ impl MetastoreUrl {
                     "--metastore sqlite:DIR needs a folder".into(),
                 ));
             }
-            return Ok(MetastoreUrl::Sqlite(PathBuf::from(dir)));
+            return Ok(MetastoreUrl::Sqlite {
+                dir: PathBuf::from(dir),
+            });
         }
         if s.starts_with("postgres://") || s.starts_with("postgresql://") {
             return Ok(MetastoreUrl::Postgres {
@@ -51,9 +55,10 @@ impl MetastoreUrl {
         )))
     }
 
-    fn state_dir(&self) -> &Path {
+    /// The folder of this server's local state (job records, the worker token).
+    pub fn state_dir(&self) -> &Path {
         match self {
-            MetastoreUrl::Sqlite(dir) => dir,
+            MetastoreUrl::Sqlite { dir } => dir,
             MetastoreUrl::Postgres { state_dir, .. } => state_dir,
         }
     }
@@ -66,7 +71,7 @@ impl MetastoreUrl {
     /// The server's own metastore: the registry and the admin audit log.
     pub fn system_store(&self) -> Result<Arc<dyn Metastore>> {
         match self {
-            MetastoreUrl::Sqlite(dir) => {
+            MetastoreUrl::Sqlite { dir } => {
                 std::fs::create_dir_all(dir).map_err(|e| Error::io(dir.display(), e))?;
                 Ok(Arc::new(SqliteMetastore::open(&dir.join("server.db"))?))
             }
@@ -81,7 +86,9 @@ impl MetastoreUrl {
         let root = self.state_dir().join("tenants").join(tenant);
         std::fs::create_dir_all(&root).map_err(|e| Error::io(root.display(), e))?;
         let store: Arc<dyn Metastore> = match self {
-            MetastoreUrl::Sqlite(_) => Arc::new(SqliteMetastore::open(&root.join("catalog.db"))?),
+            MetastoreUrl::Sqlite { .. } => {
+                Arc::new(SqliteMetastore::open(&root.join("catalog.db"))?)
+            }
             // Tenant names are [a-z0-9_] (see registry::validate_principal_name), so the schema
             // name is a valid identifier and distinct per tenant.
             MetastoreUrl::Postgres { url, .. } => Arc::new(PostgresMetastore::connect(
@@ -107,6 +114,10 @@ pub struct ServerConfig {
     /// anyone with a write key reads any file the server can read. Meant for a single-user
     /// server on one's own machine.
     pub allow_local_paths: bool,
+    /// The secret data-plane workers present on the internal routes (empty: none may connect).
+    pub worker_token: String,
+    /// Timing of the data plane.
+    pub dispatch: DispatchConfig,
 }
 
 impl ServerConfig {
@@ -117,6 +128,8 @@ impl ServerConfig {
             request_timeout: Duration::from_secs(300),
             header_timeout: Duration::from_secs(10),
             allow_local_paths: false,
+            worker_token: String::new(),
+            dispatch: DispatchConfig::default(),
         }
     }
 }
@@ -163,6 +176,8 @@ pub struct AppState {
     pub tenants: Arc<Tenants>,
     pub config: Arc<ServerConfig>,
     pub metrics: Arc<Metrics>,
+    /// The data plane's task queue and workers.
+    pub dispatcher: Arc<Dispatcher>,
 }
 
 impl AppState {
@@ -171,6 +186,7 @@ impl AppState {
         Ok(AppState {
             registry,
             tenants: Arc::new(Tenants::new(config.metastore.clone())),
+            dispatcher: Dispatcher::start(config.dispatch),
             config: Arc::new(config),
             metrics: Arc::new(Metrics::default()),
         })

@@ -24,11 +24,21 @@ struct Fixture {
     root: String,
     reader: String,
     eve: String,
+    /// A real-socket control plane and one in-process worker, for queries, imports and runs.
+    plane: Option<(
+        tokio::sync::oneshot::Sender<()>,
+        crate::worker::WorkerHandle,
+    )>,
 }
+
+const WORKER_TOKEN: &str = "test-worker-token";
 
 fn fixture_with(config: impl FnOnce(&mut ServerConfig)) -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut cfg = ServerConfig::new(MetastoreUrl::Sqlite(dir.path().join("meta")));
+    let mut cfg = ServerConfig::new(MetastoreUrl::Sqlite {
+        dir: dir.path().join("meta"),
+    });
+    cfg.worker_token = WORKER_TOKEN.into();
     config(&mut cfg);
     let state = AppState::open(cfg).expect("state");
     let r = &state.registry;
@@ -49,6 +59,7 @@ fn fixture_with(config: impl FnOnce(&mut ServerConfig)) -> Fixture {
         eve: key("globex", "eve", Scope::Admin),
         state,
         dir,
+        plane: None,
     }
 }
 
@@ -57,13 +68,52 @@ fn fixture() -> Fixture {
 }
 
 impl Fixture {
-    async fn send(&self, req: Request<HttpBody>) -> (StatusCode, Value) {
+    /// Serves the fixture on a socket and connects a worker to it (the same code as
+    /// `lakeplan worker`, in this process).
+    async fn with_data_plane(mut self) -> Fixture {
+        let (base, stop) = start_server(&self).await;
+        let worker = crate::worker::start(crate::worker::WorkerOptions {
+            control_plane: base,
+            token: WORKER_TOKEN.into(),
+            listen: "127.0.0.1:0".into(),
+            advertise: None,
+            max_tasks: 4,
+        })
+        .await
+        .expect("worker");
+        self.plane = Some((stop, worker));
+        self
+    }
+
+    /// Sends `req` to the router; a redirect to a worker's result is followed, as clients do.
+    async fn respond(&self, req: Request<HttpBody>) -> (StatusCode, axum::body::Bytes) {
+        let accept = req.headers().get(header::ACCEPT).cloned();
         let resp = crate::router(self.state.clone())
             .oneshot(req)
             .await
             .expect("infallible");
+        if resp.status() == StatusCode::SEE_OTHER {
+            let location = resp.headers()[header::LOCATION]
+                .to_str()
+                .expect("location")
+                .to_string();
+            let mut get = reqwest::Client::new().get(location);
+            if let Some(a) = accept {
+                get = get.header(header::ACCEPT, a);
+            }
+            let r = get.send().await.expect("fetch the result");
+            let status = StatusCode::from_u16(r.status().as_u16()).expect("status");
+            return (status, r.bytes().await.expect("result body"));
+        }
         let status = resp.status();
-        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+        (
+            status,
+            resp.into_body().collect().await.expect("body").to_bytes(),
+        )
+    }
+
+    async fn send(&self, req: Request<HttpBody>) -> (StatusCode, Value) {
+        let (status, bytes) = self.respond(req).await;
         let v = serde_json::from_slice(&bytes)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
         (status, v)
@@ -180,7 +230,7 @@ async fn every_request_but_healthz_needs_a_valid_unrevoked_key() {
 
 #[tokio::test]
 async fn branches_and_tags_follow_the_zone_rule() {
-    let f = fixture();
+    let f = fixture().with_data_plane().await;
     let (s, v) = f
         .post("/api/v1/branches", &f.alice, json!({"name": "alice.dev"}))
         .await;
@@ -337,7 +387,9 @@ async fn branches_and_tags_follow_the_zone_rule() {
 
 #[tokio::test]
 async fn tables_queries_merges_and_the_audit_log_through_the_api() {
-    let f = fixture_with(|c| c.allow_local_paths = true);
+    let f = fixture_with(|c| c.allow_local_paths = true)
+        .with_data_plane()
+        .await;
     let jan = f.csv("jan.csv", &[(1, "Rome"), (2, "Oslo")]);
     let feb = f.csv("feb.csv", &[(3, "Lima")]);
     f.post("/api/v1/branches", &f.alice, json!({"name": "alice.load"}))
@@ -397,12 +449,8 @@ async fn tables_queries_merges_and_the_audit_log_through_the_api() {
         .header(header::ACCEPT, "application/vnd.apache.arrow.stream")
         .body(HttpBody::from(q.to_string()))
         .expect("req");
-    let resp = crate::router(f.state.clone())
-        .oneshot(req)
-        .await
-        .expect("resp");
-    assert_eq!(resp.status(), StatusCode::OK);
-    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+    let (status, bytes) = f.respond(req).await;
+    assert_eq!(status, StatusCode::OK);
     let reader = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None)
         .expect("arrow stream");
     let rows: usize = reader.map(|b| b.expect("batch").num_rows()).sum();
@@ -493,7 +541,9 @@ async fn tables_queries_merges_and_the_audit_log_through_the_api() {
 
 #[tokio::test]
 async fn tenants_never_see_each_other() {
-    let f = fixture_with(|c| c.allow_local_paths = true);
+    let f = fixture_with(|c| c.allow_local_paths = true)
+        .with_data_plane()
+        .await;
     let jan = f.csv("jan.csv", &[(1, "Rome")]);
     f.post("/api/v1/branches", &f.root, json!({"name": "secret"}))
         .await;
@@ -647,7 +697,7 @@ async fn list_routes_page_by_token() {
 
 #[tokio::test]
 async fn server_local_files_are_off_limits_by_default() {
-    let f = fixture();
+    let f = fixture().with_data_plane().await;
     let jan = f.csv("jan.csv", &[(1, "Rome")]);
     let (s, v) = f
         .post(
@@ -709,7 +759,7 @@ async fn bad_bodies_get_the_error_shape() {
 
 #[tokio::test]
 async fn the_openapi_document_describes_every_served_route() {
-    let f = fixture();
+    let f = fixture().with_data_plane().await;
     let (s, doc) = f.get("/openapi.json", &f.reader).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(doc["openapi"], "3.1.0");

@@ -1,0 +1,451 @@
+//! The control plane's side of the data plane (DESIGN §8): queries, imports and pipeline runs
+//! are tasks that data-plane workers pull, run and answer; the control plane never reads table
+//! data itself.
+//!
+//! ```text
+//! worker ── POST /internal/v1/workers ─────────────▶ registered: an id, how to open lakes
+//!        ── POST /internal/v1/workers/{id}/next ───▶ a task (long poll; 204 when none came)
+//!        ── POST /internal/v1/workers/{id}/heartbeat (every second or two)
+//!        ── POST /internal/v1/tasks/{id}/result ───▶ the task's answer or its error
+//! ```
+//!
+//! A worker not heard from for `worker_timeout` is lost: the tasks it held fail with 503 (they
+//! may be retried; nothing they would have committed was), and a run it held is marked failed
+//! through the task's `on_lost`. While no worker is connected, a task waits `pickup_timeout`,
+//! then fails with 503.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::{oneshot, Notify};
+
+use crate::error::{ApiError, WireError};
+use crate::registry::Tenant;
+
+/// What a task answers: a JSON value, or the API error it ended with.
+pub type Outcome = Result<Value, WireError>;
+
+/// Called with the lost worker's id when a task's worker is lost mid-task.
+pub type OnLost = Box<dyn FnOnce(&str) + Send>;
+
+/// One unit of data-plane work, run as `user` on `tenant`'s lake.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Task {
+    pub id: String,
+    pub tenant: Tenant,
+    pub user: String,
+    pub work: Work,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Work {
+    /// Plan one read-only statement; the answer is a short-lived ticket for its rows.
+    Query {
+        sql: String,
+        at: String,
+        namespace: Option<String>,
+        max_rows: Option<usize>,
+    },
+    /// Append files to a table: one commit, or nothing.
+    Import {
+        table: String,
+        namespace: Option<String>,
+        search_uri: String,
+        branch: String,
+        continue_on_error: bool,
+        import_duplicate_files: bool,
+    },
+    /// A whole pipeline run (its functions in sandboxes of the worker's machine).
+    Run(RunTask),
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunTask {
+    pub job_id: String,
+    pub project: RunProject,
+    pub target: String,
+    pub namespace: Option<String>,
+    pub params: Vec<(String, String)>,
+    pub dry_run: bool,
+    pub no_cache: bool,
+    pub strict: bool,
+    pub transaction: bool,
+    pub strict_python: bool,
+}
+
+/// Where a run's code comes from.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "from", rename_all = "snake_case")]
+pub enum RunProject {
+    /// A project uploaded as a zip (base64).
+    Upload { zip_base64: String },
+    /// The stored code, parameters and input commit of an earlier job (`lakeplan rerun`).
+    Rerun { job_id: String },
+}
+
+/// A registered worker, as the control plane sees it.
+#[derive(Clone, Debug, Serialize)]
+pub struct WorkerView {
+    pub id: String,
+    /// Where clients fetch results from (Arrow Flight and HTTP on one port).
+    pub endpoint: String,
+    pub tasks: Vec<String>,
+    pub seconds_since_heard: f64,
+}
+
+struct WorkerEntry {
+    endpoint: String,
+    last_seen: Instant,
+    tasks: Vec<String>,
+}
+
+struct Queued {
+    task: Task,
+    reply: oneshot::Sender<Outcome>,
+    on_lost: Option<OnLost>,
+    queued_at: Instant,
+}
+
+struct InFlight {
+    worker: String,
+    reply: oneshot::Sender<Outcome>,
+    on_lost: Option<OnLost>,
+}
+
+#[derive(Default)]
+struct Inner {
+    queue: VecDeque<Queued>,
+    workers: HashMap<String, WorkerEntry>,
+    in_flight: HashMap<String, InFlight>,
+}
+
+/// Timing of the data plane.
+#[derive(Clone, Copy, Debug)]
+pub struct DispatchConfig {
+    /// A worker silent this long is lost.
+    pub worker_timeout: Duration,
+    /// A task no worker has taken after this long fails.
+    pub pickup_timeout: Duration,
+}
+
+impl Default for DispatchConfig {
+    fn default() -> Self {
+        DispatchConfig {
+            worker_timeout: Duration::from_secs(10),
+            pickup_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The task queue and the registered workers.
+pub struct Dispatcher {
+    inner: Mutex<Inner>,
+    ready: Notify,
+    config: DispatchConfig,
+}
+
+fn unavailable(m: String) -> WireError {
+    ApiError::Unavailable(m).into()
+}
+
+impl Dispatcher {
+    /// A dispatcher with a thread of its own that finds lost workers and stale tasks; the thread
+    /// ends with the dispatcher.
+    pub fn start(config: DispatchConfig) -> Arc<Dispatcher> {
+        let d = Arc::new(Dispatcher {
+            inner: Mutex::new(Inner::default()),
+            ready: Notify::new(),
+            config,
+        });
+        let weak: Weak<Dispatcher> = Arc::downgrade(&d);
+        std::thread::Builder::new()
+            .name("lakeplan-reaper".into())
+            .spawn(move || loop {
+                std::thread::sleep(Duration::from_millis(250));
+                match weak.upgrade() {
+                    Some(d) => d.reap(),
+                    None => return,
+                }
+            })
+            .ok();
+        d
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers a worker that serves results at `endpoint`; returns its id.
+    pub fn register(&self, endpoint: String) -> String {
+        let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+        self.lock().workers.insert(
+            id.clone(),
+            WorkerEntry {
+                endpoint,
+                last_seen: Instant::now(),
+                tasks: Vec::new(),
+            },
+        );
+        id
+    }
+
+    /// Notes that `worker` is alive. A worker declared lost must register again.
+    pub fn heartbeat(&self, worker: &str) -> Result<(), ApiError> {
+        match self.lock().workers.get_mut(worker) {
+            Some(w) => {
+                w.last_seen = Instant::now();
+                Ok(())
+            }
+            None => Err(ApiError::NotFound(format!(
+                "worker '{worker}' is not registered (lost?): register again"
+            ))),
+        }
+    }
+
+    /// The next task for `worker`, waiting up to `wait` for one.
+    pub async fn next_task(&self, worker: &str, wait: Duration) -> Result<Option<Task>, ApiError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            // Register interest before looking, so a task queued in between is not missed.
+            let notified = self.ready.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut inner = self.lock();
+                let Inner {
+                    queue,
+                    workers,
+                    in_flight,
+                } = &mut *inner;
+                let w = workers.get_mut(worker).ok_or_else(|| {
+                    ApiError::NotFound(format!(
+                        "worker '{worker}' is not registered: register again"
+                    ))
+                })?;
+                w.last_seen = Instant::now();
+                while let Some(q) = queue.pop_front() {
+                    // The client gave up waiting (a dropped request): nothing to run.
+                    if q.reply.is_closed() {
+                        continue;
+                    }
+                    w.tasks.push(q.task.id.clone());
+                    in_flight.insert(
+                        q.task.id.clone(),
+                        InFlight {
+                            worker: worker.to_string(),
+                            reply: q.reply,
+                            on_lost: q.on_lost,
+                        },
+                    );
+                    return Ok(Some(q.task));
+                }
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Queues `task`; the receiver gets its outcome (or a 503 if no worker takes it in time, or
+    /// its worker is lost).
+    pub fn submit(&self, task: Task, on_lost: Option<OnLost>) -> oneshot::Receiver<Outcome> {
+        let (reply, rx) = oneshot::channel();
+        self.lock().queue.push_back(Queued {
+            task,
+            reply,
+            on_lost,
+            queued_at: Instant::now(),
+        });
+        self.ready.notify_one();
+        rx
+    }
+
+    /// A worker's answer for `task`. Answers for tasks the worker no longer holds (it was
+    /// declared lost meanwhile) are refused, so the worker learns its work was abandoned.
+    pub fn complete(&self, worker: &str, task: &str, outcome: Outcome) -> Result<(), ApiError> {
+        let mut inner = self.lock();
+        match inner.in_flight.get(task) {
+            Some(f) if f.worker == worker => {}
+            _ => {
+                return Err(ApiError::NotFound(format!(
+                    "task '{task}' is not held by worker '{worker}'"
+                )))
+            }
+        }
+        let Some(f) = inner.in_flight.remove(task) else {
+            return Ok(());
+        };
+        if let Some(w) = inner.workers.get_mut(worker) {
+            w.tasks.retain(|t| t != task);
+            w.last_seen = Instant::now();
+        }
+        drop(inner);
+        let _ = f.reply.send(outcome);
+        Ok(())
+    }
+
+    /// Fails the tasks of lost workers and the tasks nobody took in time.
+    pub fn reap(&self) {
+        let now = Instant::now();
+        let mut failed: Vec<(InFlight, String)> = Vec::new();
+        let mut stale: Vec<Queued> = Vec::new();
+        {
+            let mut inner = self.lock();
+            let lost: Vec<String> = inner
+                .workers
+                .iter()
+                .filter(|(_, w)| now.duration_since(w.last_seen) > self.config.worker_timeout)
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in lost {
+                let Some(w) = inner.workers.remove(&id) else {
+                    continue;
+                };
+                eprintln!(
+                    "warning: worker {id} ({}) lost; failing its {} task(s)",
+                    w.endpoint,
+                    w.tasks.len()
+                );
+                for t in w.tasks {
+                    if let Some(f) = inner.in_flight.remove(&t) {
+                        failed.push((f, id.clone()));
+                    }
+                }
+            }
+            // With workers connected, tasks wait for a free one (bounded by the request's own
+            // timeout); with none, they fail after the pickup timeout.
+            let timeout = self.config.pickup_timeout;
+            let none = inner.workers.is_empty();
+            let (keep, old): (VecDeque<Queued>, VecDeque<Queued>) = inner
+                .queue
+                .drain(..)
+                .partition(|q| !none || now.duration_since(q.queued_at) <= timeout);
+            inner.queue = keep;
+            stale.extend(old);
+        }
+        for (f, worker) in failed {
+            if let Some(on_lost) = f.on_lost {
+                on_lost(&worker);
+            }
+            let _ = f.reply.send(Err(unavailable(format!(
+                "the data-plane worker {worker} was lost while running this task; nothing it \
+                 had not committed was kept: retry"
+            ))));
+        }
+        for q in stale {
+            let _ = q.reply.send(Err(unavailable(format!(
+                "no data-plane worker took the task within {} s: start workers with \
+                 `lakeplan serve --workers N` or `lakeplan worker --control-plane URL`",
+                self.config.pickup_timeout.as_secs()
+            ))));
+        }
+    }
+
+    pub fn workers(&self) -> Vec<WorkerView> {
+        let now = Instant::now();
+        let mut v: Vec<WorkerView> = self
+            .lock()
+            .workers
+            .iter()
+            .map(|(id, w)| WorkerView {
+                id: id.clone(),
+                endpoint: w.endpoint.clone(),
+                tasks: w.tasks.clone(),
+                seconds_since_heard: now.duration_since(w.last_seen).as_secs_f64(),
+            })
+            .collect();
+        v.sort_by(|a, b| a.id.cmp(&b.id));
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(id: &str) -> Task {
+        Task {
+            id: id.into(),
+            tenant: Tenant {
+                name: "t".into(),
+                warehouse: "/w".into(),
+                created_at: chrono::Utc::now(),
+            },
+            user: "u".into(),
+            work: Work::Query {
+                sql: "SELECT 1".into(),
+                at: "main".into(),
+                namespace: None,
+                max_rows: None,
+            },
+        }
+    }
+
+    fn quick() -> DispatchConfig {
+        DispatchConfig {
+            worker_timeout: Duration::from_millis(300),
+            pickup_timeout: Duration::from_millis(300),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_task_goes_to_one_worker_and_its_answer_back() {
+        let d = Dispatcher::start(quick());
+        let w = d.register("http://127.0.0.1:1".into());
+        let rx = d.submit(task("a"), None);
+        let got = d.next_task(&w, Duration::from_secs(1)).await.expect("poll");
+        assert_eq!(got.map(|t| t.id), Some("a".to_string()));
+        assert!(d
+            .next_task(&w, Duration::from_millis(50))
+            .await
+            .expect("poll")
+            .is_none());
+        // Another worker cannot answer for it.
+        let other = d.register("http://127.0.0.1:2".into());
+        assert!(d.complete(&other, "a", Ok(Value::Null)).is_err());
+        d.complete(&w, "a", Ok(serde_json::json!(7)))
+            .expect("complete");
+        assert_eq!(rx.await.expect("outcome"), Ok(serde_json::json!(7)));
+    }
+
+    #[tokio::test]
+    async fn a_lost_worker_fails_its_tasks_and_must_register_again() {
+        let d = Dispatcher::start(quick());
+        let w = d.register("http://127.0.0.1:1".into());
+        let lost = Arc::new(Mutex::new(None));
+        let seen = lost.clone();
+        let rx = d.submit(
+            task("b"),
+            Some(Box::new(move |worker: &str| {
+                *seen.lock().expect("lock") = Some(worker.to_string());
+            })),
+        );
+        assert!(d
+            .next_task(&w, Duration::from_secs(1))
+            .await
+            .expect("poll")
+            .is_some());
+        let err = rx.await.expect("outcome").expect_err("lost");
+        assert_eq!(err.status, 503);
+        assert!(err.message.contains("lost"), "{}", err.message);
+        assert_eq!(lost.lock().expect("lock").as_deref(), Some(w.as_str()));
+        assert!(d.heartbeat(&w).is_err());
+        assert!(d.complete(&w, "b", Ok(Value::Null)).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_task_nobody_takes_fails_with_503() {
+        let d = Dispatcher::start(quick());
+        let err = d
+            .submit(task("c"), None)
+            .await
+            .expect("outcome")
+            .expect_err("no worker");
+        assert_eq!(err.status, 503);
+        assert!(err.message.contains("--workers"), "{}", err.message);
+    }
+}

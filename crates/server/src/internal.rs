@@ -1,0 +1,110 @@
+//! The control plane's internal routes, for data-plane workers only (see [`crate::dispatch`]).
+//! They take the server's worker token, not an API key, and are not in `/openapi.json`.
+
+use std::time::Duration;
+
+use axum::extract::{Path, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::api::Body;
+use crate::error::{ApiError, WireError};
+use crate::state::AppState;
+
+/// How long a worker's `next` waits for a task before answering 204.
+const LONG_POLL: Duration = Duration::from_secs(20);
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/internal/v1/workers", post(register))
+        .route("/internal/v1/workers/{id}/next", post(next))
+        .route("/internal/v1/workers/{id}/heartbeat", post(heartbeat))
+        .route("/internal/v1/tasks/{id}/result", post(result))
+}
+
+/// Compares digests, so the time taken does not tell how much of the token matched.
+fn same_secret(a: &str, b: &str) -> bool {
+    Sha256::digest(a.as_bytes()) == Sha256::digest(b.as_bytes())
+}
+
+/// Only callers with the worker token pass.
+pub async fn require_worker_token(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if state.config.worker_token.is_empty() || !same_secret(presented, &state.config.worker_token) {
+        return ApiError::Unauthorized.into_response();
+    }
+    next.run(req).await
+}
+
+#[derive(Deserialize)]
+struct Register {
+    endpoint: String,
+}
+
+async fn register(State(state): State<AppState>, Body(b): Body<Register>) -> Response {
+    if !(b.endpoint.starts_with("http://") || b.endpoint.starts_with("https://")) {
+        return ApiError::BadRequest(format!(
+            "endpoint '{}': expected http://HOST:PORT",
+            b.endpoint
+        ))
+        .into_response();
+    }
+    let id = state.dispatcher.register(b.endpoint);
+    Json(json!({"worker_id": id, "metastore": state.config.metastore})).into_response()
+}
+
+async fn next(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    match state.dispatcher.next_task(&id, LONG_POLL).await {
+        Ok(Some(task)) => Json(task).into_response(),
+        Ok(None) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn heartbeat(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    match state.dispatcher.heartbeat(&id) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct TaskResult {
+    worker_id: String,
+    ok: Option<Value>,
+    error: Option<WireError>,
+}
+
+async fn result(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Body(b): Body<TaskResult>,
+) -> Response {
+    let outcome = match (b.ok, b.error) {
+        (_, Some(e)) => Err(e),
+        (Some(v), None) => Ok(v),
+        (None, None) => {
+            return ApiError::BadRequest("a task result needs 'ok' or 'error'".into())
+                .into_response()
+        }
+    };
+    match state.dispatcher.complete(&b.worker_id, &id, outcome) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => e.into_response(),
+    }
+}

@@ -1,0 +1,654 @@
+//! A data-plane worker (`lakeplan worker --control-plane URL`): it connects out to the control
+//! plane, pulls tasks (queries, imports, pipeline runs), runs them on the tenant's lake, and
+//! serves query results itself, so that no table data passes through the control plane.
+//!
+//! ```text
+//! control plane ◀── register / next task / heartbeat / result ── worker
+//! client ── Arrow Flight DoGet(ticket) ──────────────────────────▶ worker  (gRPC)
+//! client ── GET /results/{ticket} (JSON rows or Arrow IPC) ───────▶ worker  (HTTP, same port)
+//! ```
+//!
+//! A query task is planned on the worker (so SQL errors answer at once) and its rows wait,
+//! unexecuted, under a ticket: 256 random bits, good for one fetch within [`TICKET_TTL`].
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use arrow_flight::encode::FlightDataEncoderBuilder;
+use arrow_flight::error::FlightError;
+use arrow_flight::flight_service_server::{FlightService, FlightServiceServer};
+use arrow_flight::{
+    Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightInfo,
+    HandshakeRequest, HandshakeResponse, PollInfo, PutResult, SchemaResult, Ticket,
+};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use datafusion::physical_plan::SendableRecordBatchStream;
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+use lakeplan_core::{Error, Result};
+use lakeplan_lake::{ImportOptions, Lake, LakeConfig, RunOptions};
+use serde::Deserialize;
+use serde_json::json;
+use tonic::{Request as GrpcRequest, Response as GrpcResponse, Status, Streaming};
+
+use crate::dispatch::{Outcome, RunProject, RunTask, Task, Work};
+use crate::error::{ApiError, WireError};
+use crate::results::{self, ARROW_STREAM};
+use crate::state::{MetastoreUrl, Tenants};
+
+/// How long a query's result waits for its fetch.
+pub const TICKET_TTL: Duration = Duration::from_secs(300);
+
+/// How `lakeplan worker` runs.
+#[derive(Clone, Debug)]
+pub struct WorkerOptions {
+    /// The control plane's base URL (`http://127.0.0.1:8080`).
+    pub control_plane: String,
+    /// The shared secret of the control plane's internal routes.
+    pub token: String,
+    /// Where results are served (`127.0.0.1:0` picks a free port).
+    pub listen: String,
+    /// The URL clients use to reach `listen`, when it differs (a worker behind NAT, say).
+    pub advertise: Option<String>,
+    /// Tasks run at once.
+    pub max_tasks: usize,
+}
+
+/// A query plan waiting for its fetch.
+struct Pending {
+    stream: SendableRecordBatchStream,
+    max_rows: Option<usize>,
+    expires: Instant,
+}
+
+/// Tickets and the results they stand for.
+#[derive(Default)]
+struct ResultStore {
+    pending: Mutex<HashMap<String, Pending>>,
+}
+
+impl ResultStore {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Pending>> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn put(&self, stream: SendableRecordBatchStream, max_rows: Option<usize>) -> String {
+        let mut bytes = [0u8; 32];
+        for chunk in bytes.chunks_mut(16) {
+            chunk.copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+        }
+        let ticket = hex::encode(bytes);
+        let now = Instant::now();
+        let mut map = self.lock();
+        map.retain(|_, p| p.expires > now);
+        map.insert(
+            ticket.clone(),
+            Pending {
+                stream,
+                max_rows,
+                expires: now + TICKET_TTL,
+            },
+        );
+        ticket
+    }
+
+    /// The result of `ticket`, once: a ticket is spent by its fetch.
+    fn take(&self, ticket: &str) -> Option<Pending> {
+        let p = self.lock().remove(ticket)?;
+        (p.expires > Instant::now()).then_some(p)
+    }
+}
+
+/// At most `max_rows` rows of `stream` (all with `None`); `truncated` is set if rows were cut.
+/// The stream ends after an error.
+fn limited(
+    stream: SendableRecordBatchStream,
+    max_rows: Option<usize>,
+    truncated: Arc<AtomicBool>,
+) -> BoxStream<'static, Result<RecordBatch>> {
+    // `left`: rows still wanted; `None` once the stream has ended or failed.
+    let left = Some(max_rows.unwrap_or(usize::MAX));
+    futures::stream::unfold((stream, left), move |(mut s, left)| {
+        let truncated = truncated.clone();
+        async move {
+            let left = left?;
+            loop {
+                match s.next().await? {
+                    Err(e) => return Some((Err(Error::Sql(e.to_string())), (s, None))),
+                    Ok(b) if b.num_rows() == 0 => continue,
+                    Ok(b) if left == 0 => {
+                        truncated.store(true, Ordering::Relaxed);
+                        drop(b);
+                        return None;
+                    }
+                    Ok(b) if b.num_rows() > left => {
+                        truncated.store(true, Ordering::Relaxed);
+                        return Some((Ok(b.slice(0, left)), (s, None)));
+                    }
+                    Ok(b) => {
+                        let n = b.num_rows();
+                        return Some((Ok(b), (s, Some(left - n))));
+                    }
+                }
+            }
+        }
+    })
+    .boxed()
+}
+
+/// What the worker's tasks share.
+struct WorkerCtx {
+    tenants: Tenants,
+    results: Arc<ResultStore>,
+    endpoint: String,
+}
+
+fn wire(e: Error) -> WireError {
+    ApiError::from(e).into()
+}
+
+impl WorkerCtx {
+    async fn execute(&self, task: Task) -> Outcome {
+        let lake = self
+            .tenants
+            .lake(&task.tenant)
+            .map_err(wire)?
+            .acting_as(LakeConfig {
+                actor: task.user.clone(),
+                client: "api".into(),
+            });
+        match task.work {
+            Work::Query {
+                sql,
+                at,
+                namespace,
+                max_rows,
+            } => {
+                let stream = lake
+                    .query_stream(&sql, Some(&at), namespace.as_deref())
+                    .await
+                    .map_err(wire)?;
+                let schema = stream.schema();
+                let ticket = self.results.put(stream, max_rows);
+                let expires_at =
+                    chrono::Utc::now() + chrono::Duration::seconds(TICKET_TTL.as_secs() as i64);
+                Ok(json!({
+                    "endpoint": self.endpoint,
+                    "ticket": ticket,
+                    "expires_at": expires_at,
+                    "columns": results::columns(&schema),
+                }))
+            }
+            Work::Import {
+                table,
+                namespace,
+                search_uri,
+                branch,
+                continue_on_error,
+                import_duplicate_files,
+            } => {
+                let opts = ImportOptions {
+                    continue_on_error,
+                    import_duplicate_files,
+                    ..ImportOptions::default()
+                };
+                let (report, written) = lake
+                    .import(
+                        &table,
+                        namespace.as_deref(),
+                        &search_uri,
+                        Some(&branch),
+                        &opts,
+                        Arc::new(|_| {}),
+                    )
+                    .await
+                    .map_err(wire)?;
+                Ok(json!({"report": report, "commit": written}))
+            }
+            Work::Run(run) => run_task(lake, run).await,
+        }
+    }
+}
+
+/// Runs a pipeline to its end; its job record (in the lake's local folder, which the control
+/// plane reads too) tells the client how it went.
+async fn run_task(lake: Lake, run: RunTask) -> Outcome {
+    let (opts, upload) = match run.project {
+        RunProject::Upload { zip_base64 } => {
+            let zip = base64::engine::general_purpose::STANDARD
+                .decode(zip_base64.as_bytes())
+                .map_err(|e| {
+                    WireError::from(ApiError::BadRequest(format!("the uploaded project: {e}")))
+                })?;
+            let project = lake.unpack_project(&zip).map_err(wire)?;
+            let upload = project.parent().map(std::path::Path::to_path_buf);
+            let opts = RunOptions {
+                project_dir: project,
+                target: Some(run.target),
+                namespace: run.namespace,
+                params: run.params,
+                no_cache: run.no_cache,
+                dry_run: run.dry_run,
+                strict: run.strict,
+                transaction: run.transaction,
+                strict_python: run.strict_python,
+                job_id: Some(run.job_id.clone()),
+                ..Default::default()
+            };
+            (opts, upload)
+        }
+        RunProject::Rerun { job_id } => {
+            let job = lake.jobs().map_err(wire)?.get(&job_id).map_err(wire)?;
+            let opts = lake
+                .rerun_options(
+                    &job,
+                    Some(run.target),
+                    run.dry_run,
+                    run.no_cache,
+                    Some(run.job_id.clone()),
+                )
+                .map_err(wire)?;
+            (opts, None)
+        }
+    };
+    let opts = RunOptions {
+        // The worker serves other tasks: its process must never be signalled to stop a run.
+        shared_process: true,
+        ..opts
+    };
+    // The run's future is driven on a blocking thread of its own: it lives as long as the run,
+    // and pipeline code paths are not required to be Send.
+    let handle = tokio::runtime::Handle::current();
+    let id = run.job_id;
+    let res = tokio::task::spawn_blocking(move || {
+        let res = handle.block_on(lake.run_pipeline(&opts, Arc::new(|_| {})));
+        if let Some(dir) = upload {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        res.map(|_| ())
+    })
+    .await
+    .map_err(|e| wire(Error::Internal(format!("run {id}: {e}"))))?;
+    res.map_err(wire)?;
+    Ok(json!({"job_id": id}))
+}
+
+/// The worker's Arrow Flight service: `DoGet` with a ticket streams that result.
+#[derive(Clone)]
+struct Flight {
+    results: Arc<ResultStore>,
+}
+
+fn unsupported<T>(what: &str) -> std::result::Result<T, Status> {
+    Err(Status::unimplemented(format!(
+        "{what}: a lakeplan worker serves results by DoGet with a ticket from the control plane"
+    )))
+}
+
+#[tonic::async_trait]
+impl FlightService for Flight {
+    type HandshakeStream = BoxStream<'static, std::result::Result<HandshakeResponse, Status>>;
+    type ListFlightsStream = BoxStream<'static, std::result::Result<FlightInfo, Status>>;
+    type DoGetStream = BoxStream<'static, std::result::Result<FlightData, Status>>;
+    type DoPutStream = BoxStream<'static, std::result::Result<PutResult, Status>>;
+    type DoExchangeStream = BoxStream<'static, std::result::Result<FlightData, Status>>;
+    type DoActionStream = BoxStream<'static, std::result::Result<arrow_flight::Result, Status>>;
+    type ListActionsStream = BoxStream<'static, std::result::Result<ActionType, Status>>;
+
+    async fn do_get(
+        &self,
+        request: GrpcRequest<Ticket>,
+    ) -> std::result::Result<GrpcResponse<Self::DoGetStream>, Status> {
+        let ticket = String::from_utf8_lossy(&request.get_ref().ticket).to_string();
+        let p = self.results.take(&ticket).ok_or_else(|| {
+            Status::not_found("unknown, spent or expired ticket: run the query again")
+        })?;
+        let schema = p.stream.schema();
+        let rows = limited(p.stream, p.max_rows, Arc::default())
+            .map_err(|e| FlightError::ExternalError(Box::new(e)));
+        let out = FlightDataEncoderBuilder::new()
+            .with_schema(schema)
+            .build(rows)
+            .map_err(Status::from);
+        Ok(GrpcResponse::new(out.boxed()))
+    }
+
+    async fn handshake(
+        &self,
+        _: GrpcRequest<Streaming<HandshakeRequest>>,
+    ) -> std::result::Result<GrpcResponse<Self::HandshakeStream>, Status> {
+        unsupported("Handshake")
+    }
+    async fn list_flights(
+        &self,
+        _: GrpcRequest<Criteria>,
+    ) -> std::result::Result<GrpcResponse<Self::ListFlightsStream>, Status> {
+        unsupported("ListFlights")
+    }
+    async fn get_flight_info(
+        &self,
+        _: GrpcRequest<FlightDescriptor>,
+    ) -> std::result::Result<GrpcResponse<FlightInfo>, Status> {
+        unsupported("GetFlightInfo")
+    }
+    async fn poll_flight_info(
+        &self,
+        _: GrpcRequest<FlightDescriptor>,
+    ) -> std::result::Result<GrpcResponse<PollInfo>, Status> {
+        unsupported("PollFlightInfo")
+    }
+    async fn get_schema(
+        &self,
+        _: GrpcRequest<FlightDescriptor>,
+    ) -> std::result::Result<GrpcResponse<SchemaResult>, Status> {
+        unsupported("GetSchema")
+    }
+    async fn do_put(
+        &self,
+        _: GrpcRequest<Streaming<FlightData>>,
+    ) -> std::result::Result<GrpcResponse<Self::DoPutStream>, Status> {
+        unsupported("DoPut")
+    }
+    async fn do_exchange(
+        &self,
+        _: GrpcRequest<Streaming<FlightData>>,
+    ) -> std::result::Result<GrpcResponse<Self::DoExchangeStream>, Status> {
+        unsupported("DoExchange")
+    }
+    async fn do_action(
+        &self,
+        _: GrpcRequest<Action>,
+    ) -> std::result::Result<GrpcResponse<Self::DoActionStream>, Status> {
+        unsupported("DoAction")
+    }
+    async fn list_actions(
+        &self,
+        _: GrpcRequest<Empty>,
+    ) -> std::result::Result<GrpcResponse<Self::ListActionsStream>, Status> {
+        unsupported("ListActions")
+    }
+}
+
+/// `GET /results/{ticket}`: the rows as JSON (the body of `/api/v1/query`), or an Arrow IPC
+/// stream with `Accept: application/vnd.apache.arrow.stream`.
+async fn http_result(
+    State(store): State<Arc<ResultStore>>,
+    Path(ticket): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(p) = store.take(&ticket) else {
+        return ApiError::NotFound("unknown, spent or expired ticket: run the query again".into())
+            .into_response();
+    };
+    let schema = p.stream.schema();
+    let truncated = Arc::new(AtomicBool::new(false));
+    let batches: Result<Vec<RecordBatch>> = limited(p.stream, p.max_rows, truncated.clone())
+        .try_collect()
+        .await;
+    let batches = match batches {
+        Ok(b) => b,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let truncated = truncated.load(Ordering::Relaxed);
+    encode(&headers, &schema, &batches, truncated).unwrap_or_else(|e| e.into_response())
+}
+
+fn encode(
+    headers: &HeaderMap,
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+    truncated: bool,
+) -> std::result::Result<Response, ApiError> {
+    let wants_arrow = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains(ARROW_STREAM));
+    if wants_arrow {
+        return Ok((
+            [
+                (header::CONTENT_TYPE, ARROW_STREAM.to_string()),
+                (
+                    header::HeaderName::from_static("x-lakeplan-truncated"),
+                    truncated.to_string(),
+                ),
+            ],
+            results::ipc(schema, batches)?,
+        )
+            .into_response());
+    }
+    Ok(axum::Json(results::json_rows(schema, batches, truncated)?).into_response())
+}
+
+/// The worker's port: Flight (gRPC over HTTP/2) and the HTTP routes.
+fn router(results: Arc<ResultStore>) -> axum::Router {
+    let http = axum::Router::new()
+        .route("/results/{ticket}", axum::routing::get(http_result))
+        .route("/healthz", axum::routing::get(|| async { "ok" }))
+        .with_state(results.clone());
+    tonic::service::Routes::new(FlightServiceServer::new(Flight { results }))
+        .into_axum_router()
+        .merge(http)
+}
+
+#[derive(Deserialize)]
+struct Registered {
+    worker_id: String,
+    metastore: MetastoreUrl,
+}
+
+/// The control plane's internal routes, as the worker calls them.
+struct ControlPlane {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+enum Polled {
+    Task(Box<Task>),
+    Nothing,
+    /// The control plane no longer knows this worker (it was declared lost): register again.
+    Unknown,
+}
+
+impl ControlPlane {
+    fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+    }
+
+    async fn register(&self, endpoint: &str) -> std::result::Result<Registered, String> {
+        let resp = self
+            .post("/internal/v1/workers")
+            .json(&json!({"endpoint": endpoint}))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if !resp.status().is_success() {
+            return Err(format!(
+                "{}: {}",
+                resp.status(),
+                resp.text().await.unwrap_or_default()
+            ));
+        }
+        resp.json().await.map_err(|e| e.to_string())
+    }
+
+    async fn next(&self, worker: &str) -> std::result::Result<Polled, String> {
+        let resp = self
+            .post(&format!("/internal/v1/workers/{worker}/next"))
+            .timeout(Duration::from_secs(60))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        match resp.status() {
+            StatusCode::OK => Ok(Polled::Task(Box::new(
+                resp.json().await.map_err(|e| e.to_string())?,
+            ))),
+            StatusCode::NO_CONTENT => Ok(Polled::Nothing),
+            StatusCode::NOT_FOUND => Ok(Polled::Unknown),
+            s => Err(format!("{s}: {}", resp.text().await.unwrap_or_default())),
+        }
+    }
+
+    async fn heartbeat(&self, worker: &str) -> bool {
+        match self
+            .post(&format!("/internal/v1/workers/{worker}/heartbeat"))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+        {
+            Ok(r) => r.status() != StatusCode::NOT_FOUND,
+            Err(_) => true,
+        }
+    }
+
+    async fn report(&self, worker: &str, task: &str, outcome: &Outcome) {
+        let body = match outcome {
+            Ok(v) => json!({"worker_id": worker, "ok": v}),
+            Err(e) => json!({"worker_id": worker, "error": e}),
+        };
+        // A lost connection is retried briefly; an answer the control plane refuses (the task
+        // was given up) is dropped.
+        for _ in 0..20 {
+            match self
+                .post(&format!("/internal/v1/tasks/{task}/result"))
+                .json(&body)
+                .send()
+                .await
+            {
+                Ok(_) => return,
+                Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+            }
+        }
+        eprintln!("warning: could not report task {task} to the control plane");
+    }
+}
+
+/// A running worker: its result endpoint, and the tasks that run it (stopped on drop).
+pub struct WorkerHandle {
+    pub endpoint: String,
+    pub local_addr: SocketAddr,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for WorkerHandle {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Binds the result port, then keeps a connection to the control plane in the background.
+pub async fn start(opts: WorkerOptions) -> Result<WorkerHandle> {
+    let listener = crate::bind(&opts.listen).await?;
+    let local_addr = listener
+        .local_addr()
+        .map_err(|e| Error::Internal(format!("worker address: {e}")))?;
+    let endpoint = opts
+        .advertise
+        .clone()
+        .unwrap_or_else(|| format!("http://{local_addr}"));
+    let results = Arc::new(ResultStore::default());
+    let app = router(results.clone());
+    let serve = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            eprintln!("error: the worker's result server stopped: {e}");
+        }
+    });
+    let cp = Arc::new(ControlPlane {
+        http: reqwest::Client::new(),
+        base: opts.control_plane.trim_end_matches('/').to_string(),
+        token: opts.token.clone(),
+    });
+    let control = tokio::spawn(control_loop(cp, endpoint.clone(), results, opts.max_tasks));
+    Ok(WorkerHandle {
+        endpoint,
+        local_addr,
+        tasks: vec![serve, control],
+    })
+}
+
+/// Runs a worker until `shutdown`.
+pub async fn run(opts: WorkerOptions, shutdown: impl Future<Output = ()>) -> Result<()> {
+    let handle = start(opts).await?;
+    println!("lakeplan worker serving results at {}", handle.endpoint);
+    shutdown.await;
+    drop(handle);
+    Ok(())
+}
+
+/// Register, then pull tasks; register again whenever the control plane has forgotten us.
+async fn control_loop(
+    cp: Arc<ControlPlane>,
+    endpoint: String,
+    results: Arc<ResultStore>,
+    max_tasks: usize,
+) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(max_tasks.max(1)));
+    let mut warned = false;
+    loop {
+        let reg = match cp.register(&endpoint).await {
+            Ok(r) => r,
+            Err(e) => {
+                if !warned {
+                    eprintln!(
+                        "warning: cannot register with the control plane at {} ({e}); retrying",
+                        cp.base
+                    );
+                    warned = true;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        warned = false;
+        let id = reg.worker_id;
+        let ctx = Arc::new(WorkerCtx {
+            tenants: Tenants::new(reg.metastore),
+            results: results.clone(),
+            endpoint: endpoint.clone(),
+        });
+        let beat = {
+            let (cp, id) = (cp.clone(), id.clone());
+            tokio::spawn(async move {
+                while cp.heartbeat(&id).await {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            })
+        };
+        loop {
+            let Ok(permit) = slots.clone().acquire_owned().await else {
+                return;
+            };
+            match cp.next(&id).await {
+                Ok(Polled::Task(task)) => {
+                    let (cp, ctx, id) = (cp.clone(), ctx.clone(), id.clone());
+                    tokio::spawn(async move {
+                        let task_id = task.id.clone();
+                        let outcome = ctx.execute(*task).await;
+                        cp.report(&id, &task_id, &outcome).await;
+                        drop(permit);
+                    });
+                }
+                Ok(Polled::Nothing) => {}
+                Ok(Polled::Unknown) => break,
+                Err(e) => {
+                    eprintln!("warning: polling the control plane: {e}");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+        beat.abort();
+    }
+}
