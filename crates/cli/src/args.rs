@@ -164,6 +164,10 @@ pub struct ServeArgs {
     /// `lakeplan worker`)
     #[arg(long, default_value_t = 1)]
     pub workers: usize,
+    /// A worker not heard from for this long is lost: its tasks fail (503) and its runs are
+    /// marked failed
+    #[arg(long, default_value_t = 10)]
+    pub worker_timeout_secs: u64,
 }
 
 #[derive(Args, Debug)]

@@ -52,6 +52,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     config.allow_local_paths = args.allow_local_paths;
     config.max_body_bytes = args.max_body_mib.saturating_mul(1024 * 1024);
     config.request_timeout = Duration::from_secs(args.request_timeout_secs);
+    config.dispatch.worker_timeout = Duration::from_secs(args.worker_timeout_secs.max(1));
     config.worker_token = worker_token(&config.metastore)?;
     let token = config.worker_token.clone();
     let state = AppState::open(config)?;

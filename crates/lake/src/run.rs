@@ -1652,7 +1652,7 @@ impl Lake {
             // A run inside a server: signalling its process would stop the server itself.
             return Err(Error::InvalidOperation {
                 op: format!("stop job {}", job.id),
-                reason: "it runs inside a server process, and stopping runs there is not supported yet: it will end by itself (its function time limits apply)".into(),
+                reason: "it runs on a server's data-plane worker: stop it through that server (`lakeplan job stop` in remote mode)".into(),
             });
         };
         {
@@ -1688,16 +1688,17 @@ impl Lake {
         Ok(job)
     }
 
-    /// Marks a running job failed because the process running it is gone (a data-plane worker
-    /// lost mid-run). Its target branch is untouched: a run publishes by one merge at its end.
-    /// A job that already ended is left as it is.
-    pub fn fail_lost_job(&self, id: &str, why: &str) -> Result<JobRecord> {
+    /// Ends a running job whose run was stopped from outside: its worker was lost mid-run
+    /// (`Failed`), or the run was cancelled on its worker (`Cancelled`). Its target branch is
+    /// untouched: a run publishes by one merge at its end. A job that already ended is left as
+    /// it is.
+    pub fn end_job(&self, id: &str, status: JobStatus, why: &str) -> Result<JobRecord> {
         let jobs = self.jobs()?;
         let mut job = jobs.get(id)?;
         if job.status.is_finished() {
             return Ok(job);
         }
-        job.status = JobStatus::Failed;
+        job.status = status;
         job.finished_at = Some(Utc::now());
         job.error = Some(match &job.tx_branch {
             Some(tx) => format!("{why}; the temporary branch '{tx}' is kept"),
@@ -1709,7 +1710,12 @@ impl Lake {
             use std::io::Write;
             let _ = writeln!(f, "error: {why}");
         }
-        self.record("job.lost", &job.id, json!({"error": why}), None);
+        let op = if status == JobStatus::Cancelled {
+            "job.stop"
+        } else {
+            "job.lost"
+        };
+        self.record(op, &job.id, json!({"error": why}), None);
         Ok(job)
     }
 

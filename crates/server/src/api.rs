@@ -777,7 +777,7 @@ async fn start_run(state: &AppState, c: Caller, run: RunTask) -> ApiResult {
             let why = format!(
                 "the data-plane worker {worker} running this job was lost; nothing was published"
             );
-            if let Err(e) = lake.fail_lost_job(&id, &why) {
+            if let Err(e) = lake.end_job(&id, lakeplan_lake::JobStatus::Failed, &why) {
                 eprintln!("warning: job {id}: {e}");
             }
         })
@@ -991,9 +991,29 @@ async fn job_log_stream(c: Caller, Path(id): Path<String>) -> ApiResult {
         .into_response())
 }
 
-async fn cancel_job(c: Caller, Path(id): Path<String>) -> ApiResult {
+async fn cancel_job(State(state): State<AppState>, c: Caller, Path(id): Path<String>) -> ApiResult {
     check_job_id(&id)?;
     let job = c.lake.jobs()?.get(&id)?;
     c.principal.check_ref_write(&job.target)?;
-    redacted(&c.lake, &c.lake.stop_job(&id)?)
+    if job.pid.is_some() || job.status.is_finished() {
+        return redacted(&c.lake, &c.lake.stop_job(&id)?);
+    }
+    // A run on a worker: the worker stops it and records the job cancelled.
+    if !state.dispatcher.cancel_run(&id) {
+        return Err(Error::InvalidOperation {
+            op: format!("stop job {id}"),
+            reason: "no worker is running it now (it may have just ended, or its worker was lost)"
+                .into(),
+        }
+        .into());
+    }
+    let jobs = c.lake.jobs()?;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let job = jobs.get(&id)?;
+        if job.status.is_finished() || tokio::time::Instant::now() > deadline {
+            return redacted(&c.lake, &job);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }

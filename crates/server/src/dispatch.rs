@@ -103,6 +103,14 @@ struct WorkerEntry {
     tasks: Vec<String>,
 }
 
+/// The job of a run task.
+fn job_of(task: &Task) -> Option<String> {
+    match &task.work {
+        Work::Run(r) => Some(r.job_id.clone()),
+        _ => None,
+    }
+}
+
 struct Queued {
     task: Task,
     reply: oneshot::Sender<Outcome>,
@@ -112,6 +120,8 @@ struct Queued {
 
 struct InFlight {
     worker: String,
+    /// The job, for a run task.
+    job: Option<String>,
     reply: oneshot::Sender<Outcome>,
     on_lost: Option<OnLost>,
 }
@@ -121,6 +131,8 @@ struct Inner {
     queue: VecDeque<Queued>,
     workers: HashMap<String, WorkerEntry>,
     in_flight: HashMap<String, InFlight>,
+    /// Tasks each worker is asked to stop (told with its next heartbeat).
+    cancels: HashMap<String, Vec<String>>,
 }
 
 /// Timing of the data plane.
@@ -193,17 +205,34 @@ impl Dispatcher {
         id
     }
 
-    /// Notes that `worker` is alive. A worker declared lost must register again.
-    pub fn heartbeat(&self, worker: &str) -> Result<(), ApiError> {
-        match self.lock().workers.get_mut(worker) {
-            Some(w) => {
-                w.last_seen = Instant::now();
-                Ok(())
+    /// Notes that `worker` is alive; answers the tasks it is asked to stop. A worker declared
+    /// lost must register again.
+    pub fn heartbeat(&self, worker: &str) -> Result<Vec<String>, ApiError> {
+        let mut inner = self.lock();
+        match inner.workers.get_mut(worker) {
+            Some(w) => w.last_seen = Instant::now(),
+            None => {
+                return Err(ApiError::NotFound(format!(
+                    "worker '{worker}' is not registered (lost?): register again"
+                )))
             }
-            None => Err(ApiError::NotFound(format!(
-                "worker '{worker}' is not registered (lost?): register again"
-            ))),
         }
+        Ok(inner.cancels.remove(worker).unwrap_or_default())
+    }
+
+    /// Asks the worker running job `job` to stop it. False if no worker runs that job.
+    pub fn cancel_run(&self, job: &str) -> bool {
+        let mut inner = self.lock();
+        let Some((task, worker)) = inner
+            .in_flight
+            .iter()
+            .find(|(_, f)| f.job.as_deref() == Some(job))
+            .map(|(t, f)| (t.clone(), f.worker.clone()))
+        else {
+            return false;
+        };
+        inner.cancels.entry(worker).or_default().push(task);
+        true
     }
 
     /// The next task for `worker`, waiting up to `wait` for one.
@@ -220,6 +249,7 @@ impl Dispatcher {
                     queue,
                     workers,
                     in_flight,
+                    ..
                 } = &mut *inner;
                 let w = workers.get_mut(worker).ok_or_else(|| {
                     ApiError::NotFound(format!(
@@ -237,6 +267,7 @@ impl Dispatcher {
                         q.task.id.clone(),
                         InFlight {
                             worker: worker.to_string(),
+                            job: job_of(&q.task),
                             reply: q.reply,
                             on_lost: q.on_lost,
                         },
@@ -305,6 +336,7 @@ impl Dispatcher {
                 let Some(w) = inner.workers.remove(&id) else {
                     continue;
                 };
+                inner.cancels.remove(&id);
                 eprintln!(
                     "warning: worker {id} ({}) lost; failing its {} task(s)",
                     w.endpoint,

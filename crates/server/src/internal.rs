@@ -78,7 +78,7 @@ async fn next(State(state): State<AppState>, Path(id): Path<String>) -> Response
 
 async fn heartbeat(State(state): State<AppState>, Path(id): Path<String>) -> Response {
     match state.dispatcher.heartbeat(&id) {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Ok(cancel) => Json(json!({"cancel": cancel})).into_response(),
         Err(e) => e.into_response(),
     }
 }

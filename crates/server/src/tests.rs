@@ -871,3 +871,156 @@ fn tenants_have_their_own_catalog_files() {
     assert!(meta.join("tenants/acme/catalog.db").is_file());
     assert!(meta.join("tenants/globex/catalog.db").is_file());
 }
+
+/// Query rows come from the worker over Arrow Flight with a single-use ticket; the control
+/// plane answers only the ticket.
+#[tokio::test]
+async fn query_results_come_from_the_worker_over_flight() {
+    use arrow_flight::{FlightClient, Ticket};
+    use futures::TryStreamExt;
+    let f = fixture().with_data_plane().await;
+    let ticket_for = |sql: &str, max_rows: Option<usize>| {
+        Request::post("/api/v1/query")
+            .header(header::AUTHORIZATION, format!("Bearer {}", f.reader))
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::ACCEPT, crate::results::FLIGHT_TICKET)
+            .body(HttpBody::from(
+                json!({"sql": sql, "max_rows": max_rows}).to_string(),
+            ))
+            .expect("request")
+    };
+    let sql = "SELECT v, v * 2 AS w FROM generate_series(1, 10000) AS t(v)";
+    let (s, v) = f.send(ticket_for(sql, None)).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["columns"][1]["name"], "w");
+    let endpoint = v["endpoint"].as_str().expect("endpoint").to_string();
+    assert_eq!(
+        Some(endpoint.as_str()),
+        f.plane.as_ref().map(|p| p.1.endpoint.as_str()),
+        "rows are served by the worker, not the control plane"
+    );
+    let channel = tonic::transport::Channel::from_shared(endpoint)
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect to the worker");
+    let mut client = FlightClient::new(channel);
+    let ticket = Ticket::new(v["ticket"].as_str().expect("ticket").to_string());
+    let batches: Vec<arrow::record_batch::RecordBatch> = client
+        .do_get(ticket.clone())
+        .await
+        .expect("do_get")
+        .try_collect()
+        .await
+        .expect("rows");
+    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+    assert_eq!(rows, 10000);
+    let sum: i64 = batches
+        .iter()
+        .map(|b| {
+            arrow::compute::sum(
+                b.column(1)
+                    .as_any()
+                    .downcast_ref::<arrow::array::Int64Array>()
+                    .expect("int64"),
+            )
+            .unwrap_or(0)
+        })
+        .sum();
+    assert_eq!(sum, 10000 * 10001);
+
+    // A ticket is spent by its fetch; a made-up one was never good.
+    for t in [ticket, Ticket::new("00".repeat(32))] {
+        let err = match client.do_get(t).await {
+            Ok(s) => s.try_collect::<Vec<_>>().await.expect_err("spent ticket"),
+            Err(e) => e,
+        };
+        assert!(err.to_string().contains("ticket"), "{err}");
+    }
+
+    // max_rows cuts the stream.
+    let (_, v) = f.send(ticket_for(sql, Some(7))).await;
+    let ticket = Ticket::new(v["ticket"].as_str().expect("ticket").to_string());
+    let batches: Vec<_> = client
+        .do_get(ticket)
+        .await
+        .expect("do_get")
+        .try_collect()
+        .await
+        .expect("rows");
+    assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 7);
+
+    // Planning errors answer at once, in the API's error shape.
+    let (s, v) = f.send(ticket_for("SELECT nope FROM nowhere", None)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(error_type(&v), "Sql");
+}
+
+/// The internal routes take the worker token and nothing else; a worker the control plane
+/// lost must register again, and its late answers are refused.
+#[tokio::test]
+async fn only_workers_reach_the_internal_routes() {
+    let f = fixture();
+    for key in ["", f.root.as_str(), "wrong-token"] {
+        let (s, _) = f
+            .call(
+                "POST",
+                "/internal/v1/workers",
+                key,
+                Some(json!({"endpoint": "http://127.0.0.1:9"})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "key '{key}'");
+    }
+    let (s, v) = f
+        .call(
+            "POST",
+            "/internal/v1/workers",
+            WORKER_TOKEN,
+            Some(json!({"endpoint": "ftp://x"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let (s, v) = f
+        .call(
+            "POST",
+            "/internal/v1/workers",
+            WORKER_TOKEN,
+            Some(json!({"endpoint": "http://127.0.0.1:9"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let id = v["worker_id"].as_str().expect("id").to_string();
+    let (s, v) = f
+        .call(
+            "POST",
+            &format!("/internal/v1/workers/{id}/heartbeat"),
+            WORKER_TOKEN,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v, json!({"cancel": []}), "nothing to stop");
+    let (s, _) = f
+        .call(
+            "POST",
+            "/internal/v1/workers/nobody/heartbeat",
+            WORKER_TOKEN,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = f
+        .call(
+            "POST",
+            "/internal/v1/tasks/t1/result",
+            WORKER_TOKEN,
+            Some(json!({"worker_id": id, "ok": 1})),
+        )
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::NOT_FOUND,
+        "an answer for a task it does not hold"
+    );
+}

@@ -35,7 +35,7 @@ use datafusion::physical_plan::SendableRecordBatchStream;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use lakeplan_core::{Error, Result};
-use lakeplan_lake::{ImportOptions, Lake, LakeConfig, RunOptions};
+use lakeplan_lake::{ImportOptions, JobStatus, Lake, LakeConfig, RunOptions};
 use serde::Deserialize;
 use serde_json::json;
 use tonic::{Request as GrpcRequest, Response as GrpcResponse, Status, Streaming};
@@ -150,6 +150,8 @@ struct WorkerCtx {
     tenants: Tenants,
     results: Arc<ResultStore>,
     endpoint: String,
+    /// Runs in progress, by task id: a send stops the run.
+    stops: Mutex<HashMap<String, tokio::sync::oneshot::Sender<()>>>,
 }
 
 fn wire(e: Error) -> WireError {
@@ -214,14 +216,41 @@ impl WorkerCtx {
                     .map_err(wire)?;
                 Ok(json!({"report": report, "commit": written}))
             }
-            Work::Run(run) => run_task(lake, run).await,
+            Work::Run(run) => {
+                let (stop, stopped) = tokio::sync::oneshot::channel();
+                self.stops_lock().insert(task.id.clone(), stop);
+                let out = run_task(lake, run, stopped).await;
+                self.stops_lock().remove(&task.id);
+                out
+            }
+        }
+    }
+
+    fn stops_lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, tokio::sync::oneshot::Sender<()>>> {
+        self.stops.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stops the runs of these tasks (the control plane asked, for `job stop`).
+    fn stop(&self, tasks: &[String]) {
+        let mut stops = self.stops_lock();
+        for t in tasks {
+            if let Some(s) = stops.remove(t) {
+                let _ = s.send(());
+            }
         }
     }
 }
 
-/// Runs a pipeline to its end; its job record (in the lake's local folder, which the control
-/// plane reads too) tells the client how it went.
-async fn run_task(lake: Lake, run: RunTask) -> Outcome {
+/// Runs a pipeline to its end, or until `stopped`; its job record (in the lake's local folder,
+/// which the control plane reads too) tells the client how it went. A stopped run's sandboxes
+/// end with it (they are killed when the run is dropped), and its target branch is untouched.
+async fn run_task(
+    lake: Lake,
+    run: RunTask,
+    stopped: tokio::sync::oneshot::Receiver<()>,
+) -> Outcome {
     let (opts, upload) = match run.project {
         RunProject::Upload { zip_base64 } => {
             let zip = base64::engine::general_purpose::STANDARD
@@ -269,12 +298,20 @@ async fn run_task(lake: Lake, run: RunTask) -> Outcome {
     // and pipeline code paths are not required to be Send.
     let handle = tokio::runtime::Handle::current();
     let id = run.job_id;
+    let job = id.clone();
     let res = tokio::task::spawn_blocking(move || {
-        let res = handle.block_on(lake.run_pipeline(&opts, Arc::new(|_| {})));
+        let res = handle.block_on(async {
+            tokio::select! {
+                res = lake.run_pipeline(&opts, Arc::new(|_| {})) => res.map(|_| ()),
+                Ok(()) = stopped => lake
+                    .end_job(&job, JobStatus::Cancelled, "stopped through the API")
+                    .map(|_| ()),
+            }
+        });
         if let Some(dir) = upload {
             let _ = std::fs::remove_dir_all(dir);
         }
-        res.map(|_| ())
+        res
     })
     .await
     .map_err(|e| wire(Error::Internal(format!("run {id}: {e}"))))?;
@@ -500,15 +537,24 @@ impl ControlPlane {
         }
     }
 
-    async fn heartbeat(&self, worker: &str) -> bool {
+    /// Whether the control plane still knows this worker, and the tasks it asks to stop.
+    async fn heartbeat(&self, worker: &str) -> (bool, Vec<String>) {
+        #[derive(Deserialize)]
+        struct Beat {
+            cancel: Vec<String>,
+        }
         match self
             .post(&format!("/internal/v1/workers/{worker}/heartbeat"))
             .timeout(Duration::from_secs(5))
             .send()
             .await
         {
-            Ok(r) => r.status() != StatusCode::NOT_FOUND,
-            Err(_) => true,
+            Ok(r) if r.status() == StatusCode::NOT_FOUND => (false, Vec::new()),
+            Ok(r) => (
+                true,
+                r.json::<Beat>().await.map(|b| b.cancel).unwrap_or_default(),
+            ),
+            Err(_) => (true, Vec::new()),
         }
     }
 
@@ -618,11 +664,17 @@ async fn control_loop(
             tenants: Tenants::new(reg.metastore),
             results: results.clone(),
             endpoint: endpoint.clone(),
+            stops: Mutex::default(),
         });
         let beat = {
-            let (cp, id) = (cp.clone(), id.clone());
+            let (cp, id, ctx) = (cp.clone(), id.clone(), ctx.clone());
             tokio::spawn(async move {
-                while cp.heartbeat(&id).await {
+                loop {
+                    let (known, stop) = cp.heartbeat(&id).await;
+                    if !known {
+                        return;
+                    }
+                    ctx.stop(&stop);
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             })

@@ -315,6 +315,11 @@ fn normalize(s: &str) -> String {
 /// (`LAKEPLAN_USER=tester`), and a [`Lake`] whose commands run in remote mode against it
 /// through a profile in its own `HOME`.
 fn remote_lake(server_env: &[(&str, String)]) -> (Lake, Server) {
+    remote_lake_with(server_env, &[])
+}
+
+/// [`remote_lake`], with more `lakeplan serve` arguments.
+fn remote_lake_with(server_env: &[(&str, String)], serve_args: &[&str]) -> (Lake, Server) {
     let remote = Lake::new();
     let meta = format!("sqlite:{}", remote.file("server").display());
     let admin = |args: &[&str]| {
@@ -328,7 +333,9 @@ fn remote_lake(server_env: &[(&str, String)]) -> (Lake, Server) {
     let key = admin(&[
         "key", "create", "--tenant", "acme", "--user", "tester", "--scope", "admin",
     ]);
-    let server = serve_with_env(&meta, &["--allow-local-paths"], server_env);
+    let mut args = vec!["--allow-local-paths"];
+    args.extend_from_slice(serve_args);
+    let server = serve_with_env(&meta, &args, server_env);
     // A profile file, as a user would write it; HOME is the test's folder.
     let home = remote.file("home");
     std::fs::create_dir_all(home.join(".lakeplan")).expect("home");
@@ -516,4 +523,100 @@ fn pipelines_run_through_the_server() {
     assert_eq!(remote.head("main"), head);
     let e = remote.err(&["job", "get", "0123456789abcdef"]);
     assert!(e.contains("not found"), "{e}");
+}
+
+/// A `lakeplan worker` process, killed on drop.
+struct Worker(Child);
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn worker(server: &Server, env: &[(&str, String)]) -> Worker {
+    let child = std::process::Command::new(bin())
+        .args(["worker", "--control-plane", &server.base])
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start lakeplan worker");
+    Worker(child)
+}
+
+/// A run on a worker stops on `job stop`; a worker killed mid-run fails its job cleanly. Either
+/// way the target branch is untouched, and the run can be retried on another worker.
+#[test]
+fn a_worker_lost_mid_run_fails_the_job_and_leaves_the_branch() {
+    let cache = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("pipeline-envs")
+        .display()
+        .to_string();
+    let env = [
+        ("LAKEPLAN_ENV_CACHE", cache),
+        (
+            "LAKEPLAN_WORKER_TOKEN",
+            "worker-secret-for-tests".to_string(),
+        ),
+    ];
+    let (remote, server) =
+        remote_lake_with(&env, &["--workers", "0", "--worker-timeout-secs", "2"]);
+    let mut first = worker(&server, &env);
+    remote.load("trips", &data("trips_2024_01.csv"), &[]);
+    remote.load("zones", &data("zones.jsonl"), &[]);
+    let dir = remote.file("project");
+    let d = dir.display().to_string();
+    remote.ok(&["init", &d, "--name", "slow"]);
+    let models = dir.join("models.py");
+    let code = std::fs::read_to_string(&models).expect("models.py");
+    let slow = code.replacen(
+        "    kept = trips.filter(",
+        "    import time\n    time.sleep(600)\n    kept = trips.filter(",
+        1,
+    );
+    assert_ne!(slow, code, "the example model changed: update this test");
+    std::fs::write(&models, slow).expect("write");
+
+    let before = remote.head("main");
+    let started = remote.json(&["run", "-p", &d, "--detach"]);
+    let id = started["job_id"].as_str().expect("job id").to_string();
+    // Wait until the slow function runs, then kill the worker outright.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    loop {
+        let log = remote.ok(&["job", "logs", &id]);
+        if log.contains("paid_trips") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never started: {log}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    first.0.kill().expect("kill the worker");
+    let _ = first.0.wait();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let job = loop {
+        let job = remote.json(&["job", "get", &id]);
+        if job["status"] != "running" {
+            break job;
+        }
+        assert!(std::time::Instant::now() < deadline, "still running: {job}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_eq!(job["status"], "failed", "{job}");
+    assert!(
+        job["error"].as_str().is_some_and(|e| e.contains("lost")),
+        "{job}"
+    );
+    assert_eq!(remote.head("main"), before, "nothing was published");
+
+    // The same run, retried once another worker is up, publishes.
+    let _second = worker(&server, &env);
+    std::fs::write(&models, code).expect("restore the model");
+    remote.ok(&["run", "-p", &d]);
+    assert_ne!(remote.head("main"), before, "the retried run published");
+    assert!(remote.count("SELECT count(*) FROM paid_trips", &[]) > 0);
 }
