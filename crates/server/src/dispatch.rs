@@ -87,16 +87,6 @@ pub enum RunProject {
     Rerun { job_id: String },
 }
 
-/// A registered worker, as the control plane sees it.
-#[derive(Clone, Debug, Serialize)]
-pub struct WorkerView {
-    pub id: String,
-    /// Where clients fetch results from (Arrow Flight and HTTP on one port).
-    pub endpoint: String,
-    pub tasks: Vec<String>,
-    pub seconds_since_heard: f64,
-}
-
 struct WorkerEntry {
     endpoint: String,
     last_seen: Instant,
@@ -377,21 +367,23 @@ impl Dispatcher {
         }
     }
 
-    pub fn workers(&self) -> Vec<WorkerView> {
-        let now = Instant::now();
-        let mut v: Vec<WorkerView> = self
-            .lock()
-            .workers
-            .iter()
-            .map(|(id, w)| WorkerView {
-                id: id.clone(),
-                endpoint: w.endpoint.clone(),
-                tasks: w.tasks.clone(),
-                seconds_since_heard: now.duration_since(w.last_seen).as_secs_f64(),
-            })
-            .collect();
-        v.sort_by(|a, b| a.id.cmp(&b.id));
-        v
+    /// Gauges of the data plane, in Prometheus' text format.
+    pub fn render_metrics(&self) -> String {
+        let inner = self.lock();
+        format!(
+            "# HELP lakeplan_workers Data-plane workers connected.\n\
+             # TYPE lakeplan_workers gauge\n\
+             lakeplan_workers {}\n\
+             # HELP lakeplan_tasks_running Tasks running on workers.\n\
+             # TYPE lakeplan_tasks_running gauge\n\
+             lakeplan_tasks_running {}\n\
+             # HELP lakeplan_tasks_queued Tasks waiting for a worker.\n\
+             # TYPE lakeplan_tasks_queued gauge\n\
+             lakeplan_tasks_queued {}\n",
+            inner.workers.len(),
+            inner.in_flight.len(),
+            inner.queue.len()
+        )
     }
 }
 

@@ -791,6 +791,7 @@ async fn the_openapi_document_describes_every_served_route() {
     let text = text.as_str().expect("text");
     assert!(text.contains("route=\"/api/v1/branches/{name}\""), "{text}");
     assert!(text.contains("lakeplan_http_request_duration_seconds_bucket"));
+    assert!(text.contains("\nlakeplan_workers 1\n"), "{text}");
 }
 
 async fn start_server(f: &Fixture) -> (String, tokio::sync::oneshot::Sender<()>) {
