@@ -10,6 +10,7 @@
 #   bench/run.sh rerun          # 7. pipelines: second (all cached) run of a 3-node pipeline vs the first
 #   bench/run.sh pipeline-tpch  # 8. pipelines: TPC-H Q1 as a 3-node pipeline over lineitem SF1 vs pyarrow
 #   bench/run.sh server-load    # 9. server: 32 clients, mixed metadata workload over HTTP vs in process
+#   bench/run.sh flight         # 10. server: a 1 GB query result over Arrow Flight vs local Parquet
 #   bench/run.sh all
 #
 # Builds the release binaries first (CARGO_TARGET_DIR is honoured; BENCH_NO_BUILD=1 skips the
@@ -78,6 +79,11 @@ case "$cmd" in
         build
         "$BIN/bench-server-load" --cli "$BIN/lakeplan" --dir "$OUT" --json "$OUT/server-load.json" "$@"
         ;;
+    flight)
+        build
+        venv
+        "$PY" "$BENCH/flight.py" --bin "$BIN" --out "$OUT/flight" "$@"
+        ;;
     rerun)
         build
         venv
@@ -90,14 +96,14 @@ case "$cmd" in
             --tpch-data "$OUT/tpch/sf1/data" "$@"
         ;;
     all)
-        for b in branch commits tpch import handoff warmstart rerun pipeline-tpch server-load; do
+        for b in branch commits tpch import handoff warmstart rerun pipeline-tpch server-load flight; do
             "$0" "$b"
             BENCH_NO_BUILD=1
             export BENCH_NO_BUILD
         done
         ;;
     *)
-        sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
         exit 2
         ;;
 esac

@@ -53,8 +53,12 @@ from .exceptions import (
     NamespaceExistsError,
     NamespaceNotFoundError,
     NotAvailableError,
+    NotFoundError,
     PayloadTooLargeError,
+    RequestTimeoutError,
     ResultTruncatedWarning,
+    ServerError,
+    SqlError,
     TableNotFoundError,
     TagNotFoundError,
     error_from_response,
@@ -80,6 +84,11 @@ DEFAULT_ENDPOINT = "http://127.0.0.1:8181"
 # As long as the server lets a request run (`lakeplan serve --request-timeout-secs`).
 DEFAULT_TIMEOUT = 300.0
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
+# Asked of the query route for a ticket to fetch the rows by Arrow Flight DoGet on the worker.
+FLIGHT_TICKET = "application/vnd.lakeplan.flight+json"
+# How `query` fetches rows: "flight" (pyarrow.flight), "http" (an Arrow IPC stream over HTTP),
+# or "auto" (Flight when pyarrow was built with it).
+QUERY_TRANSPORTS = ("auto", "flight", "http")
 # The query route says whether it cut the result at `max_rows`; `query` keeps that in the
 # returned table's schema metadata.
 TRUNCATED_HEADER = "x-lakeplan-truncated"
@@ -247,6 +256,33 @@ def _unsupported(method: str, **given: Any) -> None:
         raise NotAvailableError(f"{method}: {', '.join(used)} not supported by the lakeplan API yet")
 
 
+def _flight_location(endpoint: str) -> str:
+    """A worker's endpoint (`http://host:port`) as a Flight location (`grpc+tcp://host:port`)."""
+    u = urllib.parse.urlsplit(endpoint)
+    if u.scheme not in ("http", "https") or not u.netloc:
+        raise LakeplanConnectionError(f"the server named a worker endpoint that is not http(s)://host:port: {endpoint!r}")
+    return ("grpc+tls://" if u.scheme == "https" else "grpc+tcp://") + u.netloc
+
+
+def _flight_message(e: Exception) -> str:
+    """A Flight error's message without gRPC's debug trailer."""
+    return str(e).split(". gRPC client debug context", 1)[0].split(". Detail:", 1)[0].strip()
+
+
+def _commit(body: Optional[str], properties: Optional[Dict[str, str]]) -> Dict[str, Any]:
+    """Bauplan's `commit_body` / `commit_properties`, as the API's write bodies take them."""
+    out: Dict[str, Any] = {}
+    if body is not None:
+        if not isinstance(body, str):
+            raise TypeError(f"commit_body: expected a string, got {type(body).__name__}")
+        out["commit_body"] = body
+    if properties:
+        if not isinstance(properties, dict):
+            raise TypeError(f"commit_properties: expected a dict, got {type(properties).__name__}")
+        out["commit_properties"] = {str(k): str(v) for k, v in properties.items()}
+    return out
+
+
 def _switch(value: Union[bool, str, None], what: str) -> bool:
     """One of Bauplan's run switches: True/False or 'on'/'off' (None: on)."""
     if value is None or isinstance(value, bool):
@@ -349,6 +385,12 @@ class Client:
 
     `timeout` (Bauplan: `client_timeout`) bounds each request, in seconds; `client_timeout`
     also bounds how long `run` waits for its job (default 1800 s).
+
+    Query rows never pass through the server: a worker answers them. `query_transport` says
+    how they are fetched from it: `"flight"` (Arrow Flight `DoGet` with the single-use ticket
+    the server hands out), `"http"` (an Arrow IPC stream from the worker's `/results/{ticket}`,
+    for networks that pass only HTTP/1.1), or `"auto"` (the default: Flight when `pyarrow.flight`
+    is available, else HTTP).
     """
 
     def __init__(
@@ -360,8 +402,13 @@ class Client:
         timeout: Optional[float] = None,
         client_timeout: Optional[float] = None,
         config_file_path: Union[str, os.PathLike, None] = None,
+        query_transport: str = "auto",
     ):
+        if query_transport not in QUERY_TRANSPORTS:
+            raise ValueError(f"query_transport must be one of {', '.join(QUERY_TRANSPORTS)}, got {query_transport!r}")
         self._api_key, self.endpoint = resolve_credentials(profile, api_key, endpoint, config_file_path)
+        self.query_transport = query_transport
+        self._flight_clients: Dict[str, Any] = {}
         self.profile = profile
         # A negative `client_timeout` (no limit for `run`) leaves requests their default bound.
         self.timeout = float(timeout or (client_timeout if (client_timeout or 0) > 0 else None) or DEFAULT_TIMEOUT)
@@ -499,11 +546,12 @@ class Client:
         """Merges `source_ref` into `into_branch` (three-way, at table level) and returns the
         branch at its new head (`raw["outcome"]`: up_to_date, fast_forward or merged). Tables
         changed on both sides raise `MergeConflictError` with `context["tables"]`."""
-        _unsupported("merge_branch", commit_properties=commit_properties)
-        if commit_body:
-            commit_message = f"{commit_message or 'Merge ' + _name(source_ref, 'ref')}\n\n{commit_body}"
         path = f"/api/v1/branches/{_seg(_name(source_ref, 'ref'))}/merge"
-        body = {"into": _name(into_branch, "branch"), "commit_message": commit_message}
+        body = {
+            "into": _name(into_branch, "branch"),
+            "commit_message": commit_message,
+            **_commit(commit_body, commit_properties),
+        }
         d = self._json("POST", path, body=body)
         return Branch(name=d["into"], hash=d["hash"], raw=d)
 
@@ -624,11 +672,10 @@ class Client:
         commit_properties: Optional[Dict[str, str]] = None,
         if_not_exists: bool = False,
     ) -> Namespace:
-        _unsupported("create_namespace", commit_body=commit_body, commit_properties=commit_properties)
         name = _name(namespace, "namespace")
         path = f"/api/v1/branches/{_seg(_name(branch, 'branch'))}/namespaces"
         try:
-            d = self._json("POST", path, body={"name": name})
+            d = self._json("POST", path, body={"name": name, **_commit(commit_body, commit_properties)})
         except NamespaceExistsError:
             if not if_not_exists:
                 raise
@@ -645,11 +692,10 @@ class Client:
         commit_properties: Optional[Dict[str, str]] = None,
     ) -> Branch:
         """Deletes an empty namespace (a commit); returns the branch at that commit."""
-        _unsupported("delete_namespace", commit_body=commit_body, commit_properties=commit_properties)
         b = _name(branch, "branch")
         path = f"/api/v1/branches/{_seg(b)}/namespaces/{_seg(_name(namespace, 'namespace'))}"
         try:
-            return self._write(self._json("DELETE", path))
+            return self._write(self._json("DELETE", path, body=_commit(commit_body, commit_properties) or None))
         except NamespaceNotFoundError:
             if not if_exists:
                 raise
@@ -706,9 +752,10 @@ class Client:
         commit_properties: Optional[Dict[str, str]] = None,
     ) -> Branch:
         """Removes a table from a branch (a commit; its files stay for other refs)."""
-        _unsupported("delete_table", commit_body=commit_body, commit_properties=commit_properties)
         path = f"/api/v1/branches/{_seg(_name(branch, 'branch'))}/tables/{_seg(_table_name(table))}"
-        return self._write(self._json("DELETE", path, params=[("namespace", namespace), ("if_exists", if_exists)]))
+        params = [("namespace", namespace), ("if_exists", if_exists)]
+        body = _commit(commit_body, commit_properties) or None
+        return self._write(self._json("DELETE", path, params=params, body=body))
 
     def revert_table(
         self,
@@ -723,11 +770,10 @@ class Client:
     ) -> Branch:
         """Makes `into_branch`'s table what it is at `source_ref` (no file is copied). The table
         is always replaced if it exists: `replace=False` is refused."""
-        _unsupported("revert_table", commit_body=commit_body, commit_properties=commit_properties)
         if replace is False:
             raise NotAvailableError("revert_table: replace=False is not supported: the table is always replaced")
         path = f"/api/v1/branches/{_seg(_name(into_branch, 'branch'))}/tables/{_seg(_table_name(table))}/revert"
-        body = {"source_ref": _name(source_ref, "ref"), "namespace": namespace}
+        body = {"source_ref": _name(source_ref, "ref"), "namespace": namespace, **_commit(commit_body, commit_properties)}
         return self._write(self._json("POST", path, body=body))
 
     def _table_at(self, table: str, namespace: Optional[str], written: Branch) -> TableWithMetadata:
@@ -852,15 +898,21 @@ class Client:
         `lakeplan.truncated: true`). A result cut short though no `max_rows` was given also
         warns (`ResultTruncatedWarning`). (`cache`, `args` and `priority` are accepted for
         Bauplan's sake and not used.)"""
+        if max_rows is not None and (isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 0):
+            raise ValueError(f"max_rows must be a non-negative integer, got {max_rows!r}")
         body = {
             "sql": query,
             "ref": _name(ref, "ref") if ref is not None else None,
             "namespace": namespace,
             "max_rows": max_rows,
         }
-        raw, headers = self._send("POST", "/api/v1/query", body=body, accept=ARROW_STREAM, timeout=client_timeout)
-        table = pa.ipc.open_stream(raw).read_all()
-        if str(headers.get(TRUNCATED_HEADER, "")).strip().lower() != "true":
+        if self._flight_module() is not None:
+            table, truncated = self._query_flight(body, max_rows, client_timeout)
+        else:
+            raw, headers = self._send("POST", "/api/v1/query", body=body, accept=ARROW_STREAM, timeout=client_timeout)
+            table = pa.ipc.open_stream(raw).read_all()
+            truncated = str(headers.get(TRUNCATED_HEADER, "")).strip().lower() == "true"
+        if not truncated:
             return table
         if max_rows is None:
             warnings.warn(
@@ -869,6 +921,47 @@ class Client:
                 stacklevel=2,
             )
         return table.replace_schema_metadata({**(table.schema.metadata or {}), TRUNCATED_KEY: b"true"})
+
+    def _flight_module(self) -> Any:
+        """`pyarrow.flight` when queries go over Flight, else None."""
+        if self.query_transport == "http":
+            return None
+        try:
+            import pyarrow.flight as flight
+        except ImportError:
+            if self.query_transport == "flight":
+                raise NotAvailableError("query_transport='flight': this pyarrow has no pyarrow.flight") from None
+            return None
+        return flight
+
+    def _query_flight(self, body: Dict[str, Any], max_rows: Optional[int], timeout: Optional[float]) -> Tuple[pa.Table, bool]:
+        """The rows by Arrow Flight: the server answers a worker's endpoint and a single-use
+        ticket, and `DoGet` on the worker streams them. One row more than `max_rows` is asked
+        for, so that a cut result is known."""
+        flight = self._flight_module()
+        ask = dict(body, max_rows=None if max_rows is None else max_rows + 1)
+        t = self._json("POST", "/api/v1/query", body=ask, accept=FLIGHT_TICKET, timeout=timeout)
+        endpoint = t["endpoint"]
+        location = _flight_location(endpoint)
+        client = self._flight_clients.get(location)
+        if client is None:
+            client = self._flight_clients[location] = flight.FlightClient(location)
+        options = flight.FlightCallOptions(timeout=timeout or self.timeout)
+        try:
+            table = client.do_get(flight.Ticket(t["ticket"].encode()), options).read_all()
+        except flight.FlightUnavailableError as e:
+            raise LakeplanConnectionError(f"cannot reach the worker at {endpoint}: {e}") from None
+        except flight.FlightTimedOutError as e:
+            raise RequestTimeoutError(f"fetching the rows from {endpoint}: {e}", status=408, type="RequestTimeout") from None
+        except pa.ArrowInvalid as e:
+            raise SqlError(_flight_message(e), status=400, type="Sql") from None
+        except pa.ArrowKeyError as e:  # gRPC NOT_FOUND: the ticket expired before the fetch
+            raise NotFoundError(_flight_message(e), status=404, type="NotFound") from None
+        except flight.FlightError as e:
+            raise ServerError(f"fetching the rows from {endpoint}: {_flight_message(e)}", status=500, type="Flight") from None
+        if max_rows is not None and table.num_rows > max_rows:
+            return table.slice(0, max_rows), True
+        return table, False
 
     def query_to_generator(self, query: str, **kw: Any) -> Iterator[Dict[str, Any]]:
         """The rows of `query` as dicts (the query runs on the first `next`)."""

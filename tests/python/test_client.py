@@ -72,8 +72,8 @@ class Server:
     def new_key(self, tenant: str, user: str, scope: str) -> str:
         return self.admin("key", "create", "--tenant", tenant, "--user", user, "--scope", scope)
 
-    def client(self, user: str) -> "lakeplan.Client":
-        return lakeplan.Client(api_key=self.keys[user], endpoint=self.url)
+    def client(self, user: str, **kw) -> "lakeplan.Client":
+        return lakeplan.Client(api_key=self.keys[user], endpoint=self.url, **kw)
 
 
 @contextlib.contextmanager
@@ -239,8 +239,14 @@ def test_create_import_and_table_metadata(server, trips):
     assert again.rows == 0 and again.duplicates == [str(JAN)]
 
 
-def test_query_scan_and_files(server, trips, tmp_path):
-    reader = server.client("reader")
+@pytest.fixture(params=["flight", "http"])
+def transport(request) -> str:
+    """Both ways query rows come from the worker: Arrow Flight DoGet, and HTTP (Arrow IPC)."""
+    return request.param
+
+
+def test_query_scan_and_files(server, trips, tmp_path, transport):
+    reader = server.client("reader", query_transport=transport)
     expected = csv_rows(JAN)
     t = reader.query("SELECT * FROM trips", ref="alice.trips")
     assert isinstance(t, pa.Table)
@@ -280,8 +286,8 @@ def test_query_scan_and_files(server, trips, tmp_path):
     assert [r["trip_id"] for r in gen] == full["trip_id"].to_pylist()[:3]
 
 
-def test_query_results_say_when_max_rows_cut_them(server, trips, monkeypatch):
-    reader = server.client("reader")
+def test_query_results_say_when_max_rows_cut_them(server, trips, monkeypatch, transport):
+    reader = server.client("reader", query_transport=transport)
     n = csv_rows(JAN).num_rows
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # max_rows asked for the cut: no warning
@@ -289,12 +295,19 @@ def test_query_results_say_when_max_rows_cut_them(server, trips, monkeypatch):
         whole = reader.query("SELECT * FROM trips", ref="alice.trips")
         exact = reader.query("SELECT * FROM trips", ref="alice.trips", max_rows=n)
         scanned = reader.scan("trips", ref="alice.trips", limit=3)
+        nothing = reader.query("SELECT * FROM trips", ref="alice.trips", max_rows=0)
+    assert nothing.num_rows == 0 and lakeplan.client.is_truncated(nothing)
+    assert nothing.column_names == whole.column_names
     assert cut.num_rows == 7 and lakeplan.client.is_truncated(cut)
     assert cut.schema.metadata[b"lakeplan.truncated"] == b"true"
     assert whole.num_rows == n and not lakeplan.client.is_truncated(whole) and whole.schema.metadata is None
     assert exact.num_rows == n and not lakeplan.client.is_truncated(exact)
     assert scanned.num_rows == 3 and not lakeplan.client.is_truncated(scanned)  # a LIMIT, not a cut
 
+    with pytest.raises(ValueError):
+        reader.query("SELECT 1", max_rows=-1)
+    if transport == "flight":
+        return
     # A result the server cut though no max_rows was asked for (a server-side cap): a warning.
     send = lakeplan.Client._send
 
@@ -306,6 +319,72 @@ def test_query_results_say_when_max_rows_cut_them(server, trips, monkeypatch):
     with pytest.warns(exc.ResultTruncatedWarning, match="first 2000 rows"):
         t = reader.query("SELECT * FROM trips", ref="alice.trips")
     assert lakeplan.client.is_truncated(t)
+
+
+def test_flight_tickets_are_single_use_and_errors_are_typed(server, trips):
+    import pyarrow.flight as flight
+
+    reader = server.client("reader")
+    t = reader._json(
+        "POST",
+        "/api/v1/query",
+        body={"sql": "SELECT trip_id FROM trips ORDER BY trip_id", "ref": "alice.trips"},
+        accept=lakeplan.client.FLIGHT_TICKET,
+    )
+    assert set(t) >= {"endpoint", "ticket", "expires_at", "columns"}
+    assert t["endpoint"] != server.url  # the rows come from the worker, not the control plane
+    assert t["columns"] == [{"name": "trip_id", "type": "Int64"}]
+    fc = flight.FlightClient(lakeplan.client._flight_location(t["endpoint"]))
+    got = fc.do_get(flight.Ticket(t["ticket"].encode())).read_all()
+    assert got["trip_id"].to_pylist() == sorted(csv_rows(JAN)["trip_id"].to_pylist())
+    # pyarrow raises gRPC's NOT_FOUND as ArrowKeyError.
+    with pytest.raises(pa.ArrowKeyError, match="spent or expired"):
+        fc.do_get(flight.Ticket(t["ticket"].encode())).read_all()
+    with pytest.raises(pa.ArrowKeyError, match="spent or expired"):
+        fc.do_get(flight.Ticket(b"0" * 64)).read_all()
+    # Planning errors answer at once, from the control plane; errors while rows stream (a cast
+    # that fails on a row) are the query's too.
+    with pytest.raises(exc.SqlError):
+        reader.query("SELECT nope FROM trips", ref="alice.trips")
+    with pytest.raises(exc.SqlError):
+        reader.query("SELECT CAST(vendor AS INT) FROM trips", ref="alice.trips")
+    fc.close()
+
+
+def test_writes_carry_commit_body_and_properties(server, trips):
+    alice = server.client("alice")
+    alice.create_branch("alice.extras", "alice.trips")
+    alice.create_branch("alice.other", "alice.trips")
+    alice.create_namespace("scratch", "alice.extras", commit_body="space for the reload", commit_properties={"ticket": "LP-9"})
+    c = next(alice.get_commits("alice.extras", limit=1))
+    assert c.subject == "Create namespace scratch" and c.body == "space for the reload"
+    assert c.properties["ticket"] == "LP-9" and c.properties["lakeplan.operation"] == "namespace.create"
+    alice.delete_namespace("scratch", "alice.extras", commit_body="done", commit_properties={"ticket": "LP-9"})
+    c = next(alice.get_commits("alice.extras", limit=1))
+    assert (c.subject, c.body, c.properties["ticket"]) == ("Delete namespace scratch", "done", "LP-9")
+    tagged = list(alice.get_commits("alice.extras", filter_by_properties={"ticket": "LP-9"}))
+    assert len(tagged) == 2
+
+    # A merge commit (both sides changed) carries them too.
+    alice.create_namespace("a", "alice.extras")
+    alice.create_namespace("b", "alice.other")
+    alice.merge_branch("alice.extras", "alice.other", commit_message="Bring in a", commit_body="why", commit_properties={"ticket": "LP-11"})
+    m = next(alice.get_commits("alice.other", limit=1))
+    assert len(m.parent_hashes) == 2 and m.message == "Bring in a\n\nwhy" and m.properties["ticket"] == "LP-11"
+
+    w = alice.delete_table("trips", "alice.other", commit_body="superseded", commit_properties={"k": "v"})
+    c = next(alice.get_commits("alice.other", limit=1))
+    assert c.hash == w.hash and c.body == "superseded" and c.properties["k"] == "v"
+    w = alice.revert_table("trips", "alice.trips", "alice.other", commit_properties={"ticket": "LP-12"})
+    assert next(alice.get_commits("alice.other", limit=1)).properties["ticket"] == "LP-12"
+
+    # Reserved keys are refused by the server and nothing is written.
+    head = alice.get_branch("alice.other").hash
+    with pytest.raises(exc.BadRequestError, match="reserved"):
+        alice.create_namespace("c", "alice.other", commit_properties={"lakeplan.operation": "x"})
+    with pytest.raises(exc.BadRequestError, match="reserved"):
+        alice.delete_table("trips", "alice.other", commit_properties={"lakeplan.client": "x"})
+    assert alice.get_branch("alice.other").hash == head
 
 
 def test_namespaces_plans_revert_and_delete(server, trips):
@@ -613,9 +692,9 @@ def test_the_project_zip(tmp_path, monkeypatch):
         client_module.zip_project(d)
 
 
-def test_stopping_a_run_inside_the_server_is_refused_and_the_server_stays_up(project, tmp_path, env_cache):
-    # Stopping signals the job's process; a run inside the server records none, so the stop is
-    # refused with a clear error rather than signalling (and stopping) the server.
+def test_cancel_job_stops_the_run_on_its_worker_and_leaves_the_branch(project, tmp_path, env_cache):
+    # The run executes on a data-plane worker: cancelling asks that worker to stop it; the job
+    # ends ABORT, the target branch keeps its head, and the server keeps serving.
     users = [("acme", "carol", [], "write")]
     with serve(tmp_path / "server", env_cache, users) as s:
         carol = s.client("carol")
@@ -623,14 +702,18 @@ def test_stopping_a_run_inside_the_server_is_refused_and_the_server_stays_up(pro
         for table, path in (("trips", JAN), ("zones", DATA / "zones.jsonl")):
             carol.create_table(table, str(path), branch="carol.x")
             carol.import_data(table, str(path), branch="carol.x")
-        slow = variant(project, tmp_path / "slow", "    kept = ", "    import time\n\n    time.sleep(20)\n    kept = ")
+        head = carol.get_branch("carol.x").hash
+        slow = variant(project, tmp_path / "slow", "    kept = ", "    import time\n\n    time.sleep(600)\n    kept = ")
         state = carol.run(slow, ref="carol.x", detach=True)
         time.sleep(1)
+        job = carol.cancel_job(state.job_id)
+        assert job.status == "ABORT", job
+        assert carol.get_job(state.job_id).status == "ABORT"
+        assert carol.get_branch("carol.x").hash == head
         with pytest.raises(exc.BadRequest) as e:
             carol.cancel_job(state.job_id)
-        assert "not supported yet" in e.value.message
+        assert "already ended" in e.value.message
         assert carol.info().user == "carol"  # the server is still up
-        assert carol.get_job(state.job_id).status != "ABORT"
 
 
 # --------------------------------------------------------------------------- errors
@@ -753,8 +836,8 @@ def test_unreachable_server_and_unavailable_methods(server):
     with pytest.raises(exc.NotAvailableError) as e:
         alice.run("some/project", ref="alice.x", preview="head")
     assert isinstance(e.value, NotImplementedError) and "preview" in str(e.value)
-    with pytest.raises(exc.NotAvailableError):
-        alice.merge_branch("alice.x", "main", commit_properties={"k": "v"})
+    with pytest.raises(ValueError):
+        lakeplan.Client(api_key="lpk_x", endpoint=server.url, query_transport="grpc")
 
 
 # --------------------------------------------------------------------------- configuration

@@ -334,6 +334,8 @@ pub enum BranchCmd {
         into: Option<String>,
         #[arg(long)]
         commit_message: Option<String>,
+        #[command(flatten)]
+        commit: CommitArgs,
     },
     Rename(RefRename),
 }
@@ -356,12 +358,33 @@ pub enum NamespaceCmd {
         namespace: String,
         #[arg(short = 'b', long)]
         branch: Option<String>,
+        #[command(flatten)]
+        commit: CommitArgs,
     },
     Rm {
         namespace: String,
         #[arg(short = 'b', long)]
         branch: Option<String>,
+        #[command(flatten)]
+        commit: CommitArgs,
     },
+}
+
+/// What a write adds to its commit (Bauplan's `--commit-body` / `--commit-property`).
+#[derive(Args, Debug, Default)]
+pub struct CommitArgs {
+    /// A body under the commit's message
+    #[arg(long)]
+    pub commit_body: Option<String>,
+    /// A property of the commit, KEY=VALUE (repeatable; `lakeplan.*` keys are reserved)
+    #[arg(long = "commit-property", value_name = "KEY=VALUE")]
+    pub commit_property: Vec<String>,
+}
+
+impl CommitArgs {
+    pub fn extras(&self) -> lakeplan_core::Result<lakeplan_lake::CommitExtras> {
+        lakeplan_lake::CommitExtras::new(self.commit_body.clone(), &self.commit_property)
+    }
 }
 
 #[derive(Args, Debug)]
@@ -393,6 +416,8 @@ pub enum TableCmd {
         branch: Option<String>,
         #[arg(long)]
         if_exists: bool,
+        #[command(flatten)]
+        commit: CommitArgs,
     },
     /// Create an empty table whose schema is inferred from files
     Create {
@@ -408,6 +433,8 @@ pub enum TableCmd {
         /// Replace an existing table of that name (a new table version)
         #[arg(short = 'r', long)]
         replace: bool,
+        #[command(flatten)]
+        commit: CommitArgs,
     },
     /// Infer the schema from files and print (or save) it as a YAML plan
     CreatePlan {
@@ -428,6 +455,8 @@ pub enum TableCmd {
     CreatePlanApply {
         #[arg(long)]
         plan: PathBuf,
+        #[command(flatten)]
+        commit: CommitArgs,
     },
     /// Append files to a table (one commit, or nothing)
     Import {
@@ -443,6 +472,8 @@ pub enum TableCmd {
         /// Import files even if this table already imported them
         #[arg(long)]
         import_duplicate_files: bool,
+        #[command(flatten)]
+        commit: CommitArgs,
     },
     /// Make a branch's table what it is at another ref
     Revert {
@@ -452,6 +483,8 @@ pub enum TableCmd {
         source_ref: String,
         #[arg(short = 'i', long)]
         into_branch: Option<String>,
+        #[command(flatten)]
+        commit: CommitArgs,
     },
 }
 

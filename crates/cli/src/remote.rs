@@ -22,8 +22,8 @@ use arrow::record_batch::RecordBatch;
 use lakeplan_catalog::AuditRecord;
 use lakeplan_core::{Error, RefKind, Result, MAIN_BRANCH};
 use lakeplan_lake::{
-    CommitInfo, CreatePlan, DiffInfo, ImportReport, JobRecord, MergeInfo, QueryResult, RefInfo,
-    TableInfo, TableSummary, WriteInfo,
+    CommitExtras, CommitInfo, CreatePlan, DiffInfo, ImportReport, JobRecord, MergeInfo,
+    QueryResult, RefInfo, TableInfo, TableSummary, WriteInfo,
 };
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -49,12 +49,15 @@ struct Profile {
     api_key: Option<String>,
 }
 
+#[derive(Clone)]
 pub struct Remote {
     client: reqwest::Client,
     base: url::Url,
     key: String,
     /// Names this connection in the local state file.
     profile: String,
+    /// Sent with every write (`commit_body`, `commit_properties`).
+    extras: CommitExtras,
 }
 
 fn home() -> Result<PathBuf> {
@@ -117,7 +120,26 @@ impl Remote {
             base,
             key,
             profile: format!("{name}@{endpoint}"),
+            extras: CommitExtras::default(),
         }))
+    }
+
+    /// The same connection, sending `extras` with its writes.
+    pub fn with_commit(&self, extras: CommitExtras) -> Remote {
+        Remote {
+            extras,
+            ..self.clone()
+        }
+    }
+
+    /// `body` with the commit extras, if any.
+    fn with_extras(&self, mut body: Value) -> Value {
+        if let (Value::Object(map), Ok(Value::Object(extras))) =
+            (&mut body, serde_json::to_value(&self.extras))
+        {
+            map.extend(extras);
+        }
+        body
     }
 
     pub fn endpoint(&self) -> &str {
@@ -171,12 +193,17 @@ impl Remote {
     }
 
     async fn post<T: DeserializeOwned>(&self, seg: &[&str], body: Value) -> Result<T> {
+        let body = self.with_extras(body);
         self.json(self.client.post(self.url(seg)?).json(&body))
             .await
     }
 
     async fn delete<T: DeserializeOwned>(&self, seg: &[&str], q: &[(&str, String)]) -> Result<T> {
-        self.json(self.client.delete(self.url(seg)?).query(q)).await
+        let mut req = self.client.delete(self.url(seg)?).query(q);
+        if !self.extras.is_empty() {
+            req = req.json(&self.extras);
+        }
+        self.json(req).await
     }
 
     fn state_path() -> Result<PathBuf> {

@@ -290,8 +290,10 @@ async fn branch(lake: &Service, cmd: BranchCmd, out: Output) -> Result<()> {
             source,
             into,
             commit_message,
+            commit,
         } => {
             let m = lake
+                .with_commit(commit.extras()?)?
                 .merge(&source, into.as_deref(), commit_message.as_deref())
                 .await?;
             match out {
@@ -386,12 +388,26 @@ async fn namespace(lake: &Service, cmd: NamespaceCmd, out: Output) -> Result<()>
                 _ => output::table(&["NAMESPACE"], ns.into_iter().map(|n| vec![n]).collect()),
             }
         }
-        NamespaceCmd::Create { namespace, branch } => {
-            let w = lake.create_namespace(&namespace, branch.as_deref()).await?;
+        NamespaceCmd::Create {
+            namespace,
+            branch,
+            commit,
+        } => {
+            let w = lake
+                .with_commit(commit.extras()?)?
+                .create_namespace(&namespace, branch.as_deref())
+                .await?;
             written(out, &format!("Created namespace {namespace}"), &w)?;
         }
-        NamespaceCmd::Rm { namespace, branch } => {
-            let w = lake.drop_namespace(&namespace, branch.as_deref()).await?;
+        NamespaceCmd::Rm {
+            namespace,
+            branch,
+            commit,
+        } => {
+            let w = lake
+                .with_commit(commit.extras()?)?
+                .drop_namespace(&namespace, branch.as_deref())
+                .await?;
             written(out, &format!("Deleted namespace {namespace}"), &w)?;
         }
     }
@@ -528,8 +544,10 @@ async fn table(lake: &Service, cmd: TableCmd, out: Output) -> Result<()> {
             t,
             branch,
             if_exists,
+            commit,
         } => {
             let w = lake
+                .with_commit(commit.extras()?)?
                 .drop_table(
                     &t.table,
                     t.namespace.as_deref(),
@@ -545,7 +563,9 @@ async fn table(lake: &Service, cmd: TableCmd, out: Output) -> Result<()> {
             branch,
             partitioned_by,
             replace,
+            commit,
         } => {
+            let lake = lake.with_commit(commit.extras()?)?;
             let plan = lake
                 .plan_table(
                     &t.table,
@@ -598,7 +618,8 @@ async fn table(lake: &Service, cmd: TableCmd, out: Output) -> Result<()> {
                 },
             }
         }
-        TableCmd::CreatePlanApply { plan } => {
+        TableCmd::CreatePlanApply { plan, commit } => {
+            let lake = lake.with_commit(commit.extras()?)?;
             let text = std::fs::read_to_string(&plan).map_err(|e| Error::io(plan.display(), e))?;
             let p: CreatePlan = serde_yaml::from_str(&text).map_err(|e| {
                 Error::InvalidInput(format!("{}: not a valid plan: {e}", plan.display()))
@@ -612,7 +633,9 @@ async fn table(lake: &Service, cmd: TableCmd, out: Output) -> Result<()> {
             branch,
             continue_on_error,
             import_duplicate_files,
+            commit,
         } => {
+            let lake = lake.with_commit(commit.extras()?)?;
             let opts = ImportOptions {
                 continue_on_error,
                 import_duplicate_files,
@@ -663,8 +686,10 @@ async fn table(lake: &Service, cmd: TableCmd, out: Output) -> Result<()> {
             t,
             source_ref,
             into_branch,
+            commit,
         } => {
             let w = lake
+                .with_commit(commit.extras()?)?
                 .revert_table(
                     &t.table,
                     t.namespace.as_deref(),

@@ -4,8 +4,8 @@
 use lakeplan_catalog::AuditRecord;
 use lakeplan_core::{Error, RefKind, Result};
 use lakeplan_lake::{
-    CommitInfo, CreatePlan, DiffInfo, ImportOptions, ImportReport, JobRecord, Lake, LogFilter,
-    MergeInfo, ProgressFn, QueryResult, RefInfo, TableInfo, TableSummary, WriteInfo,
+    CommitExtras, CommitInfo, CreatePlan, DiffInfo, ImportOptions, ImportReport, JobRecord, Lake,
+    LogFilter, MergeInfo, ProgressFn, QueryResult, RefInfo, TableInfo, TableSummary, WriteInfo,
 };
 
 use crate::remote::{CommitFilter, Remote};
@@ -35,6 +35,15 @@ macro_rules! dispatch {
 }
 
 impl Service {
+    /// The same service, adding `extras` to the commits its writes make.
+    pub fn with_commit(&self, extras: CommitExtras) -> Result<Service> {
+        extras.validate()?;
+        Ok(match self {
+            Service::Local(l) => Service::Local(l.with_commit_extras(extras)?),
+            Service::Remote(r) => Service::Remote(r.with_commit(extras)),
+        })
+    }
+
     pub async fn set_active_branch(&self, branch: &str) -> Result<()> {
         dispatch!(self, l => l.set_active_branch(branch), r => r.set_active_branch(branch).await)
     }

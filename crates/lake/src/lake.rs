@@ -7,6 +7,7 @@ use lakeplan_catalog::sqlite::SqliteMetastore;
 use lakeplan_catalog::{AuditRecord, Catalog, CommitMeta, Metastore};
 use lakeplan_core::{CommitId, Error, RefKind, Result, MAIN_BRANCH};
 use lakeplan_storage::{StagedCatalog, Warehouse};
+use serde::{Deserialize, Serialize};
 
 use crate::view::CommitView;
 
@@ -32,12 +33,82 @@ impl Default for LakeConfig {
     }
 }
 
+/// What a caller adds to the commits its writes make (Bauplan's `commit_body` and
+/// `commit_properties`): a body under the operation's message, git style (`subject\n\nbody`),
+/// and properties beside the `lakeplan.*` ones, which are reserved.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CommitExtras {
+    #[serde(
+        default,
+        rename = "commit_body",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub body: Option<String>,
+    #[serde(
+        default,
+        rename = "commit_properties",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub properties: BTreeMap<String, String>,
+}
+
+impl CommitExtras {
+    /// Parses `k=v` pairs (the CLI's `--commit-property`).
+    pub fn new(body: Option<String>, properties: &[String]) -> Result<CommitExtras> {
+        let mut props = BTreeMap::new();
+        for p in properties {
+            let (k, v) = p.split_once('=').ok_or_else(|| {
+                Error::InvalidInput(format!("commit property '{p}': expected KEY=VALUE"))
+            })?;
+            props.insert(k.to_string(), v.to_string());
+        }
+        let extras = CommitExtras {
+            body,
+            properties: props,
+        };
+        extras.validate()?;
+        Ok(extras)
+    }
+
+    /// Keys are non-empty, without control characters, and not in the reserved `lakeplan.`
+    /// space (the operation, client and job ids that `commit --property` filters on).
+    pub fn validate(&self) -> Result<()> {
+        for k in self.properties.keys() {
+            if k.trim().is_empty() || k.chars().any(char::is_control) || k.contains('=') {
+                return Err(Error::InvalidInput(format!(
+                    "commit property key {k:?}: a key is a non-empty name without '=' or control characters"
+                )));
+            }
+            if k.starts_with("lakeplan.") {
+                return Err(Error::InvalidInput(format!(
+                    "commit property '{k}': keys starting with 'lakeplan.' are reserved"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.body.as_deref().is_none_or(|b| b.trim().is_empty()) && self.properties.is_empty()
+    }
+
+    /// `message`, with the body under it.
+    pub(crate) fn message(&self, message: String) -> String {
+        match self.body.as_deref().map(str::trim) {
+            Some(body) if !body.is_empty() => format!("{message}\n\n{body}"),
+            _ => message,
+        }
+    }
+}
+
 /// An open lake: metastore + warehouse.
 pub struct Lake {
     pub(crate) root: PathBuf,
     pub(crate) catalog: Arc<Catalog>,
     pub(crate) warehouse: Warehouse,
     pub(crate) config: LakeConfig,
+    /// Added to the commits of this handle's writes.
+    pub(crate) extras: CommitExtras,
 }
 
 impl Lake {
@@ -102,6 +173,7 @@ impl Lake {
             catalog,
             warehouse,
             config,
+            extras: CommitExtras::default(),
         })
     }
 
@@ -126,7 +198,17 @@ impl Lake {
             catalog: self.catalog.clone(),
             warehouse: self.warehouse.clone(),
             config,
+            extras: CommitExtras::default(),
         }
+    }
+
+    /// The same lake, adding `extras` to the commits its writes make (checked first).
+    pub fn with_commit_extras(&self, extras: CommitExtras) -> Result<Lake> {
+        extras.validate()?;
+        Ok(Lake {
+            extras,
+            ..self.acting_as(self.config.clone())
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -169,16 +251,15 @@ impl Lake {
 
     /// Commit metadata: the acting user as author, and properties naming the operation and the
     /// client (`lakeplan.operation`, `lakeplan.client`), which `commit --property` filters on.
+    /// A caller's [`CommitExtras`] add a body under the message and properties of its own.
     pub(crate) fn meta(&self, op: &str, message: String) -> CommitMeta {
+        let mut properties = self.extras.properties.clone();
+        properties.insert("lakeplan.operation".to_string(), op.to_string());
+        properties.insert("lakeplan.client".to_string(), self.config.client.clone());
         CommitMeta {
             author: self.config.actor.clone(),
-            message,
-            properties: [
-                ("lakeplan.operation".to_string(), op.to_string()),
-                ("lakeplan.client".to_string(), self.config.client.clone()),
-            ]
-            .into_iter()
-            .collect(),
+            message: self.extras.message(message),
+            properties,
         }
     }
 
@@ -299,5 +380,38 @@ impl Lake {
         if let Err(e) = self.catalog.store().append_audit(&rec) {
             eprintln!("warning: could not record '{op}' in the audit log: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commit_extras_put_the_body_under_the_message_and_reserve_lakeplan_keys() {
+        let e = CommitExtras::new(Some("  why  ".into()), &["a=1".into(), "b=x=y".into()]).unwrap();
+        assert_eq!(e.message("Subject".into()), "Subject\n\nwhy");
+        assert_eq!(e.properties["b"], "x=y", "the first '=' splits");
+        assert!(!e.is_empty());
+        let blank = CommitExtras::new(Some(" \n".into()), &[]).unwrap();
+        assert_eq!(blank.message("Subject".into()), "Subject");
+        assert!(blank.is_empty() && CommitExtras::default().is_empty());
+        for bad in ["lakeplan.operation=x", "novalue", "=v", "a\u{7}b=v"] {
+            assert!(
+                matches!(
+                    CommitExtras::new(None, &[bad.into()]),
+                    Err(Error::InvalidInput(_))
+                ),
+                "{bad}"
+            );
+        }
+        // The wire form is Bauplan's field names.
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(json["commit_body"], "  why  ");
+        assert_eq!(json["commit_properties"]["a"], "1");
+        assert_eq!(
+            serde_json::to_value(CommitExtras::default()).unwrap(),
+            serde_json::json!({})
+        );
     }
 }

@@ -26,7 +26,7 @@ mod view;
 
 pub use info::*;
 pub use jobs::{JobRecord, JobStatus, JobStore};
-pub use lake::{Lake, LakeConfig};
+pub use lake::{CommitExtras, Lake, LakeConfig};
 pub use lakeplan_catalog::{LogFilter, MergeOutcome};
 pub use lakeplan_pipeline as pipeline;
 pub use lakeplan_storage::ingest::{CreatePlan, ImportOptions, ImportReport, Progress, ProgressFn};

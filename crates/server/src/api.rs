@@ -14,7 +14,7 @@ use axum::Json;
 use base64::Engine;
 use lakeplan_catalog::LogFilter;
 use lakeplan_core::{Error, RefKind, MAIN_BRANCH};
-use lakeplan_lake::{CreatePlan, Lake};
+use lakeplan_lake::{CommitExtras, CreatePlan, Lake};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -39,6 +39,29 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
             Ok(Json(v)) => Ok(Body(v)),
             Err(r) => Err(rejection(r.status(), r.body_text())),
         }
+    }
+}
+
+/// An optional JSON body (the DELETE routes' commit extras): an empty body reads as
+/// `T::default()`.
+pub struct OptBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptBody<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Response> {
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|r| rejection(r.status(), r.body_text()))?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptBody(T::default()));
+        }
+        serde_json::from_slice(&bytes).map(OptBody).map_err(|e| {
+            rejection(
+                StatusCode::BAD_REQUEST,
+                format!("Failed to deserialize the JSON body: {e}"),
+            )
+        })
     }
 }
 
@@ -107,7 +130,7 @@ routes! {
     post "/api/v1/branches/{name}/rename" => rename_branch, "write", "Rename a branch",
         query [], body ["new_name!"];
     post "/api/v1/branches/{name}/merge" => merge_branch, "write", "Merge the branch into another (three-way at table level; 409 with the conflicting tables)",
-        query [], body ["into", "commit_message"];
+        query [], body ["into", "commit_message", "commit_body", "commit_properties:object"];
     get "/api/v1/tags" => list_tags, "read", "List tags, by name (paged like branches)",
         query ["name", "limit:integer", "page_token"], body [];
     post "/api/v1/tags" => create_tag, "write", "Create a tag",
@@ -125,25 +148,25 @@ routes! {
     get "/api/v1/refs/{ref}/namespaces" => list_namespaces, "read", "List namespaces at a ref (paged like branches)",
         query ["limit:integer", "page_token"], body [];
     post "/api/v1/branches/{branch}/namespaces" => create_namespace, "write", "Create a namespace (a commit)",
-        query [], body ["name!"];
+        query [], body ["name!", "commit_body", "commit_properties:object"];
     delete "/api/v1/branches/{branch}/namespaces/{namespace}" => delete_namespace, "write", "Delete an empty namespace (a commit)",
-        query [], body [];
+        query [], body ["commit_body", "commit_properties:object"];
     get "/api/v1/refs/{ref}/tables" => list_tables, "read", "List tables at a ref, by namespace.name (paged like branches)",
         query ["namespace", "limit:integer", "page_token"], body [];
     get "/api/v1/refs/{ref}/tables/{table}" => get_table, "read", "A table at a ref: schema with field ids, partition spec, snapshots, rows, size, metadata location",
         query ["namespace"], body [];
     delete "/api/v1/branches/{branch}/tables/{table}" => delete_table, "write", "Remove a table (a commit; data files stay for other refs)",
-        query ["namespace", "if_exists:boolean"], body [];
-    post "/api/v1/branches/{branch}/tables" => create_table, "write", "Create a table whose schema is inferred from files",
-        query [], body ["table!", "search_uri!", "namespace", "partitioned_by", "replace:boolean"];
+        query ["namespace", "if_exists:boolean"], body ["commit_body", "commit_properties:object"];
+    post "/api/v1/branches/{branch}/tables" => create_table, "write", "Create a table whose schema is inferred from files (by a worker)",
+        query [], body ["table!", "search_uri!", "namespace", "partitioned_by", "replace:boolean", "commit_body", "commit_properties:object"];
     post "/api/v1/table-plans" => plan_table, "write", "Infer a table's schema from files without creating it (conflicts listed)",
         query [], body ["table!", "search_uri!", "branch!", "namespace", "partitioned_by", "replace:boolean"];
     post "/api/v1/table-plans/apply" => apply_plan, "write", "Create a table from a (possibly edited) plan",
-        query [], body ["plan!:object"];
+        query [], body ["plan!:object", "commit_body", "commit_properties:object"];
     post "/api/v1/branches/{branch}/tables/{table}/import" => import, "write", "Append files to a table: one commit, or nothing",
-        query [], body ["search_uri!", "namespace", "continue_on_error:boolean", "import_duplicate_files:boolean"];
+        query [], body ["search_uri!", "namespace", "continue_on_error:boolean", "import_duplicate_files:boolean", "commit_body", "commit_properties:object"];
     post "/api/v1/branches/{branch}/tables/{table}/revert" => revert_table, "write", "Restore a table as of another ref (no file copied)",
-        query [], body ["source_ref!", "namespace"];
+        query [], body ["source_ref!", "namespace", "commit_body", "commit_properties:object"];
     post "/api/v1/query" => query, "read", "Run one read-only SQL statement at a ref on a data-plane worker: 303 to the rows on the worker (JSON, or an Arrow IPC stream with 'Accept: application/vnd.apache.arrow.stream'), or with 'Accept: application/vnd.lakeplan.flight+json' a short-lived ticket for Arrow Flight DoGet on the worker",
         query [], body ["sql!", "ref", "namespace", "max_rows:integer"];
     get "/api/v1/audit" => audit, "read", "The tenant's append-only operations log, newest first",
@@ -327,13 +350,18 @@ async fn rename_tag(c: Caller, Path(name): Path<String>, Body(b): Body<Rename>) 
 struct Merge {
     into: Option<String>,
     commit_message: Option<String>,
+    #[serde(flatten)]
+    commit: CommitExtras,
 }
 
 async fn merge_branch(c: Caller, Path(name): Path<String>, Body(b): Body<Merge>) -> ApiResult {
     let into = b.into.unwrap_or_else(|| MAIN_BRANCH.to_string());
     c.principal.check_merge_into(&into)?;
-    ok(c.lake
-        .merge(&name, Some(&into), b.commit_message.as_deref())?)
+    ok(c.lake.with_commit_extras(b.commit)?.merge(
+        &name,
+        Some(&into),
+        b.commit_message.as_deref(),
+    )?)
 }
 
 #[derive(Deserialize)]
@@ -396,6 +424,8 @@ async fn list_namespaces(
 #[derive(Deserialize)]
 struct NewNamespace {
     name: String,
+    #[serde(flatten)]
+    commit: CommitExtras,
 }
 
 async fn create_namespace(
@@ -404,12 +434,18 @@ async fn create_namespace(
     Body(b): Body<NewNamespace>,
 ) -> ApiResult {
     c.principal.check_ref_write(&branch)?;
-    created(c.lake.create_namespace(&b.name, Some(&branch)).await?)
+    let lake = c.lake.with_commit_extras(b.commit)?;
+    created(lake.create_namespace(&b.name, Some(&branch)).await?)
 }
 
-async fn delete_namespace(c: Caller, Path((branch, ns)): Path<(String, String)>) -> ApiResult {
+async fn delete_namespace(
+    c: Caller,
+    Path((branch, ns)): Path<(String, String)>,
+    OptBody(extras): OptBody<CommitExtras>,
+) -> ApiResult {
     c.principal.check_ref_write(&branch)?;
-    ok(c.lake.drop_namespace(&ns, Some(&branch)).await?)
+    let lake = c.lake.with_commit_extras(extras)?;
+    ok(lake.drop_namespace(&ns, Some(&branch)).await?)
 }
 
 #[derive(Deserialize)]
@@ -454,9 +490,11 @@ async fn delete_table(
     c: Caller,
     Path((branch, table)): Path<(String, String)>,
     Params(q): Params<DropQ>,
+    OptBody(extras): OptBody<CommitExtras>,
 ) -> ApiResult {
     c.principal.check_ref_write(&branch)?;
     ok(c.lake
+        .with_commit_extras(extras)?
         .drop_table(&table, q.namespace.as_deref(), Some(&branch), q.if_exists)
         .await?)
 }
@@ -502,6 +540,8 @@ struct CreateTable {
     partitioned_by: Option<String>,
     #[serde(default)]
     replace: bool,
+    #[serde(flatten)]
+    commit: CommitExtras,
 }
 
 async fn create_table(
@@ -512,18 +552,28 @@ async fn create_table(
 ) -> ApiResult {
     c.principal.check_ref_write(&branch)?;
     check_source(&state, &c, &b.search_uri)?;
-    let plan = c
-        .lake
-        .plan_table(
-            &b.table,
-            b.namespace.as_deref(),
-            &b.search_uri,
-            Some(&branch),
-            b.partitioned_by.as_deref(),
-            b.replace,
-        )
-        .await?;
-    created(c.lake.apply_plan(&plan).await?)
+    let lake = c.lake.with_commit_extras(b.commit)?;
+    let plan = plan_on_worker(
+        &state,
+        &c,
+        Work::PlanTable {
+            table: b.table,
+            namespace: b.namespace,
+            search_uri: b.search_uri,
+            branch,
+            partitioned_by: b.partitioned_by,
+            replace: b.replace,
+        },
+    )
+    .await?;
+    created(lake.apply_plan(&plan).await?)
+}
+
+/// A table's plan, inferred by a worker from the files (which the control plane never reads).
+async fn plan_on_worker(state: &AppState, c: &Caller, work: Work) -> Result<CreatePlan, ApiError> {
+    let v = answer(state.dispatcher.submit(task(c, work), None)).await?;
+    serde_json::from_value(v)
+        .map_err(|e| Error::Internal(format!("a worker's table plan: {e}")).into())
 }
 
 #[derive(Deserialize)]
@@ -544,21 +594,22 @@ async fn plan_table(
 ) -> ApiResult {
     c.principal.check_ref_write(&b.branch)?;
     check_source(&state, &c, &b.search_uri)?;
-    ok(c.lake
-        .plan_table(
-            &b.table,
-            b.namespace.as_deref(),
-            &b.search_uri,
-            Some(&b.branch),
-            b.partitioned_by.as_deref(),
-            b.replace,
-        )
-        .await?)
+    let work = Work::PlanTable {
+        table: b.table,
+        namespace: b.namespace,
+        search_uri: b.search_uri,
+        branch: b.branch,
+        partitioned_by: b.partitioned_by,
+        replace: b.replace,
+    };
+    ok(plan_on_worker(&state, &c, work).await?)
 }
 
 #[derive(Deserialize)]
 struct ApplyPlan {
     plan: CreatePlan,
+    #[serde(flatten)]
+    commit: CommitExtras,
 }
 
 async fn apply_plan(
@@ -571,7 +622,8 @@ async fn apply_plan(
     for f in &b.plan.files {
         check_source(&state, &c, &f.path)?;
     }
-    created(c.lake.apply_plan(&b.plan).await?)
+    let lake = c.lake.with_commit_extras(b.commit)?;
+    created(lake.apply_plan(&b.plan).await?)
 }
 
 #[derive(Deserialize)]
@@ -582,6 +634,8 @@ struct Import {
     continue_on_error: bool,
     #[serde(default)]
     import_duplicate_files: bool,
+    #[serde(flatten)]
+    commit: CommitExtras,
 }
 
 async fn import(
@@ -592,6 +646,7 @@ async fn import(
 ) -> ApiResult {
     c.principal.check_ref_write(&branch)?;
     check_source(&state, &c, &b.search_uri)?;
+    b.commit.validate()?;
     let work = Work::Import {
         table,
         namespace: b.namespace,
@@ -600,13 +655,19 @@ async fn import(
         continue_on_error: b.continue_on_error,
         import_duplicate_files: b.import_duplicate_files,
     };
-    ok(answer(state.dispatcher.submit(task(&c, work), None)).await?)
+    let task = Task {
+        commit: b.commit,
+        ..task(&c, work)
+    };
+    ok(answer(state.dispatcher.submit(task, None)).await?)
 }
 
 #[derive(Deserialize)]
 struct Revert {
     source_ref: String,
     namespace: Option<String>,
+    #[serde(flatten)]
+    commit: CommitExtras,
 }
 
 async fn revert_table(
@@ -616,6 +677,7 @@ async fn revert_table(
 ) -> ApiResult {
     c.principal.check_ref_write(&branch)?;
     ok(c.lake
+        .with_commit_extras(b.commit)?
         .revert_table(&table, b.namespace.as_deref(), &b.source_ref, Some(&branch))
         .await?)
 }
@@ -673,6 +735,7 @@ fn task(c: &Caller, work: Work) -> Task {
         tenant: c.principal.tenant.clone(),
         user: c.principal.user.name.clone(),
         work,
+        commit: CommitExtras::default(),
     }
 }
 

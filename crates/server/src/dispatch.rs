@@ -1,5 +1,5 @@
-//! The control plane's side of the data plane (DESIGN §8): queries, imports and pipeline runs
-//! are tasks that data-plane workers pull, run and answer; the control plane never reads table
+//! The control plane's side of the data plane (DESIGN §8): queries, table plans (schema
+//! inference), imports and pipeline runs are tasks that data-plane workers pull, run and answer; the control plane never reads table
 //! data itself.
 //!
 //! ```text
@@ -38,6 +38,9 @@ pub struct Task {
     pub tenant: Tenant,
     pub user: String,
     pub work: Work,
+    /// Added to the commits the task's writes make.
+    #[serde(default)]
+    pub commit: lakeplan_lake::CommitExtras,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -49,6 +52,15 @@ pub enum Work {
         at: String,
         namespace: Option<String>,
         max_rows: Option<usize>,
+    },
+    /// Infer a new table's schema and partitioning from files (the answer is the plan).
+    PlanTable {
+        table: String,
+        namespace: Option<String>,
+        search_uri: String,
+        branch: String,
+        partitioned_by: Option<String>,
+        replace: bool,
     },
     /// Append files to a table: one commit, or nothing.
     Import {
@@ -406,6 +418,7 @@ mod tests {
                 namespace: None,
                 max_rows: None,
             },
+            commit: Default::default(),
         }
     }
 

@@ -167,7 +167,9 @@ impl WorkerCtx {
             .acting_as(LakeConfig {
                 actor: task.user.clone(),
                 client: "api".into(),
-            });
+            })
+            .with_commit_extras(task.commit)
+            .map_err(wire)?;
         match task.work {
             Work::Query {
                 sql,
@@ -189,6 +191,28 @@ impl WorkerCtx {
                     "expires_at": expires_at,
                     "columns": results::columns(&schema),
                 }))
+            }
+            Work::PlanTable {
+                table,
+                namespace,
+                search_uri,
+                branch,
+                partitioned_by,
+                replace,
+            } => {
+                let plan = lake
+                    .plan_table(
+                        &table,
+                        namespace.as_deref(),
+                        &search_uri,
+                        Some(&branch),
+                        partitioned_by.as_deref(),
+                        replace,
+                    )
+                    .await
+                    .map_err(wire)?;
+                serde_json::to_value(plan)
+                    .map_err(|e| wire(Error::Internal(format!("a table plan: {e}"))))
             }
             Work::Import {
                 table,
@@ -350,8 +374,14 @@ impl FlightService for Flight {
             Status::not_found("unknown, spent or expired ticket: run the query again")
         })?;
         let schema = p.stream.schema();
-        let rows = limited(p.stream, p.max_rows, Arc::default())
-            .map_err(|e| FlightError::ExternalError(Box::new(e)));
+        // An error while the rows stream (a cast that fails on some row, say) is the query's:
+        // INVALID_ARGUMENT, as the HTTP route answers it 400.
+        let rows = limited(p.stream, p.max_rows, Arc::default()).map_err(|e| {
+            FlightError::Tonic(Box::new(match e {
+                Error::Sql(m) => Status::invalid_argument(m),
+                e => Status::internal(e.to_string()),
+            }))
+        });
         let out = FlightDataEncoderBuilder::new()
             .with_schema(schema)
             .build(rows)

@@ -357,3 +357,62 @@ fn the_audit_log_records_successes_and_failures() {
     assert_eq!(rows.len(), 2);
     assert_eq!(rows[1]["result"], Value::from("error"));
 }
+
+/// `--commit-body` and `--commit-property` (Bauplan's) land in the commit a write makes: the
+/// body under the operation's message, the properties beside `lakeplan.*`, filterable with
+/// `commit --property`. Bad ones are refused before anything is written.
+#[test]
+fn writes_carry_a_commit_body_and_properties() {
+    let l = Lake::new();
+    l.load("trips", &data("trips_2024_01.csv"), &[]);
+    l.ok(&[
+        "namespace",
+        "create",
+        "staging",
+        "--commit-body",
+        "for the February reload",
+        "--commit-property",
+        "ticket=LP-7",
+        "--commit-property",
+        "team=data",
+    ]);
+    l.ok(&[
+        "table",
+        "rm",
+        "trips",
+        "--commit-body",
+        "superseded",
+        "--commit-property",
+        "ticket=LP-8",
+    ]);
+    let log = l.json(&["commit", "main", "-n", "2"]);
+    assert_eq!(
+        log[0]["message"],
+        "Delete table default.trips\n\nsuperseded"
+    );
+    assert_eq!(log[0]["properties"]["ticket"], "LP-8");
+    assert_eq!(log[0]["properties"]["lakeplan.operation"], "table.delete");
+    assert_eq!(
+        log[1]["message"],
+        "Create namespace staging\n\nfor the February reload"
+    );
+    assert_eq!(log[1]["properties"]["ticket"], "LP-7");
+    assert_eq!(log[1]["properties"]["team"], "data");
+    let found = l.json(&["commit", "main", "--property", "ticket=LP-7"]);
+    assert_eq!(found.as_array().map(Vec::len), Some(1), "{found}");
+
+    let head = l.head("main");
+    for (prop, says) in [
+        ("lakeplan.operation=x", "reserved"),
+        ("no-value", "KEY=VALUE"),
+        ("=v", "non-empty"),
+    ] {
+        let e = l.err(&["namespace", "create", "other", "--commit-property", prop]);
+        assert!(e.contains(says), "{prop}: {e}");
+    }
+    assert_eq!(l.head("main"), head, "a refused write commits nothing");
+    assert_eq!(
+        l.json(&["namespace", "ls"]),
+        serde_json::json!(["default", "staging"])
+    );
+}
