@@ -1066,10 +1066,11 @@ class Client:
         soon as the job is recorded (`job_status` RUNNING): follow it with `get_job(job_id)`.
         Waiting ends after `client_timeout` seconds (default: the client's `client_timeout`, else
         1800; negative: no limit) with `JobTimeoutError`; the job goes on in the server.
-        (`preview` other than 'off' is not supported yet; `args` and `priority` are accepted for
-        Bauplan's sake and not used.)"""
-        if preview not in (None, "off"):
-            raise NotAvailableError("run: preview is not supported by the lakeplan API yet (see the log and `nodes`)")
+        `preview` ('on'/'head', 'tail', 'off') puts each model's first or last 10 rows in the
+        job's log (`user_logs`). (`args` and `priority` are accepted for Bauplan's sake and not
+        used.)"""
+        if preview is not None and (not isinstance(preview, str) or preview.lower() not in ("on", "off", "head", "tail")):
+            raise ValueError(f"preview: expected 'on', 'off', 'head' or 'tail', got {preview!r}")
         on = {k: _switch(v, k) for k, v in (("cache", cache), ("transaction", transaction), ("strict", strict))}
         directory = Path(project_dir if project_dir is not None else ".")
         zipped = zip_project(directory)
@@ -1083,6 +1084,7 @@ class Client:
             ("strict", on["strict"]),
             ("transaction", on["transaction"]),
             ("strict_python", bool(strict_python)),
+            ("preview", preview.lower() if preview is not None else None),
         ]
         ctx = RunExecutionContext(
             project_dir=str(directory.resolve()),

@@ -600,6 +600,16 @@ def test_run_options_reach_the_server(server, pipeline, project, monkeypatch):
     here = alice.run(ref="alice.opts", parameters={"min_fare": 30})
     assert here.job_status == "SUCCESS" and here.ctx.project_dir == str(project)
 
+    # preview: each model's first (head) or last (tail) rows in the job's log.
+    shown = alice.run(project, ref="alice.opts", parameters={"min_fare": 30}, preview="head", cache="off")
+    logs = "\n".join(shown.user_logs)
+    assert shown.job_status == "SUCCESS" and "[paid_trips] preview:" in logs, logs
+    assert shown.ctx.preview == "head"
+    quiet = alice.run(project, ref="alice.opts", parameters={"min_fare": 30}, preview="off", cache="off")
+    assert "preview:" not in "\n".join(quiet.user_logs)
+    with pytest.raises(ValueError):
+        alice.run(project, ref="alice.opts", preview="sideways")
+
 
 def test_failed_runs_are_returned_not_raised(server, pipeline, project, tmp_path):
     alice = server.client("alice")
@@ -832,10 +842,6 @@ def test_unreachable_server_and_unavailable_methods(server):
     with pytest.raises(exc.LakeplanConnectionError) as e:
         c.info()
     assert f"127.0.0.1:{port}" in str(e.value)
-    alice = server.client("alice")
-    with pytest.raises(exc.NotAvailableError) as e:
-        alice.run("some/project", ref="alice.x", preview="head")
-    assert isinstance(e.value, NotImplementedError) and "preview" in str(e.value)
     with pytest.raises(ValueError):
         lakeplan.Client(api_key="lpk_x", endpoint=server.url, query_transport="grpc")
 

@@ -516,6 +516,18 @@ pub enum Preview {
     Tail,
 }
 
+impl Preview {
+    /// The name the API and [`lakeplan_lake::parse_preview`] take.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Preview::On => "on",
+            Preview::Off => "off",
+            Preview::Head => "head",
+            Preview::Tail => "tail",
+        }
+    }
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
     /// The project folder

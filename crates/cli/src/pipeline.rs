@@ -214,11 +214,7 @@ pub async fn run(lake: &Lake, lake_dir: &Path, args: RunArgs, out: Output) -> Re
     if args.detach {
         return detach(lake, lake_dir, &args, out).await;
     }
-    let preview = match args.preview {
-        Preview::Off => None,
-        Preview::On | Preview::Head => Some((true, 10)),
-        Preview::Tail => Some((false, 10)),
-    };
+    let preview = lakeplan_lake::parse_preview(args.preview.as_str())?;
     let opts = RunOptions {
         project_dir: args.project_dir.clone(),
         target: args.r.clone(),
@@ -259,6 +255,7 @@ pub async fn run_remote(remote: &Remote, args: RunArgs, out: Output) -> Result<(
     ] {
         q.push((k, v.to_string()));
     }
+    q.push(("preview", args.preview.as_str().to_string()));
     let id = remote.start_run(zip, &q).await?;
     follow_remote(remote, id, args.detach, out).await
 }

@@ -31,5 +31,5 @@ pub use lakeplan_catalog::{LogFilter, MergeOutcome};
 pub use lakeplan_pipeline as pipeline;
 pub use lakeplan_storage::ingest::{CreatePlan, ImportOptions, ImportReport, Progress, ProgressFn};
 pub use query::QueryResult;
-pub use run::{NodeOutcome, RunEvent, RunObserver, RunOptions};
+pub use run::{parse_preview, NodeOutcome, RunEvent, RunObserver, RunOptions};
 pub use snapshot::write_snapshot;

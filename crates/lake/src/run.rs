@@ -75,6 +75,19 @@ pub struct RunOptions {
     pub shared_process: bool,
 }
 
+/// Bauplan's `preview` switch (`on`, `off`, `head`, `tail`) as [`RunOptions::preview`]: each
+/// model's first (`on`, `head`) or last (`tail`) 10 rows, or none.
+pub fn parse_preview(s: &str) -> Result<Option<(bool, usize)>> {
+    match s.to_ascii_lowercase().as_str() {
+        "off" => Ok(None),
+        "on" | "head" => Ok(Some((true, 10))),
+        "tail" => Ok(Some((false, 10))),
+        _ => Err(Error::InvalidInput(format!(
+            "preview '{s}': expected on, off, head or tail"
+        ))),
+    }
+}
+
 /// What a run tells its observer (the CLI's live view; every event also goes to the job log).
 #[derive(Clone, Debug)]
 pub enum RunEvent {

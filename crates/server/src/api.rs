@@ -172,7 +172,7 @@ routes! {
     get "/api/v1/audit" => audit, "read", "The tenant's append-only operations log, newest first",
         query ["limit:integer"], body [];
     post "/api/v1/runs" => run, "write", "Run a pipeline project (body: the project as a zip, Content-Type application/zip); 202 with the job id once it is recorded",
-        query ["ref", "namespace", "param", "dry_run:boolean", "no_cache:boolean", "strict:boolean", "transaction:boolean", "strict_python:boolean"], body [];
+        query ["ref", "namespace", "param", "dry_run:boolean", "no_cache:boolean", "strict:boolean", "transaction:boolean", "strict_python:boolean", "preview"], body [];
     get "/api/v1/jobs" => list_jobs, "read", "Pipeline runs, newest first",
         query ["limit:integer"], body [];
     get "/api/v1/jobs/{id}" => get_job, "read", "One pipeline run",
@@ -781,6 +781,7 @@ async fn run(
         strict: true,
         transaction: true,
         strict_python: false,
+        preview: None,
     };
     let flag = |k: &str, v: &str| {
         v.parse::<bool>()
@@ -801,6 +802,7 @@ async fn run(
             "strict" => run.strict = flag(&k, &v)?,
             "transaction" => run.transaction = flag(&k, &v)?,
             "strict_python" => run.strict_python = flag(&k, &v)?,
+            "preview" => run.preview = lakeplan_lake::parse_preview(&v)?,
             other => {
                 return Err(ApiError::BadRequest(format!(
                     "unknown query parameter '{other}'"
@@ -897,6 +899,7 @@ async fn rerun(
         strict: job.strict,
         transaction: job.transactional,
         strict_python: job.strict_python,
+        preview: None,
     };
     start_run(&state, c, run).await
 }

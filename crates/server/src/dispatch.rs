@@ -87,6 +87,9 @@ pub struct RunTask {
     pub strict: bool,
     pub transaction: bool,
     pub strict_python: bool,
+    /// Each model's first (true) or last (false) N rows in the job's log.
+    #[serde(default)]
+    pub preview: Option<(bool, usize)>,
 }
 
 /// Where a run's code comes from.

@@ -294,6 +294,7 @@ async fn run_task(
                 strict: run.strict,
                 transaction: run.transaction,
                 strict_python: run.strict_python,
+                preview: run.preview,
                 job_id: Some(run.job_id.clone()),
                 ..Default::default()
             };

@@ -496,10 +496,22 @@ fn pipelines_run_through_the_server() {
     let d = dir.display().to_string();
     remote.ok(&["init", &d, "--name", "remote_demo"]);
     let before = remote.head("main");
-    let out = remote.ok(&["run", "-p", &d, "--param", "min_fare=10"]);
+    let out = remote.ok(&[
+        "run",
+        "-p",
+        &d,
+        "--param",
+        "min_fare=10",
+        "--preview",
+        "head",
+    ]);
     assert!(
         out.contains("paid_trips"),
         "the run's log is followed: {out}"
+    );
+    assert!(
+        out.contains("[paid_trips] preview:"),
+        "--preview reaches the worker and its rows the log: {out}"
     );
     assert_ne!(remote.head("main"), before, "the run published to main");
     assert_eq!(
