@@ -41,6 +41,10 @@ pub enum Error {
         into: String,
         tables: Vec<String>,
     },
+    /// An Iceberg commit whose requirements (`assert-ref-snapshot-id`, ...) the table at the
+    /// branch's head does not meet: the client's view of the table is stale.
+    #[error("commit to table '{table}' refused: {reason}; nothing was written")]
+    RequirementFailed { table: String, reason: String },
     #[error("cannot {op}: {reason}")]
     InvalidOperation { op: String, reason: String },
     #[error("{path}: {message}")]
@@ -94,6 +98,7 @@ const KINDS: &[&str] = &[
     "TableExists",
     "Conflict",
     "MergeConflict",
+    "RequirementFailed",
     "InvalidOperation",
     "InvalidData",
     "SchemaConflict",
@@ -129,6 +134,7 @@ impl Error {
             Error::TableExists(_) => "TableExists",
             Error::Conflict { .. } => "Conflict",
             Error::MergeConflict { .. } => "MergeConflict",
+            Error::RequirementFailed { .. } => "RequirementFailed",
             Error::InvalidOperation { .. } => "InvalidOperation",
             Error::InvalidData { .. } => "InvalidData",
             Error::SchemaConflict { .. } => "SchemaConflict",

@@ -11,6 +11,7 @@
 //! ```
 
 mod audit;
+mod iceberg_rest;
 mod info;
 pub mod jobs;
 mod lake;
@@ -24,6 +25,7 @@ mod snapshot;
 mod tables;
 mod view;
 
+pub use iceberg_rest::{IcebergChange, IcebergTable};
 pub use info::*;
 pub use jobs::{JobRecord, JobStatus, JobStore};
 pub use lake::{CommitExtras, Lake, LakeConfig};

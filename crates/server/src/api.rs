@@ -502,7 +502,7 @@ async fn delete_table(
 /// Where imports may read from. Never from another tenant's warehouse (the server's storage
 /// credentials could reach it), and from the server's own disk only when the server was started
 /// with `--allow-local-paths`.
-fn check_source(state: &AppState, c: &Caller, uri: &str) -> Result<(), ApiError> {
+pub(crate) fn check_source(state: &AppState, c: &Caller, uri: &str) -> Result<(), ApiError> {
     let is_s3 = uri.starts_with("s3://");
     if !is_s3 && !state.config.allow_local_paths {
         return Err(ApiError::Forbidden(format!(

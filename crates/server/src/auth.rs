@@ -76,23 +76,30 @@ impl Principal {
 /// Middleware: resolves the bearer key into a [`Principal`] (401 otherwise) and stores it in the
 /// request's extensions for the handlers.
 pub async fn require_key(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let secret = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    let Some(secret) = secret else {
-        return ApiError::Unauthorized.into_response();
-    };
-    match state.registry.authenticate(secret) {
-        Ok(Some(p)) => {
+    match principal_of(&state, req.headers()) {
+        Ok(p) => {
             req.extensions_mut().insert(p);
             next.run(req).await
         }
-        Ok(None) => ApiError::Unauthorized.into_response(),
-        Err(e) => ApiError::from(e).into_response(),
+        Err(e) => e.into_response(),
     }
+}
+
+/// The principal of a request's bearer key: 401 without one, or for an unknown or revoked key.
+pub fn principal_of(
+    state: &AppState,
+    headers: &axum::http::HeaderMap,
+) -> Result<Principal, ApiError> {
+    let secret = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .ok_or(ApiError::Unauthorized)?;
+    state
+        .registry
+        .authenticate(secret)?
+        .ok_or(ApiError::Unauthorized)
 }
 
 /// A handler's view of the caller: who it is, and its tenant's lake acting as that user (so

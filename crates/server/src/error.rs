@@ -67,6 +67,7 @@ pub fn status_of(e: &Error) -> StatusCode {
         | Error::NamespaceExists(_)
         | Error::TableExists(_)
         | Error::Conflict { .. }
+        | Error::RequirementFailed { .. }
         | Error::MergeConflict { .. } => StatusCode::CONFLICT,
         Error::InvalidRefName { .. }
         | Error::InvalidRef { .. }

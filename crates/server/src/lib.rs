@@ -11,6 +11,7 @@ pub mod api;
 pub mod auth;
 pub mod dispatch;
 pub mod error;
+pub mod iceberg;
 mod internal;
 pub mod metrics;
 pub mod openapi;
@@ -60,6 +61,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics_text))
         .route("/openapi.json", get(openapi))
         .route_layer(from_fn_with_state(state.clone(), auth::require_key))
+        .merge(iceberg::router(state.clone()))
         .merge(internal::router().route_layer(from_fn_with_state(
             state.clone(),
             internal::require_worker_token,

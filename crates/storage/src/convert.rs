@@ -22,7 +22,9 @@ pub fn to_iceberg(e: Error) -> iceberg::Error {
         Error::NamespaceExists(_) => ErrorKind::NamespaceAlreadyExists,
         Error::TableNotFound { .. } => ErrorKind::TableNotFound,
         Error::TableExists(_) => ErrorKind::TableAlreadyExists,
-        Error::Conflict { .. } => ErrorKind::CatalogCommitConflicts,
+        Error::Conflict { .. } | Error::RequirementFailed { .. } => {
+            ErrorKind::CatalogCommitConflicts
+        }
         Error::InvalidName { .. } | Error::InvalidInput(_) | Error::InvalidData { .. } => {
             ErrorKind::DataInvalid
         }
