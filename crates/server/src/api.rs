@@ -706,6 +706,7 @@ async fn query(
         at: b.at.unwrap_or_else(|| MAIN_BRANCH.to_string()),
         namespace: b.namespace,
         max_rows: b.max_rows,
+        describe: false,
     };
     let v = answer(state.dispatcher.submit(task(&c, work), None)).await?;
     let wants_ticket = headers
@@ -729,7 +730,7 @@ async fn query(
 }
 
 /// A task of the caller's, for the data plane.
-fn task(c: &Caller, work: Work) -> Task {
+pub(crate) fn task(c: &Caller, work: Work) -> Task {
     Task {
         id: uuid::Uuid::new_v4().simple().to_string(),
         tenant: c.principal.tenant.clone(),
@@ -740,7 +741,7 @@ fn task(c: &Caller, work: Work) -> Task {
 }
 
 /// The answer of a task handed to the data plane.
-async fn answer(rx: tokio::sync::oneshot::Receiver<Outcome>) -> Result<Value, ApiError> {
+pub(crate) async fn answer(rx: tokio::sync::oneshot::Receiver<Outcome>) -> Result<Value, ApiError> {
     match rx.await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(ApiError::Relayed(e)),

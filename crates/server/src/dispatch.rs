@@ -46,12 +46,15 @@ pub struct Task {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Work {
-    /// Plan one read-only statement; the answer is a short-lived ticket for its rows.
+    /// Plan one read-only statement; the answer is a short-lived ticket for its rows and their
+    /// schema (with `describe`, the schema only: nothing is kept for a fetch).
     Query {
         sql: String,
         at: String,
         namespace: Option<String>,
         max_rows: Option<usize>,
+        #[serde(default)]
+        describe: bool,
     },
     /// Infer a new table's schema and partitioning from files (the answer is the plan).
     PlanTable {
@@ -420,6 +423,7 @@ mod tests {
                 at: "main".into(),
                 namespace: None,
                 max_rows: None,
+                describe: false,
             },
             commit: Default::default(),
         }

@@ -11,6 +11,7 @@ pub mod api;
 pub mod auth;
 pub mod dispatch;
 pub mod error;
+pub mod flight_sql;
 pub mod iceberg;
 mod internal;
 pub mod metrics;
@@ -68,18 +69,47 @@ pub fn router(state: AppState) -> Router {
         )))
         .route("/healthz", get(healthz))
         .route_layer(from_fn_with_state(state.clone(), metrics::track));
+    let flight_sql = flight_sql::routes(state.clone());
     api.fallback(not_found)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .with_state(state.clone())
+        .merge(flight_sql)
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             state.config.request_timeout,
         ))
-        .with_state(state)
+}
+
+/// HTTP/2's connection preface: a connection that opens with it speaks gRPC (Flight SQL).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Whether a new connection speaks HTTP/2 (prior knowledge, as gRPC clients do): `None` if it
+/// did not say within `wait` (a slow client, disconnected).
+async fn speaks_h2(stream: &tokio::net::TcpStream, wait: std::time::Duration) -> Option<bool> {
+    let mut buf = [0u8; 24];
+    tokio::time::timeout(wait, async {
+        loop {
+            let n = stream.peek(&mut buf).await.ok()?;
+            if n == 0 {
+                return None;
+            }
+            if !H2_PREFACE.starts_with(&buf[..n]) {
+                return Some(false);
+            }
+            if n == H2_PREFACE.len() {
+                return Some(true);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .ok()
+    .flatten()
 }
 
 /// Serves `state` on `listener` until `shutdown` completes. Each connection is HTTP/1.1 with
-/// keep-alive; a client that does not finish sending its headers within the configured time is
-/// disconnected.
+/// keep-alive, or HTTP/2 for gRPC clients (Flight SQL); a client that does not finish sending
+/// its headers within the configured time is disconnected.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
@@ -103,11 +133,24 @@ pub async fn serve(
                 let _ = stream.set_nodelay(true);
                 let svc = hyper_util::service::TowerToHyperService::new(app.clone());
                 tokio::spawn(async move {
-                    let conn = hyper::server::conn::http1::Builder::new()
-                        .timer(hyper_util::rt::TokioTimer::new())
-                        .header_read_timeout(header_timeout)
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
-                    let _ = conn.await;
+                    match speaks_h2(&stream, header_timeout).await {
+                        None => {}
+                        Some(true) => {
+                            let conn = hyper::server::conn::http2::Builder::new(
+                                hyper_util::rt::TokioExecutor::new(),
+                            )
+                            .timer(hyper_util::rt::TokioTimer::new())
+                            .serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
+                            let _ = conn.await;
+                        }
+                        Some(false) => {
+                            let conn = hyper::server::conn::http1::Builder::new()
+                                .timer(hyper_util::rt::TokioTimer::new())
+                                .header_read_timeout(header_timeout)
+                                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
+                            let _ = conn.await;
+                        }
+                    }
                 });
             }
             _ = &mut shutdown => return Ok(()),

@@ -176,12 +176,21 @@ impl WorkerCtx {
                 at,
                 namespace,
                 max_rows,
+                describe,
             } => {
                 let stream = lake
                     .query_stream(&sql, Some(&at), namespace.as_deref())
                     .await
                     .map_err(wire)?;
                 let schema = stream.schema();
+                let schema_ipc = base64::engine::general_purpose::STANDARD
+                    .encode(results::ipc(&schema, &[]).map_err(wire)?);
+                if describe {
+                    return Ok(json!({
+                        "columns": results::columns(&schema),
+                        "schema": schema_ipc,
+                    }));
+                }
                 let ticket = self.results.put(stream, max_rows);
                 let expires_at =
                     chrono::Utc::now() + chrono::Duration::seconds(TICKET_TTL.as_secs() as i64);
@@ -190,6 +199,7 @@ impl WorkerCtx {
                     "ticket": ticket,
                     "expires_at": expires_at,
                     "columns": results::columns(&schema),
+                    "schema": schema_ipc,
                 }))
             }
             Work::PlanTable {

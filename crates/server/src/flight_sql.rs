@@ -1,0 +1,275 @@
+//! Arrow Flight SQL on the control plane's port (gRPC over HTTP/2), for ADBC and JDBC clients
+//! and the BI tools on them. The control plane plans nothing itself and never holds a row:
+//!
+//! ```text
+//! client ── GetFlightInfo(CommandStatementQuery) ──▶ control plane ── query task ──▶ worker
+//!        ◀── FlightInfo{schema, endpoint{ticket, location: grpc+tcp://worker}} ◀── ticket ──┘
+//! client ── DoGet(ticket) ──────────────────────────────────────────────────────▶ worker
+//! ```
+//!
+//! Authentication: `authorization: Bearer <API key>` on every call, or a Handshake with basic
+//! auth whose password is the key (the answer's bearer token is the key). The ref a statement
+//! reads (default `main`) is the `x-lakeplan-ref` call header (ADBC:
+//! `adbc.flight.sql.rpc.call_header.x-lakeplan-ref`; the JDBC driver passes URL parameters as
+//! headers), and `x-lakeplan-namespace` names the namespace of bare table names; inside the SQL,
+//! any other ref is a catalog name (`"main@1a2b3c4d".default.trips`). Prepared statements are
+//! the statement's SQL and schema (no parameters). Writes are refused as in every query.
+
+use std::pin::Pin;
+
+use arrow::datatypes::Schema;
+use arrow_flight::flight_service_server::FlightServiceServer;
+use arrow_flight::sql::server::FlightSqlService;
+use arrow_flight::sql::{
+    ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
+    ActionCreatePreparedStatementResult, CommandPreparedStatementQuery, CommandStatementQuery,
+    SqlInfo,
+};
+use arrow_flight::{
+    Action, FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse,
+    Ticket,
+};
+use base64::Engine;
+use futures::Stream;
+use lakeplan_core::MAIN_BRANCH;
+use tonic::metadata::MetadataMap;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::api::{answer, task};
+use crate::auth::{principal_of, Caller};
+use crate::dispatch::Work;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The call header naming the ref statements read.
+pub const REF_HEADER: &str = "x-lakeplan-ref";
+/// The call header naming the namespace of bare table names.
+pub const NAMESPACE_HEADER: &str = "x-lakeplan-namespace";
+
+/// The Flight SQL service, as routes to merge into the control plane's router.
+pub fn routes(state: AppState) -> axum::Router {
+    axum::Router::new().route_service(
+        "/arrow.flight.protocol.FlightService/{method}",
+        FlightServiceServer::new(FlightSql { state }),
+    )
+}
+
+#[derive(Clone)]
+pub struct FlightSql {
+    state: AppState,
+}
+
+/// The gRPC status of an API error.
+fn status(e: ApiError) -> Status {
+    let (code, _, message, _) = e.parts();
+    match code.as_u16() {
+        400 | 413 => Status::invalid_argument(message),
+        401 => Status::unauthenticated(message),
+        403 => Status::permission_denied(message),
+        404 => Status::not_found(message),
+        408 => Status::deadline_exceeded(message),
+        409 => Status::aborted(message),
+        503 => Status::unavailable(message),
+        _ => Status::internal(message),
+    }
+}
+
+fn header<'a>(m: &'a MetadataMap, name: &str) -> Option<&'a str> {
+    m.get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+}
+
+/// A worker's endpoint (`http://host:port`) as a Flight location.
+fn location(endpoint: &str) -> String {
+    match endpoint.split_once("://") {
+        Some(("https", rest)) => format!("grpc+tls://{rest}"),
+        Some((_, rest)) => format!("grpc+tcp://{rest}"),
+        None => format!("grpc+tcp://{endpoint}"),
+    }
+}
+
+impl FlightSql {
+    fn caller(&self, m: &MetadataMap) -> Result<Caller, Status> {
+        let principal = principal_of(&self.state, &m.clone().into_headers()).map_err(status)?;
+        let lake = self
+            .state
+            .tenants
+            .lake(&principal.tenant)
+            .map_err(|e| status(e.into()))?
+            .acting_as(lakeplan_lake::LakeConfig {
+                actor: principal.user.name.clone(),
+                client: "flight-sql".into(),
+            });
+        Ok(Caller { principal, lake })
+    }
+
+    /// Plans `sql` on a worker (at the call's ref): its schema, and unless `describe`, the
+    /// worker's endpoint and the ticket of its rows.
+    async fn plan(
+        &self,
+        m: &MetadataMap,
+        sql: String,
+        describe: bool,
+    ) -> Result<(Schema, Option<(String, String)>), Status> {
+        let c = self.caller(m)?;
+        let work = Work::Query {
+            sql,
+            at: header(m, REF_HEADER).unwrap_or(MAIN_BRANCH).to_string(),
+            namespace: header(m, NAMESPACE_HEADER).map(str::to_string),
+            max_rows: None,
+            describe,
+        };
+        let v = answer(self.state.dispatcher.submit(task(&c, work), None))
+            .await
+            .map_err(status)?;
+        let ipc = v["schema"]
+            .as_str()
+            .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
+            .ok_or_else(|| Status::internal("the worker answered no schema"))?;
+        let schema = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(ipc), None)
+            .map_err(|e| Status::internal(format!("the worker's schema: {e}")))?
+            .schema();
+        let rows = match (v["endpoint"].as_str(), v["ticket"].as_str()) {
+            (Some(e), Some(t)) => Some((e.to_string(), t.to_string())),
+            _ => None,
+        };
+        Ok((schema.as_ref().clone(), rows))
+    }
+
+    async fn flight_info(
+        &self,
+        m: &MetadataMap,
+        sql: String,
+        descriptor: FlightDescriptor,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let (schema, rows) = self.plan(m, sql, false).await?;
+        let (endpoint, ticket) =
+            rows.ok_or_else(|| Status::internal("the worker answered no ticket"))?;
+        let info = FlightInfo::new()
+            .try_with_schema(&schema)
+            .map_err(|e| Status::internal(format!("encoding the schema: {e}")))?
+            .with_endpoint(
+                FlightEndpoint::new()
+                    .with_ticket(Ticket::new(ticket.into_bytes()))
+                    .with_location(location(&endpoint)),
+            )
+            .with_descriptor(descriptor)
+            .with_total_records(-1)
+            .with_ordered(true);
+        Ok(Response::new(info))
+    }
+}
+
+type HandshakeStream = Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl FlightSqlService for FlightSql {
+    type FlightService = FlightSql;
+
+    /// Basic auth whose password is an API key (the user name is not checked: the key says who
+    /// it is), or a bearer key; the answer carries the key as the bearer token.
+    async fn do_handshake(
+        &self,
+        request: Request<Streaming<HandshakeRequest>>,
+    ) -> Result<Response<HandshakeStream>, Status> {
+        let auth = header(request.metadata(), "authorization").ok_or_else(|| {
+            Status::unauthenticated("send basic auth (password: an API key) or a bearer key")
+        })?;
+        let key = if let Some(basic) = auth.strip_prefix("Basic ") {
+            // Go's Flight client leaves the padding out.
+            let decoded = base64::engine::general_purpose::STANDARD_NO_PAD
+                .decode(basic.trim().trim_end_matches('='))
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| Status::unauthenticated("malformed basic auth"))?;
+            decoded
+                .split_once(':')
+                .map(|(_, p)| p.to_string())
+                .ok_or_else(|| Status::unauthenticated("malformed basic auth"))?
+        } else if let Some(bearer) = auth.strip_prefix("Bearer ") {
+            bearer.trim().to_string()
+        } else {
+            return Err(Status::unauthenticated("send basic auth or a bearer key"));
+        };
+        let mut m = MetadataMap::new();
+        let bearer: tonic::metadata::MetadataValue<tonic::metadata::Ascii> =
+            format!("Bearer {key}")
+                .parse()
+                .map_err(|_| Status::unauthenticated("malformed key"))?;
+        m.insert("authorization", bearer.clone());
+        self.caller(&m)?;
+        let out = futures::stream::iter([Ok(HandshakeResponse {
+            protocol_version: 0,
+            payload: key.clone().into_bytes().into(),
+        })]);
+        let mut resp: Response<HandshakeStream> = Response::new(Box::pin(out));
+        resp.metadata_mut().insert("authorization", bearer);
+        Ok(resp)
+    }
+
+    async fn get_flight_info_statement(
+        &self,
+        query: CommandStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        if query.transaction_id.is_some() {
+            return Err(Status::unimplemented(
+                "transactions: every query is read-only",
+            ));
+        }
+        let (m, _, descriptor) = request.into_parts();
+        self.flight_info(&m, query.query, descriptor).await
+    }
+
+    async fn get_flight_info_prepared_statement(
+        &self,
+        cmd: CommandPreparedStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let sql = String::from_utf8(cmd.prepared_statement_handle.to_vec())
+            .map_err(|_| Status::invalid_argument("not a lakeplan prepared statement handle"))?;
+        let (m, _, descriptor) = request.into_parts();
+        self.flight_info(&m, sql, descriptor).await
+    }
+
+    /// A prepared statement is its SQL (the handle) and its result's schema, planned on a
+    /// worker now so that errors answer at once.
+    async fn do_action_create_prepared_statement(
+        &self,
+        query: ActionCreatePreparedStatementRequest,
+        request: Request<Action>,
+    ) -> Result<ActionCreatePreparedStatementResult, Status> {
+        if query.transaction_id.is_some() {
+            return Err(Status::unimplemented(
+                "transactions: every query is read-only",
+            ));
+        }
+        let (schema, _) = self
+            .plan(request.metadata(), query.query.clone(), true)
+            .await?;
+        let message = arrow_flight::IpcMessage::try_from(arrow_flight::SchemaAsIpc::new(
+            &schema,
+            &arrow::ipc::writer::IpcWriteOptions::default(),
+        ))
+        .map_err(|e| Status::internal(format!("encoding the schema: {e}")))?;
+        Ok(ActionCreatePreparedStatementResult {
+            prepared_statement_handle: query.query.into_bytes().into(),
+            dataset_schema: message.0,
+            parameter_schema: Default::default(),
+        })
+    }
+
+    async fn do_action_close_prepared_statement(
+        &self,
+        _query: ActionClosePreparedStatementRequest,
+        request: Request<Action>,
+    ) -> Result<(), Status> {
+        // Nothing is kept for a prepared statement; the caller must still be one.
+        self.caller(request.metadata())?;
+        Ok(())
+    }
+
+    async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
+}

@@ -1,0 +1,137 @@
+"""Arrow Flight SQL on `lakeplan serve`'s port, driven by the ADBC Flight SQL driver (the
+`adbc-driver-flightsql` wheel: the Go driver BI tools use through ADBC), and by pyarrow's
+Flight client to check where the rows come from.
+
+The server is `test_client.py`'s (acme: alice, bob, root, reader; globex: eve).
+"""
+
+import pyarrow.flight as flight
+import pytest
+import adbc_driver_flightsql.dbapi as fsql
+from adbc_driver_manager import DatabaseError, ProgrammingError
+
+from test_client import JAN, csv_rows, serve
+
+REF_OPTION = "adbc.flight.sql.rpc.call_header.x-lakeplan-ref"
+AUTH = "adbc.flight.sql.authorization_header"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with serve(tmp_path_factory.mktemp("flight-sql-server"), str(tmp_path_factory.mktemp("envs"))) as s:
+        alice = s.client("alice")
+        alice.create_branch("alice.sql", "main")
+        alice.create_table("trips", str(JAN), branch="alice.sql")
+        alice.import_data("trips", str(JAN), branch="alice.sql")
+        yield s
+
+
+def grpc(server) -> str:
+    return server.url.replace("http://", "grpc://")
+
+
+def connect(server, user="reader", ref="alice.sql", **extra):
+    kw = {AUTH: f"Bearer {server.keys[user]}"}
+    if ref is not None:
+        kw[REF_OPTION] = ref
+    kw.update(extra)
+    return fsql.connect(grpc(server), db_kwargs=kw, autocommit=True)
+
+
+def rows(conn, sql):
+    with conn.cursor() as cur:
+        cur.execute(sql)
+        return cur.fetch_arrow_table()
+
+
+def test_adbc_queries_at_the_ref_of_the_call_header(server):
+    lp = server.client("reader")
+    sql = "SELECT vendor, count(*) AS n, round(sum(fare), 2) AS fares FROM trips GROUP BY vendor ORDER BY vendor"
+    with connect(server) as conn:
+        got = rows(conn, sql)
+        assert got.equals(lp.query(sql, ref="alice.sql"))
+        whole = rows(conn, "SELECT * FROM trips ORDER BY trip_id")
+        assert whole.num_rows == csv_rows(JAN).num_rows
+        assert whole.column_names == csv_rows(JAN).column_names
+        # Other refs by name, inside the SQL.
+        head = lp.get_branch("alice.sql").hash
+        n = rows(conn, f'SELECT count(*) AS n FROM "alice.sql@{head[:12]}".default.trips')
+        assert n["n"].to_pylist() == [csv_rows(JAN).num_rows]
+        # A prepared statement (planned when prepared: no parameters), then its rows.
+        with conn.cursor() as cur:
+            params = cur.adbc_prepare("SELECT trip_id, fare FROM trips WHERE fare > 20")
+            assert params is None or len(params) == 0
+            with pytest.raises(ProgrammingError, match="No field named nope"):
+                cur.adbc_prepare("SELECT nope FROM trips")
+            cur.execute("SELECT trip_id, fare FROM trips WHERE fare > 20")
+            assert cur.fetch_arrow_table().num_rows == lp.query("SELECT count(*) AS n FROM trips WHERE fare > 20", ref="alice.sql")["n"][0].as_py()
+    # Without the header, statements read main, where trips does not exist.
+    with connect(server, ref=None) as conn:
+        assert rows(conn, "SELECT 1 AS one")["one"].to_pylist() == [1]
+        with pytest.raises(ProgrammingError, match="not found"):
+            rows(conn, "SELECT * FROM trips")
+
+
+def test_basic_auth_with_the_key_as_password(server):
+    conn = fsql.connect(grpc(server), db_kwargs={"username": "reader", "password": server.keys["reader"], REF_OPTION: "alice.sql"}, autocommit=True)
+    with conn:
+        assert rows(conn, "SELECT count(*) AS n FROM trips")["n"].to_pylist() == [csv_rows(JAN).num_rows]
+    with pytest.raises(DatabaseError, match="(?i)unauthenticated"):
+        fsql.connect(grpc(server), db_kwargs={"username": "reader", "password": "lpk_wrong"}, autocommit=True)
+
+
+def test_keys_tenants_and_read_only_sql(server):
+    # No key, a wrong key: UNAUTHENTICATED.
+    for kw in ({}, {AUTH: "Bearer lpk_wrong"}):
+        with fsql.connect(grpc(server), db_kwargs=kw, autocommit=True) as conn:
+            with pytest.raises(DatabaseError, match="(?i)unauthenticated"):
+                rows(conn, "SELECT 1")
+    # Another tenant's branch does not exist for eve.
+    with connect(server, user="eve") as conn:
+        with pytest.raises(DatabaseError, match="not found"):
+            rows(conn, "SELECT count(*) FROM trips")
+    # SQL cannot write, nor read the server's files.
+    with connect(server, user="root") as conn:
+        for sql in ("INSERT INTO trips SELECT * FROM trips", "CREATE TABLE x AS SELECT 1", "SELECT * FROM '/etc/passwd'"):
+            with pytest.raises(DatabaseError):
+                rows(conn, sql)
+    assert server.client("reader").query("SELECT count(*) AS n FROM trips", ref="alice.sql")["n"][0].as_py() == csv_rows(JAN).num_rows
+
+
+def _varint(n: int) -> bytes:
+    out = b""
+    while True:
+        b, n = n & 0x7F, n >> 7
+        out += bytes([b | (0x80 if n else 0)])
+        if not n:
+            return out
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    return bytes([number << 3 | 2]) + _varint(len(payload)) + payload
+
+
+def statement_command(sql: str) -> bytes:
+    """A Flight SQL CommandStatementQuery wrapped in google.protobuf.Any, encoded by hand."""
+    cmd = _field(1, sql.encode())
+    return _field(1, b"type.googleapis.com/arrow.flight.protocol.sql.CommandStatementQuery") + _field(2, cmd)
+
+
+def test_the_rows_come_from_a_worker_not_the_control_plane(server):
+    key = server.keys["reader"]
+    options = flight.FlightCallOptions(headers=[(b"authorization", f"Bearer {key}".encode()), (b"x-lakeplan-ref", b"alice.sql")])
+    control = flight.FlightClient(grpc(server).replace("grpc://", "grpc+tcp://"))
+    info = control.get_flight_info(flight.FlightDescriptor.for_command(statement_command("SELECT trip_id FROM trips")), options)
+    assert info.schema.names == ["trip_id"]
+    [endpoint] = info.endpoints
+    [location] = endpoint.locations
+    worker = location.uri.decode()
+    assert worker.startswith("grpc+tcp://127.0.0.1:") and not worker.endswith(server.url.rsplit(":", 1)[1])
+    got = flight.FlightClient(worker).do_get(endpoint.ticket).read_all()
+    assert got.num_rows == csv_rows(JAN).num_rows
+    # The ticket is single-use; the control plane serves no rows itself.
+    with pytest.raises(Exception, match="spent or expired"):
+        flight.FlightClient(worker).do_get(endpoint.ticket).read_all()
+    with pytest.raises(Exception, match="invalid argument"):  # not a Flight SQL ticket there
+        control.do_get(endpoint.ticket, options).read_all()
+    control.close()
