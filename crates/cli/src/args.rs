@@ -108,6 +108,9 @@ pub enum Cmd {
         #[arg(short = 'n', long, default_value_t = 20)]
         n: usize,
     },
+    /// An MCP server on stdin/stdout for agents: the lake's tools (explore, query, branch,
+    /// import, run, merge) on the local lake, or through a server in remote mode
+    Mcp,
     /// Serve the lakes of many tenants over an HTTP/JSON API (see docs/server.md)
     Serve(ServeArgs),
     /// A data-plane worker: runs a server's queries, imports and pipeline runs, and serves query
@@ -256,6 +259,13 @@ pub enum KeyCmd {
         /// read, write (the user's zone `<user>.*`) or admin
         #[arg(long, default_value = "write")]
         scope: String,
+        /// Write only branches and tags matching this glob (`*`: any characters), in place of
+        /// the user's zone; merges only into those
+        #[arg(long, value_name = "GLOB")]
+        branches: Option<String>,
+        /// A key for an agent (an MCP client): --branches 'agent.*' unless given
+        #[arg(long)]
+        agent: bool,
         #[command(flatten)]
         metastore: MetastoreArg,
     },

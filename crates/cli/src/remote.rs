@@ -588,3 +588,121 @@ impl Remote {
         self.get(&["audit"], &[("limit", limit.to_string())]).await
     }
 }
+
+impl Remote {
+    /// `lakeplan mcp` in remote mode: MCP messages from stdin go to the server's `/mcp`
+    /// (streamable HTTP, with this connection's key), and what it answers (a JSON body, or the
+    /// messages of an event stream) goes to stdout, one message a line. Calls run one at a time.
+    pub async fn mcp_bridge(&self) -> Result<()> {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+        let mut url = self.base.clone();
+        url.path_segments_mut()
+            .map_err(|_| Error::InvalidInput("API endpoint cannot take a path".into()))?
+            .pop_if_empty()
+            .push("mcp");
+        let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+        let mut stdout = tokio::io::stdout();
+        let mut session: Option<String> = None;
+        let mut version: Option<String> = None;
+        let io = |e: std::io::Error| Error::io("stdio", e);
+        while let Some(line) = lines.next_line().await.map_err(io)? {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let msg: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+            let mut req = self
+                .client
+                .post(url.clone())
+                .bearer_auth(&self.key)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .header(
+                    reqwest::header::ACCEPT,
+                    "application/json, text/event-stream",
+                )
+                .body(line.clone());
+            if let Some(s) = &session {
+                req = req.header("mcp-session-id", s);
+            }
+            if let Some(v) = &version {
+                req = req.header("mcp-protocol-version", v);
+            }
+            let answers = match req.send().await {
+                Ok(resp) => {
+                    if let Some(s) = resp.headers().get("mcp-session-id") {
+                        session = s.to_str().ok().map(str::to_string);
+                    }
+                    let status = resp.status();
+                    let sse = resp
+                        .headers()
+                        .get(reqwest::header::CONTENT_TYPE)
+                        .and_then(|v| v.to_str().ok())
+                        .is_some_and(|v| v.starts_with("text/event-stream"));
+                    let text = resp.text().await.unwrap_or_default();
+                    if status.is_success() {
+                        if sse {
+                            sse_messages(&text)
+                        } else if text.trim().is_empty() {
+                            Vec::new()
+                        } else {
+                            vec![text]
+                        }
+                    } else {
+                        error_reply(
+                            &msg,
+                            &format!("the server answered {status}: {}", text.trim()),
+                        )
+                    }
+                }
+                Err(e) => error_reply(
+                    &msg,
+                    &format!("cannot reach the server at {}: {e}", self.base),
+                ),
+            };
+            for a in answers {
+                if msg["method"] == "initialize" {
+                    if let Ok(v) = serde_json::from_str::<Value>(&a) {
+                        version = v["result"]["protocolVersion"].as_str().map(str::to_string);
+                    }
+                }
+                stdout
+                    .write_all(format!("{}\n", a.trim()).as_bytes())
+                    .await
+                    .map_err(io)?;
+                stdout.flush().await.map_err(io)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The `data:` payloads of an event stream, one message each.
+fn sse_messages(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for event in text.split("\n\n") {
+        let data: Vec<&str> = event
+            .lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .map(str::trim_start)
+            .collect();
+        if !data.is_empty() && !data.iter().all(|d| d.is_empty()) {
+            out.push(data.join("\n"));
+        }
+    }
+    out
+}
+
+/// A JSON-RPC error answer to `msg` (none for a notification, which has no id).
+fn error_reply(msg: &Value, message: &str) -> Vec<String> {
+    match msg.get("id") {
+        Some(id) if !id.is_null() => vec![json!({
+            "jsonrpc": "2.0",
+            "id": id,
+            "error": {"code": -32000, "message": message},
+        })
+        .to_string()],
+        _ => {
+            eprintln!("lakeplan mcp: {message}");
+            Vec::new()
+        }
+    }
+}

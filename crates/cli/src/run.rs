@@ -174,6 +174,17 @@ pub async fn run(cli: Cli) -> Result<()> {
                 "project and server commands are handled before the lake opens".into(),
             ))
         }
+        Cmd::Mcp => match svc {
+            Service::Local(lake) => {
+                let lake = lake.acting_as(LakeConfig {
+                    client: "mcp".into(),
+                    ..LakeConfig::default()
+                });
+                lakeplan_mcp::serve_stdio(std::sync::Arc::new(lakeplan_mcp::LocalBackend { lake }))
+                    .await?
+            }
+            Service::Remote(r) => r.mcp_bridge().await?,
+        },
         Cmd::Audit { n } => {
             let recs = lake.audit_log(n).await?;
             match out {

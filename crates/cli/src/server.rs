@@ -300,16 +300,20 @@ pub fn admin(cmd: AdminCmd, out: Output) -> Result<()> {
             tenant,
             user,
             scope,
+            branches,
+            agent,
             metastore,
         }) => {
             let (reg, _) = registry(&metastore)?;
             let scope = Scope::parse(&scope)?;
+            let branches = branches.or_else(|| agent.then(|| "agent.*".to_string()));
             let (k, secret) = audited(&reg, "key.create", &format!("{tenant}/{user}"), || {
-                reg.create_key(&tenant, &user, scope)
+                reg.create_scoped_key(&tenant, &user, scope, branches.as_deref())
             })?;
             match out {
                 Output::Json => output::json(&serde_json::json!({
-                    "id": k.id, "tenant": k.tenant, "user": k.user, "scope": k.scope, "key": secret
+                    "id": k.id, "tenant": k.tenant, "user": k.user, "scope": k.scope,
+                    "branches": k.branches, "key": secret
                 }))?,
                 _ => {
                     // The key alone on stdout, so `KEY=$(lakeplan admin key create ...)` works;
@@ -331,13 +335,14 @@ pub fn admin(cmd: AdminCmd, out: Output) -> Result<()> {
             match out {
                 Output::Json => output::json(&ks)?,
                 _ => output::table(
-                    &["ID", "USER", "SCOPE", "CREATED", "REVOKED"],
+                    &["ID", "USER", "SCOPE", "BRANCHES", "CREATED", "REVOKED"],
                     ks.iter()
                         .map(|k| {
                             vec![
                                 k.id.clone(),
                                 k.user.clone(),
                                 k.scope.as_str().to_string(),
+                                k.branches.clone().unwrap_or_default(),
                                 k.created_at.to_rfc3339(),
                                 k.revoked_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
                             ]

@@ -101,7 +101,8 @@ impl CommitExtras {
     }
 }
 
-/// An open lake: metastore + warehouse.
+/// An open lake: metastore + warehouse. A clone is another handle on the same lake.
+#[derive(Clone)]
 pub struct Lake {
     pub(crate) root: PathBuf,
     pub(crate) catalog: Arc<Catalog>,
@@ -357,13 +358,9 @@ impl Lake {
         out
     }
 
-    pub(crate) fn record(
-        &self,
-        op: &str,
-        target: &str,
-        details: serde_json::Value,
-        err: Option<&Error>,
-    ) {
+    /// Appends one record to the audit log: `op` on `target` by this handle's actor and client,
+    /// with its outcome (the MCP server records every tool call so).
+    pub fn record(&self, op: &str, target: &str, details: serde_json::Value, err: Option<&Error>) {
         let rec = AuditRecord {
             seq: 0,
             timestamp: chrono::Utc::now(),

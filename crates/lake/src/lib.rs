@@ -33,5 +33,6 @@ pub use lakeplan_catalog::{LogFilter, MergeOutcome};
 pub use lakeplan_pipeline as pipeline;
 pub use lakeplan_storage::ingest::{CreatePlan, ImportOptions, ImportReport, Progress, ProgressFn};
 pub use query::QueryResult;
+pub use query::{columns, json_rows};
 pub use run::{parse_preview, NodeOutcome, RunEvent, RunObserver, RunOptions};
-pub use snapshot::write_snapshot;
+pub use snapshot::{write_snapshot, zip_files};

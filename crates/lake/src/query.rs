@@ -8,6 +8,37 @@ use crate::audit::AuditTable;
 use crate::view::Resolver;
 use crate::Lake;
 
+/// `[{"name", "type"}]`, one per column.
+pub fn columns(schema: &SchemaRef) -> Vec<serde_json::Value> {
+    schema
+        .fields()
+        .iter()
+        .map(|f| serde_json::json!({"name": f.name(), "type": f.data_type().to_string()}))
+        .collect()
+}
+
+/// `{"columns": [...], "rows": [{...}], "truncated": bool}`: a result as JSON (the server's
+/// query route and the MCP query tool answer it).
+pub fn json_rows(
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+    truncated: bool,
+) -> Result<serde_json::Value> {
+    let err = |e: &dyn std::fmt::Display| lakeplan_core::Error::Internal(format!("JSON rows: {e}"));
+    let mut w = arrow::json::ArrayWriter::new(Vec::new());
+    for batch in batches {
+        w.write(batch).map_err(|e| err(&e))?;
+    }
+    w.finish().map_err(|e| err(&e))?;
+    let raw = w.into_inner();
+    let rows: serde_json::Value = if raw.is_empty() {
+        serde_json::json!([])
+    } else {
+        serde_json::from_slice(&raw).map_err(|e| err(&e))?
+    };
+    Ok(serde_json::json!({"columns": columns(schema), "rows": rows, "truncated": truncated}))
+}
+
 /// A query's rows, cut at `max_rows` when asked.
 pub struct QueryResult {
     pub schema: SchemaRef,

@@ -89,6 +89,22 @@ pub fn extract_snapshot(zip_path: &Path, dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// A project given as files (path → text, as an MCP client sends it) zipped the way `lakeplan
+/// run` uploads a folder; [`Lake::unpack_project`](crate::Lake::unpack_project) checks the
+/// paths and sizes when it unpacks it.
+pub fn zip_files(files: &std::collections::BTreeMap<String, String>) -> Result<Vec<u8>> {
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let opts = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    let zerr = |e: zip::result::ZipError| Error::InvalidInput(format!("the project's files: {e}"));
+    for (name, text) in files {
+        zip.start_file(name.as_str(), opts).map_err(zerr)?;
+        zip.write_all(text.as_bytes())
+            .map_err(|e| Error::InvalidInput(format!("the project's file {name}: {e}")))?;
+    }
+    Ok(zip.finish().map_err(zerr)?.into_inner())
+}
+
 impl crate::Lake {
     /// Unpacks an uploaded project (a zip, as `lakeplan run` in remote mode sends it) into a
     /// fresh folder under the lake's `uploads/`, refusing entries that would escape it. Returns

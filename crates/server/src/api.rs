@@ -817,7 +817,7 @@ async fn run(
 
 /// A run executes the project's code, even a dry run: never for a read-only key; and it writes
 /// its target unless dry.
-fn check_run(c: &Caller, target: &str, dry_run: bool) -> Result<(), ApiError> {
+pub(crate) fn check_run(c: &Caller, target: &str, dry_run: bool) -> Result<(), ApiError> {
     if c.principal.scope == crate::registry::Scope::Read {
         return Err(ApiError::Forbidden(format!(
             "key {} is read-only: it cannot run pipelines",
@@ -834,6 +834,16 @@ fn check_run(c: &Caller, target: &str, dry_run: bool) -> Result<(), ApiError> {
 /// with the error that stopped it before (a planning error, say). The run goes on on its
 /// worker; if that worker is lost, the job is marked failed.
 async fn start_run(state: &AppState, c: Caller, run: RunTask) -> ApiResult {
+    let id = submit_run(state, &c, run).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({"job_id": id}))).into_response())
+}
+
+/// Hands a run to the data plane; its job id once the job is recorded.
+pub(crate) async fn submit_run(
+    state: &AppState,
+    c: &Caller,
+    run: RunTask,
+) -> Result<String, ApiError> {
     let id = run.job_id.clone();
     let jobs = c.lake.jobs()?;
     let on_lost: OnLost = {
@@ -850,10 +860,10 @@ async fn start_run(state: &AppState, c: Caller, run: RunTask) -> ApiResult {
     };
     let mut done = state
         .dispatcher
-        .submit(task(&c, Work::Run(run)), Some(on_lost));
+        .submit(task(c, Work::Run(run)), Some(on_lost));
     loop {
         if jobs.get(&id).is_ok() {
-            return Ok((StatusCode::ACCEPTED, Json(json!({"job_id": id}))).into_response());
+            return Ok(id);
         }
         match done.try_recv() {
             Ok(Err(e)) => return Err(ApiError::Relayed(e)),

@@ -28,6 +28,16 @@ impl Principal {
 
     /// May this key change branch (or tag) `name`: create, delete, rename, write tables on it?
     pub fn check_ref_write(&self, name: &str) -> Result<(), ApiError> {
+        if let (Some(glob), Scope::Write | Scope::Admin) = (&self.branches, self.scope) {
+            return if crate::registry::glob_match(glob, name) {
+                Ok(())
+            } else {
+                Err(ApiError::Forbidden(format!(
+                    "key {} writes only to refs matching '{glob}'; '{name}' does not",
+                    self.key_id
+                )))
+            };
+        }
         match self.scope {
             Scope::Admin => Ok(()),
             Scope::Read => Err(ApiError::Forbidden(format!(
@@ -48,6 +58,11 @@ impl Principal {
     /// May this key merge into `into`? Into `main` only for users allowed to merge into main
     /// (or with an admin key); into other branches by the zone rule.
     pub fn check_merge_into(&self, into: &str) -> Result<(), ApiError> {
+        // A key limited to some branches merges only into those (an agent's key never into
+        // `main`, unless its glob names it).
+        if self.branches.is_some() {
+            return self.check_ref_write(into);
+        }
         if into == MAIN_BRANCH && self.scope == Scope::Write {
             return if self.user.can_merge_main {
                 Ok(())
@@ -149,6 +164,7 @@ mod tests {
             },
             key_id: "abc".into(),
             scope,
+            branches: None,
         }
     }
 
@@ -181,5 +197,32 @@ mod tests {
         let a = principal(Scope::Admin, false);
         assert!(a.check_ref_write("main").is_ok() && a.check_merge_into("main").is_ok());
         assert!(w.check_admin().is_err() && a.check_admin().is_ok());
+
+        // A key with a branch glob writes only there, for write and admin scopes alike.
+        for scope in [Scope::Write, Scope::Admin] {
+            let agent = Principal {
+                branches: Some("agent.*".into()),
+                ..principal(scope, true)
+            };
+            assert!(agent.check_ref_write("agent.fix").is_ok());
+            for outside in ["main", "alice.dev", "agent", "agentx.y"] {
+                assert!(agent.check_ref_write(outside).is_err(), "{outside}");
+            }
+            assert!(agent.check_merge_into("main").is_err());
+            assert!(agent.check_merge_into("agent.b").is_ok());
+        }
+        let read = Principal {
+            branches: Some("*".into()),
+            ..principal(Scope::Read, false)
+        };
+        assert!(read.check_ref_write("anything").is_err());
+    }
+
+    #[test]
+    fn globs() {
+        use crate::registry::glob_match as m;
+        assert!(m("agent.*", "agent.x") && m("agent.*", "agent.") && !m("agent.*", "agent"));
+        assert!(m("*", "") && m("a*b*c", "abc") && m("a*b*c", "axxbyyc") && !m("a*b*c", "acb"));
+        assert!(m("main", "main") && !m("main", "mainx") && m("*.tmp", "x.tmp"));
     }
 }

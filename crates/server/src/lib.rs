@@ -14,6 +14,7 @@ pub mod error;
 pub mod flight_sql;
 pub mod iceberg;
 mod internal;
+pub mod mcp;
 pub mod metrics;
 pub mod openapi;
 pub mod registry;
@@ -63,6 +64,7 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(openapi))
         .route_layer(from_fn_with_state(state.clone(), auth::require_key))
         .merge(iceberg::router(state.clone()))
+        .merge(mcp::router(state.clone()))
         .merge(internal::router().route_layer(from_fn_with_state(
             state.clone(),
             internal::require_worker_token,

@@ -78,6 +78,10 @@ pub struct ApiKey {
     pub tenant: String,
     pub user: String,
     pub scope: Scope,
+    /// Writes only to branches and tags matching this glob (`*` matches any run of
+    /// characters), in place of the user's zone: an agent's key (`agent.*` by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branches: Option<String>,
     pub created_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
 }
@@ -89,6 +93,28 @@ pub struct Principal {
     pub user: User,
     pub key_id: String,
     pub scope: Scope,
+    /// The key's branch glob, if it has one (see [`ApiKey::branches`]).
+    pub branches: Option<String>,
+}
+
+/// Whether `name` matches `glob`, where `*` matches any run of characters.
+pub fn glob_match(glob: &str, name: &str) -> bool {
+    let parts: Vec<&str> = glob.split('*').collect();
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if parts.len() == 1 {
+        return glob == name;
+    }
+    if !name.starts_with(first) || name.len() < first.len() + last.len() || !name.ends_with(last) {
+        return false;
+    }
+    let mut rest = &name[first.len()..name.len() - last.len()];
+    for p in &parts[1..parts.len() - 1] {
+        match rest.find(p) {
+            Some(i) => rest = &rest[i + p.len()..],
+            None => return false,
+        }
+    }
+    true
 }
 
 /// The registry over a system metastore.
@@ -272,6 +298,28 @@ impl Registry {
 
     /// Creates a key and returns it with its secret, which is shown only now.
     pub fn create_key(&self, tenant: &str, user: &str, scope: Scope) -> Result<(ApiKey, String)> {
+        self.create_scoped_key(tenant, user, scope, None)
+    }
+
+    /// A key that writes only branches and tags matching `branches` (a glob such as `agent.*`).
+    pub fn create_scoped_key(
+        &self,
+        tenant: &str,
+        user: &str,
+        scope: Scope,
+        branches: Option<&str>,
+    ) -> Result<(ApiKey, String)> {
+        if let Some(g) = branches {
+            let ok = !g.is_empty()
+                && g.len() <= 255
+                && g.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-/*@".contains(c));
+            if !ok {
+                return Err(Error::InvalidInput(format!(
+                    "branch glob '{g}': use letters, digits, '.', '_', '-', '/' and '*'"
+                )));
+            }
+        }
         let u = self.user(tenant, user)?;
         if scope == Scope::Admin && !u.admin {
             return Err(Error::InvalidOperation {
@@ -286,6 +334,7 @@ impl Registry {
             tenant: tenant.to_string(),
             user: user.to_string(),
             scope,
+            branches: branches.map(str::to_string),
             created_at: Utc::now(),
             revoked_at: None,
         };
@@ -340,6 +389,7 @@ impl Registry {
             user,
             key_id: k.id,
             scope: k.scope,
+            branches: k.branches,
         }))
     }
 }

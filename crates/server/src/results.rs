@@ -4,7 +4,6 @@
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use lakeplan_core::Error;
-use serde_json::{json, Value};
 
 /// The media type of an Arrow IPC stream.
 pub const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
@@ -13,36 +12,7 @@ pub const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
 /// redirect to the rows.
 pub const FLIGHT_TICKET: &str = "application/vnd.lakeplan.flight+json";
 
-/// `[{"name", "type"}]`, one per column.
-pub fn columns(schema: &SchemaRef) -> Vec<Value> {
-    schema
-        .fields()
-        .iter()
-        .map(|f| json!({"name": f.name(), "type": f.data_type().to_string()}))
-        .collect()
-}
-
-/// `{"columns": [...], "rows": [{...}], "truncated": bool}`.
-pub fn json_rows(
-    schema: &SchemaRef,
-    batches: &[RecordBatch],
-    truncated: bool,
-) -> Result<Value, Error> {
-    let mut w = arrow::json::ArrayWriter::new(Vec::new());
-    for batch in batches {
-        w.write(batch)
-            .map_err(|e| Error::Internal(format!("JSON rows: {e}")))?;
-    }
-    w.finish()
-        .map_err(|e| Error::Internal(format!("JSON rows: {e}")))?;
-    let raw = w.into_inner();
-    let rows: Value = if raw.is_empty() {
-        json!([])
-    } else {
-        serde_json::from_slice(&raw).map_err(|e| Error::Internal(format!("JSON rows: {e}")))?
-    };
-    Ok(json!({"columns": columns(schema), "rows": rows, "truncated": truncated}))
-}
+pub use lakeplan_lake::{columns, json_rows};
 
 /// The batches as one Arrow IPC stream.
 pub fn ipc(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<u8>, Error> {
