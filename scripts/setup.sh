@@ -44,6 +44,16 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
   echo "$want" > "$stamp"
 fi
+# The public Bauplan client for the /catalog/v0 tests, in a venv of its own.
+if [ ! -x .venv-bauplan/bin/python ]; then
+  python3 -m venv .venv-bauplan
+fi
+bstamp=.venv-bauplan/.requirements.sha
+bwant=$(sha256sum requirements-bauplan.txt | cut -d' ' -f1)
+if [ "$(cat "$bstamp" 2>/dev/null)" != "$bwant" ]; then
+  .venv-bauplan/bin/pip install --quiet --disable-pip-version-check -r requirements-bauplan.txt
+  echo "$bwant" > "$bstamp"
+fi
 # The pipeline-authoring package (`import lakeplan` / `import bauplan` in an editor or a script);
 # the sandboxes get the same sources from the lakeplan binary itself.
 pystamp=.venv/.python-package.sha

@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod catalog_v0;
 pub mod dispatch;
 pub mod error;
 pub mod flight_sql;
@@ -65,6 +66,7 @@ pub fn router(state: AppState) -> Router {
         .route_layer(from_fn_with_state(state.clone(), auth::require_key))
         .merge(iceberg::router(state.clone()))
         .merge(mcp::router(state.clone()))
+        .merge(catalog_v0::router(state.clone()))
         .merge(internal::router().route_layer(from_fn_with_state(
             state.clone(),
             internal::require_worker_token,
