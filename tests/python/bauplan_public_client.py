@@ -42,6 +42,12 @@ def main() -> None:
     step("delete_table", lambda: c.delete_table("trips", "alice.renamed").name)
     step("tables_after_delete", lambda: [t.name for t in c.get_tables("alice.renamed")])
     step("revert_table", lambda: c.revert_table("trips", source_ref="alice.dev", into_branch="alice.renamed").name)
+    step("revert_identical", lambda: c.revert_table("trips", source_ref="alice.dev", into_branch="alice.renamed", replace=True))
+    # The table as it was created (empty), from its commit: the destination exists and differs.
+    created = [x for x in c.get_commits("alice.dev", limit=10) if (x.subject or "").startswith("Create table")][0]
+    step("revert_onto_existing", lambda: c.revert_table("trips", source_ref=f"alice.dev@{created.ref.hash}", into_branch="alice.renamed"))
+    step("revert_replace", lambda: c.revert_table("trips", source_ref=f"alice.dev@{created.ref.hash}", into_branch="alice.renamed", replace=True).name)
+    step("records_after_replace", lambda: c.get_table("trips", "alice.renamed").records)
     step("merge", lambda: [c.merge_branch("alice.dev", "main").name])
     step("main_tables", lambda: [t.name for t in c.get_tables("main")])
     step("delete_tag", lambda: c.delete_tag("alice.v1"))

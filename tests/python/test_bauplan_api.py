@@ -75,6 +75,10 @@ def test_the_public_bauplan_client_works_unchanged(server):
     assert ok["create_tag"] == "alice.v1" and "alice.v1" in ok["tags"]
     assert ok["delete_table"] == "alice.renamed" and ok["tables_after_delete"] == []
     assert ok["revert_table"] == "alice.renamed"
+    assert err["revert_identical"]["error"] == "RevertIdenticalTableError"
+    assert err["revert_onto_existing"]["error"] == "RevertDestinationTableExistsError"
+    assert "replace" in err["revert_onto_existing"]["message"]
+    assert ok["revert_replace"] == "alice.renamed" and ok["records_after_replace"] == 0
     assert ok["merge"] == ["main"] and ok["main_tables"] == ["trips"]
     assert ok["delete_tag"] is True and ok["delete_branch"] is True
     assert ok["branches_after"] == ["alice.dev", "main"]

@@ -842,7 +842,49 @@ async fn revert_table(
 ) -> BpResult {
     let err = on(About::Other, "REVERT_TABLE_FORBIDDEN");
     c.principal.check_ref_write(&into).map_err(&err)?;
-    let _ = b.replace; // lakeplan's revert always replaces the destination table
+    // Bauplan refuses a revert that changes nothing, and without `replace` one onto a table
+    // that exists.
+    let ns = q.namespace.as_deref();
+    let dest = match c.lake.get_table(&table, ns, Some(&into)).await {
+        Ok(t) => Some(t),
+        Err(Error::TableNotFound { .. }) => None,
+        Err(e) => return Err(err(svc(e))),
+    };
+    if let Some(d) = &dest {
+        let src = c
+            .lake
+            .get_table(&table, ns, Some(&source))
+            .await
+            .map_err(svc)
+            .map_err(&err)?;
+        if src.metadata_location == d.metadata_location {
+            return Err(BauplanError {
+                status: StatusCode::CONFLICT,
+                kind: "REVERT_IDENTICAL_TABLE".into(),
+                message: format!(
+                    "table '{}' on '{into}' is already what it is at '{source}'",
+                    d.fqn
+                ),
+                context: json!({"source_table_name": d.fqn, "destination_table_name": d.fqn}),
+            });
+        }
+    }
+    if !b.replace {
+        match dest {
+            Some(t) => {
+                return Err(BauplanError {
+                    status: StatusCode::CONFLICT,
+                    kind: "REVERT_DESTINATION_TABLE_EXISTS".into(),
+                    message: format!(
+                        "table '{}' exists on '{into}': revert with replace to overwrite it",
+                        t.fqn
+                    ),
+                    context: json!({"source_table_name": t.fqn, "destination_table_name": t.fqn}),
+                })
+            }
+            None => {}
+        }
+    }
     let lake = c
         .lake
         .with_commit_extras(b.commit)

@@ -456,7 +456,7 @@ async fn register_table(
                 let name = name.clone();
                 async move {
                     use iceberg::Catalog;
-                    let ident = lakeplan_storage_ident(&name);
+                    let ident = ident(&name);
                     let t = s
                         .register_table(&ident, location)
                         .await
@@ -469,7 +469,7 @@ async fn register_table(
     load_result(&t)
 }
 
-fn lakeplan_storage_ident(name: &TableName) -> iceberg::TableIdent {
+fn ident(name: &TableName) -> iceberg::TableIdent {
     iceberg::TableIdent::new(
         iceberg::NamespaceIdent::new(name.namespace.clone()),
         name.name.clone(),
@@ -649,7 +649,7 @@ async fn rename_table(
             message,
             |s| async move {
                 use iceberg::Catalog;
-                s.rename_table(&lakeplan_storage_ident(&from), &lakeplan_storage_ident(&to))
+                s.rename_table(&ident(&from), &ident(&to))
                     .await
                     .map_err(|e| match e.kind() {
                         iceberg::ErrorKind::TableNotFound => Error::TableNotFound {
@@ -662,16 +662,12 @@ async fn rename_table(
                         iceberg::ErrorKind::NamespaceNotFound => {
                             Error::NamespaceNotFound(to.namespace.clone())
                         }
-                        _ => lakeplan_storage_error(e),
+                        _ => Error::Storage(e.to_string()),
                     })
             },
         )
         .await?;
     no_content()
-}
-
-fn lakeplan_storage_error(e: iceberg::Error) -> Error {
-    Error::Storage(e.to_string())
 }
 
 /// Clients report scan and commit metrics; lakeplan does not keep them (the spec's 204).

@@ -59,10 +59,10 @@ fn service(e: ApiError) -> Error {
     match e {
         ApiError::Service(e) => e,
         other => {
-            let (_, kind, message, _) = other.parts();
+            let (status, kind, message, _) = other.parts();
             Error::Remote {
                 kind,
-                status: other.parts().0.as_u16(),
+                status: status.as_u16(),
                 message,
             }
         }
