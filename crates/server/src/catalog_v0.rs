@@ -869,21 +869,16 @@ async fn revert_table(
             });
         }
     }
-    if !b.replace {
-        match dest {
-            Some(t) => {
-                return Err(BauplanError {
-                    status: StatusCode::CONFLICT,
-                    kind: "REVERT_DESTINATION_TABLE_EXISTS".into(),
-                    message: format!(
-                        "table '{}' exists on '{into}': revert with replace to overwrite it",
-                        t.fqn
-                    ),
-                    context: json!({"source_table_name": t.fqn, "destination_table_name": t.fqn}),
-                })
-            }
-            None => {}
-        }
+    if let (false, Some(t)) = (b.replace, &dest) {
+        return Err(BauplanError {
+            status: StatusCode::CONFLICT,
+            kind: "REVERT_DESTINATION_TABLE_EXISTS".into(),
+            message: format!(
+                "table '{}' exists on '{into}': revert with replace to overwrite it",
+                t.fqn
+            ),
+            context: json!({"source_table_name": t.fqn, "destination_table_name": t.fqn}),
+        });
     }
     let lake = c
         .lake
