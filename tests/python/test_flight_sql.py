@@ -135,3 +135,23 @@ def test_the_rows_come_from_a_worker_not_the_control_plane(server):
     with pytest.raises(Exception, match="invalid argument"):  # not a Flight SQL ticket there
         control.do_get(endpoint.ticket, options).read_all()
     control.close()
+
+
+def test_bi_tools_can_browse_refs_namespaces_and_tables(server):
+    with connect(server) as conn:
+        objects = conn.adbc_get_objects(depth="all").read_all().to_pylist()
+        by_catalog = {o["catalog_name"]: o for o in objects}
+        # `lake` is the connection's ref (alice.sql); each branch and tag is a catalog too.
+        assert {"lake", "main", "alice.sql"} <= set(by_catalog)
+        [schema] = [s for s in by_catalog["lake"]["catalog_db_schemas"] if s["db_schema_name"] == "default"]
+        [table] = schema["db_schema_tables"]
+        assert (table["table_name"], table["table_type"]) == ("trips", "TABLE")
+        assert [c["column_name"] for c in table["table_columns"]][:3] == ["trip_id", "vendor", "pickup_at"]
+        main_tables = [t for s in by_catalog["main"]["catalog_db_schemas"] for t in (s["db_schema_tables"] or [])]
+        assert main_tables == [], "trips exists only on alice.sql"
+        assert conn.adbc_get_table_types() == ["TABLE"]
+        schema = conn.adbc_get_table_schema("trips", db_schema_filter="default", catalog_filter="alice.sql")
+        assert schema.names == csv_rows(JAN).column_names
+        info = conn.adbc_get_info()
+        assert info["vendor_name"] == "lakeplan"
+

@@ -18,20 +18,25 @@
 use std::pin::Pin;
 
 use arrow::datatypes::Schema;
+use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::flight_service_server::FlightServiceServer;
+use arrow_flight::sql::metadata::{SqlInfoData, SqlInfoDataBuilder};
 use arrow_flight::sql::server::FlightSqlService;
 use arrow_flight::sql::{
     ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
-    ActionCreatePreparedStatementResult, CommandPreparedStatementQuery, CommandStatementQuery,
-    SqlInfo,
+    ActionCreatePreparedStatementResult, Any, CommandGetCatalogs, CommandGetDbSchemas,
+    CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables, CommandPreparedStatementQuery,
+    CommandStatementQuery, ProstMessageExt, SqlInfo,
 };
 use arrow_flight::{
     Action, FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse,
     Ticket,
 };
 use base64::Engine;
-use futures::Stream;
+use futures::{Stream, StreamExt, TryStreamExt};
 use lakeplan_core::MAIN_BRANCH;
+use lakeplan_core::{RefKind, TableName};
+use prost::Message;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -163,6 +168,66 @@ impl FlightSql {
 }
 
 type HandshakeStream = Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>;
+type DoGetStream = Pin<Box<dyn Stream<Item = Result<arrow_flight::FlightData, Status>> + Send>>;
+
+/// The catalog name of the call's own ref (as in SQL: `lake.default.trips`).
+const SESSION_CATALOG: &str = "lake";
+
+fn arrow_err(e: impl std::fmt::Display) -> Status {
+    Status::internal(format!("building a metadata result: {e}"))
+}
+
+/// A metadata command's `FlightInfo`: its schema and one endpoint whose ticket is the command
+/// itself, fetched from the control plane (metadata, not table data).
+fn metadata_info(
+    schema: &Schema,
+    command: Any,
+    descriptor: FlightDescriptor,
+) -> Result<Response<FlightInfo>, Status> {
+    let info = FlightInfo::new()
+        .try_with_schema(schema)
+        .map_err(arrow_err)?
+        .with_endpoint(FlightEndpoint::new().with_ticket(Ticket::new(command.encode_to_vec())))
+        .with_descriptor(descriptor);
+    Ok(Response::new(info))
+}
+
+fn batch_stream(batch: arrow::record_batch::RecordBatch) -> Response<DoGetStream> {
+    let schema = batch.schema();
+    let out = FlightDataEncoderBuilder::new()
+        .with_schema(schema)
+        .build(futures::stream::iter([Ok(batch)]))
+        .map_err(Status::from);
+    Response::new(out.boxed())
+}
+
+/// What the server says about itself (`GetSqlInfo`).
+fn sql_info() -> Result<SqlInfoData, Status> {
+    let mut b = SqlInfoDataBuilder::new();
+    b.append(SqlInfo::FlightSqlServerName, "lakeplan");
+    b.append(SqlInfo::FlightSqlServerVersion, env!("CARGO_PKG_VERSION"));
+    b.append(SqlInfo::FlightSqlServerArrowVersion, "58");
+    b.append(SqlInfo::FlightSqlServerReadOnly, true);
+    b.append(SqlInfo::FlightSqlServerSql, true);
+    b.append(SqlInfo::FlightSqlServerSubstrait, false);
+    b.append(SqlInfo::FlightSqlServerTransaction, 0i32);
+    b.build().map_err(arrow_err)
+}
+
+impl FlightSql {
+    /// The catalogs a client can browse: `lake` (the call's ref), and every branch and tag.
+    fn catalogs(&self, m: &MetadataMap) -> Result<(Caller, Vec<(String, String)>), Status> {
+        let c = self.caller(m)?;
+        let session = header(m, REF_HEADER).unwrap_or(MAIN_BRANCH).to_string();
+        let mut out = vec![(SESSION_CATALOG.to_string(), session)];
+        for kind in [RefKind::Branch, RefKind::Tag] {
+            for r in c.lake.list_refs(kind).map_err(|e| status(e.into()))? {
+                out.push((r.name.clone(), r.name));
+            }
+        }
+        Ok((c, out))
+    }
+}
 
 #[tonic::async_trait]
 impl FlightSqlService for FlightSql {
@@ -269,6 +334,154 @@ impl FlightSqlService for FlightSql {
         // Nothing is kept for a prepared statement; the caller must still be one.
         self.caller(request.metadata())?;
         Ok(())
+    }
+
+    async fn get_flight_info_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.caller(request.metadata())?;
+        let schema = query.into_builder().schema();
+        metadata_info(&schema, query.as_any(), request.into_inner())
+    }
+
+    async fn do_get_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        let (_, catalogs) = self.catalogs(request.metadata())?;
+        let mut b = query.into_builder();
+        for (name, _) in catalogs {
+            b.append(name);
+        }
+        Ok(batch_stream(b.build().map_err(arrow_err)?))
+    }
+
+    async fn get_flight_info_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.caller(request.metadata())?;
+        let schema = query.clone().into_builder().schema();
+        metadata_info(&schema, query.as_any(), request.into_inner())
+    }
+
+    /// Namespaces, per catalog (a catalog is a ref).
+    async fn do_get_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        let (c, catalogs) = self.catalogs(request.metadata())?;
+        let only = query.catalog.clone();
+        let mut b = query.into_builder();
+        for (catalog, at) in catalogs {
+            if only.as_deref().is_some_and(|o| o != catalog) {
+                continue;
+            }
+            for ns in c
+                .lake
+                .list_namespaces(Some(&at))
+                .map_err(|e| status(e.into()))?
+            {
+                b.append(&catalog, ns);
+            }
+        }
+        Ok(batch_stream(b.build().map_err(arrow_err)?))
+    }
+
+    async fn get_flight_info_tables(
+        &self,
+        query: CommandGetTables,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.caller(request.metadata())?;
+        let schema = query.clone().into_builder().schema();
+        metadata_info(&schema, query.as_any(), request.into_inner())
+    }
+
+    /// Tables, per catalog and namespace; with `include_schema`, each table's Arrow schema
+    /// (from its Iceberg metadata).
+    async fn do_get_tables(
+        &self,
+        query: CommandGetTables,
+        request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        let (c, catalogs) = self.catalogs(request.metadata())?;
+        let only = query.catalog.clone();
+        let with_schema = query.include_schema;
+        let mut b = query.into_builder();
+        let empty = Schema::empty();
+        for (catalog, at) in catalogs {
+            if only.as_deref().is_some_and(|o| o != catalog) {
+                continue;
+            }
+            let reader = c.lake.iceberg_reader(&at).map_err(|e| status(e.into()))?;
+            for t in c
+                .lake
+                .list_tables(Some(&at), None)
+                .map_err(|e| status(e.into()))?
+            {
+                let schema = if with_schema {
+                    let name =
+                        TableName::new(&t.namespace, &t.name).map_err(|e| status(e.into()))?;
+                    let table = reader.load(&name).await.map_err(|e| status(e.into()))?;
+                    iceberg::arrow::schema_to_arrow_schema(table.metadata().current_schema())
+                        .map_err(|e| Status::internal(format!("table {name}: {e}")))?
+                } else {
+                    empty.clone()
+                };
+                b.append(&catalog, &t.namespace, &t.name, "TABLE", &schema)
+                    .map_err(arrow_err)?;
+            }
+        }
+        Ok(batch_stream(b.build().map_err(arrow_err)?))
+    }
+
+    async fn get_flight_info_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.caller(request.metadata())?;
+        let schema = query.into_builder().schema();
+        metadata_info(&schema, query.as_any(), request.into_inner())
+    }
+
+    async fn do_get_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        self.caller(request.metadata())?;
+        let mut b = query.into_builder();
+        b.append("TABLE");
+        Ok(batch_stream(b.build().map_err(arrow_err)?))
+    }
+
+    async fn get_flight_info_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.caller(request.metadata())?;
+        let info = sql_info()?;
+        let schema = query.clone().into_builder(&info).schema();
+        metadata_info(&schema, query.as_any(), request.into_inner())
+    }
+
+    async fn do_get_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        self.caller(request.metadata())?;
+        let info = sql_info()?;
+        let batch = query.into_builder(&info).build().map_err(arrow_err)?;
+        Ok(batch_stream(batch))
     }
 
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
