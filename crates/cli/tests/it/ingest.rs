@@ -1,8 +1,17 @@
 use crate::util::{data, Lake};
 
-#[test]
-fn csv_jsonl_and_parquet_import() {
-    let l = Lake::new();
+in_both_modes!(
+    csv_jsonl_and_parquet_import,
+    a_folder_or_glob_imports_many_files_in_one_commit,
+    schema_evolves_by_iceberg_rules,
+    an_incompatible_file_is_an_error_naming_file_and_column_and_nothing_is_committed,
+    files_already_imported_are_skipped_unless_asked,
+    partitioned_tables_prune_files,
+    create_plan_lists_conflicts_and_apply_uses_the_edited_plan,
+    replace_makes_a_new_table_version,
+);
+
+fn csv_jsonl_and_parquet_import(l: &Lake) {
     l.load("trips", &data("trips_2024_01.csv"), &[]);
     l.load("zones", &data("zones.jsonl"), &[]);
     assert_eq!(
@@ -45,9 +54,7 @@ fn csv_jsonl_and_parquet_import() {
         .ends_with(".metadata.json"));
 }
 
-#[test]
-fn a_folder_or_glob_imports_many_files_in_one_commit() {
-    let l = Lake::new();
+fn a_folder_or_glob_imports_many_files_in_one_commit(l: &Lake) {
     let dir = l.file("parts");
     std::fs::create_dir(&dir).unwrap();
     for i in 0..6 {
@@ -73,9 +80,7 @@ fn a_folder_or_glob_imports_many_files_in_one_commit() {
     assert_eq!(l.count("SELECT count(DISTINCT part) FROM parts", &[]), 6);
 }
 
-#[test]
-fn schema_evolves_by_iceberg_rules() {
-    let l = Lake::new();
+fn schema_evolves_by_iceberg_rules(l: &Lake) {
     // int32 column first, then a file where it is int64 and a new column appears
     let narrow = l.file("narrow.parquet");
     let wide = l.file("wide.parquet");
@@ -126,9 +131,7 @@ fn schema_evolves_by_iceberg_rules() {
     assert_eq!(old[0].as_object().unwrap().len(), 2);
 }
 
-#[test]
-fn an_incompatible_file_is_an_error_naming_file_and_column_and_nothing_is_committed() {
-    let l = Lake::new();
+fn an_incompatible_file_is_an_error_naming_file_and_column_and_nothing_is_committed(l: &Lake) {
     l.load("trips", &data("trips_2024_01.csv"), &[]);
     let bad = l.write("bad.csv", "trip_id,vendor\nnot-a-number,acme\n");
     let head = l.head("main");
@@ -161,9 +164,7 @@ fn an_incompatible_file_is_an_error_naming_file_and_column_and_nothing_is_commit
     assert_eq!(l.count("SELECT count(*) FROM trips", &[]), 4000);
 }
 
-#[test]
-fn files_already_imported_are_skipped_unless_asked() {
-    let l = Lake::new();
+fn files_already_imported_are_skipped_unless_asked(l: &Lake) {
     l.load("trips", &data("trips_2024_01.csv"), &[]);
     let head = l.head("main");
     let r = l.json(&[
@@ -187,9 +188,7 @@ fn files_already_imported_are_skipped_unless_asked() {
     assert_eq!(l.count("SELECT count(*) FROM trips", &[]), 4000);
 }
 
-#[test]
-fn partitioned_tables_prune_files() {
-    let l = Lake::new();
+fn partitioned_tables_prune_files(l: &Lake) {
     l.ok(&[
         "table",
         "create",
@@ -247,9 +246,7 @@ fn partitioned_tables_prune_files() {
     ]);
 }
 
-#[test]
-fn create_plan_lists_conflicts_and_apply_uses_the_edited_plan() {
-    let l = Lake::new();
+fn create_plan_lists_conflicts_and_apply_uses_the_edited_plan(l: &Lake) {
     let a = l.write("a.csv", "id,v\n1,10\n");
     let b = l.write("b.csv", "id,v\nx,2.5\n");
     let glob = format!("{}/*.csv", l.dir.path().display());
@@ -319,9 +316,7 @@ fn serde_yaml_to(v: &serde_json::Value) -> String {
     serde_yaml::to_string(v).unwrap()
 }
 
-#[test]
-fn replace_makes_a_new_table_version() {
-    let l = Lake::new();
+fn replace_makes_a_new_table_version(l: &Lake) {
     l.load("trips", &data("trips_2024_01.csv"), &[]);
     let old = l.head("main");
     l.err(&[

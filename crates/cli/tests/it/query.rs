@@ -1,8 +1,15 @@
 use crate::util::{data, Lake};
 
-#[test]
-fn every_ref_form_reads_its_own_state() {
-    let l = Lake::new();
+in_both_modes!(
+    every_ref_form_reads_its_own_state,
+    one_query_compares_two_refs,
+    output_formats,
+    namespaces_select_the_default_schema,
+    sql_errors_are_clear_and_writes_through_sql_are_refused,
+    scans_report_row_counts_so_small_tables_are_the_join_build_side,
+);
+
+fn every_ref_form_reads_its_own_state(l: &Lake) {
     l.load("trips", &data("trips_2024_01.csv"), &[]);
     let v1 = l.head("main");
     std::thread::sleep(std::time::Duration::from_millis(1100));
@@ -29,9 +36,7 @@ fn every_ref_form_reads_its_own_state() {
     l.err(&["query", q, "-r", "@abc"]);
 }
 
-#[test]
-fn one_query_compares_two_refs() {
-    let l = Lake::new();
+fn one_query_compares_two_refs(l: &Lake) {
     l.load("trips", &data("trips_2024_01.csv"), &[]);
     l.ok(&["branch", "create", "dev"]);
     l.ok(&[
@@ -58,9 +63,7 @@ fn one_query_compares_two_refs() {
     l.err(&["query", r#"SELECT * FROM "nope".default.trips"#]);
 }
 
-#[test]
-fn output_formats() {
-    let l = Lake::new();
+fn output_formats(l: &Lake) {
     l.load("zones", &data("zones.jsonl"), &[]);
     let tty = l.ok(&["query", "SELECT zone_id FROM zones ORDER BY zone_id"]);
     assert!(tty.contains("| zone_id |"), "{tty}");
@@ -89,9 +92,7 @@ fn output_formats() {
     l.err(&["query"]);
 }
 
-#[test]
-fn namespaces_select_the_default_schema() {
-    let l = Lake::new();
+fn namespaces_select_the_default_schema(l: &Lake) {
     l.ok(&["namespace", "create", "bronze"]);
     l.load("zones", &data("zones.jsonl"), &["-n", "bronze"]);
     assert_eq!(l.count("SELECT count(*) FROM zones", &["-n", "bronze"]), 40);
@@ -106,9 +107,7 @@ fn namespaces_select_the_default_schema() {
         .is_empty());
 }
 
-#[test]
-fn sql_errors_are_clear_and_writes_through_sql_are_refused() {
-    let l = Lake::new();
+fn sql_errors_are_clear_and_writes_through_sql_are_refused(l: &Lake) {
     l.load("zones", &data("zones.jsonl"), &[]);
     let e = l.err(&["query", "SELEC 1"]);
     assert!(e.contains("SQL error"), "{e}");
@@ -123,9 +122,7 @@ fn sql_errors_are_clear_and_writes_through_sql_are_refused() {
     assert_eq!(l.count("SELECT count(*) FROM zones", &[]), 40);
 }
 
-#[test]
-fn scans_report_row_counts_so_small_tables_are_the_join_build_side() {
-    let l = Lake::new();
+fn scans_report_row_counts_so_small_tables_are_the_join_build_side(l: &Lake) {
     l.load("trips", &data("trips_2024_01.csv"), &[]);
     l.load("zones", &data("zones.jsonl"), &[]);
     let plan = l.rows(

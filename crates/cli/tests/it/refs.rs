@@ -2,9 +2,19 @@ use serde_json::Value;
 
 use crate::util::{data, Lake};
 
-#[test]
-fn a_new_lake_has_main_and_default_namespace() {
-    let l = Lake::new();
+in_both_modes!(
+    a_new_lake_has_main_and_default_namespace,
+    branches_create_get_rename_remove,
+    ref_names_follow_git_rules,
+    tags_are_read_only,
+    checkout_sets_the_active_branch,
+    diff_merge_and_conflicts,
+    namespaces_are_versioned,
+    commit_log_filters,
+    writes_carry_a_commit_body_and_properties,
+);
+
+fn a_new_lake_has_main_and_default_namespace(l: &Lake) {
     let branches = l.json(&["branch", "ls"]);
     assert_eq!(branches.as_array().map(Vec::len), Some(1));
     assert_eq!(branches[0]["name"], "main");
@@ -14,9 +24,7 @@ fn a_new_lake_has_main_and_default_namespace() {
     assert_eq!(l.log_len("main"), 1);
 }
 
-#[test]
-fn branches_create_get_rename_remove() {
-    let l = Lake::new();
+fn branches_create_get_rename_remove(l: &Lake) {
     l.load("trips", &data("trips_2024_01.csv"), &[]);
     let main = l.head("main");
     let b = l.json(&["branch", "create", "alice.dev"]);
@@ -63,9 +71,7 @@ fn branches_create_get_rename_remove() {
         .is_empty());
 }
 
-#[test]
-fn ref_names_follow_git_rules() {
-    let l = Lake::new();
+fn ref_names_follow_git_rules(l: &Lake) {
     for bad in [
         "a..b", "x.lock", "-x", "a b", "a~1", "a:b", "/x", "x/", ".x", "a@b",
     ] {
@@ -78,9 +84,7 @@ fn ref_names_follow_git_rules() {
     l.err(&["branch", "create", "b", "--from-ref", "nope"]);
 }
 
-#[test]
-fn tags_are_read_only() {
-    let l = Lake::new();
+fn tags_are_read_only(l: &Lake) {
     l.load("trips", &data("trips_2024_01.csv"), &[]);
     l.ok(&["tag", "create", "v1"]);
     assert_eq!(l.json(&["tag", "ls"])[0]["name"], "v1");
@@ -111,9 +115,7 @@ fn tags_are_read_only() {
     assert!(l.json(&["tag", "ls"]).as_array().unwrap().is_empty());
 }
 
-#[test]
-fn checkout_sets_the_active_branch() {
-    let l = Lake::new();
+fn checkout_sets_the_active_branch(l: &Lake) {
     l.load("trips", &data("trips_2024_01.csv"), &[]);
     l.ok(&["checkout", "dev", "-b"]);
     assert_eq!(l.json(&["lake", "info"])["active_branch"], "dev");
@@ -131,9 +133,7 @@ fn checkout_sets_the_active_branch() {
     assert_eq!(l.count("SELECT count(*) FROM trips", &[]), 2000);
 }
 
-#[test]
-fn diff_merge_and_conflicts() {
-    let l = Lake::new();
+fn diff_merge_and_conflicts(l: &Lake) {
     l.load("trips", &data("trips_2024_01.csv"), &[]);
     l.ok(&["branch", "create", "dev"]);
     // dev: change trips (+2000 rows, new column) and add zones
@@ -286,9 +286,7 @@ fn branching_copies_no_data_file() {
     assert_eq!(count_files(&l.path()), before);
 }
 
-#[test]
-fn namespaces_are_versioned() {
-    let l = Lake::new();
+fn namespaces_are_versioned(l: &Lake) {
     l.ok(&["branch", "create", "dev"]);
     l.ok(&["namespace", "create", "bronze", "-b", "dev"]);
     assert_eq!(
@@ -314,9 +312,7 @@ fn namespaces_are_versioned() {
     l.err(&["namespace", "create", "system"]);
 }
 
-#[test]
-fn commit_log_filters() {
-    let l = Lake::new();
+fn commit_log_filters(l: &Lake) {
     l.load("trips", &data("trips_2024_01.csv"), &[]);
     let all = l.json(&["commit"]);
     assert_eq!(all.as_array().unwrap().len(), 3);
@@ -328,7 +324,9 @@ fn commit_log_filters() {
     assert_eq!(l.json(&["commit", "-n", "1"]).as_array().unwrap().len(), 1);
     let imports = l.json(&["commit", "--property", "lakeplan.operation=table.import"]);
     assert_eq!(imports.as_array().unwrap().len(), 1);
-    assert_eq!(imports[0]["properties"]["lakeplan.client"], "cli");
+    // Commits name the client that made them: the CLI, or the server's API in remote mode.
+    let client = if l.is_remote() { "api" } else { "cli" };
+    assert_eq!(imports[0]["properties"]["lakeplan.client"], client);
     let none = l.json(&["commit", "--property", "lakeplan.operation=branch.merge"]);
     assert!(none.as_array().unwrap().is_empty());
     l.err(&["commit", "--message", "("]);
@@ -361,9 +359,7 @@ fn the_audit_log_records_successes_and_failures() {
 /// `--commit-body` and `--commit-property` (Bauplan's) land in the commit a write makes: the
 /// body under the operation's message, the properties beside `lakeplan.*`, filterable with
 /// `commit --property`. Bad ones are refused before anything is written.
-#[test]
-fn writes_carry_a_commit_body_and_properties() {
-    let l = Lake::new();
+fn writes_carry_a_commit_body_and_properties(l: &Lake) {
     l.load("trips", &data("trips_2024_01.csv"), &[]);
     l.ok(&[
         "namespace",

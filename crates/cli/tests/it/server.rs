@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use crate::util::{bin, data, Lake};
 
 /// A `lakeplan serve` process, killed on drop.
-struct Server {
+pub(crate) struct Server {
     child: Child,
     base: String,
 }
@@ -314,7 +314,7 @@ fn normalize(s: &str) -> String {
 /// A server with tenant `acme` and an admin user called what embedded mode's author is
 /// (`LAKEPLAN_USER=tester`), and a [`Lake`] whose commands run in remote mode against it
 /// through a profile in its own `HOME`.
-fn remote_lake(server_env: &[(&str, String)]) -> (Lake, Server) {
+pub(crate) fn remote_lake(server_env: &[(&str, String)]) -> (Lake, Server) {
     remote_lake_with(server_env, &[])
 }
 

@@ -32,6 +32,11 @@ impl Lake {
         }
     }
 
+    /// Whether commands go to a server (a profile is set: see `server::remote_lake`).
+    pub fn is_remote(&self) -> bool {
+        self.env.iter().any(|(k, _)| k == "LAKEPLAN_PROFILE")
+    }
+
     pub fn path(&self) -> PathBuf {
         self.dir.path().join("lake")
     }
