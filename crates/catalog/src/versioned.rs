@@ -83,6 +83,20 @@ pub struct LogFilter {
 }
 
 impl LogFilter {
+    /// A message or author condition: a regular expression, compiled with a bounded size since
+    /// it may come from a request; `what` names it in the error.
+    pub fn pattern(what: &str, pattern: &str) -> lakeplan_core::Result<Regex> {
+        regex::RegexBuilder::new(pattern)
+            .size_limit(1 << 20)
+            .build()
+            .map_err(|e| Error::InvalidInput(format!("bad {what} regex '{pattern}': {e}")))
+    }
+
+    /// [`LogFilter::pattern`] of an optional condition.
+    pub fn optional(what: &str, pattern: Option<&str>) -> lakeplan_core::Result<Option<Regex>> {
+        pattern.map(|p| Self::pattern(what, p)).transpose()
+    }
+
     fn matches(&self, c: &CommitRow) -> bool {
         self.message.as_ref().is_none_or(|r| r.is_match(&c.message))
             && self.author.as_ref().is_none_or(|r| r.is_match(&c.author))

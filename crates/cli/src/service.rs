@@ -15,15 +15,6 @@ pub enum Service {
     Remote(Remote),
 }
 
-fn regex(what: &str, s: &Option<String>) -> Result<Option<regex::Regex>> {
-    s.as_deref()
-        .map(|r| {
-            regex::Regex::new(r)
-                .map_err(|e| Error::InvalidInput(format!("bad {what} regex '{r}': {e}")))
-        })
-        .transpose()
-}
-
 /// Dispatches a call to the local lake or the server.
 macro_rules! dispatch {
     ($self:ident, $local:pat => $l:expr, $remote:pat => $r:expr) => {
@@ -100,8 +91,8 @@ impl Service {
         match self {
             Service::Local(l) => {
                 let f = LogFilter {
-                    message: regex("--message", &filter.message)?,
-                    author: regex("--author", &filter.author)?,
+                    message: LogFilter::optional("--message", filter.message.as_deref())?,
+                    author: LogFilter::optional("--author", filter.author.as_deref())?,
                     properties: filter.properties.clone(),
                 };
                 l.commits(at, &f, Some(limit))

@@ -18,15 +18,6 @@ fn to_json<T: serde::Serialize>(v: T) -> Result<Value, Error> {
     serde_json::to_value(v).map_err(|e| Error::Internal(format!("a tool's answer: {e}")))
 }
 
-fn regex(what: &str, s: &Option<String>) -> Result<Option<regex::Regex>, Error> {
-    s.as_deref()
-        .map(|r| {
-            regex::Regex::new(r)
-                .map_err(|e| Error::InvalidInput(format!("bad {what} regex '{r}': {e}")))
-        })
-        .transpose()
-}
-
 impl LocalBackend {
     fn at(at: &Option<String>) -> String {
         at.clone().unwrap_or_else(|| MAIN_BRANCH.to_string())
@@ -58,8 +49,8 @@ impl LocalBackend {
                 author,
             } => {
                 let filter = LogFilter {
-                    message: regex("message", &message)?,
-                    author: regex("author", &author)?,
+                    message: LogFilter::optional("message", message.as_deref())?,
+                    author: LogFilter::optional("author", author.as_deref())?,
                     properties: Vec::new(),
                 };
                 to_json(lake.commits(Some(&Self::at(&at)), &filter, Some(limit))?)

@@ -388,8 +388,8 @@ async fn commits(
                     .parse()
                     .map_err(|_| ApiError::BadRequest(format!("limit '{v}': not a number")))?
             }
-            "message" => filter.message = Some(regex_param("message", &v)?),
-            "author" => filter.author = Some(regex_param("author", &v)?),
+            "message" => filter.message = Some(LogFilter::pattern("message", &v)?),
+            "author" => filter.author = Some(LogFilter::pattern("author", &v)?),
             "property" => {
                 let (pk, pv) = v
                     .split_once('=')
@@ -404,13 +404,6 @@ async fn commits(
         }
     }
     ok(c.lake.commits(Some(&r), &filter, Some(limit))?)
-}
-
-fn regex_param(name: &str, v: &str) -> Result<regex::Regex, ApiError> {
-    regex::RegexBuilder::new(v)
-        .size_limit(1 << 20)
-        .build()
-        .map_err(|e| ApiError::BadRequest(format!("{name} '{v}': {e}")))
 }
 
 async fn list_namespaces(

@@ -556,15 +556,6 @@ struct CommitsQ {
     paging: Paging,
 }
 
-fn regex(what: &str, s: &Option<String>) -> Result<Option<regex::Regex>, ApiError> {
-    s.as_deref()
-        .map(|r| {
-            regex::Regex::new(r)
-                .map_err(|e| ApiError::BadRequest(format!("bad {what} regex '{r}': {e}")))
-        })
-        .transpose()
-}
-
 fn commit_json(c: &CommitInfo, at: &Value) -> Value {
     let actor = json!({"name": c.author, "email": null});
     let mut here = at.clone();
@@ -602,8 +593,12 @@ async fn commits(c: Caller, Path(at): Path<String>, BpQuery(q): BpQuery<CommitsQ
         None => Vec::new(),
     };
     let filter = LogFilter {
-        message: regex("filter_by_message", &q.filter_by_message).map_err(&err)?,
-        author: regex("author", &author).map_err(&err)?,
+        message: LogFilter::optional("filter_by_message", q.filter_by_message.as_deref())
+            .map_err(svc)
+            .map_err(&err)?,
+        author: LogFilter::optional("author", author.as_deref())
+            .map_err(svc)
+            .map_err(&err)?,
         properties,
     };
     let r = resolved(&c, &at).map_err(&err)?;
