@@ -2,7 +2,7 @@
 //! Both return the service layer's records, so every command prints the same either way.
 
 use lakeplan_catalog::AuditRecord;
-use lakeplan_core::{Error, RefKind, Result};
+use lakeplan_core::{RefKind, Result};
 use lakeplan_lake::{
     CommitExtras, CommitInfo, CreatePlan, DiffInfo, ImportOptions, ImportReport, JobRecord, Lake,
     LogFilter, MergeInfo, ProgressFn, QueryResult, RefInfo, TableInfo, TableSummary, WriteInfo,
@@ -210,9 +210,7 @@ impl Service {
             Service::Local(l) => {
                 let jobs = l.jobs()?;
                 let job = jobs.get(id)?;
-                let path = jobs.log_path(&job.id);
-                let text =
-                    std::fs::read_to_string(&path).map_err(|e| Error::io(path.display(), e))?;
+                let text = jobs.log_text(&job.id)?;
                 Ok((job.id, text))
             }
             Service::Remote(r) => {

@@ -1,17 +1,17 @@
-//! The job store: one row per pipeline run (`lakeplan job ls/get/logs/stop`, `rerun`), with the
-//! run's log and code snapshot in `<lake>/jobs/<id>/`.
-//!
-//! Jobs live in their own SQLite file (`<lake>/jobs.db`) beside the catalog: they are
-//! operational records, not versioned state. (Server mode, with PostgreSQL, moves them into the
-//! shared metastore.)
+//! The job store: one record per pipeline run (`lakeplan job ls/get/logs/stop`, `rerun`), kept
+//! as settings of the lake's metastore (SQLite, or the PostgreSQL that several servers share), so
+//! every server and worker on one metastore sees the same jobs. Operational records, not
+//! versioned state: no commit is made for them. A run writes its log and code snapshot to
+//! `<lake>/jobs/<id>/` on its machine, and copies of both to the metastore (the code when the
+//! run starts, the log when it ends), from which other machines serve them.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use lakeplan_catalog::Metastore;
 use lakeplan_core::{Error, Result};
-use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,49 +80,65 @@ fn yes() -> bool {
 }
 
 pub struct JobStore {
-    conn: Mutex<Connection>,
+    store: Arc<dyn Metastore>,
     dir: PathBuf,
 }
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS jobs (
-  id TEXT PRIMARY KEY,
-  created_at TEXT NOT NULL,
-  status TEXT NOT NULL,
-  record TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS jobs_created ON jobs(created_at);
-";
+/// Settings of the lake's metastore that hold jobs: `job/<id>` the record (JSON),
+/// `job-code/<id>` the code snapshot (base64 zip), `job-log/<id>` the log of an ended job.
+const RECORD: &str = "job/";
+const CODE: &str = "job-code/";
+const LOG: &str = "job-log/";
 
-fn db_err(e: rusqlite::Error) -> Error {
-    Error::Metastore(format!("job store: {e}"))
+fn to_json(rec: &JobRecord) -> Result<String> {
+    serde_json::to_string(rec).map_err(|e| Error::Internal(format!("job record: {e}")))
 }
 
 impl JobStore {
-    /// Opens (creating) the job store of the lake at `lake_root`.
-    pub fn open(lake_root: &Path) -> Result<JobStore> {
+    /// The job store of the lake at `lake_root` whose catalog is `store`. Records live in the
+    /// metastore (shared by every server and worker on it); a job's log and code snapshot are
+    /// files in `<lake>/jobs/<id>/` while it runs, and copies of them go to the metastore too.
+    /// A lake whose jobs were in the old `<lake>/jobs.db` gets them moved over on open.
+    pub fn open(lake_root: &Path, store: Arc<dyn Metastore>) -> Result<JobStore> {
         let dir = lake_root.join("jobs");
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
-        let path = lake_root.join("jobs.db");
-        let conn = Connection::open(&path).map_err(db_err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(30))
-            .map_err(db_err)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(db_err)?;
-        conn.execute_batch(SCHEMA).map_err(db_err)?;
-        Ok(JobStore {
-            conn: Mutex::new(conn),
-            dir,
-        })
+        let jobs = JobStore { store, dir };
+        jobs.migrate(&lake_root.join("jobs.db"))?;
+        Ok(jobs)
     }
 
-    fn conn(&self) -> Result<std::sync::MutexGuard<'_, Connection>> {
-        self.conn
-            .lock()
-            .map_err(|_| Error::Internal("job store lock poisoned".into()))
+    /// Moves the records of a `jobs.db` (lakes made before jobs moved to the metastore) into
+    /// the metastore, then renames the file `jobs.db.migrated`.
+    fn migrate(&self, db: &Path) -> Result<()> {
+        if !db.exists() {
+            return Ok(());
+        }
+        let err = |e: rusqlite::Error| Error::Metastore(format!("{}: {e}", db.display()));
+        let conn = rusqlite::Connection::open(db).map_err(err)?;
+        let mut stmt = conn.prepare("SELECT id, record FROM jobs").map_err(err)?;
+        let rows: Vec<(String, String)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(err)?
+            .collect::<std::result::Result<_, _>>()
+            .map_err(err)?;
+        for (id, record) in rows {
+            let key = format!("{RECORD}{id}");
+            if self.store.get_setting(&key)?.is_none() {
+                parse(&record)?;
+                self.store.set_setting(&key, &record)?;
+            }
+        }
+        drop(stmt);
+        drop(conn);
+        let done = db.with_extension("db.migrated");
+        std::fs::rename(db, &done).map_err(|e| Error::io(db.display(), e))?;
+        for ext in ["db-wal", "db-shm"] {
+            let _ = std::fs::remove_file(db.with_extension(ext));
+        }
+        Ok(())
     }
 
-    /// The folder holding a job's log and code snapshot.
+    /// The folder holding a job's log and code snapshot on this machine.
     pub fn job_dir(&self, id: &str) -> PathBuf {
         self.dir.join(id)
     }
@@ -138,62 +154,36 @@ impl JobStore {
     pub fn insert(&self, rec: &JobRecord) -> Result<()> {
         let dir = self.job_dir(&rec.id);
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
-        let json = serde_json::to_string(rec).map_err(|e| Error::Internal(e.to_string()))?;
-        self.conn()?
-            .execute(
-                "INSERT INTO jobs(id, created_at, status, record) VALUES (?1, ?2, ?3, ?4)",
-                params![
-                    rec.id,
-                    rec.created_at.to_rfc3339(),
-                    rec.status.as_str(),
-                    json
-                ],
-            )
-            .map_err(db_err)?;
-        Ok(())
+        let key = format!("{RECORD}{}", rec.id);
+        if self.store.get_setting(&key)?.is_some() {
+            return Err(Error::InvalidInput(format!(
+                "job '{}' exists already",
+                rec.id
+            )));
+        }
+        self.store.set_setting(&key, &to_json(rec)?)
     }
 
     /// Replaces a job's record (status, result, nodes...).
     pub fn update(&self, rec: &JobRecord) -> Result<()> {
-        let json = serde_json::to_string(rec).map_err(|e| Error::Internal(e.to_string()))?;
-        let n = self
-            .conn()?
-            .execute(
-                "UPDATE jobs SET status = ?2, record = ?3 WHERE id = ?1",
-                params![rec.id, rec.status.as_str(), json],
-            )
-            .map_err(db_err)?;
-        if n == 0 {
+        let key = format!("{RECORD}{}", rec.id);
+        if self.store.get_setting(&key)?.is_none() {
             return Err(Error::InvalidInput(format!("job '{}' not found", rec.id)));
         }
-        Ok(())
+        self.store.set_setting(&key, &to_json(rec)?)
     }
 
     /// A job by id or unique id prefix (at least 6 characters).
     pub fn get(&self, id: &str) -> Result<JobRecord> {
-        let conn = self.conn()?;
-        if let Some(json) = conn
-            .query_row("SELECT record FROM jobs WHERE id = ?1", [id], |r| {
-                r.get::<_, String>(0)
-            })
-            .optional()
-            .map_err(db_err)?
-        {
+        if let Some(json) = self.store.get_setting(&format!("{RECORD}{id}"))? {
             return parse(&json);
         }
         if id.len() < 6 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
             return Err(Error::JobNotFound(id.to_string()));
         }
-        let mut stmt = conn
-            .prepare("SELECT record FROM jobs WHERE id LIKE ?1 || '%' LIMIT 2")
-            .map_err(db_err)?;
-        let rows: Vec<String> = stmt
-            .query_map([id], |r| r.get(0))
-            .map_err(db_err)?
-            .collect::<std::result::Result<_, _>>()
-            .map_err(db_err)?;
-        match rows.as_slice() {
-            [one] => parse(one),
+        let found = self.store.list_settings(&format!("{RECORD}{id}"))?;
+        match found.as_slice() {
+            [(_, one)] => parse(one),
             [] => Err(Error::JobNotFound(id.to_string())),
             _ => Err(Error::InvalidInput(format!(
                 "job prefix '{id}' is ambiguous: give more characters"
@@ -203,16 +193,78 @@ impl JobStore {
 
     /// The newest jobs first.
     pub fn list(&self, limit: usize) -> Result<Vec<JobRecord>> {
-        let conn = self.conn()?;
-        let mut stmt = conn
-            .prepare("SELECT record FROM jobs ORDER BY created_at DESC, rowid DESC LIMIT ?1")
-            .map_err(db_err)?;
-        let rows: Vec<String> = stmt
-            .query_map([limit as i64], |r| r.get(0))
-            .map_err(db_err)?
-            .collect::<std::result::Result<_, _>>()
-            .map_err(db_err)?;
-        rows.iter().map(|j| parse(j)).collect()
+        let mut all: Vec<JobRecord> = self
+            .store
+            .list_settings(RECORD)?
+            .iter()
+            .map(|(_, json)| parse(json))
+            .collect::<Result<_>>()?;
+        all.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+        all.truncate(limit);
+        Ok(all)
+    }
+
+    /// Keeps a copy of the job's code snapshot in the metastore, so that any server can rerun
+    /// it.
+    pub fn keep_code(&self, id: &str) -> Result<()> {
+        use base64::Engine;
+        let path = self.snapshot_path(id);
+        let zip = std::fs::read(&path).map_err(|e| Error::io(path.display(), e))?;
+        let text = base64::engine::general_purpose::STANDARD.encode(zip);
+        self.store.set_setting(&format!("{CODE}{id}"), &text)
+    }
+
+    /// The job's code snapshot on this machine: its file, restored from the metastore's copy
+    /// when the job ran elsewhere.
+    pub fn snapshot_file(&self, id: &str) -> Result<PathBuf> {
+        use base64::Engine;
+        let path = self.snapshot_path(id);
+        if path.exists() {
+            return Ok(path);
+        }
+        let text = self
+            .store
+            .get_setting(&format!("{CODE}{id}"))?
+            .ok_or_else(|| Error::InvalidOperation {
+                op: format!("rerun job {id}"),
+                reason: "its code snapshot is not stored".into(),
+            })?;
+        let zip = base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map_err(|e| Error::Metastore(format!("job {id}'s code snapshot: {e}")))?;
+        let dir = self.job_dir(id);
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
+        std::fs::write(&path, zip).map_err(|e| Error::io(path.display(), e))?;
+        Ok(path)
+    }
+
+    /// Keeps a copy of an ended job's log in the metastore (a warning, not an error, if that
+    /// fails: the job's outcome is recorded already).
+    pub fn keep_log(&self, id: &str) {
+        let path = self.log_path(id);
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            return;
+        };
+        if let Err(e) = self.store.set_setting(&format!("{LOG}{id}"), &text) {
+            eprintln!("warning: could not keep job {id}'s log in the metastore: {e}");
+        }
+    }
+
+    /// The log of an ended job that ran on another machine (the metastore's copy).
+    pub fn kept_log(&self, id: &str) -> Result<Option<String>> {
+        self.store.get_setting(&format!("{LOG}{id}"))
+    }
+
+    /// A job's log: its file here, else the metastore's copy, else nothing yet.
+    pub fn log_text(&self, id: &str) -> Result<String> {
+        let path = self.log_path(id);
+        match std::fs::read_to_string(&path) {
+            Ok(t) => Ok(t),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Ok(self.kept_log(id)?.unwrap_or_default())
+            }
+            Err(e) => Err(Error::io(path.display(), e)),
+        }
     }
 }
 
@@ -255,7 +307,7 @@ mod tests {
     #[test]
     fn insert_get_update_list() {
         let dir = tempfile::tempdir().unwrap();
-        let store = JobStore::open(dir.path()).unwrap();
+        let store = JobStore::open(dir.path(), metastore()).unwrap();
         store.insert(&rec("aaaaaa11")).unwrap();
         store.insert(&rec("aaaaaa22")).unwrap();
         store.insert(&rec("bbbbbb33")).unwrap();
@@ -274,6 +326,65 @@ mod tests {
         assert_eq!(all.len(), 3);
         assert_eq!(store.list(1).unwrap().len(), 1);
         assert!(store.job_dir("aaaaaa22").is_dir());
+    }
+
+    fn metastore() -> Arc<dyn Metastore> {
+        Arc::new(lakeplan_catalog::sqlite::SqliteMetastore::open_in_memory().unwrap())
+    }
+
+    /// Two machines (two lake folders) on one metastore: records, logs and code snapshots
+    /// written by one are read by the other.
+    #[test]
+    fn jobs_are_shared_through_the_metastore() {
+        let shared = metastore();
+        let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let a = JobStore::open(a_dir.path(), shared.clone()).unwrap();
+        let b = JobStore::open(b_dir.path(), shared).unwrap();
+        a.insert(&rec("cccccc44")).unwrap();
+        std::fs::write(a.log_path("cccccc44"), "line 1\nline 2\n").unwrap();
+        std::fs::write(a.snapshot_path("cccccc44"), b"PK-zip-bytes").unwrap();
+        a.keep_code("cccccc44").unwrap();
+        assert_eq!(b.get("cccccc").unwrap().id, "cccccc44");
+        assert_eq!(b.list(5).unwrap().len(), 1);
+        assert_eq!(
+            b.log_text("cccccc44").unwrap(),
+            "",
+            "no log until the job ends"
+        );
+        a.keep_log("cccccc44");
+        assert_eq!(b.log_text("cccccc44").unwrap(), "line 1\nline 2\n");
+        let zip = b.snapshot_file("cccccc44").unwrap();
+        assert!(zip.starts_with(b_dir.path()));
+        assert_eq!(std::fs::read(zip).unwrap(), b"PK-zip-bytes");
+        assert!(b.snapshot_file("dddddd55").is_err());
+        assert!(a.insert(&rec("cccccc44")).is_err(), "ids are unique");
+    }
+
+    /// A lake from before jobs moved to the metastore keeps its jobs.
+    #[test]
+    fn an_old_jobs_db_is_moved_into_the_metastore() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("jobs.db");
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE jobs (id TEXT PRIMARY KEY, created_at TEXT NOT NULL, status TEXT NOT NULL, record TEXT NOT NULL);",
+        )
+        .unwrap();
+        let r = rec("eeeeee66");
+        conn.execute(
+            "INSERT INTO jobs VALUES (?1, ?2, ?3, ?4)",
+            rusqlite::params![
+                r.id,
+                r.created_at.to_rfc3339(),
+                "running",
+                serde_json::to_string(&r).unwrap()
+            ],
+        )
+        .unwrap();
+        drop(conn);
+        let store = JobStore::open(dir.path(), metastore()).unwrap();
+        assert_eq!(store.get("eeeeee66").unwrap(), r);
+        assert!(!db.exists() && dir.path().join("jobs.db.migrated").exists());
     }
 
     #[test]

@@ -423,7 +423,7 @@ fn param_text(v: &ParamValue) -> String {
 impl Lake {
     /// The job store of this lake.
     pub fn jobs(&self) -> Result<JobStore> {
-        JobStore::open(&self.root)
+        JobStore::open(&self.root, self.catalog.store().clone())
     }
 
     fn plan_at(
@@ -530,6 +530,7 @@ impl Lake {
         std::fs::create_dir_all(jobs.job_dir(&job_id))
             .map_err(|e| Error::io(jobs.job_dir(&job_id).display(), e))?;
         let code_hash = crate::snapshot::write_snapshot(&files, &jobs.snapshot_path(&job_id))?;
+        jobs.keep_code(&job_id)?;
         let values: BTreeMap<String, String> = plan
             .nodes
             .iter()
@@ -666,6 +667,7 @@ impl Lake {
             }
         }
         jobs.update(&rec)?;
+        jobs.keep_log(&job_id);
         self.record(
             "pipeline.run",
             &target,
@@ -1697,6 +1699,7 @@ impl Lake {
             None => format!("stopped by {}", self.config.actor),
         });
         jobs.update(&job)?;
+        jobs.keep_log(&job.id);
         self.record("job.stop", &job.id, json!({}), None);
         Ok(job)
     }
@@ -1723,6 +1726,7 @@ impl Lake {
             use std::io::Write;
             let _ = writeln!(f, "error: {why}");
         }
+        jobs.keep_log(&job.id);
         let op = if status == JobStatus::Cancelled {
             "job.stop"
         } else {
@@ -1746,7 +1750,7 @@ impl Lake {
         let jobs = self.jobs()?;
         let new_id = job_id.unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
         let project_dir = jobs.job_dir(&new_id).join("project");
-        crate::snapshot::extract_snapshot(&jobs.snapshot_path(&job.id), &project_dir)?;
+        crate::snapshot::extract_snapshot(&jobs.snapshot_file(&job.id)?, &project_dir)?;
         Ok(RunOptions {
             project_dir,
             target: Some(target.unwrap_or_else(|| job.target.clone())),

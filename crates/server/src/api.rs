@@ -949,13 +949,7 @@ async fn job_logs(c: Caller, Path(id): Path<String>) -> ApiResult {
     check_job_id(&id)?;
     let jobs = c.lake.jobs()?;
     let job = jobs.get(&id)?;
-    let path = jobs.log_path(&job.id);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(Error::io(path.display(), e).into()),
-    };
-    let text = redact(&c.lake, &text);
+    let text = redact(&c.lake, &jobs.log_text(&job.id)?);
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
 }
 
@@ -976,16 +970,26 @@ impl LogTail {
     /// New complete lines since the last read (a partial last line waits for its end).
     fn read_lines(&mut self) -> Result<Vec<String>, Error> {
         use std::io::{Read, Seek, SeekFrom};
-        let mut f = match std::fs::File::open(&self.path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(Error::io(self.path.display(), e)),
-        };
-        f.seek(SeekFrom::Start(self.offset))
-            .map_err(|e| Error::io(self.path.display(), e))?;
         let mut buf = Vec::new();
-        f.read_to_end(&mut buf)
-            .map_err(|e| Error::io(self.path.display(), e))?;
+        match std::fs::File::open(&self.path) {
+            Ok(mut f) => {
+                f.seek(SeekFrom::Start(self.offset))
+                    .map_err(|e| Error::io(self.path.display(), e))?;
+                f.read_to_end(&mut buf)
+                    .map_err(|e| Error::io(self.path.display(), e))?;
+            }
+            // A job that ran on another machine: its log, once it ended, from the metastore.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if self.offset > 0 {
+                    return Ok(Vec::new());
+                }
+                match self.jobs.kept_log(&self.id)? {
+                    Some(text) => buf = text.into_bytes(),
+                    None => return Ok(Vec::new()),
+                }
+            }
+            Err(e) => return Err(Error::io(self.path.display(), e)),
+        }
         self.offset += buf.len() as u64;
         self.partial.push_str(&String::from_utf8_lossy(&buf));
         let mut lines: Vec<String> = self

@@ -274,6 +274,134 @@ fn two_servers_on_one_postgres_metastore_lose_no_commit() {
     });
 }
 
+/// Jobs are records of the shared metastore: a run through one server (its log and code on
+/// that server's disk) is listed, its log read and the job rerun through another server with a
+/// state folder of its own.
+#[test]
+fn two_servers_on_one_postgres_metastore_share_jobs() {
+    let pg = lakeplan_catalog::testing::TestPostgres::shared().expect("PostgreSQL for tests");
+    let lake = Lake::new();
+    let url = pg.url();
+    let (sa, sb) = (
+        lake.file("state-a").display().to_string(),
+        lake.file("state-b").display().to_string(),
+    );
+    let wh = lake.file("warehouse").join("jobs").display().to_string();
+    let admin = |args: &[&str]| {
+        let mut a = vec!["admin"];
+        a.extend_from_slice(args);
+        a.extend_from_slice(&["--metastore", &url, "--state-dir", &sa]);
+        lake.ok(&a)
+    };
+    // A tenant of its own: the PostgreSQL server is shared by the tests.
+    admin(&["tenant", "create", "jobs", "--warehouse", &wh]);
+    admin(&["user", "create", "root", "--tenant", "jobs", "--admin"]);
+    let key = admin(&[
+        "key", "create", "--tenant", "jobs", "--user", "root", "--scope", "admin",
+    ]);
+    let key = key.trim().to_string();
+    let a = serve(&url, &["--state-dir", &sa, "--allow-local-paths"]);
+    let b = serve(&url, &["--state-dir", &sb, "--allow-local-paths"]);
+    let files: std::collections::BTreeMap<String, String> = [
+        ("lakeplan_project.yml", "project:\n  name: shared_jobs\n"),
+        (
+            "vendors.sql",
+            "-- lakeplan: materialization_strategy=REPLACE\nSELECT vendor, count(*) AS n FROM trips GROUP BY vendor\n",
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let zip = lakeplan_lake::zip_files(&files).expect("zip");
+    rt().block_on(async {
+        let jan = data("trips_2024_01.csv");
+        let (s, v) = call(
+            "POST",
+            &format!("{}/api/v1/branches/main/tables", a.base),
+            &key,
+            Some(json!({"table": "trips", "search_uri": jan})),
+        )
+        .await;
+        assert_eq!(s, 201, "{v}");
+        let (s, v) = call(
+            "POST",
+            &format!("{}/api/v1/branches/main/tables/trips/import", a.base),
+            &key,
+            Some(json!({"search_uri": jan})),
+        )
+        .await;
+        assert_eq!(s, 200, "{v}");
+        let resp = reqwest::Client::new()
+            .post(format!("{}/api/v1/runs?ref=main", a.base))
+            .bearer_auth(&key)
+            .header("content-type", "application/zip")
+            .body(zip)
+            .send()
+            .await
+            .expect("run");
+        assert_eq!(resp.status().as_u16(), 202);
+        let id = resp.json::<Value>().await.expect("json")["job_id"]
+            .as_str()
+            .expect("job id")
+            .to_string();
+        // Followed through server B, which did not run it.
+        let mut status = String::new();
+        for _ in 0..600 {
+            let (_, job) = call("GET", &format!("{}/api/v1/jobs/{id}", b.base), &key, None).await;
+            status = job["status"].as_str().unwrap_or_default().to_string();
+            if status != "running" && !status.is_empty() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert_eq!(status, "succeeded");
+        let (_, jobs) = call("GET", &format!("{}/api/v1/jobs", b.base), &key, None).await;
+        assert!(
+            jobs.as_array()
+                .is_some_and(|j| j.iter().any(|x| x["id"] == id.as_str())),
+            "{jobs}"
+        );
+        let log = reqwest::Client::new()
+            .get(format!("{}/api/v1/jobs/{id}/logs", b.base))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .expect("logs")
+            .text()
+            .await
+            .expect("text");
+        assert!(
+            log.contains("vendors") && log.contains("succeeded"),
+            "{log}"
+        );
+        // A rerun through B uses the code snapshot A's run stored.
+        let (s, v) = call(
+            "POST",
+            &format!("{}/api/v1/jobs/{id}/rerun", b.base),
+            &key,
+            None,
+        )
+        .await;
+        assert_eq!(s, 202, "{v}");
+        let again = v["job_id"].as_str().expect("job id").to_string();
+        for _ in 0..600 {
+            let (_, job) = call(
+                "GET",
+                &format!("{}/api/v1/jobs/{again}", a.base),
+                &key,
+                None,
+            )
+            .await;
+            status = job["status"].as_str().unwrap_or_default().to_string();
+            if status != "running" && !status.is_empty() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert_eq!(status, "succeeded");
+    });
+}
+
 /// Hashes, times, snapshot ids, locations and uuids differ between two lakes; everything else
 /// the CLI prints must not.
 fn normalize(s: &str) -> String {
