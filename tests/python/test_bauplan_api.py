@@ -19,7 +19,11 @@ ROOT = Path(__file__).resolve().parents[2]
 PYTHON = ROOT / ".venv-bauplan" / "bin" / "python"
 DRIVER = Path(__file__).with_name("bauplan_public_client.py")
 
-USERS = [("acme", "alice", ["--can-merge-main"], "write"), ("acme", "bob", [], "write")]
+USERS = [
+    ("acme", "alice", ["--can-merge-main"], "write"),
+    ("acme", "bob", [], "write"),
+    ("globex", "eve", ["--admin"], "admin"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +118,13 @@ def test_errors_have_bauplans_shape(server):
     assert status == 404 and body["error"]["type"] == "NOT_FOUND"
     status, _ = get("/catalog/v0/branches", None)
     assert status == 401
+    # Another tenant's key sees its own lake only: acme's branches and tables are not there.
+    eve = server.keys["eve"]
+    status, body = get("/catalog/v0/branches", eve)
+    assert status == 200 and [b["name"] for b in body["data"]] == ["main"]
+    for path in ("/catalog/v0/branches/alice.dev", "/catalog/v0/refs/alice.dev/tables", "/catalog/v0/refs/alice.dev/commits"):
+        status, body = get(path, eve)
+        assert status == 404, (path, body)
     # Paging: max_records and the token of the next page.
     status, body = get("/catalog/v0/branches?max_records=1", key)
     assert status == 200 and len(body["data"]) == 1 and body["metadata"]["pagination_token"] == "1"
