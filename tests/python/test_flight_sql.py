@@ -155,3 +155,19 @@ def test_bi_tools_can_browse_refs_namespaces_and_tables(server):
         info = conn.adbc_get_info()
         assert info["vendor_name"] == "lakeplan"
 
+
+def test_use_ref_sets_the_sessions_ref_for_clients_that_keep_cookies(server):
+    kw = {AUTH: f"Bearer {server.keys['reader']}", "adbc.flight.sql.rpc.with_cookie_middleware": "true"}
+    with fsql.connect(grpc(server), db_kwargs=kw, autocommit=True) as conn:
+        with pytest.raises(ProgrammingError, match="not found"):
+            rows(conn, "SELECT count(*) AS n FROM trips")  # main has no trips
+        assert rows(conn, "USE REF 'alice.sql'")["ref"].to_pylist() == ["alice.sql"]
+        assert rows(conn, "SELECT count(*) AS n FROM trips")["n"].to_pylist() == [csv_rows(JAN).num_rows]
+        with pytest.raises(DatabaseError, match="not found"):
+            rows(conn, "USE REF 'nope'")
+        # A failed USE REF leaves the session where it was; so do other tenants' refs.
+        assert rows(conn, "SELECT count(*) AS n FROM trips")["n"].to_pylist() == [csv_rows(JAN).num_rows]
+        assert rows(conn, "USE REF main")["ref"].to_pylist() == ["main"]
+        with pytest.raises(ProgrammingError, match="not found"):
+            rows(conn, "SELECT count(*) AS n FROM trips")
+

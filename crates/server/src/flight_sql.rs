@@ -50,6 +50,66 @@ use crate::state::AppState;
 pub const REF_HEADER: &str = "x-lakeplan-ref";
 /// The call header naming the namespace of bare table names.
 pub const NAMESPACE_HEADER: &str = "x-lakeplan-namespace";
+/// The cookie `USE REF 'x'` sets: the session's ref, for clients that keep cookies (ADBC:
+/// `adbc.flight.sql.rpc.with_cookie_middleware`). It wins over the call header.
+pub const REF_COOKIE: &str = "lakeplan_ref";
+/// The ticket type of a `USE REF` statement's one-row answer.
+const USE_REF_TYPE: &str = "type.googleapis.com/lakeplan.UseRef";
+
+/// The ref of `USE REF 'x'` (or `"x"`, or a bare `x`), if `sql` is that statement.
+fn use_ref(sql: &str) -> Option<String> {
+    let re =
+        regex::Regex::new(r#"(?i)^\s*USE\s+REF\s+(?:'([^']+)'|"([^"]+)"|([^\s;'"]+))\s*;?\s*$"#)
+            .ok()?;
+    let c = re.captures(sql)?;
+    c.get(1)
+        .or_else(|| c.get(2))
+        .or_else(|| c.get(3))
+        .map(|m| m.as_str().to_string())
+}
+
+/// A cookie value: the ref, percent-encoded outside a safe set.
+fn cookie_value(r: &str) -> String {
+    r.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'@' | b'*' | b':' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The ref in the call's `lakeplan_ref` cookie, percent-decoded.
+fn cookie_ref(m: &MetadataMap) -> Option<String> {
+    let cookies = m.get("cookie")?.to_str().ok()?;
+    let raw = cookies.split(';').find_map(|c| {
+        let (k, v) = c.trim().split_once('=')?;
+        (k == REF_COOKIE).then(|| v.to_string())
+    })?;
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok().filter(|r| !r.is_empty())
+}
+
+/// The ref a call's statements read: the session's (`USE REF`), else the call header's, else
+/// `main`.
+fn session_ref(m: &MetadataMap) -> String {
+    cookie_ref(m)
+        .or_else(|| header(m, REF_HEADER).map(str::to_string))
+        .unwrap_or_else(|| MAIN_BRANCH.to_string())
+}
 
 /// The Flight SQL service, as routes to merge into the control plane's router.
 pub fn routes(state: AppState) -> axum::Router {
@@ -121,7 +181,7 @@ impl FlightSql {
         let c = self.caller(m)?;
         let work = Work::Query {
             sql,
-            at: header(m, REF_HEADER).unwrap_or(MAIN_BRANCH).to_string(),
+            at: session_ref(m),
             namespace: header(m, NAMESPACE_HEADER).map(str::to_string),
             max_rows: None,
             describe,
@@ -214,11 +274,43 @@ fn sql_info() -> Result<SqlInfoData, Status> {
     b.build().map_err(arrow_err)
 }
 
+fn use_ref_schema() -> Schema {
+    Schema::new(vec![arrow::datatypes::Field::new(
+        "ref",
+        arrow::datatypes::DataType::Utf8,
+        false,
+    )])
+}
+
 impl FlightSql {
+    /// `USE REF 'r'`: checks that `r` resolves for the caller, and answers a `FlightInfo` whose
+    /// ticket (on the control plane) returns `r`, with a cookie that makes `r` the session's
+    /// ref.
+    fn use_ref_info(
+        &self,
+        m: &MetadataMap,
+        r: String,
+        descriptor: FlightDescriptor,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let c = self.caller(m)?;
+        c.lake.iceberg_reader(&r).map_err(|e| status(e.into()))?;
+        let ticket = Any {
+            type_url: USE_REF_TYPE.to_string(),
+            value: r.clone().into_bytes().into(),
+        };
+        let mut resp = metadata_info(&use_ref_schema(), ticket, descriptor)?;
+        let cookie: tonic::metadata::MetadataValue<tonic::metadata::Ascii> =
+            format!("{REF_COOKIE}={}; Path=/", cookie_value(&r))
+                .parse()
+                .map_err(|_| Status::invalid_argument("a ref that cannot be a cookie"))?;
+        resp.metadata_mut().insert("set-cookie", cookie);
+        Ok(resp)
+    }
+
     /// The catalogs a client can browse: `lake` (the call's ref), and every branch and tag.
     fn catalogs(&self, m: &MetadataMap) -> Result<(Caller, Vec<(String, String)>), Status> {
         let c = self.caller(m)?;
-        let session = header(m, REF_HEADER).unwrap_or(MAIN_BRANCH).to_string();
+        let session = session_ref(m);
         let mut out = vec![(SESSION_CATALOG.to_string(), session)];
         for kind in [RefKind::Branch, RefKind::Tag] {
             for r in c.lake.list_refs(kind).map_err(|e| status(e.into()))? {
@@ -285,7 +377,36 @@ impl FlightSqlService for FlightSql {
             ));
         }
         let (m, _, descriptor) = request.into_parts();
+        if let Some(r) = use_ref(&query.query) {
+            return self.use_ref_info(&m, r, descriptor);
+        }
         self.flight_info(&m, query.query, descriptor).await
+    }
+
+    /// The one-row answer of a `USE REF` statement (the ref it set), served by the control
+    /// plane.
+    async fn do_get_fallback(
+        &self,
+        request: Request<Ticket>,
+        message: Any,
+    ) -> Result<Response<DoGetStream>, Status> {
+        if message.type_url != USE_REF_TYPE {
+            return Err(Status::invalid_argument(format!(
+                "not a ticket of this server: {}",
+                message.type_url
+            )));
+        }
+        self.caller(request.metadata())?;
+        let r = String::from_utf8(message.value.to_vec())
+            .map_err(|_| Status::invalid_argument("a malformed USE REF ticket"))?;
+        let batch = arrow::record_batch::RecordBatch::try_new(
+            std::sync::Arc::new(use_ref_schema()),
+            vec![std::sync::Arc::new(arrow::array::StringArray::from(vec![
+                r,
+            ]))],
+        )
+        .map_err(arrow_err)?;
+        Ok(batch_stream(batch))
     }
 
     async fn get_flight_info_prepared_statement(
@@ -296,6 +417,9 @@ impl FlightSqlService for FlightSql {
         let sql = String::from_utf8(cmd.prepared_statement_handle.to_vec())
             .map_err(|_| Status::invalid_argument("not a lakeplan prepared statement handle"))?;
         let (m, _, descriptor) = request.into_parts();
+        if let Some(r) = use_ref(&sql) {
+            return self.use_ref_info(&m, r, descriptor);
+        }
         self.flight_info(&m, sql, descriptor).await
     }
 
@@ -311,9 +435,13 @@ impl FlightSqlService for FlightSql {
                 "transactions: every query is read-only",
             ));
         }
-        let (schema, _) = self
-            .plan(request.metadata(), query.query.clone(), true)
-            .await?;
+        let schema = if use_ref(&query.query).is_some() {
+            use_ref_schema()
+        } else {
+            self.plan(request.metadata(), query.query.clone(), true)
+                .await?
+                .0
+        };
         let message = arrow_flight::IpcMessage::try_from(arrow_flight::SchemaAsIpc::new(
             &schema,
             &arrow::ipc::writer::IpcWriteOptions::default(),
@@ -485,4 +613,39 @@ impl FlightSqlService for FlightSql {
     }
 
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn use_ref_statements_and_their_cookie() {
+        assert_eq!(use_ref("USE REF 'alice.dev'").as_deref(), Some("alice.dev"));
+        assert_eq!(
+            use_ref("  use ref \"main@1a2b3c4d\" ; ").as_deref(),
+            Some("main@1a2b3c4d")
+        );
+        assert_eq!(use_ref("use REF v1").as_deref(), Some("v1"));
+        for not in [
+            "SELECT 1",
+            "USE REF",
+            "USE REF 'a' AND 'b'",
+            "USE REFS x",
+            "USE REF a b",
+        ] {
+            assert_eq!(use_ref(not), None, "{not}");
+        }
+        for r in ["main*2026-11-25T10:00:00Z", "alice.dev", "a/b c%"] {
+            let mut m = MetadataMap::new();
+            let cookie = format!("other=1; {REF_COOKIE}={}; x=y", cookie_value(r));
+            m.insert("cookie", cookie.parse().expect("ascii"));
+            assert_eq!(cookie_ref(&m).as_deref(), Some(r));
+            assert_eq!(session_ref(&m), r, "the cookie wins over the header");
+        }
+        let mut m = MetadataMap::new();
+        m.insert(REF_HEADER, "alice.x".parse().expect("ascii"));
+        assert_eq!(session_ref(&m), "alice.x");
+        assert_eq!(session_ref(&MetadataMap::new()), "main");
+    }
 }
