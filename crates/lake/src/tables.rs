@@ -82,6 +82,29 @@ impl Lake {
         Ok(out)
     }
 
+    /// Whether `table` exists at ref `r` (default: the active branch): a tree lookup, no
+    /// metadata file is read.
+    pub fn has_table(&self, table: &str, ns: Option<&str>, r: Option<&str>) -> Result<bool> {
+        let r = self.ref_or_active(r)?;
+        let name = self.table_name(table, ns)?;
+        let view = self.view(&r)?;
+        Ok(matches!(
+            self.catalog.entry(&view.commit, &name.key())?,
+            Some(Entry::Table(_))
+        ))
+    }
+
+    /// `Ok` if namespace `ns` exists at ref `r` (default: the active branch), else
+    /// [`Error::NamespaceNotFound`].
+    pub fn require_namespace(&self, ns: &str, r: Option<&str>) -> Result<()> {
+        let r = self.ref_or_active(r)?;
+        let view = self.view(&r)?;
+        match self.catalog.entry(&view.commit, ns)? {
+            Some(Entry::Namespace) => Ok(()),
+            _ => Err(Error::NamespaceNotFound(ns.to_string())),
+        }
+    }
+
     fn table_name(&self, table: &str, ns: Option<&str>) -> Result<TableName> {
         TableName::parse(table, ns)
     }

@@ -97,12 +97,7 @@ impl Backend for LocalBackend {
                 create_table,
             } => {
                 let ns = namespace.as_deref();
-                let missing = match lake.get_table(&table, ns, Some(&branch)).await {
-                    Ok(_) => false,
-                    Err(Error::TableNotFound { .. }) => true,
-                    Err(e) => return Err(e),
-                };
-                if create_table && missing {
+                if create_table && !lake.has_table(&table, ns, Some(&branch))? {
                     let plan = lake
                         .plan_table(&table, ns, &search_uri, Some(&branch), None, false)
                         .await?;

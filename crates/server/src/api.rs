@@ -563,7 +563,11 @@ async fn create_table(
 }
 
 /// A table's plan, inferred by a worker from the files (which the control plane never reads).
-async fn plan_on_worker(state: &AppState, c: &Caller, work: Work) -> Result<CreatePlan, ApiError> {
+pub(crate) async fn plan_on_worker(
+    state: &AppState,
+    c: &Caller,
+    work: Work,
+) -> Result<CreatePlan, ApiError> {
     let v = answer(state.dispatcher.submit(task(c, work), None)).await?;
     serde_json::from_value(v)
         .map_err(|e| Error::Internal(format!("a worker's table plan: {e}")).into())

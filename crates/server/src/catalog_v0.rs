@@ -640,14 +640,10 @@ async fn list_namespaces(
 async fn get_namespace(c: Caller, Path((at, ns)): Path<(String, String)>) -> BpResult {
     let err = on(About::Other, "FORBIDDEN");
     let r = resolved(&c, &at).map_err(&err)?;
-    let all = c
-        .lake
-        .list_namespaces(Some(&at))
+    c.lake
+        .require_namespace(&ns, Some(&at))
         .map_err(svc)
         .map_err(&err)?;
-    if !all.contains(&ns) {
-        return Err(err(svc(Error::NamespaceNotFound(ns))));
-    }
     answer(json!({"name": ns}), Some(r), None)
 }
 

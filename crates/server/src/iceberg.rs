@@ -317,15 +317,7 @@ async fn create_namespace(
 }
 
 fn require_namespace(c: &Caller, prefix: &str, ns: &str) -> Result<(), IcebergError> {
-    if c.lake
-        .list_namespaces(Some(prefix))?
-        .iter()
-        .any(|n| n == ns)
-    {
-        Ok(())
-    } else {
-        Err(Error::NamespaceNotFound(ns.to_string()).into())
-    }
+    Ok(c.lake.require_namespace(ns, Some(prefix))?)
 }
 
 async fn load_namespace(c: Caller, Path((prefix, ns)): Path<(String, String)>) -> IceResult {

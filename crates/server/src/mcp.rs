@@ -14,7 +14,7 @@ use lakeplan_lake::LakeConfig;
 use lakeplan_mcp::{Backend, LocalBackend, Op};
 use serde_json::{json, Value};
 
-use crate::api::{answer, check_run, check_source, submit_run, task};
+use crate::api::{answer, check_run, check_source, plan_on_worker, submit_run, task};
 use crate::auth::Caller;
 use crate::dispatch::{RunProject, RunTask, Work};
 use crate::error::ApiError;
@@ -197,32 +197,20 @@ impl Backend for ServerBackend {
                 namespace,
                 create_table,
             } => {
-                if create_table {
-                    let exists = self
-                        .caller
-                        .lake
-                        .get_table(&table, namespace.as_deref(), Some(&branch))
-                        .await;
-                    match exists {
-                        Err(Error::TableNotFound { .. }) => {
-                            let plan = self
-                                .data_plane(Work::PlanTable {
-                                    table: table.clone(),
-                                    namespace: namespace.clone(),
-                                    search_uri: search_uri.clone(),
-                                    branch: branch.clone(),
-                                    partitioned_by: None,
-                                    replace: false,
-                                })
-                                .await
-                                .map_err(service)?;
-                            let plan = serde_json::from_value(plan)
-                                .map_err(|e| Error::Internal(format!("a worker's plan: {e}")))?;
-                            self.caller.lake.apply_plan(&plan).await?;
-                        }
-                        Err(e) => return Err(e),
-                        Ok(_) => {}
-                    }
+                let lake = &self.caller.lake;
+                if create_table && !lake.has_table(&table, namespace.as_deref(), Some(&branch))? {
+                    let work = Work::PlanTable {
+                        table: table.clone(),
+                        namespace: namespace.clone(),
+                        search_uri: search_uri.clone(),
+                        branch: branch.clone(),
+                        partitioned_by: None,
+                        replace: false,
+                    };
+                    let plan = plan_on_worker(&self.state, &self.caller, work)
+                        .await
+                        .map_err(service)?;
+                    lake.apply_plan(&plan).await?;
                 }
                 self.data_plane(Work::Import {
                     table,
