@@ -191,6 +191,10 @@ pub struct WorkerArgs {
     /// Tasks run at once
     #[arg(long, default_value_t = 4)]
     pub max_tasks: usize,
+    /// The kinds of task this worker takes, comma-separated: query, import, run (coordinate
+    /// pipeline runs), node (run pipeline functions); default: all
+    #[arg(long, value_delimiter = ',')]
+    pub tasks: Vec<String>,
     /// Exit when standard input closes (how `serve --workers` ties its workers to itself)
     #[arg(long, hide = true)]
     pub exit_on_stdin_close: bool,

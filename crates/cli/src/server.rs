@@ -165,12 +165,23 @@ pub async fn worker(args: WorkerArgs) -> Result<()> {
                 .into(),
         ));
     }
+    let mut tasks = Vec::new();
+    for t in &args.tasks {
+        let kind = lakeplan_server::dispatch::TaskKind::parse(t).ok_or_else(|| {
+            Error::InvalidInput(format!(
+                "--tasks '{t}': expected {}",
+                lakeplan_server::dispatch::TaskKind::ALL.join(", ")
+            ))
+        })?;
+        tasks.push(kind);
+    }
     let opts = lakeplan_server::worker::WorkerOptions {
         control_plane: args.control_plane,
         token,
         listen: args.listen,
         advertise: args.advertise,
         max_tasks: args.max_tasks,
+        tasks,
     };
     let stdin_closed = async move {
         if args.exit_on_stdin_close {

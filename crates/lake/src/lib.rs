@@ -31,8 +31,12 @@ pub use jobs::{JobRecord, JobStatus, JobStore};
 pub use lake::{CommitExtras, Lake, LakeConfig};
 pub use lakeplan_catalog::{LogFilter, MergeOutcome};
 pub use lakeplan_pipeline as pipeline;
+pub use lakeplan_runtime::ShmJobDir;
 pub use lakeplan_storage::ingest::{CreatePlan, ImportOptions, ImportReport, Progress, ProgressFn};
 pub use query::QueryResult;
 pub use query::{columns, json_rows};
-pub use run::{parse_preview, NodeOutcome, RunEvent, RunObserver, RunOptions};
+pub use run::{
+    parse_preview, NodeDispatch, NodeOutcome, NodeRun, NodeTask, NodeTaskResult, Nodes,
+    RemoteOutput, RunEvent, RunObserver, RunOptions,
+};
 pub use snapshot::{write_snapshot, zip_files};

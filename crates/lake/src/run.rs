@@ -42,6 +42,9 @@ use crate::pipeline_io::{
 };
 use crate::Lake;
 
+mod remote;
+pub use remote::{NodeDispatch, NodeRun, NodeTask, NodeTaskResult, Nodes, RemoteOutput};
+
 /// Default time limit of one function (`@resources(timeout=...)` overrides it).
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3600);
 
@@ -73,6 +76,9 @@ pub struct RunOptions {
     /// The run executes inside a long-lived process that serves others too (the server): its
     /// process must never be signalled to stop the run, so the job records no pid.
     pub shared_process: bool,
+    /// Python nodes run as tasks of their own on data-plane workers (server mode), instead of
+    /// in sandboxes of this process.
+    pub nodes: Option<Nodes>,
 }
 
 /// Bauplan's `preview` switch (`on`, `off`, `head`, `tail`) as [`RunOptions::preview`]: each
@@ -240,6 +246,28 @@ struct RunCtx {
     /// execute (missed the cache), which finished, whether the run stopped. A node started
     /// ahead of its inputs waits on it.
     progress: tokio::sync::watch::Sender<RunProgress>,
+    /// Where Python nodes run, when not here.
+    remote: Option<Arc<dyn NodeDispatch>>,
+    /// Node name → its output on another worker (or this one's, shared with the others).
+    remote_outputs: Mutex<HashMap<String, RemoteOutput>>,
+    /// Outputs are fetched one at a time (two consumers of one output fetch it once).
+    fetching: tokio::sync::Mutex<()>,
+    /// More folders bound read-only into sandboxes (inputs held by other tasks of this worker).
+    extra_ro: Vec<PathBuf>,
+}
+
+/// What a [`RunCtx`] is made of, besides the lake's helpers.
+struct CtxParts {
+    job_id: String,
+    commit: CommitId,
+    namespace: String,
+    shm: ShmJobDir,
+    project_dir: PathBuf,
+    strict_python: bool,
+    no_cache: bool,
+    preview: Option<(bool, usize)>,
+    observer: RunObserver,
+    log: PathBuf,
 }
 
 #[derive(Default)]
@@ -426,6 +454,42 @@ impl Lake {
         JobStore::open(&self.root, self.catalog.store().clone())
     }
 
+    /// A run's (or a node task's) state, its log appended to `parts.log`.
+    fn run_ctx(&self, parts: CtxParts, remote: Option<Arc<dyn NodeDispatch>>) -> Result<RunCtx> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&parts.log)
+            .map_err(|e| Error::io(parts.log.display(), e))?;
+        let uv = EnvManager::locate_uv().map_err(|e| e.to_string());
+        Ok(RunCtx {
+            job_id: parts.job_id,
+            commit: parts.commit,
+            namespace: parts.namespace,
+            shm: parts.shm,
+            pysrc: crate::pysrc::install(&self.root)?,
+            project_dir: parts.project_dir,
+            cache: NodeCache::new(self.root.join("cache").join("nodes")),
+            envs: EnvManager::new(
+                env_cache_dir(&self.root),
+                uv.clone().unwrap_or_else(|_| PathBuf::from("uv")),
+            ),
+            strict_python: parts.strict_python,
+            uv_missing: uv.as_ref().err().cloned(),
+            no_cache: parts.no_cache,
+            preview: parts.preview,
+            keys: Mutex::new(HashMap::new()),
+            outputs: Mutex::new(HashMap::new()),
+            observer: parts.observer,
+            log: Mutex::new(log),
+            progress: tokio::sync::watch::Sender::new(RunProgress::default()),
+            remote,
+            remote_outputs: Mutex::new(HashMap::new()),
+            fetching: tokio::sync::Mutex::new(()),
+            extra_ro: Vec::new(),
+        })
+    }
+
     fn plan_at(
         &self,
         project_dir: &Path,
@@ -570,36 +634,22 @@ impl Lake {
         };
         jobs.insert(&rec)?;
         let log_path = jobs.log_path(&job_id);
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(|e| Error::io(log_path.display(), e))?;
-
         let shm = ShmJobDir::create(&job_id).map_err(|e| Error::Internal(e.to_string()))?;
-        let uv = EnvManager::locate_uv().map_err(|e| e.to_string());
-        let ctx = RunCtx {
-            job_id: job_id.clone(),
-            commit: input_commit.clone(),
-            namespace: ns.clone(),
-            shm,
-            pysrc: crate::pysrc::install(&self.root)?,
-            project_dir: project.dir.clone(),
-            cache: NodeCache::new(self.root.join("cache").join("nodes")),
-            envs: EnvManager::new(
-                env_cache_dir(&self.root),
-                uv.clone().unwrap_or_else(|_| PathBuf::from("uv")),
-            ),
-            strict_python: opts.strict_python,
-            uv_missing: uv.as_ref().err().cloned(),
-            no_cache: opts.no_cache,
-            preview: opts.preview,
-            keys: Mutex::new(HashMap::new()),
-            outputs: Mutex::new(HashMap::new()),
-            observer,
-            log: Mutex::new(log),
-            progress: tokio::sync::watch::Sender::new(RunProgress::default()),
-        };
+        let ctx = self.run_ctx(
+            CtxParts {
+                job_id: job_id.clone(),
+                commit: input_commit.clone(),
+                namespace: ns.clone(),
+                shm,
+                project_dir: project.dir.clone(),
+                strict_python: opts.strict_python,
+                no_cache: opts.no_cache,
+                preview: opts.preview,
+                observer,
+                log: log_path.clone(),
+            },
+            opts.nodes.as_ref().map(|n| n.0.clone()),
+        )?;
         ctx.emit(RunEvent::Started {
             job_id: job_id.clone(),
             log: log_path.clone(),
@@ -631,6 +681,8 @@ impl Lake {
             Ok((nodes, commit)) => (nodes, Ok(commit)),
             Err((nodes, e)) => (nodes, Err(e)),
         };
+        // The outputs other workers hold for this run are done with.
+        ctx.release_all_remote();
         rec.nodes = serde_json::to_value(&nodes).unwrap_or(json!([]));
         rec.finished_at = Some(Utc::now());
         match result {
@@ -724,7 +776,7 @@ impl Lake {
         let mut running = futures::stream::FuturesUnordered::new();
         let start = |i: usize, ahead: bool| {
             let node = &plan.nodes[i];
-            async move { (node, self.run_node(ctx, node, ahead).await) }
+            async move { (node, self.run_node(ctx, node, ahead, code_hash).await) }
         };
         loop {
             if failure.is_none() {
@@ -743,7 +795,7 @@ impl Lake {
                 // to be computed rather than cached, starts its worker (interpreter, imports)
                 // while they are, instead of after.
                 let mut k = 0;
-                while k < waiting.len() && running.len() < workers {
+                while ctx.remote.is_none() && k < waiting.len() && running.len() < workers {
                     let node = &plan.nodes[waiting[k]];
                     if node.kind != NodeKind::SqlModel
                         && node
@@ -767,7 +819,7 @@ impl Lake {
                 Ok(mut o) => {
                     if let Some(contract) = &node.output_schema {
                         if o.status != "skipped" {
-                            if let Err(msg) = self.contract_check(ctx, node, contract) {
+                            if let Err(msg) = self.contract_check(ctx, node, contract).await {
                                 o.error = Some(msg.clone());
                                 contract_failures.push(format!("{}: {msg}", node.name));
                             }
@@ -779,7 +831,7 @@ impl Lake {
                     if let (Some((head, n)), true) =
                         (ctx.preview, node.kind != NodeKind::Expectation)
                     {
-                        if let Ok(path) = ctx.output_of(&node.name) {
+                        if let Ok(path) = ctx.local_output(&node.name).await {
                             match crate::pipeline_io::preview(&path, head, n) {
                                 Ok(text) => ctx.emit(RunEvent::Preview {
                                     node: node.name.clone(),
@@ -932,13 +984,16 @@ impl Lake {
         }
     }
 
-    fn contract_check(
+    async fn contract_check(
         &self,
         ctx: &RunCtx,
         node: &PlanNode,
         contract: &[lakeplan_pipeline::Field],
     ) -> std::result::Result<(), String> {
-        let path = ctx.output_of(&node.name).map_err(|e| e.to_string())?;
+        let path = ctx
+            .local_output(&node.name)
+            .await
+            .map_err(|e| e.to_string())?;
         let fields: Vec<ContractField> = contract
             .iter()
             .map(|f| ContractField {
@@ -962,6 +1017,7 @@ impl Lake {
         ctx: &RunCtx,
         node: &PlanNode,
         ahead: bool,
+        code_hash: &str,
     ) -> std::result::Result<NodeOutcome, (NodeOutcome, Error)> {
         let started = Mutex::new(Instant::now());
         let mut o = NodeOutcome {
@@ -976,7 +1032,7 @@ impl Lake {
             cached_snapshot: None,
         };
         let r = self
-            .run_node_inner(ctx, node, &mut o, ahead, &started)
+            .run_node_inner(ctx, node, &mut o, ahead, &started, code_hash)
             .await;
         o.seconds = started.lock().map_or(0.0, |t| t.elapsed().as_secs_f64());
         match r {
@@ -996,6 +1052,7 @@ impl Lake {
         o: &mut NodeOutcome,
         ahead: bool,
         started: &Mutex<Instant>,
+        code_hash: &str,
     ) -> Result<()> {
         if !ahead {
             node_started(ctx, node, started);
@@ -1037,7 +1094,10 @@ impl Lake {
                 let mut overlay = Vec::new();
                 for i in &node.inputs {
                     if let InputSource::Upstream { node: up, .. } = &i.source {
-                        overlay.push((format!("{}.{up}", ctx.namespace), ctx.output_of(up)?));
+                        overlay.push((
+                            format!("{}.{up}", ctx.namespace),
+                            ctx.local_output(up).await?,
+                        ));
                     }
                 }
                 let session = self
@@ -1051,6 +1111,16 @@ impl Lake {
                 let env = env.ok_or_else(|| {
                     Error::Internal(format!("node '{}' has no environment", node.name))
                 })?;
+                let remote = ctx.remote.clone();
+                if let Some(dispatch) = remote {
+                    // Run by a worker (this one or another): it caches what it computed; the
+                    // output stays there until something here or downstream reads it.
+                    let result = self
+                        .run_python_remote(ctx, dispatch.as_ref(), node, code_hash)
+                        .await?;
+                    self.python_outcome(node, &result, o)?;
+                    return Ok(());
+                }
                 if early_worker {
                     ctx.emit(RunEvent::Line {
                         node: node.name.clone(),
@@ -1073,28 +1143,7 @@ impl Lake {
                         return Ok(());
                     }
                 };
-                match node.kind {
-                    NodeKind::Expectation => {
-                        let passed =
-                            result
-                                .get("value")
-                                .and_then(|v| v.as_bool())
-                                .ok_or_else(|| {
-                                    node_err(&node.name, "the expectation returned no bool")
-                                })?;
-                        o.passed = Some(passed);
-                        if !passed {
-                            o.status = "failed".into();
-                            let why = result
-                                .get("message")
-                                .and_then(|m| m.as_str())
-                                .map(|m| format!(": {m}"))
-                                .unwrap_or_default();
-                            o.error = Some(format!("expectation returned False{why}"));
-                        }
-                    }
-                    _ => o.rows = result.get("rows").and_then(|v| v.as_u64()),
-                }
+                self.python_outcome(node, &result, o)?;
             }
         }
         let output = (node.kind != NodeKind::Expectation).then_some(out);
@@ -1108,6 +1157,36 @@ impl Lake {
         }
         if let Some(out) = output {
             ctx.set_output(&node.name, out)?;
+        }
+        Ok(())
+    }
+
+    /// A Python node's outcome from its worker's result: an expectation's verdict, a model's
+    /// row count.
+    fn python_outcome(
+        &self,
+        node: &PlanNode,
+        result: &serde_json::Value,
+        o: &mut NodeOutcome,
+    ) -> Result<()> {
+        match node.kind {
+            NodeKind::Expectation => {
+                let passed = result
+                    .get("value")
+                    .and_then(|v| v.as_bool())
+                    .ok_or_else(|| node_err(&node.name, "the expectation returned no bool"))?;
+                o.passed = Some(passed);
+                if !passed {
+                    o.status = "failed".into();
+                    let why = result
+                        .get("message")
+                        .and_then(|m| m.as_str())
+                        .map(|m| format!(": {m}"))
+                        .unwrap_or_default();
+                    o.error = Some(format!("expectation returned False{why}"));
+                }
+            }
+            _ => o.rows = result.get("rows").and_then(|v| v.as_u64()),
         }
         Ok(())
     }
@@ -1247,7 +1326,7 @@ impl Lake {
                     columns,
                     filter,
                 } => {
-                    let src = ctx.output_of(up)?;
+                    let src = ctx.local_output(up).await?;
                     let path = if columns.is_none() && filter.is_none() {
                         // Handed over as is: the consumer maps the producer's file.
                         src
@@ -1305,6 +1384,9 @@ impl Lake {
             .rw(dir.to_path_buf());
         if ctx.cache.dir().is_dir() {
             sandbox = sandbox.ro(ctx.cache.dir().to_path_buf());
+        }
+        for dir in &ctx.extra_ro {
+            sandbox = sandbox.ro(dir.clone());
         }
         sandbox.network = node.internet_access;
         sandbox.pythonpath = vec![ctx.pysrc.clone(), ctx.project_dir.clone()];
@@ -1432,7 +1514,7 @@ impl Lake {
         let head = self.catalog.branch_head(branch)?;
         for node in plan.nodes.iter().filter(|n| n.materializes()) {
             let name = TableName::new(&ctx.namespace, &node.name)?;
-            let path = ctx.output_of(&node.name)?;
+            let path = ctx.local_output(&node.name).await?;
             // A cached output that the table already holds (same snapshot as when it was
             // materialized from this cache entry) is not written again.
             let cached = outcomes
@@ -1611,6 +1693,7 @@ fn release_inputs<'p>(
             }
         }
     }
+    let mut unread = Vec::new();
     for up in node.upstream() {
         let Some(left) = consumers.get_mut(up) else {
             continue;
@@ -1618,6 +1701,7 @@ fn release_inputs<'p>(
         *left = left.saturating_sub(1);
         let keep = plan.node(up).is_none_or(|n| n.materializes());
         if *left == 0 && !keep {
+            unread.push(up);
             if let Ok(path) = ctx.output_of(up) {
                 if path.starts_with(ctx.shm.path()) {
                     doomed.push(path);
@@ -1625,6 +1709,7 @@ fn release_inputs<'p>(
             }
         }
     }
+    ctx.release_remote(&unread);
     if !doomed.is_empty() {
         tokio::task::spawn_blocking(move || {
             for p in doomed {

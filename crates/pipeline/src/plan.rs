@@ -7,14 +7,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::Location;
 use crate::project::ParamValue;
 
 /// What a node runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum NodeKind {
     PythonModel,
     SqlModel,
@@ -32,7 +32,7 @@ impl NodeKind {
 }
 
 /// How a model's output is written to the run's branch.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Materialization {
     /// In memory only (the default).
     #[default]
@@ -66,7 +66,7 @@ impl Materialization {
 }
 
 /// `cache_strategy`: DEFAULT (use the cache) or NONE (always run).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CacheStrategy {
     #[default]
     Default,
@@ -84,7 +84,7 @@ impl CacheStrategy {
 }
 
 /// Where an input comes from.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum InputSource {
     /// A lake table at the run's ref, with the pushdowns to apply to the scan.
     Scan {
@@ -106,7 +106,7 @@ pub enum InputSource {
 
 /// One input of a node. `param` is the Python parameter name, or for SQL models the relation as
 /// written in the query (`trips`, `default.trips`) or `$name` for a template parameter.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PlanInput {
     pub param: String,
     pub line: Option<usize>,
@@ -114,7 +114,7 @@ pub struct PlanInput {
 }
 
 /// `@resources` limits.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Resources {
     pub cpus: Option<f64>,
     pub memory_bytes: Option<u64>,
@@ -122,7 +122,7 @@ pub struct Resources {
 }
 
 /// A column of an output contract (`-> Annotated[pyarrow.Table, Schema]`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Field {
     pub name: String,
     /// The field type name: Int64, Float64, String, TimestampMicroUTC...
@@ -132,7 +132,7 @@ pub struct Field {
 }
 
 /// A node of the plan.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PlanNode {
     pub name: String,
     pub kind: NodeKind,
@@ -185,7 +185,7 @@ impl PlanNode {
 }
 
 /// A validated, ordered plan.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
     /// Nodes in topological order (level by level, by name within a level).
     pub nodes: Vec<PlanNode>,

@@ -74,8 +74,12 @@ pub enum Work {
         continue_on_error: bool,
         import_duplicate_files: bool,
     },
-    /// A whole pipeline run (its functions in sandboxes of the worker's machine).
+    /// A whole pipeline run: the worker taking it coordinates it, and its Python nodes come
+    /// back to the queue as [`Work::Node`] tasks.
     Run(RunTask),
+    /// One Python node of a run, in a sandbox of the worker that takes it; its output stays
+    /// there, served over Arrow Flight.
+    Node(Box<lakeplan_lake::NodeTask>),
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -109,12 +113,52 @@ struct WorkerEntry {
     endpoint: String,
     last_seen: Instant,
     tasks: Vec<String>,
+    /// The kinds of task it takes (every kind when empty).
+    kinds: Vec<TaskKind>,
+}
+
+/// The kinds of task a worker may be limited to (`lakeplan worker --tasks`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskKind {
+    /// Queries (and their schemas).
+    Query,
+    /// Table plans and imports.
+    Import,
+    /// Pipeline runs: the worker coordinates them.
+    Run,
+    /// Pipeline nodes: Python functions in sandboxes.
+    Node,
+}
+
+impl TaskKind {
+    pub const ALL: [&'static str; 4] = ["query", "import", "run", "node"];
+
+    pub fn parse(s: &str) -> Option<TaskKind> {
+        match s.trim() {
+            "query" => Some(TaskKind::Query),
+            "import" => Some(TaskKind::Import),
+            "run" => Some(TaskKind::Run),
+            "node" => Some(TaskKind::Node),
+            _ => None,
+        }
+    }
+
+    pub fn of(work: &Work) -> TaskKind {
+        match work {
+            Work::Query { .. } => TaskKind::Query,
+            Work::PlanTable { .. } | Work::Import { .. } => TaskKind::Import,
+            Work::Run(_) => TaskKind::Run,
+            Work::Node(_) => TaskKind::Node,
+        }
+    }
 }
 
 /// The job of a run task.
 fn job_of(task: &Task) -> Option<String> {
     match &task.work {
         Work::Run(r) => Some(r.job_id.clone()),
+        Work::Node(n) => Some(n.job_id.clone()),
         _ => None,
     }
 }
@@ -199,8 +243,9 @@ impl Dispatcher {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Registers a worker that serves results at `endpoint`; returns its id.
-    pub fn register(&self, endpoint: String) -> String {
+    /// Registers a worker that serves results at `endpoint` and takes tasks of `kinds` (all
+    /// when empty); returns its id.
+    pub fn register(&self, endpoint: String, kinds: Vec<TaskKind>) -> String {
         let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
         self.lock().workers.insert(
             id.clone(),
@@ -208,6 +253,7 @@ impl Dispatcher {
                 endpoint,
                 last_seen: Instant::now(),
                 tasks: Vec::new(),
+                kinds,
             },
         );
         id
@@ -228,19 +274,40 @@ impl Dispatcher {
         Ok(inner.cancels.remove(worker).unwrap_or_default())
     }
 
-    /// Asks the worker running job `job` to stop it. False if no worker runs that job.
+    /// Asks the workers running job `job` (its run and its nodes) to stop it; its queued
+    /// nodes are dropped. False if no worker runs that job.
     pub fn cancel_run(&self, job: &str) -> bool {
         let mut inner = self.lock();
-        let Some((task, worker)) = inner
+        inner
+            .queue
+            .retain(|q| job_of(&q.task).as_deref() != Some(job));
+        let held: Vec<(String, String)> = inner
             .in_flight
             .iter()
-            .find(|(_, f)| f.job.as_deref() == Some(job))
+            .filter(|(_, f)| f.job.as_deref() == Some(job))
             .map(|(t, f)| (t.clone(), f.worker.clone()))
-        else {
-            return false;
-        };
-        inner.cancels.entry(worker).or_default().push(task);
-        true
+            .collect();
+        for (task, worker) in &held {
+            inner
+                .cancels
+                .entry(worker.clone())
+                .or_default()
+                .push(task.clone());
+        }
+        !held.is_empty()
+    }
+
+    /// Gives up one task: dropped if queued, its worker asked to stop it if running.
+    pub fn cancel_task(&self, task: &str) {
+        let mut inner = self.lock();
+        inner.queue.retain(|q| q.task.id != task);
+        if let Some(worker) = inner.in_flight.get(task).map(|f| f.worker.clone()) {
+            inner
+                .cancels
+                .entry(worker)
+                .or_default()
+                .push(task.to_string());
+        }
     }
 
     /// The next task for `worker`, waiting up to `wait` for one.
@@ -265,11 +332,12 @@ impl Dispatcher {
                     ))
                 })?;
                 w.last_seen = Instant::now();
-                while let Some(q) = queue.pop_front() {
-                    // The client gave up waiting (a dropped request): nothing to run.
-                    if q.reply.is_closed() {
-                        continue;
-                    }
+                // The client gave up waiting (a dropped request): nothing to run.
+                queue.retain(|q| !q.reply.is_closed());
+                let takes = |q: &Queued| {
+                    w.kinds.is_empty() || w.kinds.contains(&TaskKind::of(&q.task.work))
+                };
+                if let Some(q) = queue.iter().position(takes).and_then(|i| queue.remove(i)) {
                     w.tasks.push(q.task.id.clone());
                     in_flight.insert(
                         q.task.id.clone(),
@@ -299,7 +367,8 @@ impl Dispatcher {
             on_lost,
             queued_at: Instant::now(),
         });
-        self.ready.notify_one();
+        // Every waiting worker looks: the first may not take this kind of task.
+        self.ready.notify_waiters();
         rx
     }
 
@@ -356,14 +425,17 @@ impl Dispatcher {
                     }
                 }
             }
-            // With workers connected, tasks wait for a free one (bounded by the request's own
-            // timeout); with none, they fail after the pickup timeout.
+            // With workers connected that take them, tasks wait for a free one (bounded by the
+            // request's own timeout); with none, they fail after the pickup timeout.
             let timeout = self.config.pickup_timeout;
-            let none = inner.workers.is_empty();
-            let (keep, old): (VecDeque<Queued>, VecDeque<Queued>) = inner
-                .queue
-                .drain(..)
-                .partition(|q| !none || now.duration_since(q.queued_at) <= timeout);
+            let kinds: Vec<Vec<TaskKind>> =
+                inner.workers.values().map(|w| w.kinds.clone()).collect();
+            let (keep, old): (VecDeque<Queued>, VecDeque<Queued>) =
+                inner.queue.drain(..).partition(|q| {
+                    let kind = TaskKind::of(&q.task.work);
+                    let taker = kinds.iter().any(|k| k.is_empty() || k.contains(&kind));
+                    taker || now.duration_since(q.queued_at) <= timeout
+                });
             inner.queue = keep;
             stale.extend(old);
         }
@@ -439,7 +511,7 @@ mod tests {
     #[tokio::test]
     async fn a_task_goes_to_one_worker_and_its_answer_back() {
         let d = Dispatcher::start(quick());
-        let w = d.register("http://127.0.0.1:1".into());
+        let w = d.register("http://127.0.0.1:1".into(), vec![]);
         let rx = d.submit(task("a"), None);
         let got = d.next_task(&w, Duration::from_secs(1)).await.expect("poll");
         assert_eq!(got.map(|t| t.id), Some("a".to_string()));
@@ -449,7 +521,7 @@ mod tests {
             .expect("poll")
             .is_none());
         // Another worker cannot answer for it.
-        let other = d.register("http://127.0.0.1:2".into());
+        let other = d.register("http://127.0.0.1:2".into(), vec![]);
         assert!(d.complete(&other, "a", Ok(Value::Null)).is_err());
         d.complete(&w, "a", Ok(serde_json::json!(7)))
             .expect("complete");
@@ -459,7 +531,7 @@ mod tests {
     #[tokio::test]
     async fn a_lost_worker_fails_its_tasks_and_must_register_again() {
         let d = Dispatcher::start(quick());
-        let w = d.register("http://127.0.0.1:1".into());
+        let w = d.register("http://127.0.0.1:1".into(), vec![]);
         let lost = Arc::new(Mutex::new(None));
         let seen = lost.clone();
         let rx = d.submit(

@@ -25,6 +25,7 @@ pub fn router() -> Router<AppState> {
         .route("/internal/v1/workers", post(register))
         .route("/internal/v1/workers/{id}/next", post(next))
         .route("/internal/v1/workers/{id}/heartbeat", post(heartbeat))
+        .route("/internal/v1/tasks", post(submit))
         .route("/internal/v1/tasks/{id}/result", post(result))
 }
 
@@ -54,6 +55,9 @@ pub async fn require_worker_token(
 #[derive(Deserialize)]
 struct Register {
     endpoint: String,
+    /// The kinds of task the worker takes (all when absent or empty).
+    #[serde(default)]
+    tasks: Vec<crate::dispatch::TaskKind>,
 }
 
 async fn register(State(state): State<AppState>, Body(b): Body<Register>) -> Response {
@@ -64,7 +68,7 @@ async fn register(State(state): State<AppState>, Body(b): Body<Register>) -> Res
         ))
         .into_response();
     }
-    let id = state.dispatcher.register(b.endpoint);
+    let id = state.dispatcher.register(b.endpoint, b.tasks);
     Json(json!({"worker_id": id, "metastore": state.config.metastore})).into_response()
 }
 
@@ -80,6 +84,55 @@ async fn heartbeat(State(state): State<AppState>, Path(id): Path<String>) -> Res
     match state.dispatcher.heartbeat(&id) {
         Ok(cancel) => Json(json!({"cancel": cancel})).into_response(),
         Err(e) => e.into_response(),
+    }
+}
+
+/// A task a worker queues for another (a run's coordinator, its nodes): as the task, less its id.
+#[derive(Deserialize)]
+struct NewTask {
+    tenant: crate::registry::Tenant,
+    user: String,
+    work: crate::dispatch::Work,
+    #[serde(default)]
+    commit: lakeplan_lake::CommitExtras,
+}
+
+/// Gives up the task when the request that waits for it goes away (the run stopped).
+struct CancelOnDrop<'a> {
+    dispatcher: &'a crate::dispatch::Dispatcher,
+    task: String,
+    done: bool,
+}
+
+impl Drop for CancelOnDrop<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.dispatcher.cancel_task(&self.task);
+        }
+    }
+}
+
+/// `POST /internal/v1/tasks`: queues a task and answers its outcome when it ends, as a worker
+/// reports it (`{"ok": ...}` or `{"error": ...}`, always 200: the error is the task's).
+async fn submit(State(state): State<AppState>, Body(b): Body<NewTask>) -> Response {
+    let task = crate::dispatch::Task {
+        id: uuid::Uuid::new_v4().simple().to_string(),
+        tenant: b.tenant,
+        user: b.user,
+        work: b.work,
+        commit: b.commit,
+    };
+    let mut guard = CancelOnDrop {
+        dispatcher: &state.dispatcher,
+        task: task.id.clone(),
+        done: false,
+    };
+    let outcome = state.dispatcher.submit(task, None).await;
+    guard.done = true;
+    match outcome {
+        Ok(Ok(v)) => Json(json!({"ok": v})).into_response(),
+        Ok(Err(e)) => Json(json!({"error": e})).into_response(),
+        Err(_) => ApiError::Unavailable("the task's answer was lost: retry".into()).into_response(),
     }
 }
 

@@ -17,6 +17,7 @@ pub mod iceberg;
 mod internal;
 pub mod mcp;
 pub mod metrics;
+pub mod nodes;
 pub mod openapi;
 pub mod registry;
 pub mod results;

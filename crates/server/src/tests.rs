@@ -78,6 +78,7 @@ impl Fixture {
             listen: "127.0.0.1:0".into(),
             advertise: None,
             max_tasks: 4,
+            tasks: Vec::new(),
         })
         .await
         .expect("worker");

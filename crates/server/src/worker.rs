@@ -35,13 +35,14 @@ use datafusion::physical_plan::SendableRecordBatchStream;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use lakeplan_core::{Error, Result};
-use lakeplan_lake::{ImportOptions, JobStatus, Lake, LakeConfig, RunOptions};
+use lakeplan_lake::{ImportOptions, JobStatus, Lake, LakeConfig, Nodes, RunOptions};
 use serde::Deserialize;
 use serde_json::json;
 use tonic::{Request as GrpcRequest, Response as GrpcResponse, Status, Streaming};
 
-use crate::dispatch::{Outcome, RunProject, RunTask, Task, Work};
+use crate::dispatch::{Outcome, RunProject, RunTask, Task, TaskKind, Work};
 use crate::error::{ApiError, WireError};
+use crate::nodes::{read_output, OutputStore, WorkerNodes, OUTPUT_TICKET_PREFIX, RELEASE_ACTION};
 use crate::results::{self, ARROW_STREAM};
 use crate::state::{MetastoreUrl, Tenants};
 
@@ -61,6 +62,8 @@ pub struct WorkerOptions {
     pub advertise: Option<String>,
     /// Tasks run at once.
     pub max_tasks: usize,
+    /// The kinds of task taken (all when empty).
+    pub tasks: Vec<TaskKind>,
 }
 
 /// A query plan waiting for its fetch.
@@ -82,11 +85,7 @@ impl ResultStore {
     }
 
     fn put(&self, stream: SendableRecordBatchStream, max_rows: Option<usize>) -> String {
-        let mut bytes = [0u8; 32];
-        for chunk in bytes.chunks_mut(16) {
-            chunk.copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-        }
-        let ticket = hex::encode(bytes);
+        let ticket = new_ticket();
         let now = Instant::now();
         let mut map = self.lock();
         map.retain(|_, p| p.expires > now);
@@ -106,6 +105,15 @@ impl ResultStore {
         let p = self.lock().remove(ticket)?;
         (p.expires > Instant::now()).then_some(p)
     }
+}
+
+/// 256 random bits, in hex: a ticket nobody can guess.
+pub(crate) fn new_ticket() -> String {
+    let mut bytes = [0u8; 32];
+    for chunk in bytes.chunks_mut(16) {
+        chunk.copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    }
+    hex::encode(bytes)
 }
 
 /// At most `max_rows` rows of `stream` (all with `None`); `truncated` is set if rows were cut.
@@ -149,6 +157,11 @@ fn limited(
 struct WorkerCtx {
     tenants: Tenants,
     results: Arc<ResultStore>,
+    /// Node outputs this worker serves.
+    outputs: Arc<OutputStore>,
+    /// This worker process, across registrations (the outputs it holds stay readable as files).
+    instance: String,
+    cp: Arc<ControlPlane>,
     endpoint: String,
     /// Runs in progress, by task id: a send stops the run.
     stops: Mutex<HashMap<String, tokio::sync::oneshot::Sender<()>>>,
@@ -160,6 +173,7 @@ fn wire(e: Error) -> WireError {
 
 impl WorkerCtx {
     async fn execute(&self, task: Task) -> Outcome {
+        let extras = task.commit.clone();
         let lake = self
             .tenants
             .lake(&task.tenant)
@@ -253,7 +267,31 @@ impl WorkerCtx {
             Work::Run(run) => {
                 let (stop, stopped) = tokio::sync::oneshot::channel();
                 self.stops_lock().insert(task.id.clone(), stop);
-                let out = run_task(lake, run, stopped).await;
+                let nodes = Nodes(Arc::new(WorkerNodes {
+                    cp: self.cp.clone(),
+                    outputs: self.outputs.clone(),
+                    instance: self.instance.clone(),
+                    endpoint: self.endpoint.clone(),
+                    tenant: task.tenant.clone(),
+                    user: task.user.clone(),
+                    commit: extras,
+                }));
+                let out = run_task(lake, run, nodes, stopped).await;
+                self.stops_lock().remove(&task.id);
+                out
+            }
+            Work::Node(node) => {
+                let (stop, stopped) = tokio::sync::oneshot::channel();
+                self.stops_lock().insert(task.id.clone(), stop);
+                let out = crate::nodes::run_node(
+                    lake,
+                    *node,
+                    self.outputs.clone(),
+                    &self.instance,
+                    &self.endpoint,
+                    stopped,
+                )
+                .await;
                 self.stops_lock().remove(&task.id);
                 out
             }
@@ -283,6 +321,7 @@ impl WorkerCtx {
 async fn run_task(
     lake: Lake,
     run: RunTask,
+    nodes: Nodes,
     stopped: tokio::sync::oneshot::Receiver<()>,
 ) -> Outcome {
     let (opts, upload) = match run.project {
@@ -327,6 +366,8 @@ async fn run_task(
     let opts = RunOptions {
         // The worker serves other tasks: its process must never be signalled to stop a run.
         shared_process: true,
+        // Its Python nodes are tasks of their own, for any worker.
+        nodes: Some(nodes),
         ..opts
     };
     // The run's future is driven on a blocking thread of its own: it lives as long as the run,
@@ -354,10 +395,12 @@ async fn run_task(
     Ok(json!({"job_id": id}))
 }
 
-/// The worker's Arrow Flight service: `DoGet` with a ticket streams that result.
+/// The worker's Arrow Flight service: `DoGet` with a ticket streams that result or node
+/// output; `DoAction(release)` frees a node output.
 #[derive(Clone)]
 struct Flight {
     results: Arc<ResultStore>,
+    outputs: Arc<OutputStore>,
 }
 
 fn unsupported<T>(what: &str) -> std::result::Result<T, Status> {
@@ -381,6 +424,22 @@ impl FlightService for Flight {
         request: GrpcRequest<Ticket>,
     ) -> std::result::Result<GrpcResponse<Self::DoGetStream>, Status> {
         let ticket = String::from_utf8_lossy(&request.get_ref().ticket).to_string();
+        if ticket.starts_with(OUTPUT_TICKET_PREFIX) {
+            let path = self
+                .outputs
+                .path(&ticket)
+                .ok_or_else(|| Status::not_found("unknown, released or expired node output"))?;
+            let (schema, batches) = tokio::task::spawn_blocking(move || read_output(&path))
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?
+                .map_err(|e| Status::internal(e.to_string()))?;
+            let rows = futures::stream::iter(batches.into_iter().map(Ok));
+            let out = FlightDataEncoderBuilder::new()
+                .with_schema(schema)
+                .build(rows)
+                .map_err(Status::from);
+            return Ok(GrpcResponse::new(out.boxed()));
+        }
         let p = self.results.take(&ticket).ok_or_else(|| {
             Status::not_found("unknown, spent or expired ticket: run the query again")
         })?;
@@ -444,9 +503,19 @@ impl FlightService for Flight {
     }
     async fn do_action(
         &self,
-        _: GrpcRequest<Action>,
+        request: GrpcRequest<Action>,
     ) -> std::result::Result<GrpcResponse<Self::DoActionStream>, Status> {
-        unsupported("DoAction")
+        let action = request.into_inner();
+        if action.r#type != RELEASE_ACTION {
+            return unsupported(&format!("DoAction '{}'", action.r#type));
+        }
+        let ticket = String::from_utf8_lossy(&action.body).to_string();
+        if !self.outputs.release(&ticket) {
+            return Err(Status::not_found(
+                "unknown, released or expired node output",
+            ));
+        }
+        Ok(GrpcResponse::new(futures::stream::empty().boxed()))
     }
     async fn list_actions(
         &self,
@@ -507,12 +576,12 @@ fn encode(
 }
 
 /// The worker's port: Flight (gRPC over HTTP/2) and the HTTP routes.
-fn router(results: Arc<ResultStore>) -> axum::Router {
+fn router(results: Arc<ResultStore>, outputs: Arc<OutputStore>) -> axum::Router {
     let http = axum::Router::new()
         .route("/results/{ticket}", axum::routing::get(http_result))
         .route("/healthz", axum::routing::get(|| async { "ok" }))
         .with_state(results.clone());
-    tonic::service::Routes::new(FlightServiceServer::new(Flight { results }))
+    tonic::service::Routes::new(FlightServiceServer::new(Flight { results, outputs }))
         .into_axum_router()
         .merge(http)
 }
@@ -524,7 +593,7 @@ struct Registered {
 }
 
 /// The control plane's internal routes, as the worker calls them.
-struct ControlPlane {
+pub struct ControlPlane {
     http: reqwest::Client,
     base: String,
     token: String,
@@ -538,16 +607,20 @@ enum Polled {
 }
 
 impl ControlPlane {
-    fn post(&self, path: &str) -> reqwest::RequestBuilder {
+    pub(crate) fn post(&self, path: &str) -> reqwest::RequestBuilder {
         self.http
             .post(format!("{}{path}", self.base))
             .bearer_auth(&self.token)
     }
 
-    async fn register(&self, endpoint: &str) -> std::result::Result<Registered, String> {
+    async fn register(
+        &self,
+        endpoint: &str,
+        kinds: &[TaskKind],
+    ) -> std::result::Result<Registered, String> {
         let resp = self
             .post("/internal/v1/workers")
-            .json(&json!({"endpoint": endpoint}))
+            .json(&json!({"endpoint": endpoint, "tasks": kinds}))
             .send()
             .await
             .map_err(|e| e.to_string())?;
@@ -647,7 +720,8 @@ pub async fn start(opts: WorkerOptions) -> Result<WorkerHandle> {
         .clone()
         .unwrap_or_else(|| format!("http://{local_addr}"));
     let results = Arc::new(ResultStore::default());
-    let app = router(results.clone());
+    let outputs = Arc::new(OutputStore::default());
+    let app = router(results.clone(), outputs.clone());
     let serve = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             eprintln!("error: the worker's result server stopped: {e}");
@@ -658,7 +732,13 @@ pub async fn start(opts: WorkerOptions) -> Result<WorkerHandle> {
         base: opts.control_plane.trim_end_matches('/').to_string(),
         token: opts.token.clone(),
     });
-    let control = tokio::spawn(control_loop(cp, endpoint.clone(), results, opts.max_tasks));
+    let shared = Shared {
+        results,
+        outputs,
+        instance: uuid::Uuid::new_v4().simple().to_string(),
+        kinds: opts.tasks.clone(),
+    };
+    let control = tokio::spawn(control_loop(cp, endpoint.clone(), shared, opts.max_tasks));
     Ok(WorkerHandle {
         endpoint,
         local_addr,
@@ -675,17 +755,20 @@ pub async fn run(opts: WorkerOptions, shutdown: impl Future<Output = ()>) -> Res
     Ok(())
 }
 
-/// Register, then pull tasks; register again whenever the control plane has forgotten us.
-async fn control_loop(
-    cp: Arc<ControlPlane>,
-    endpoint: String,
+/// What outlives the worker's registrations.
+struct Shared {
     results: Arc<ResultStore>,
-    max_tasks: usize,
-) {
+    outputs: Arc<OutputStore>,
+    instance: String,
+    kinds: Vec<TaskKind>,
+}
+
+/// Register, then pull tasks; register again whenever the control plane has forgotten us.
+async fn control_loop(cp: Arc<ControlPlane>, endpoint: String, shared: Shared, max_tasks: usize) {
     let slots = Arc::new(tokio::sync::Semaphore::new(max_tasks.max(1)));
     let mut warned = false;
     loop {
-        let reg = match cp.register(&endpoint).await {
+        let reg = match cp.register(&endpoint, &shared.kinds).await {
             Ok(r) => r,
             Err(e) => {
                 if !warned {
@@ -703,7 +786,10 @@ async fn control_loop(
         let id = reg.worker_id;
         let ctx = Arc::new(WorkerCtx {
             tenants: Tenants::new(reg.metastore),
-            results: results.clone(),
+            results: shared.results.clone(),
+            outputs: shared.outputs.clone(),
+            instance: shared.instance.clone(),
+            cp: cp.clone(),
             endpoint: endpoint.clone(),
             stops: Mutex::default(),
         });
@@ -727,6 +813,9 @@ async fn control_loop(
             match cp.next(&id).await {
                 Ok(Polled::Task(task)) => {
                     let (cp, ctx, id) = (cp.clone(), ctx.clone(), id.clone());
+                    // A run's coordinator mostly waits for its nodes, which are tasks of their
+                    // own: it holds no slot, or a worker with one slot could never run them.
+                    let permit = (!matches!(task.work, Work::Run(_))).then_some(permit);
                     tokio::spawn(async move {
                         let task_id = task.id.clone();
                         let outcome = ctx.execute(*task).await;

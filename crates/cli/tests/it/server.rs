@@ -703,9 +703,30 @@ impl Drop for Worker {
     }
 }
 
+/// The environment of a server and the workers started by hand: a shared environment cache
+/// and the worker token.
+fn worker_env() -> [(&'static str, String); 2] {
+    let cache = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("pipeline-envs")
+        .display()
+        .to_string();
+    [
+        ("LAKEPLAN_ENV_CACHE", cache),
+        (
+            "LAKEPLAN_WORKER_TOKEN",
+            "worker-secret-for-tests".to_string(),
+        ),
+    ]
+}
+
 fn worker(server: &Server, env: &[(&str, String)]) -> Worker {
+    worker_with(server, env, &[])
+}
+
+fn worker_with(server: &Server, env: &[(&str, String)], args: &[&str]) -> Worker {
     let child = std::process::Command::new(bin())
         .args(["worker", "--control-plane", &server.base])
+        .args(args)
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -718,17 +739,7 @@ fn worker(server: &Server, env: &[(&str, String)]) -> Worker {
 /// way the target branch is untouched, and the run can be retried on another worker.
 #[test]
 fn a_worker_lost_mid_run_fails_the_job_and_leaves_the_branch() {
-    let cache = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("pipeline-envs")
-        .display()
-        .to_string();
-    let env = [
-        ("LAKEPLAN_ENV_CACHE", cache),
-        (
-            "LAKEPLAN_WORKER_TOKEN",
-            "worker-secret-for-tests".to_string(),
-        ),
-    ];
+    let env = worker_env();
     let (remote, server) =
         remote_lake_with(&env, &["--workers", "0", "--worker-timeout-secs", "2"]);
     let mut first = worker(&server, &env);
@@ -787,4 +798,122 @@ fn a_worker_lost_mid_run_fails_the_job_and_leaves_the_branch() {
     remote.ok(&["run", "-p", &d]);
     assert_ne!(remote.head("main"), before, "the retried run published");
     assert!(remote.count("SELECT count(*) FROM paid_trips", &[]) > 0);
+}
+
+/// A run's Python nodes are tasks of their own: with a coordinating worker that runs no
+/// functions and two one-slot node workers, two independent nodes run on different workers,
+/// the node reading both gets the other worker's output over Arrow Flight, and the coordinator
+/// fetches the materialized output the same way.
+#[test]
+fn pipeline_nodes_run_on_several_workers_and_hand_outputs_over_flight() {
+    let env = worker_env();
+    let (remote, server) = remote_lake_with(&env, &["--workers", "0"]);
+    let _coordinator = worker_with(&server, &env, &["--tasks", "run,query,import"]);
+    let _b = worker_with(&server, &env, &["--tasks", "node", "--max-tasks", "1"]);
+    let _c = worker_with(&server, &env, &["--tasks", "node", "--max-tasks", "1"]);
+    remote.load("trips", &data("trips_2024_01.csv"), &[]);
+    let dir = remote.file("spread");
+    std::fs::create_dir_all(&dir).expect("project dir");
+    std::fs::write(
+        dir.join("lakeplan_project.yml"),
+        "project:\n  name: spread\n",
+    )
+    .expect("project file");
+    std::fs::write(
+        dir.join("models.py"),
+        r#"import time
+
+import pyarrow
+import lakeplan
+
+
+@lakeplan.model()
+@lakeplan.python("3.11")
+def cheap(trips=lakeplan.Model("trips", columns=["trip_id", "fare"], filter="fare < 20")):
+    time.sleep(2)
+    return trips
+
+
+@lakeplan.model()
+@lakeplan.python("3.11")
+def dear(trips=lakeplan.Model("trips", columns=["trip_id", "fare"], filter="fare >= 20")):
+    time.sleep(2)
+    return trips
+
+
+@lakeplan.model(materialization_strategy="REPLACE")
+@lakeplan.python("3.11")
+def all_fares(cheap=lakeplan.Model("cheap"), dear=lakeplan.Model("dear")):
+    print(f"joining {cheap.num_rows} + {dear.num_rows}")
+    return pyarrow.concat_tables([cheap, dear])
+"#,
+    )
+    .expect("models.py");
+    let d = dir.display().to_string();
+    let out = remote.ok(&["run", "-p", &d, "--no-cache"]);
+    let ran_on = |node: &str| -> String {
+        let marker = format!("[{node}] ran on worker ");
+        let at = out
+            .find(&marker)
+            .unwrap_or_else(|| panic!("no worker named for {node}: {out}"));
+        out[at + marker.len()..]
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let (cheap, dear, all) = (ran_on("cheap"), ran_on("dear"), ran_on("all_fares"));
+    assert_ne!(
+        cheap, dear,
+        "the independent nodes ran on two workers: {out}"
+    );
+    let other = if all == cheap { &dear } else { &cheap };
+    assert!(
+        out.contains(&format!("fetched over Arrow Flight from {other}")),
+        "all_fares read the other worker's output over Flight: {out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "[all_fares] output fetched over Arrow Flight from {all}"
+        )),
+        "the coordinator fetched the output it materializes: {out}"
+    );
+    assert!(
+        out.contains("[all_fares] joining"),
+        "the function's print: {out}"
+    );
+    // Once the run is over, the workers free the outputs they held for it (folders named
+    // lakeplan-<job id's first 12>-<node>-…, in /dev/shm or the temporary folder).
+    let job = out
+        .split_whitespace()
+        .nth(2)
+        .expect("the job id on the first line")
+        .to_string();
+    let prefix = format!("lakeplan-{}-", &job[..12]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let left: Vec<String> = [std::path::PathBuf::from("/dev/shm"), std::env::temp_dir()]
+            .iter()
+            .filter_map(|d| std::fs::read_dir(d).ok())
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .filter(|n| n.starts_with(&prefix))
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node outputs still held after the run: {left:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(
+        remote.count("SELECT count(*) FROM all_fares", &[]),
+        remote.count(
+            "SELECT count(*) FROM trips WHERE fare < 20 OR fare >= 20",
+            &[]
+        )
+    );
 }

@@ -1,0 +1,359 @@
+//! Pipeline nodes across workers: a run's coordinator queues its Python nodes through the
+//! control plane ([`WorkerNodes`]), any worker runs one ([`run_node`]) and keeps its output in
+//! shared memory, served over Arrow Flight under a ticket ([`OutputStore`]) to the workers and
+//! the coordinator that read it.
+//!
+//! ```text
+//! coordinator ── POST /internal/v1/tasks {work: node} ──▶ control plane ──▶ worker B
+//!   (waits for the answer: its output's endpoint + ticket)                  │ inputs: DoGet from
+//! worker C ── Flight DoGet(node-output-…) ─────────────────────────────────▶│ the producer, or
+//! coordinator ── DoAction(release) at the run's end ────────────────────────▶│ its file if local
+//! ```
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arrow::record_batch::RecordBatch;
+use arrow_flight::{Action, FlightClient, Ticket};
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt, TryStreamExt};
+use lakeplan_core::{Error, Result};
+use lakeplan_lake::{
+    CommitExtras, Lake, NodeDispatch, NodeTask, NodeTaskResult, RemoteOutput, ShmJobDir,
+};
+use serde_json::json;
+
+use crate::dispatch::{Outcome, Work};
+use crate::error::{ApiError, WireError};
+use crate::registry::Tenant;
+use crate::worker::ControlPlane;
+
+/// Tickets of node outputs start with this (query tickets are plain hex).
+pub const OUTPUT_TICKET_PREFIX: &str = "node-output-";
+
+/// How long an output is kept when its run never releases it (its coordinator was lost).
+const OUTPUT_TTL: Duration = Duration::from_secs(12 * 3600);
+
+/// The name of the Flight action that releases an output.
+pub const RELEASE_ACTION: &str = "release";
+
+/// How often a node whose worker was lost (or that no worker took) is queued again.
+const NODE_RETRIES: usize = 2;
+
+struct Held {
+    path: PathBuf,
+    /// The node task's folder, removed when the output is released.
+    _dir: Option<ShmJobDir>,
+    expires: Instant,
+}
+
+/// The outputs this worker serves.
+#[derive(Default)]
+pub struct OutputStore {
+    held: Mutex<HashMap<String, Held>>,
+}
+
+impl OutputStore {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Held>> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Serves `path` (kept with `dir`, if given) under a new ticket.
+    pub fn put(&self, path: PathBuf, dir: Option<ShmJobDir>) -> String {
+        let ticket = format!("{OUTPUT_TICKET_PREFIX}{}", crate::worker::new_ticket());
+        let now = Instant::now();
+        let mut held = self.lock();
+        held.retain(|_, h| h.expires > now);
+        held.insert(
+            ticket.clone(),
+            Held {
+                path,
+                _dir: dir,
+                expires: now + OUTPUT_TTL,
+            },
+        );
+        ticket
+    }
+
+    /// The file behind a ticket (not spent: several nodes may read one output).
+    pub fn path(&self, ticket: &str) -> Option<PathBuf> {
+        let held = self.lock();
+        let h = held.get(ticket)?;
+        (h.expires > Instant::now()).then(|| h.path.clone())
+    }
+
+    /// Stops serving an output and frees its folder.
+    pub fn release(&self, ticket: &str) -> bool {
+        let gone = self.lock().remove(ticket);
+        gone.is_some()
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The batches of an Arrow IPC file, for Flight's encoder.
+pub fn read_output(path: &Path) -> Result<(arrow::datatypes::SchemaRef, Vec<RecordBatch>)> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path.display(), e))?;
+    let reader = arrow::ipc::reader::FileReader::try_new(std::io::BufReader::new(file), None)
+        .map_err(|e| Error::Internal(format!("reading {}: {e}", path.display())))?;
+    let schema = reader.schema();
+    let batches = reader
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::Internal(format!("reading {}: {e}", path.display())))?;
+    Ok((schema, batches))
+}
+
+async fn flight_client(endpoint: &str) -> Result<FlightClient> {
+    let channel = tonic::transport::Channel::from_shared(endpoint.to_string())
+        .map_err(|e| Error::InvalidInput(format!("worker endpoint '{endpoint}': {e}")))?
+        .connect()
+        .await
+        .map_err(|e| Error::Internal(format!("connecting to the worker at {endpoint}: {e}")))?;
+    Ok(FlightClient::new(channel))
+}
+
+/// Copies a node output from the worker that holds it into `dest` (an Arrow IPC file, written
+/// whole or not at all); returns its rows.
+pub async fn fetch(output: &RemoteOutput, dest: &Path) -> Result<u64> {
+    let failed = |e: &dyn std::fmt::Display| {
+        Error::Internal(format!(
+            "fetching a node output from the worker at {}: {e}",
+            output.endpoint
+        ))
+    };
+    let mut client = flight_client(&output.endpoint).await?;
+    let mut stream = client
+        .do_get(Ticket::new(output.ticket.clone()))
+        .await
+        .map_err(|e| failed(&e))?;
+    let tmp = dest.with_extension("arrow.part");
+    let mut writer: Option<arrow::ipc::writer::FileWriter<std::io::BufWriter<std::fs::File>>> =
+        None;
+    let open = |schema: &arrow::datatypes::Schema| {
+        let file = std::fs::File::create(&tmp).map_err(|e| Error::io(tmp.display(), e))?;
+        arrow::ipc::writer::FileWriter::try_new(std::io::BufWriter::new(file), schema)
+            .map_err(|e| failed(&e))
+    };
+    let mut rows = 0u64;
+    while let Some(batch) = stream.next().await {
+        let batch = batch.map_err(|e| failed(&e))?;
+        if writer.is_none() {
+            writer = Some(open(&batch.schema())?);
+        }
+        rows += batch.num_rows() as u64;
+        if let Some(w) = writer.as_mut() {
+            w.write(&batch).map_err(|e| failed(&e))?;
+        }
+    }
+    let mut writer = match writer {
+        Some(w) => w,
+        None => {
+            let schema = stream
+                .schema()
+                .cloned()
+                .ok_or_else(|| failed(&"the stream had no schema"))?;
+            open(&schema)?
+        }
+    };
+    writer.finish().map_err(|e| failed(&e))?;
+    drop(writer);
+    std::fs::rename(&tmp, dest).map_err(|e| Error::io(dest.display(), e))?;
+    Ok(rows)
+}
+
+/// A coordinator's way to its run's nodes: through the control plane's queue to any worker.
+pub struct WorkerNodes {
+    pub cp: Arc<ControlPlane>,
+    pub outputs: Arc<OutputStore>,
+    pub instance: String,
+    pub endpoint: String,
+    pub tenant: Tenant,
+    pub user: String,
+    pub commit: CommitExtras,
+}
+
+impl NodeDispatch for WorkerNodes {
+    fn run(&self, task: NodeTask) -> BoxFuture<'static, Result<NodeTaskResult>> {
+        let cp = self.cp.clone();
+        let body = json!({
+            "tenant": self.tenant,
+            "user": self.user,
+            "commit": self.commit,
+            "work": Work::Node(Box::new(task)),
+        });
+        async move {
+            let mut attempt = 0;
+            loop {
+                let resp = cp
+                    .post("/internal/v1/tasks")
+                    .json(&body)
+                    .send()
+                    .await
+                    .map_err(|e| Error::Internal(format!("queueing a node task: {e}")))?;
+                let status = resp.status();
+                let v: serde_json::Value = resp
+                    .json()
+                    .await
+                    .map_err(|e| Error::Internal(format!("a node task's answer: {e}")))?;
+                let error: Option<WireError> = match (&v["ok"], &v["error"]) {
+                    (ok, serde_json::Value::Null) if status.is_success() && !ok.is_null() => {
+                        return serde_json::from_value(ok.clone())
+                            .map_err(|e| Error::Internal(format!("a node task's answer: {e}")));
+                    }
+                    (_, serde_json::Value::Null) => None,
+                    (_, e) => serde_json::from_value(e.clone()).ok(),
+                };
+                let message = error
+                    .as_ref()
+                    .map(|e| e.message.clone())
+                    .or_else(|| v["error"]["message"].as_str().map(str::to_string))
+                    .unwrap_or_else(|| format!("the control plane answered {status}"));
+                let retry = error.as_ref().map_or(status.as_u16(), |e| e.status) == 503;
+                if retry && attempt < NODE_RETRIES {
+                    attempt += 1;
+                    eprintln!("warning: a node task failed ({message}); queueing it again");
+                    continue;
+                }
+                return Err(Error::InvalidOperation {
+                    op: "run a node task".into(),
+                    reason: message,
+                });
+            }
+        }
+        .boxed()
+    }
+
+    fn fetch(&self, output: RemoteOutput, dest: PathBuf) -> BoxFuture<'static, Result<()>> {
+        async move { fetch(&output, &dest).await.map(|_| ()) }.boxed()
+    }
+
+    fn share(&self, path: &Path) -> Result<RemoteOutput> {
+        if !path.is_file() {
+            return Err(Error::Internal(format!(
+                "sharing {}: no such output",
+                path.display()
+            )));
+        }
+        Ok(RemoteOutput {
+            endpoint: self.endpoint.clone(),
+            ticket: self.outputs.put(path.to_path_buf(), None),
+            instance: self.instance.clone(),
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn release(&self, outputs: Vec<RemoteOutput>) {
+        let mut elsewhere: HashMap<String, Vec<String>> = HashMap::new();
+        for o in outputs {
+            if o.instance == self.instance {
+                self.outputs.release(&o.ticket);
+            } else {
+                elsewhere.entry(o.endpoint).or_default().push(o.ticket);
+            }
+        }
+        if elsewhere.is_empty() {
+            return;
+        }
+        // Best effort: an output never released expires with its ticket.
+        tokio::spawn(async move {
+            for (endpoint, tickets) in elsewhere {
+                let Ok(mut client) = flight_client(&endpoint).await else {
+                    continue;
+                };
+                for t in tickets {
+                    let action = Action::new(RELEASE_ACTION, t.into_bytes());
+                    if let Ok(s) = client.do_action(action).await {
+                        let _ = s.try_collect::<Vec<_>>().await;
+                    }
+                }
+            }
+        });
+    }
+
+    fn instance(&self) -> String {
+        self.instance.clone()
+    }
+}
+
+/// Runs one node task here: fetches the inputs other workers hold, runs the function in a
+/// sandbox, and serves its output under a ticket of [`OutputStore`]. `stopped` ends it early
+/// (its sandbox is killed with it).
+pub async fn run_node(
+    lake: Lake,
+    task: NodeTask,
+    outputs: Arc<OutputStore>,
+    instance: &str,
+    endpoint: &str,
+    stopped: tokio::sync::oneshot::Receiver<()>,
+) -> Outcome {
+    let wire = |e: Error| WireError::from(ApiError::from(e));
+    let label = format!(
+        "{}-{}-{}",
+        &task.job_id[..task.job_id.len().min(12)],
+        task.node.name,
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let dir = ShmJobDir::create(&label).map_err(|e| wire(Error::Internal(e.to_string())))?;
+    let mut inputs = HashMap::new();
+    let mut lines = Vec::new();
+    for (up, loc) in &task.upstream {
+        if loc.instance == instance && loc.path.is_file() {
+            inputs.insert(up.clone(), loc.path.clone());
+            continue;
+        }
+        let dest = dir.input_dir().join(format!("{up}.upstream.arrow"));
+        let started = Instant::now();
+        let rows = fetch(loc, &dest).await.map_err(wire)?;
+        lines.push((
+            false,
+            format!(
+                "input '{up}': {rows} rows fetched over Arrow Flight from {} in {:.3} s",
+                loc.endpoint,
+                started.elapsed().as_secs_f64()
+            ),
+        ));
+        inputs.insert(up.clone(), dest);
+    }
+    // As a run: its future is driven on a blocking thread (pipeline code paths need not be
+    // Send), and dropped (killing the sandbox) when stopped.
+    let handle = tokio::runtime::Handle::current();
+    let worker = endpoint.to_string();
+    let ran = tokio::task::spawn_blocking(move || {
+        handle.block_on(async {
+            tokio::select! {
+                r = lake.run_node_task(&task, inputs, dir, &worker) => Some(r),
+                Ok(()) = stopped => None,
+            }
+        })
+    })
+    .await
+    .map_err(|e| wire(Error::Internal(format!("a node task: {e}"))))?;
+    let Some(ran) = ran else {
+        return Err(wire(Error::InvalidOperation {
+            op: "run the node".into(),
+            reason: "its run was stopped".into(),
+        }));
+    };
+    let run = ran.map_err(wire)?;
+    let mut result = run.result;
+    if let Some(path) = run.output {
+        result.output = Some(RemoteOutput {
+            endpoint: endpoint.to_string(),
+            ticket: outputs.put(path.clone(), Some(run.dir)),
+            instance: instance.to_string(),
+            path,
+        });
+    }
+    lines.extend(result.lines);
+    result.lines = lines;
+    serde_json::to_value(result)
+        .map_err(|e| wire(Error::Internal(format!("a node task's answer: {e}"))))
+}
