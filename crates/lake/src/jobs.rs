@@ -79,16 +79,21 @@ fn yes() -> bool {
     true
 }
 
+#[derive(Clone)]
 pub struct JobStore {
     store: Arc<dyn Metastore>,
     dir: PathBuf,
 }
 
 /// Settings of the lake's metastore that hold jobs: `job/<id>` the record (JSON),
-/// `job-code/<id>` the code snapshot (base64 zip), `job-log/<id>` the log of an ended job.
+/// `job-code/<id>` the code snapshot (base64 zip), `job-live/<id>/<time>-<writer>-<seq>` the
+/// log as it is written, in parts (whole lines) from each process that runs part of the job
+/// (the coordinator, the workers of its nodes), and `job-log/<id>` the log of an ended job
+/// that has no parts (a job from before parts, or whose parts could not be written).
 const RECORD: &str = "job/";
 const CODE: &str = "job-code/";
 const LOG: &str = "job-log/";
+const LIVE: &str = "job-live/";
 
 fn to_json(rec: &JobRecord) -> Result<String> {
     serde_json::to_string(rec).map_err(|e| Error::Internal(format!("job record: {e}")))
@@ -238,9 +243,25 @@ impl JobStore {
         Ok(path)
     }
 
-    /// Keeps a copy of an ended job's log in the metastore (a warning, not an error, if that
-    /// fails: the job's outcome is recorded already).
+    /// Adds whole lines to a job's log as it runs, as the `seq`-th part from `writer` (a
+    /// process's random name): any server on the metastore reads them while the job runs.
+    pub fn append_log_part(&self, id: &str, writer: &str, seq: u64, text: &str) -> Result<()> {
+        let micros = Utc::now().timestamp_micros().max(0);
+        self.store
+            .set_setting(&format!("{LIVE}{id}/{micros:020}-{writer}-{seq:010}"), text)
+    }
+
+    /// The parts of a job's log written so far, in time order: (key, text).
+    pub fn log_parts(&self, id: &str) -> Result<Vec<(String, String)>> {
+        self.store.list_settings(&format!("{LIVE}{id}/"))
+    }
+
+    /// Keeps a copy of an ended job's log in the metastore, unless its parts are there
+    /// already (a warning, not an error, if that fails: the job's outcome is recorded already).
     pub fn keep_log(&self, id: &str) {
+        if self.log_parts(id).is_ok_and(|p| !p.is_empty()) {
+            return;
+        }
         let path = self.log_path(id);
         let Ok(text) = std::fs::read_to_string(&path) else {
             return;
@@ -255,8 +276,12 @@ impl JobStore {
         self.store.get_setting(&format!("{LOG}{id}"))
     }
 
-    /// A job's log: its file here, else the metastore's copy, else nothing yet.
+    /// A job's log: its parts, else its file here, else the metastore's copy, else nothing yet.
     pub fn log_text(&self, id: &str) -> Result<String> {
+        let parts = self.log_parts(id)?;
+        if !parts.is_empty() {
+            return Ok(parts.into_iter().map(|(_, t)| t).collect());
+        }
         let path = self.log_path(id);
         match std::fs::read_to_string(&path) {
             Ok(t) => Ok(t),
@@ -361,6 +386,37 @@ mod tests {
     }
 
     /// A lake from before jobs moved to the metastore keeps its jobs.
+    /// The log's parts, from any process on the metastore, are the log: in time order, read
+    /// by another machine's job store, and an ended job's file is not copied beside them.
+    #[test]
+    fn log_parts_are_the_log_wherever_they_were_written() {
+        let shared = metastore();
+        let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let a = JobStore::open(a_dir.path(), shared.clone()).unwrap();
+        let b = JobStore::open(b_dir.path(), shared).unwrap();
+        a.insert(&rec("j1")).unwrap();
+        std::fs::write(a.log_path("j1"), "the file\n").unwrap();
+        assert_eq!(
+            a.log_text("j1").unwrap(),
+            "the file\n",
+            "no parts yet: the file"
+        );
+        a.append_log_part("j1", "coord", 0, "one\n").unwrap();
+        b.append_log_part("j1", "node", 0, "two\n").unwrap();
+        a.append_log_part("j1", "coord", 1, "three\n").unwrap();
+        for store in [&a, &b] {
+            assert_eq!(store.log_text("j1").unwrap(), "one\ntwo\nthree\n");
+        }
+        assert_eq!(b.log_parts("j1").unwrap().len(), 3);
+        assert!(b.log_parts("j").unwrap().is_empty(), "another job's prefix");
+        a.keep_log("j1");
+        assert_eq!(
+            a.kept_log("j1").unwrap(),
+            None,
+            "the parts are kept already"
+        );
+    }
+
     #[test]
     fn an_old_jobs_db_is_moved_into_the_metastore() {
         let dir = tempfile::tempdir().unwrap();

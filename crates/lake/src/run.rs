@@ -45,6 +45,9 @@ use crate::Lake;
 mod remote;
 pub use remote::{NodeDispatch, NodeRun, NodeTask, NodeTaskResult, Nodes, RemoteOutput};
 
+/// How often a run's new log lines go to the metastore, where every server reads them.
+const LIVE_FLUSH: Duration = Duration::from_millis(300);
+
 /// Default time limit of one function (`@resources(timeout=...)` overrides it).
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3600);
 
@@ -254,6 +257,12 @@ struct RunCtx {
     fetching: tokio::sync::Mutex<()>,
     /// More folders bound read-only into sandboxes (inputs held by other tasks of this worker).
     extra_ro: Vec<PathBuf>,
+    /// Log lines not yet written as a part of the job's log in the metastore.
+    live: Mutex<String>,
+    /// This process's name in the parts' keys, and how many it wrote.
+    writer: String,
+    parts: std::sync::atomic::AtomicU64,
+    jobs: JobStore,
 }
 
 /// What a [`RunCtx`] is made of, besides the lake's helpers.
@@ -309,6 +318,16 @@ impl RunCtx {
     }
 
     fn emit(&self, ev: RunEvent) {
+        self.emit_to(ev, true);
+    }
+
+    /// Writes lines another process logged already (a node's worker): to the file and the
+    /// observer, not again to the job's live log.
+    fn emit_relayed(&self, ev: RunEvent) {
+        self.emit_to(ev, false);
+    }
+
+    fn emit_to(&self, ev: RunEvent, live: bool) {
         // The log marks what a function wrote to stderr; otherwise it reads like the terminal.
         let line = match &ev {
             RunEvent::Line {
@@ -318,10 +337,52 @@ impl RunCtx {
             } => format!("[{node}] ! {line}"),
             other => other.to_string(),
         };
+        let line = format!("{} {line}\n", Utc::now().format("%H:%M:%S%.3f"));
         if let Ok(mut f) = self.log.lock() {
-            let _ = writeln!(f, "{} {line}", Utc::now().format("%H:%M:%S%.3f"));
+            let _ = f.write_all(line.as_bytes());
+        }
+        if live {
+            if let Ok(mut l) = self.live.lock() {
+                l.push_str(&line);
+            }
         }
         (self.observer)(&ev);
+    }
+
+    /// Writes the lines logged since the last call as a part of the job's log.
+    fn flush_live(&self) {
+        let text = match self.live.lock() {
+            Ok(mut l) if !l.is_empty() => std::mem::take(&mut *l),
+            _ => return,
+        };
+        let seq = self
+            .parts
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Err(e) = self
+            .jobs
+            .append_log_part(&self.job_id, &self.writer, seq, &text)
+        {
+            eprintln!("warning: job {}: a part of its log: {e}", self.job_id);
+        }
+    }
+
+    /// Runs `fut`, writing what it logs to the job's live log every few hundred milliseconds
+    /// and once more at its end.
+    async fn live_while<T>(&self, fut: impl std::future::Future<Output = T>) -> T {
+        let ticker = async {
+            loop {
+                tokio::time::sleep(LIVE_FLUSH).await;
+                self.flush_live();
+            }
+        };
+        tokio::pin!(fut);
+        tokio::pin!(ticker);
+        let out = tokio::select! {
+            out = &mut fut => out,
+            never = &mut ticker => never,
+        };
+        self.flush_live();
+        out
     }
 
     fn node_dir(&self, node: &str) -> Result<PathBuf> {
@@ -487,6 +548,10 @@ impl Lake {
             remote_outputs: Mutex::new(HashMap::new()),
             fetching: tokio::sync::Mutex::new(()),
             extra_ro: Vec::new(),
+            live: Mutex::new(String::new()),
+            writer: uuid::Uuid::new_v4().simple().to_string()[..8].to_string(),
+            parts: std::sync::atomic::AtomicU64::new(0),
+            jobs: self.jobs()?,
         })
     }
 
@@ -665,7 +730,7 @@ impl Lake {
                     return Err((vec![], Error::InvalidInput(e.to_string())));
                 }
             }
-            self.execute(
+            ctx.live_while(self.execute(
                 &ctx,
                 &plan,
                 opts,
@@ -673,7 +738,7 @@ impl Lake {
                 tx_branch.as_deref(),
                 &project,
                 &code_hash,
-            )
+            ))
             .await
         }
         .await;
@@ -718,6 +783,8 @@ impl Lake {
                 rec.error = Some(msg);
             }
         }
+        // Its last lines before its status: a reader that sees the job ended has all of them.
+        ctx.flush_live();
         jobs.update(&rec)?;
         jobs.keep_log(&job_id);
         self.record(
@@ -1805,12 +1872,15 @@ impl Lake {
             Some(tx) => format!("{why}; the temporary branch '{tx}' is kept"),
             None => why.to_string(),
         });
-        jobs.update(&job)?;
         let log = jobs.log_path(&job.id);
         if let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(&log) {
             use std::io::Write;
             let _ = writeln!(f, "error: {why}");
         }
+        if jobs.log_parts(&job.id).is_ok_and(|p| !p.is_empty()) {
+            let _ = jobs.append_log_part(&job.id, "end", 0, &format!("error: {why}\n"));
+        }
+        jobs.update(&job)?;
         jobs.keep_log(&job.id);
         let op = if status == JobStatus::Cancelled {
             "job.stop"

@@ -957,47 +957,39 @@ async fn job_logs(c: Caller, Path(id): Path<String>) -> ApiResult {
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
 }
 
-/// Where a log stream is: how far the file has been read, a partial last line, whether the end
-/// was sent.
+/// Where a log stream is: the parts of the job's log sent already (see
+/// [`lakeplan_lake::JobStore::log_parts`]), whether anything was sent, whether the end was.
 struct LogTail {
     jobs: lakeplan_lake::JobStore,
     /// The tenant's local folder, shown as `<lake>` (see [`redact`]).
     root: String,
     id: String,
-    path: std::path::PathBuf,
-    offset: u64,
+    seen: std::collections::HashSet<String>,
     partial: String,
     ended: bool,
 }
 
 impl LogTail {
-    /// New complete lines since the last read (a partial last line waits for its end).
-    fn read_lines(&mut self) -> Result<Vec<String>, Error> {
-        use std::io::{Read, Seek, SeekFrom};
-        let mut buf = Vec::new();
-        match std::fs::File::open(&self.path) {
-            Ok(mut f) => {
-                f.seek(SeekFrom::Start(self.offset))
-                    .map_err(|e| Error::io(self.path.display(), e))?;
-                f.read_to_end(&mut buf)
-                    .map_err(|e| Error::io(self.path.display(), e))?;
+    /// New lines since the last read: the parts written since, whichever process of the job
+    /// wrote them (its coordinator, its nodes' workers) and whichever machine it is on. A job
+    /// that ended without parts (from an older lakeplan) is read whole, from its file or the
+    /// metastore's copy.
+    fn read_lines(&mut self, finished: bool) -> Result<Vec<String>, Error> {
+        let parts = self.jobs.log_parts(&self.id)?;
+        let mut text = std::mem::take(&mut self.partial);
+        if parts.is_empty() && self.seen.is_empty() {
+            if finished {
+                self.seen.insert(String::new());
+                text.push_str(&self.jobs.log_text(&self.id)?);
             }
-            // A job that ran on another machine: its log, once it ended, from the metastore.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                if self.offset > 0 {
-                    return Ok(Vec::new());
-                }
-                match self.jobs.kept_log(&self.id)? {
-                    Some(text) => buf = text.into_bytes(),
-                    None => return Ok(Vec::new()),
+        } else {
+            for (key, part) in parts {
+                if self.seen.insert(key) {
+                    text.push_str(&part);
                 }
             }
-            Err(e) => return Err(Error::io(self.path.display(), e)),
         }
-        self.offset += buf.len() as u64;
-        self.partial.push_str(&String::from_utf8_lossy(&buf));
-        let mut lines: Vec<String> = self
-            .partial
+        let mut lines: Vec<String> = text
             .split('\n')
             .map(|l| l.replace(&self.root, "<lake>"))
             .collect();
@@ -1014,7 +1006,8 @@ impl LogTail {
         loop {
             // Read the status before the log: a job that ended has written its last line.
             let status = self.jobs.get(&self.id).map(|j| j.status);
-            let lines = match self.read_lines() {
+            let finished = status.as_ref().is_ok_and(|s| s.is_finished());
+            let lines = match self.read_lines(finished) {
                 Ok(l) => l,
                 Err(e) => {
                     self.ended = true;
@@ -1054,10 +1047,9 @@ async fn job_log_stream(c: Caller, Path(id): Path<String>) -> ApiResult {
     let job = jobs.get(&id)?;
     let tail = LogTail {
         root: c.lake.root().display().to_string(),
-        path: jobs.log_path(&job.id),
         id: job.id,
         jobs,
-        offset: 0,
+        seen: Default::default(),
         partial: String::new(),
         ended: false,
     };

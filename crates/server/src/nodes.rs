@@ -190,7 +190,7 @@ impl NodeDispatch for WorkerNodes {
             "work": Work::Node(Box::new(task)),
         });
         async move {
-            let mut attempt = 0;
+            let mut retried = Vec::new();
             loop {
                 let resp = cp
                     .post("/internal/v1/tasks")
@@ -205,8 +205,10 @@ impl NodeDispatch for WorkerNodes {
                     .map_err(|e| Error::Internal(format!("a node task's answer: {e}")))?;
                 let error: Option<WireError> = match (&v["ok"], &v["error"]) {
                     (ok, serde_json::Value::Null) if status.is_success() && !ok.is_null() => {
-                        return serde_json::from_value(ok.clone())
-                            .map_err(|e| Error::Internal(format!("a node task's answer: {e}")));
+                        let mut answer: NodeTaskResult = serde_json::from_value(ok.clone())
+                            .map_err(|e| Error::Internal(format!("a node task's answer: {e}")))?;
+                        answer.retried = retried;
+                        return Ok(answer);
                     }
                     (_, serde_json::Value::Null) => None,
                     (_, e) => serde_json::from_value(e.clone()).ok(),
@@ -217,9 +219,8 @@ impl NodeDispatch for WorkerNodes {
                     .or_else(|| v["error"]["message"].as_str().map(str::to_string))
                     .unwrap_or_else(|| format!("the control plane answered {status}"));
                 let retry = error.as_ref().map_or(status.as_u16(), |e| e.status) == 503;
-                if retry && attempt < NODE_RETRIES {
-                    attempt += 1;
-                    eprintln!("warning: a node task failed ({message}); queueing it again");
+                if retry && retried.len() < NODE_RETRIES {
+                    retried.push(message);
                     continue;
                 }
                 return Err(Error::InvalidOperation {
@@ -303,7 +304,7 @@ pub async fn run_node(
     );
     let dir = ShmJobDir::create(&label).map_err(|e| wire(Error::Internal(e.to_string())))?;
     let mut inputs = HashMap::new();
-    let mut lines = Vec::new();
+    let mut notes = Vec::new();
     for (up, loc) in &task.upstream {
         if loc.instance == instance && loc.path.is_file() {
             inputs.insert(up.clone(), loc.path.clone());
@@ -312,13 +313,10 @@ pub async fn run_node(
         let dest = dir.input_dir().join(format!("{up}.upstream.arrow"));
         let started = Instant::now();
         let rows = fetch(loc, &dest).await.map_err(wire)?;
-        lines.push((
-            false,
-            format!(
-                "input '{up}': {rows} rows fetched over Arrow Flight from {} in {:.3} s",
-                loc.endpoint,
-                started.elapsed().as_secs_f64()
-            ),
+        notes.push(format!(
+            "input '{up}': {rows} rows fetched over Arrow Flight from {} in {:.3} s",
+            loc.endpoint,
+            started.elapsed().as_secs_f64()
         ));
         inputs.insert(up.clone(), dest);
     }
@@ -329,7 +327,7 @@ pub async fn run_node(
     let ran = tokio::task::spawn_blocking(move || {
         handle.block_on(async {
             tokio::select! {
-                r = lake.run_node_task(&task, inputs, dir, &worker) => Some(r),
+                r = lake.run_node_task(&task, inputs, dir, &worker, &notes) => Some(r),
                 Ok(()) = stopped => None,
             }
         })
@@ -352,8 +350,6 @@ pub async fn run_node(
             path,
         });
     }
-    lines.extend(result.lines);
-    result.lines = lines;
     serde_json::to_value(result)
         .map_err(|e| wire(Error::Internal(format!("a node task's answer: {e}"))))
 }

@@ -344,7 +344,22 @@ fn two_servers_on_one_postgres_metastore_share_jobs() {
             .as_str()
             .expect("job id")
             .to_string();
-        // Followed through server B, which did not run it.
+        // Followed live through server B, which did not run it: the stream reads the log's
+        // parts from the metastore, and ends with the job's status.
+        let stream = reqwest::Client::new()
+            .get(format!("{}/api/v1/jobs/{id}/logs/stream", b.base))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .expect("log stream")
+            .text()
+            .await
+            .expect("stream text");
+        assert!(
+            stream.contains("data: ") && stream.contains("vendors"),
+            "{stream}"
+        );
+        assert!(stream.contains("event: end\ndata: succeeded"), "{stream}");
         let mut status = String::new();
         for _ in 0..600 {
             let (_, job) = call("GET", &format!("{}/api/v1/jobs/{id}", b.base), &key, None).await;
@@ -915,5 +930,87 @@ def all_fares(cheap=lakeplan.Model("cheap"), dear=lakeplan.Model("dear")):
             "SELECT count(*) FROM trips WHERE fare < 20 OR fare >= 20",
             &[]
         )
+    );
+}
+
+/// A node's worker lost mid-node: the node is queued again and another worker runs it, so the
+/// run still publishes. What the function prints reaches the job's log while it runs, from
+/// the node's worker (through the metastore, as any server would read it).
+#[test]
+fn a_node_whose_worker_is_lost_runs_again_elsewhere_and_its_lines_are_live() {
+    let env = worker_env();
+    let (remote, server) =
+        remote_lake_with(&env, &["--workers", "0", "--worker-timeout-secs", "2"]);
+    let _coordinator = worker_with(&server, &env, &["--tasks", "run,query,import"]);
+    let mut first = worker_with(&server, &env, &["--tasks", "node"]);
+    remote.load("trips", &data("trips_2024_01.csv"), &[]);
+    let dir = remote.file("retry");
+    std::fs::create_dir_all(&dir).expect("project dir");
+    std::fs::write(
+        dir.join("lakeplan_project.yml"),
+        "project:\n  name: retry\n",
+    )
+    .expect("project file");
+    std::fs::write(
+        dir.join("models.py"),
+        r#"import time
+
+import lakeplan
+
+
+@lakeplan.model(materialization_strategy="REPLACE")
+@lakeplan.python("3.11")
+def slow(trips=lakeplan.Model("trips", columns=["trip_id"])):
+    print("sleeping", flush=True)
+    time.sleep(4)
+    return trips
+"#,
+    )
+    .expect("models.py");
+    let d = dir.display().to_string();
+    let before = remote.head("main");
+    let started = remote.json(&["run", "-p", &d, "--detach", "--no-cache"]);
+    let id = started["job_id"].as_str().expect("job id").to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let log = remote.ok(&["job", "logs", &id]);
+        if log.contains("[slow] sleeping") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the function's print never reached the log while it ran: {log}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(remote.json(&["job", "get", &id])["status"], "running");
+    first.0.kill().expect("kill the node's worker");
+    let _ = first.0.wait();
+    let _second = worker_with(&server, &env, &["--tasks", "node"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let job = loop {
+        let job = remote.json(&["job", "get", &id]);
+        if job["status"] != "running" {
+            break job;
+        }
+        assert!(std::time::Instant::now() < deadline, "still running: {job}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let log = remote.ok(&["job", "logs", &id]);
+    assert_eq!(job["status"], "succeeded", "{job}\n{log}");
+    assert!(
+        log.contains("queued again after an attempt failed"),
+        "{log}"
+    );
+    assert!(log.contains("lost"), "{log}");
+    assert_eq!(
+        log.matches("[slow] sleeping").count(),
+        2,
+        "it ran twice, once per worker: {log}"
+    );
+    assert_ne!(remote.head("main"), before, "the run published");
+    assert_eq!(
+        remote.count("SELECT count(*) FROM slow", &[]),
+        remote.count("SELECT count(*) FROM trips", &[])
     );
 }

@@ -72,6 +72,10 @@ pub struct NodeTaskResult {
     pub lines: Vec<(bool, String)>,
     /// The worker that ran it.
     pub worker: String,
+    /// Why earlier attempts ended without an answer (their worker was lost): the node was
+    /// queued again.
+    #[serde(default)]
+    pub retried: Vec<String>,
 }
 
 /// How a coordinator reaches the other workers (implemented by the server's worker).
@@ -219,13 +223,19 @@ impl Lake {
             .run(task)
             .await
             .map_err(|e| node_err(&node.name, e))?;
+        for why in &answer.retried {
+            ctx.emit(RunEvent::Warning(format!(
+                "[{}] queued again after an attempt failed: {why}",
+                node.name
+            )));
+        }
         ctx.emit(RunEvent::Line {
             node: node.name.clone(),
             stderr: false,
             line: format!("ran on worker {}", answer.worker),
         });
         for (stderr, line) in answer.lines {
-            ctx.emit(RunEvent::Line {
+            ctx.emit_relayed(RunEvent::Line {
                 node: node.name.clone(),
                 stderr,
                 line,
@@ -246,14 +256,15 @@ impl Lake {
 
     /// The node worker's side: runs `task` with its upstream outputs at `inputs` (files on this
     /// machine: fetched into `dir`'s input folder, or another worker's on this machine), in a
-    /// sandbox of its own. `worker` names this worker in the answer; the output's location is
-    /// the caller's to fill in.
+    /// sandbox of its own. `notes` go to the node's log first (how its inputs came). `worker`
+    /// names this worker in the answer; the output's location is the caller's to fill in.
     pub async fn run_node_task(
         &self,
         task: &NodeTask,
         inputs: HashMap<String, PathBuf>,
         dir: ShmJobDir,
         worker: &str,
+        notes: &[String],
     ) -> Result<NodeRun> {
         let node = &task.node;
         if node.kind == NodeKind::SqlModel {
@@ -325,21 +336,29 @@ impl Lake {
         for (up, path) in inputs {
             ctx.set_output(&up, path)?;
         }
-        let ran = async {
-            let env = self.prepare_env(&ctx, node).await?;
-            let node_dir = ctx.node_dir(&node.name)?;
-            let out = node_dir.join("output.arrow");
-            match self
-                .run_python(&ctx, node, env, &node_dir, &out, None)
-                .await?
-            {
-                PyRun::Ran(r) => Ok((r, out)),
-                PyRun::Skipped(Skip::Cancelled | Skip::Hit(_)) => {
-                    Err(Error::Internal("a node task is never skipped".into()))
-                }
-            }
+        for note in notes {
+            ctx.emit(RunEvent::Line {
+                node: node.name.clone(),
+                stderr: false,
+                line: note.clone(),
+            });
         }
-        .await;
+        let ran = ctx
+            .live_while(async {
+                let env = self.prepare_env(&ctx, node).await?;
+                let node_dir = ctx.node_dir(&node.name)?;
+                let out = node_dir.join("output.arrow");
+                match self
+                    .run_python(&ctx, node, env, &node_dir, &out, None)
+                    .await?
+                {
+                    PyRun::Ran(r) => Ok((r, out)),
+                    PyRun::Skipped(Skip::Cancelled | Skip::Hit(_)) => {
+                        Err(Error::Internal("a node task is never skipped".into()))
+                    }
+                }
+            })
+            .await;
         let (result, error, output) = match ran {
             Ok((r, out)) => {
                 let output = (node.kind != NodeKind::Expectation).then_some(out);
@@ -363,6 +382,7 @@ impl Lake {
                 output: None,
                 lines: lines.unwrap_or_default(),
                 worker: worker.to_string(),
+                retried: Vec::new(),
             },
             output,
             dir: ctx.shm,
