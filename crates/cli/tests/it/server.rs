@@ -67,6 +67,16 @@ async fn call(method: &str, url: &str, key: &str, body: Option<Value>) -> (u16, 
     )
 }
 
+/// A GET's body as text (a log, an event stream).
+async fn get_text(url: &str, key: &str) -> String {
+    let (status, body) = call("GET", url, key, None).await;
+    assert_eq!(status, 200, "{url}: {body}");
+    match body {
+        Value::String(text) => text,
+        other => other.to_string(),
+    }
+}
+
 #[test]
 fn admin_creates_keys_that_a_running_server_honours_until_revoked() {
     let lake = Lake::new();
@@ -346,15 +356,7 @@ fn two_servers_on_one_postgres_metastore_share_jobs() {
             .to_string();
         // Followed live through server B, which did not run it: the stream reads the log's
         // parts from the metastore, and ends with the job's status.
-        let stream = reqwest::Client::new()
-            .get(format!("{}/api/v1/jobs/{id}/logs/stream", b.base))
-            .bearer_auth(&key)
-            .send()
-            .await
-            .expect("log stream")
-            .text()
-            .await
-            .expect("stream text");
+        let stream = get_text(&format!("{}/api/v1/jobs/{id}/logs/stream", b.base), &key).await;
         assert!(
             stream.contains("data: ") && stream.contains("vendors"),
             "{stream}"
@@ -376,15 +378,7 @@ fn two_servers_on_one_postgres_metastore_share_jobs() {
                 .is_some_and(|j| j.iter().any(|x| x["id"] == id.as_str())),
             "{jobs}"
         );
-        let log = reqwest::Client::new()
-            .get(format!("{}/api/v1/jobs/{id}/logs", b.base))
-            .bearer_auth(&key)
-            .send()
-            .await
-            .expect("logs")
-            .text()
-            .await
-            .expect("text");
+        let log = get_text(&format!("{}/api/v1/jobs/{id}/logs", b.base), &key).await;
         assert!(
             log.contains("vendors") && log.contains("succeeded"),
             "{log}"
