@@ -101,7 +101,17 @@ pub async fn discover(uri: &str) -> Result<Vec<SourceFile>> {
         }
     } else {
         let p = PathBuf::from(local);
-        let meta = std::fs::metadata(&p).map_err(|e| Error::io(uri, e))?;
+        // A path the user named that is not there (or not theirs to read) is their input's
+        // fault, said as such: a server reports it as a bad request, not an internal error.
+        let meta = std::fs::metadata(&p).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                Error::InvalidInput(format!("'{uri}': no such file or folder"))
+            }
+            std::io::ErrorKind::PermissionDenied => {
+                Error::InvalidInput(format!("'{uri}': permission denied"))
+            }
+            _ => Error::io(uri, e),
+        })?;
         if meta.is_dir() {
             walk(&p, &mut paths)?;
             paths.retain(|p| Format::from_path(p).is_ok());

@@ -1,8 +1,11 @@
 use crate::util::{data, Lake};
 
-#[test]
-fn bad_input_gets_a_one_line_error_and_changes_nothing() {
-    let l = Lake::new();
+in_both_modes!(
+    bad_input_gets_a_one_line_error_and_changes_nothing,
+    concurrent_writers_on_one_branch_lose_nothing,
+);
+
+fn bad_input_gets_a_one_line_error_and_changes_nothing(l: &Lake) {
     l.load("trips", &data("trips_2024_01.csv"), &[]);
     let head = l.head("main");
     let bad_row = l.write("short.csv", "trip_id,vendor\n1,acme\n2\n3,zoom\n");
@@ -70,9 +73,7 @@ fn bad_input_gets_a_one_line_error_and_changes_nothing() {
     assert!(!l.dir.path().join("evil").exists());
 }
 
-#[test]
-fn concurrent_writers_on_one_branch_lose_nothing() {
-    let l = Lake::new();
+fn concurrent_writers_on_one_branch_lose_nothing(l: &Lake) {
     // 6 processes import into 6 different tables of main at once: all land
     let files: Vec<String> = (0..6)
         .map(|i| {

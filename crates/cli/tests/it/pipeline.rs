@@ -11,19 +11,42 @@ use serde_json::Value;
 
 use crate::util::{data, Lake};
 
-fn env_cache() -> String {
+in_both_modes!(
+    env = vec![("LAKEPLAN_ENV_CACHE", crate::pipeline::env_cache())];
+    taxi_example_end_to_end_cache_and_parameters,
+    taxi_dry_run_no_transaction_and_preview,
+    bauplan_style_project_runs_unchanged,
+    failing_expectation_publishes_nothing_unless_not_strict,
+    a_function_that_raises_or_returns_garbage_fails_the_run,
+    time_and_memory_limits_kill_the_function,
+    the_sandbox_hides_host_files_and_the_network,
+    unknown_packages_and_missing_python_versions,
+    the_planner_rejects_bad_projects_with_file_and_line,
+    init_and_parameters,
+    detached_runs_can_be_followed_and_stopped,
+    rerun_replays_the_stored_code_at_the_recorded_inputs,
+    an_unchanged_append_model_is_not_appended_twice,
+    shared_memory_is_released_as_soon_as_nothing_reads_it,
+);
+
+pub(crate) fn env_cache() -> String {
     Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join("pipeline-envs")
         .display()
         .to_string()
 }
 
-/// A lake with default.trips (2000 rows) and default.zones (40 rows) on main.
+/// Puts default.trips (2000 rows) and default.zones (40 rows) on main.
+fn load_inputs(l: &Lake) {
+    l.load("trips", &data("trips_2024_01.csv"), &[]);
+    l.load("zones", &data("zones.jsonl"), &[]);
+}
+
+/// A lake of [`load_inputs`], embedded, for what only embedded mode has.
 fn lake() -> Lake {
     let mut l = Lake::new();
     l.env.push(("LAKEPLAN_ENV_CACHE".into(), env_cache()));
-    l.load("trips", &data("trips_2024_01.csv"), &[]);
-    l.load("zones", &data("zones.jsonl"), &[]);
+    load_inputs(&l);
     l
 }
 
@@ -213,13 +236,12 @@ fn assert_boroughs(l: &Lake, min_fare: f64, min_trips: i64) {
 
 const TAXI_ID: &str = "3c1f0a8e-5b2d-4d7e-9a61-7f2b8c4e9d10";
 
-#[test]
-fn taxi_example_end_to_end_cache_and_parameters() {
-    let l = lake();
-    let p = example(&l, "taxi");
+fn taxi_example_end_to_end_cache_and_parameters(l: &Lake) {
+    load_inputs(l);
+    let p = example(l, "taxi");
     let before = l.head("main");
 
-    let r = run_ok(&l, &p, &[]);
+    let r = run_ok(l, &p, &[]);
     let id = r.id();
     // published: main moved to the run's commit, which carries the job's properties
     let head = l.head("main");
@@ -235,8 +257,8 @@ fn taxi_example_end_to_end_cache_and_parameters() {
     assert_eq!(r.job["code_hash"].as_str().unwrap().len(), 64);
     // the temporary branch did its job and is gone
     let tx = r.job["tx_branch"].as_str().unwrap();
-    assert!(!branch_exists(&l, tx));
-    assert!(run_branches(&l).is_empty());
+    assert!(!branch_exists(l, tx));
+    assert!(run_branches(l).is_empty());
 
     // tables: the materialized models hold what the same logic in SQL computes
     assert_eq!(
@@ -255,7 +277,7 @@ fn taxi_example_end_to_end_cache_and_parameters() {
         ),
         0
     );
-    assert_boroughs(&l, 5.0, 100);
+    assert_boroughs(l, 5.0, 100);
     // zone_stats is NONE: in memory only
     assert!(!l.run(&["table", "get", "zone_stats"]).status.success());
     for n in [
@@ -282,7 +304,7 @@ fn taxi_example_end_to_end_cache_and_parameters() {
     assert_eq!(got["status"], "succeeded");
     assert_eq!(got["project_id"], TAXI_ID);
     assert_eq!(got["parameters"]["min_fare"], "5");
-    let log = job_log(&l, &id);
+    let log = job_log(l, &id);
     assert!(
         log.contains("clean_trips: kept"),
         "user output in the log: {log}"
@@ -292,7 +314,7 @@ fn taxi_example_end_to_end_cache_and_parameters() {
 
     // an unchanged second run: every node from the cache, nothing published
     let commits = l.log_len("main");
-    let r2 = run_ok(&l, &p, &[]);
+    let r2 = run_ok(l, &p, &[]);
     for n in [
         "clean_trips",
         "zone_stats",
@@ -304,17 +326,17 @@ fn taxi_example_end_to_end_cache_and_parameters() {
     assert!(r2.job["result_commit"].is_null(), "{}", r2.job);
     assert_eq!(l.head("main"), head);
     assert_eq!(l.log_len("main"), commits);
-    assert!(run_branches(&l).is_empty());
+    assert!(run_branches(l).is_empty());
 
     // a parameter only the SQL model reads: only it runs again
-    let r3 = run_ok(&l, &p, &["--param", "min_trips=300"]);
+    let r3 = run_ok(l, &p, &["--param", "min_trips=300"]);
     assert_eq!(r3.status("clean_trips"), "cached");
     assert_eq!(r3.status("zone_stats"), "cached");
     assert_eq!(r3.status("clean_trips_are_valid"), "cached");
     assert_eq!(r3.status("borough_summary"), "succeeded");
-    assert_boroughs(&l, 5.0, 300);
+    assert_boroughs(l, 5.0, 300);
     // the Python models' parameter: everything downstream of it runs again
-    let r4 = run_ok(&l, &p, &["--param", "min_fare=20"]);
+    let r4 = run_ok(l, &p, &["--param", "min_fare=20"]);
     for n in [
         "clean_trips",
         "zone_stats",
@@ -323,14 +345,14 @@ fn taxi_example_end_to_end_cache_and_parameters() {
     ] {
         assert_eq!(r4.status(n), "succeeded", "{n}");
     }
-    assert_boroughs(&l, 20.0, 100);
+    assert_boroughs(l, 20.0, 100);
     assert_eq!(
         l.count("SELECT count(*) FROM clean_trips", &[]),
         l.count("SELECT count(*) FROM trips WHERE fare >= 20", &[])
     );
 
     // --no-cache executes everything again
-    let r5 = run_ok(&l, &p, &["--no-cache", "--param", "min_fare=20"]);
+    let r5 = run_ok(l, &p, &["--no-cache", "--param", "min_fare=20"]);
     for n in [
         "clean_trips",
         "zone_stats",
@@ -341,14 +363,13 @@ fn taxi_example_end_to_end_cache_and_parameters() {
     }
 }
 
-#[test]
-fn taxi_dry_run_no_transaction_and_preview() {
-    let l = lake();
-    let p = example(&l, "taxi");
+fn taxi_dry_run_no_transaction_and_preview(l: &Lake) {
+    load_inputs(l);
+    let p = example(l, "taxi");
     let before = l.head("main");
 
     // --dry-run: the plan is printed, functions run, nothing is materialized
-    let r = run_ok(&l, &p, &["--dry-run"]);
+    let r = run_ok(l, &p, &["--dry-run"]);
     assert_eq!(r.job["dry_run"], true);
     assert!(r.job["tx_branch"].is_null());
     assert!(r.job["result_commit"].is_null());
@@ -356,13 +377,13 @@ fn taxi_dry_run_no_transaction_and_preview() {
     assert!(r.stderr.contains("[clean_trips]"));
     assert_eq!(l.head("main"), before);
     assert!(!l.run(&["table", "get", "clean_trips"]).status.success());
-    assert!(run_branches(&l).is_empty());
+    assert!(run_branches(l).is_empty());
 
     // --no-transaction: written straight to main, no temporary branch
-    let r = run_ok(&l, &p, &["--no-transaction", "--param", "min_fare=20"]);
+    let r = run_ok(l, &p, &["--no-transaction", "--param", "min_fare=20"]);
     assert!(r.job["tx_branch"].is_null(), "{}", r.job);
     assert!(!r.stderr.contains("temporary branch"), "{}", r.stderr);
-    assert!(run_branches(&l).is_empty());
+    assert!(run_branches(l).is_empty());
     assert_eq!(
         r.job["result_commit"].as_str().unwrap(),
         l.head("main"),
@@ -372,10 +393,10 @@ fn taxi_dry_run_no_transaction_and_preview() {
         l.count("SELECT count(*) FROM clean_trips", &[]),
         l.count("SELECT count(*) FROM trips WHERE fare >= 20", &[])
     );
-    assert_boroughs(&l, 20.0, 100);
+    assert_boroughs(l, 20.0, 100);
 
     // --preview head prints each model's first rows
-    let r = run_ok(&l, &p, &["--preview", "head", "--param", "min_trips=1"]);
+    let r = run_ok(l, &p, &["--preview", "head", "--param", "min_trips=1"]);
     assert!(
         r.stderr.contains("[borough_summary] preview:"),
         "{}",
@@ -387,12 +408,11 @@ fn taxi_dry_run_no_transaction_and_preview() {
     assert!(r.stderr.contains("fare_per_km"));
 }
 
-#[test]
-fn bauplan_style_project_runs_unchanged() {
-    let l = lake();
-    let p = example(&l, "bauplan_style");
+fn bauplan_style_project_runs_unchanged(l: &Lake) {
+    load_inputs(l);
+    let p = example(l, "bauplan_style");
     assert!(Path::new(&p).join("bauplan_project.yml").is_file());
-    let r = run_ok(&l, &p, &[]);
+    let r = run_ok(l, &p, &[]);
     for n in ["vendor_trips", "big_fares", "one_vendor", "big_fare_count"] {
         assert_eq!(r.status(n), "succeeded", "{n}");
     }
@@ -416,20 +436,19 @@ fn bauplan_style_project_runs_unchanged() {
         "5e8a2c71-0d4b-4f3a-b6e9-1c2d3e4f5a60"
     );
     // another vendor through the project parameter
-    run_ok(&l, &p, &["--param", "vendor=zoom"]);
+    run_ok(l, &p, &["--param", "vendor=zoom"]);
     assert_eq!(
         l.count("SELECT count(*) FROM vendor_trips", &[]),
         l.count("SELECT count(*) FROM trips WHERE vendor = 'zoom'", &[])
     );
 }
 
-#[test]
-fn failing_expectation_publishes_nothing_unless_not_strict() {
-    let l = lake();
-    let p = example(&l, "failing");
+fn failing_expectation_publishes_nothing_unless_not_strict(l: &Lake) {
+    load_inputs(l);
+    let p = example(l, "failing");
     let before = l.head("main");
-    let r = run(&l, &p, &[]);
-    assert_failed(&l, &r, &before, "expectation(s) failed: fares_are_cheap");
+    let r = run(l, &p, &[]);
+    assert_failed(l, &r, &before, "expectation(s) failed: fares_are_cheap");
     assert_eq!(r.status("fares_are_cheap"), "failed");
     assert!(!l.run(&["table", "get", "expensive_trips"]).status.success());
     assert_eq!(l.json(&["job", "get", &r.id()])["status"], "failed");
@@ -442,7 +461,7 @@ fn failing_expectation_publishes_nothing_unless_not_strict() {
     );
 
     // --no-strict: the failure is a warning and the run publishes
-    let r = run_ok(&l, &p, &["--no-strict"]);
+    let r = run_ok(l, &p, &["--no-strict"]);
     assert!(r
         .stderr
         .contains("warning: expectation(s) failed: fares_are_cheap"));
@@ -460,13 +479,12 @@ fn model(body: &str) -> String {
     )
 }
 
-#[test]
-fn a_function_that_raises_or_returns_garbage_fails_the_run() {
-    let l = lake();
+fn a_function_that_raises_or_returns_garbage_fails_the_run(l: &Lake) {
+    load_inputs(l);
     let before = l.head("main");
 
     let p = project(
-        &l,
+        l,
         "raises",
         &[(
             "models.py",
@@ -476,28 +494,28 @@ fn a_function_that_raises_or_returns_garbage_fails_the_run() {
             ),
         )],
     );
-    let r = run(&l, &p, &[]);
-    assert_failed(&l, &r, &before, "node 'boom'");
+    let r = run(l, &p, &[]);
+    assert_failed(l, &r, &before, "node 'boom'");
     assert!(
         r.error().contains("ValueError: bad fare data"),
         "{}",
         r.error()
     );
-    let log = job_log(&l, &r.id());
+    let log = job_log(l, &r.id());
     assert!(log.contains("Traceback (most recent call last)"), "{log}");
     assert!(log.contains("models.py\", line 8, in boom"), "{log}");
     assert!(log.contains("[boom] about to fail"), "{log}");
 
     let p = project(
-        &l,
+        l,
         "nontable",
         &[(
             "models.py",
             &model("def not_a_table(trips=lakeplan.Model(\"trips\", columns=[\"fare\"])):\n    return 42\n"),
         )],
     );
-    let r = run(&l, &p, &[]);
-    assert_failed(&l, &r, &before, "node 'not_a_table'");
+    let r = run(l, &p, &[]);
+    assert_failed(l, &r, &before, "node 'not_a_table'");
     assert!(
         r.error().contains("returned int, expected a table"),
         "{}",
@@ -505,7 +523,7 @@ fn a_function_that_raises_or_returns_garbage_fails_the_run() {
     );
 
     let p = project(
-        &l,
+        l,
         "contract",
         &[(
             "models.py",
@@ -516,18 +534,17 @@ fn a_function_that_raises_or_returns_garbage_fails_the_run() {
              -> Annotated[pyarrow.Table, Out]:\n    return trips\n",
         )],
     );
-    let r = run(&l, &p, &[]);
-    assert_failed(&l, &r, &before, "output contract violated: broken");
+    let r = run(l, &p, &[]);
+    assert_failed(l, &r, &before, "output contract violated: broken");
     assert!(r.error().contains("column 'total'"), "{}", r.error());
     assert!(!l.run(&["table", "get", "broken"]).status.success());
 }
 
-#[test]
-fn time_and_memory_limits_kill_the_function() {
-    let l = lake();
+fn time_and_memory_limits_kill_the_function(l: &Lake) {
+    load_inputs(l);
     let before = l.head("main");
     let p = project(
-        &l,
+        l,
         "slow",
         &[(
             "models.py",
@@ -538,8 +555,8 @@ fn time_and_memory_limits_kill_the_function() {
             ),
         )],
     );
-    let r = run(&l, &p, &[]);
-    assert_failed(&l, &r, &before, "node 'slow'");
+    let r = run(l, &p, &[]);
+    assert_failed(l, &r, &before, "node 'slow'");
     assert!(
         r.error().contains("exceeded its time limit of 2s"),
         "{}",
@@ -547,7 +564,7 @@ fn time_and_memory_limits_kill_the_function() {
     );
 
     let p = project(
-        &l,
+        l,
         "hungry",
         &[(
             "models.py",
@@ -559,16 +576,26 @@ fn time_and_memory_limits_kill_the_function() {
             ),
         )],
     );
-    let r = run(&l, &p, &[]);
-    assert_failed(&l, &r, &before, "node 'hungry'");
+    let r = run(l, &p, &[]);
+    assert_failed(l, &r, &before, "node 'hungry'");
     assert!(r.error().contains("memory"), "{}", r.error());
 }
 
-#[test]
-fn the_sandbox_hides_host_files_and_the_network() {
-    let l = lake();
+fn the_sandbox_hides_host_files_and_the_network(l: &Lake) {
+    load_inputs(l);
     let before = l.head("main");
-    let catalog = l.path().join("catalog.db");
+    // The catalog: the lake's own, or the server's metastore in remote mode.
+    let catalog = if l.is_remote() {
+        let dir = l.file("server");
+        std::fs::read_dir(&dir)
+            .expect("the server's folder")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| p.extension().is_some_and(|x| x == "db"))
+            .unwrap_or_else(|| panic!("a .db file in {}", dir.display()))
+    } else {
+        l.path().join("catalog.db")
+    };
+    let catalog_name = catalog.file_name().unwrap().to_string_lossy().into_owned();
     assert!(
         catalog.is_file(),
         "the host file exists outside the sandbox"
@@ -576,7 +603,7 @@ fn the_sandbox_hides_host_files_and_the_network() {
     let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
     let repo_file = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
     let p = project(
-        &l,
+        l,
         "snoop",
         &[(
             "models.py",
@@ -598,15 +625,15 @@ fn the_sandbox_hides_host_files_and_the_network() {
             )),
         )],
     );
-    let r = run(&l, &p, &[]);
-    assert_failed(&l, &r, &before, "node 'snoop'");
-    assert!(r.error().contains("catalog.db"), "{}", r.error());
+    let r = run(l, &p, &[]);
+    assert_failed(l, &r, &before, "node 'snoop'");
+    assert!(r.error().contains(&catalog_name), "{}", r.error());
     assert!(
         r.error().contains("FileNotFoundError") || r.error().contains("PermissionError"),
         "{}",
         r.error()
     );
-    let log = job_log(&l, &r.id());
+    let log = job_log(l, &r.id());
     assert!(!log.contains("READABLE"), "{log}");
     assert_eq!(log.matches("[snoop] hidden").count(), 3, "{log}");
 
@@ -615,7 +642,7 @@ fn the_sandbox_hides_host_files_and_the_network() {
     let port = listener.local_addr().unwrap().port();
     listener.set_nonblocking(true).unwrap();
     let p = project(
-        &l,
+        l,
         "net",
         &[(
             "models.py",
@@ -627,8 +654,8 @@ fn the_sandbox_hides_host_files_and_the_network() {
             )),
         )],
     );
-    let r = run(&l, &p, &[]);
-    assert_failed(&l, &r, &before, "node 'phone_home'");
+    let r = run(l, &p, &[]);
+    assert_failed(l, &r, &before, "node 'phone_home'");
     assert!(r.error().contains("Error"), "{}", r.error());
     assert!(
         matches!(listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
@@ -636,12 +663,11 @@ fn the_sandbox_hides_host_files_and_the_network() {
     );
 }
 
-#[test]
-fn unknown_packages_and_missing_python_versions() {
-    let l = lake();
+fn unknown_packages_and_missing_python_versions(l: &Lake) {
+    load_inputs(l);
     let before = l.head("main");
     let p = project(
-        &l,
+        l,
         "pkg",
         &[(
             "models.py",
@@ -650,8 +676,8 @@ fn unknown_packages_and_missing_python_versions() {
              def needs_pkg(trips=lakeplan.Model(\"trips\", columns=[\"fare\"])):\n    return trips\n",
         )],
     );
-    let r = run(&l, &p, &[]);
-    assert_failed(&l, &r, &before, "node 'needs_pkg'");
+    let r = run(l, &p, &[]);
+    assert_failed(l, &r, &before, "node 'needs_pkg'");
     // uv's own words
     assert!(r.error().contains("No solution found"), "{}", r.error());
     assert!(
@@ -661,7 +687,7 @@ fn unknown_packages_and_missing_python_versions() {
     );
 
     let p = project(
-        &l,
+        l,
         "py313",
         &[(
             "models.py",
@@ -671,8 +697,8 @@ fn unknown_packages_and_missing_python_versions() {
              print(\"running on %d.%d\" % sys.version_info[:2])\n    return trips\n",
         )],
     );
-    let r = run_ok(&l, &p, &[]);
-    let log = job_log(&l, &r.id());
+    let r = run_ok(l, &p, &[]);
+    let log = job_log(l, &r.id());
     let warning = log
         .lines()
         .find(|line| line.contains("warning:") && line.contains("3.13"))
@@ -681,17 +707,16 @@ fn unknown_packages_and_missing_python_versions() {
     assert!(log.contains("[newer] running on 3.11"), "{log}");
 
     let before = l.head("main");
-    let r = run(&l, &p, &["--strict-python", "--param", "min_fare=2"]);
-    assert_failed(&l, &r, &before, "node 'newer'");
+    let r = run(l, &p, &["--strict-python", "--param", "min_fare=2"]);
+    assert_failed(l, &r, &before, "node 'newer'");
     assert!(r.error().contains("3.13"), "{}", r.error());
 }
 
 const OK_MODEL: &str = "import lakeplan\n\n\n@lakeplan.model()\n\
 def a(x=lakeplan.Model(\"trips\", columns=[\"fare\"])):\n    return x\n";
 
-#[test]
-fn the_planner_rejects_bad_projects_with_file_and_line() {
-    let l = lake();
+fn the_planner_rejects_bad_projects_with_file_and_line(l: &Lake) {
+    load_inputs(l);
     type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, Vec<&'a str>);
     let cases: Vec<Case> = vec![
         (
@@ -798,37 +823,26 @@ fn the_planner_rejects_bad_projects_with_file_and_line() {
         ),
     ];
     for (name, files, msgs) in cases {
-        let p = project(&l, name, &files);
-        assert_rejected(&l, &p, &[], &msgs);
+        let p = project(l, name, &files);
+        assert_rejected(l, &p, &[], &msgs);
     }
 
     // both project file names: ambiguous
-    let p = project(&l, "both", &[("models.py", OK_MODEL)]);
+    let p = project(l, "both", &[("models.py", OK_MODEL)]);
     std::fs::write(Path::new(&p).join("bauplan_project.yml"), PROJECT_YML).unwrap();
-    assert_rejected(
-        &l,
-        &p,
-        &[],
-        &["lakeplan_project.yml", "bauplan_project.yml"],
-    );
+    assert_rejected(l, &p, &[], &["lakeplan_project.yml", "bauplan_project.yml"]);
 
     // bad --param values
-    let p = project(&l, "params", &[("models.py", OK_MODEL)]);
-    assert_rejected(
-        &l,
-        &p,
-        &["--param", "nope=1"],
-        &["unknown parameter 'nope'"],
-    );
-    assert_rejected(&l, &p, &["--param", "min_fare=abc"], &["min_fare", "abc"]);
-    assert_rejected(&l, &p, &["--param", "min_fare"], &["name=value"]);
+    let p = project(l, "params", &[("models.py", OK_MODEL)]);
+    assert_rejected(l, &p, &["--param", "nope=1"], &["unknown parameter 'nope'"]);
+    assert_rejected(l, &p, &["--param", "min_fare=abc"], &["min_fare", "abc"]);
+    assert_rejected(l, &p, &["--param", "min_fare"], &["name=value"]);
     // the rejected runs left nothing behind
     assert!(l.json(&["job", "ls"]).as_array().unwrap().is_empty());
 }
 
-#[test]
-fn init_and_parameters() {
-    let l = lake();
+fn init_and_parameters(l: &Lake) {
+    load_inputs(l);
     let dir = l.file("fresh");
     let d = dir.display().to_string();
     let files = l.json(&["init", &d, "--name", "fresh_demo"]);
@@ -862,7 +876,7 @@ fn init_and_parameters() {
     l.err(&["parameter", "rm", "rate", "-p", &d]);
 
     // the scaffold runs as written, with the new default
-    let r = run_ok(&l, &d, &[]);
+    let r = run_ok(l, &d, &[]);
     assert_eq!(r.job["parameters"]["min_fare"], "7.5");
     assert_eq!(r.job["project_name"], "fresh_demo");
     assert_eq!(
@@ -871,22 +885,21 @@ fn init_and_parameters() {
     );
 }
 
-#[test]
-fn detached_runs_can_be_followed_and_stopped() {
-    let l = lake();
-    let p = example(&l, "taxi");
+fn detached_runs_can_be_followed_and_stopped(l: &Lake) {
+    load_inputs(l);
+    let p = example(l, "taxi");
     let before = l.head("main");
     let started = l.json(&["run", "-p", &p, "-d"]);
     let id = started["job_id"].as_str().unwrap().to_string();
-    let job = wait_finished(&l, &id);
+    let job = wait_finished(l, &id);
     assert_eq!(job["status"], "succeeded", "{job}");
     assert_ne!(l.head("main"), before);
-    assert!(job_log(&l, &id).contains("[borough_summary]"));
+    assert!(job_log(l, &id).contains("[borough_summary]"));
 
     // a slow run, stopped while its function sleeps
     let before = l.head("main");
     let p = project(
-        &l,
+        l,
         "sleepy",
         &[(
             "models.py",
@@ -899,11 +912,11 @@ fn detached_runs_can_be_followed_and_stopped() {
     let started = l.json(&["run", "-p", &p, "-d"]);
     let id = started["job_id"].as_str().unwrap().to_string();
     let t = Instant::now();
-    while !job_log(&l, &id).contains("[sleepy] sleeping") {
+    while !job_log(l, &id).contains("[sleepy] sleeping") {
         assert!(
             t.elapsed() < Duration::from_secs(120),
             "{}",
-            job_log(&l, &id)
+            job_log(l, &id)
         );
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -922,11 +935,10 @@ fn detached_runs_can_be_followed_and_stopped() {
     assert!(e.contains("already ended"), "{e}");
 }
 
-#[test]
-fn rerun_replays_the_stored_code_at_the_recorded_inputs() {
-    let l = lake();
-    let p = example(&l, "taxi");
-    let r = run_ok(&l, &p, &[]);
+fn rerun_replays_the_stored_code_at_the_recorded_inputs(l: &Lake) {
+    load_inputs(l);
+    let p = example(l, "taxi");
+    let r = run_ok(l, &p, &[]);
     let id = r.id();
     let jan = l.count("SELECT count(*) FROM clean_trips", &[]);
 
@@ -934,7 +946,7 @@ fn rerun_replays_the_stored_code_at_the_recorded_inputs() {
     let yml = PathBuf::from(&p).join("lakeplan_project.yml");
     let text = std::fs::read_to_string(&yml).unwrap();
     std::fs::write(&yml, text.replace("default: 5.0", "default: 25.0")).unwrap();
-    run_ok(&l, &p, &[]);
+    run_ok(l, &p, &[]);
     assert!(l.count("SELECT count(*) FROM clean_trips", &[]) < jan);
     l.ok(&[
         "table",
@@ -957,18 +969,17 @@ fn rerun_replays_the_stored_code_at_the_recorded_inputs() {
     // the original code (min_fare 5) over the original January data
     assert_eq!(l.count("SELECT count(*) FROM clean_trips", &[]), jan);
     assert_eq!(l.count("SELECT count(*) FROM trips", &[]), 4000);
-    assert!(run_branches(&l).is_empty());
+    assert!(run_branches(l).is_empty());
     assert_eq!(
         l.json(&["job", "get", job["id"].as_str().unwrap()])["status"],
         "succeeded"
     );
 }
 
-#[test]
-fn an_unchanged_append_model_is_not_appended_twice() {
-    let l = lake();
+fn an_unchanged_append_model_is_not_appended_twice(l: &Lake) {
+    load_inputs(l);
     let p = project(
-        &l,
+        l,
         "append",
         &[(
             "models.py",
@@ -979,26 +990,25 @@ fn an_unchanged_append_model_is_not_appended_twice() {
         )],
     );
     let once = l.count("SELECT count(*) FROM trips WHERE fare > 40", &[]);
-    run_ok(&l, &p, &[]);
+    run_ok(l, &p, &[]);
     assert_eq!(l.count("SELECT count(*) FROM big_trips", &[]), once);
     let head = l.head("main");
     // unchanged: from the cache, and the table already holds that output
-    let r = run_ok(&l, &p, &[]);
+    let r = run_ok(l, &p, &[]);
     assert_eq!(r.status("big_trips"), "cached");
     assert!(r.job["result_commit"].is_null(), "{}", r.job);
     assert_eq!(l.head("main"), head);
     assert_eq!(l.count("SELECT count(*) FROM big_trips", &[]), once);
     // an explicit re-execution appends
-    run_ok(&l, &p, &["--no-cache"]);
+    run_ok(l, &p, &["--no-cache"]);
     assert_eq!(l.count("SELECT count(*) FROM big_trips", &[]), 2 * once);
 }
 
 /// Shared memory is released while the run goes on: once every reader of an in-memory output
 /// (and of a node's scan files) has finished, the files are gone. The last node of a chain
 /// sees, inside its sandbox, that the first node's output and scan input were removed.
-#[test]
-fn shared_memory_is_released_as_soon_as_nothing_reads_it() {
-    let l = lake();
+fn shared_memory_is_released_as_soon_as_nothing_reads_it(l: &Lake) {
+    load_inputs(l);
     let src = "import glob, os, time\nimport lakeplan\n\n\n\
 @lakeplan.model()\n\
 def first(trips=lakeplan.Model(\"trips\", columns=[\"trip_id\", \"fare\"])):\n    return trips\n\n\n\
@@ -1014,8 +1024,8 @@ gone = not any(glob.glob(p) for p in pattern)\n    \
 seen = bool(glob.glob(\"/dev/shm/lakeplan-*/out/second/output.arrow\"))\n    \
 print(\"released\", gone, \"second still there\", seen)\n    \
 return t\n";
-    let p = project(&l, "release", &[("models.py", src)]);
-    let r = run_ok(&l, &p, &["--no-cache"]);
+    let p = project(l, "release", &[("models.py", src)]);
+    let r = run_ok(l, &p, &["--no-cache"]);
     assert!(
         r.stderr.contains("released True second still there True"),
         "{}",
