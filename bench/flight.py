@@ -78,11 +78,17 @@ class Server:
             sys.exit(f"lakeplan admin {' '.join(args)}: {p.stderr}")
         return p.stdout.strip()
 
-    def start(self) -> None:
+    def admin_key(self) -> str:
+        """A tenant `bench` with an admin user; returns an admin key of theirs."""
+        self.admin("tenant", "create", "bench")
+        self.admin("user", "create", "bench", "--tenant", "bench", "--admin")
+        return self.admin("key", "create", "--tenant", "bench", "--user", "bench", "--scope", "admin")
+
+    def start(self, workers: int = 1) -> None:
         self.log = open(os.path.join(self.root, "serve.log"), "w")
         self.proc = subprocess.Popen(
             [self.bin, "serve", "--listen", "127.0.0.1:0", "--metastore", self.metastore,
-             "--allow-local-paths", "--workers", "1"],
+             "--allow-local-paths", "--workers", str(workers)],
             env=self.env, stdout=subprocess.PIPE, stderr=self.log, text=True, start_new_session=True)
         line = self.proc.stdout.readline()
         prefix = "lakeplan server listening on "
@@ -100,6 +106,19 @@ class Server:
             self.log.close()
 
 
+def parse_args(doc: str, what: str) -> argparse.Namespace:
+    """The arguments every server benchmark takes: the binary, the output folder, the size."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bin", required=True, help="folder of the release lakeplan binary")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--gb", type=float, default=1.0, help=f"{what} size in GB of Arrow data (1e9 bytes)")
+    ap.add_argument("--reps", type=int, default=5)
+    a = ap.parse_args()
+    shutil.rmtree(a.out, ignore_errors=True)
+    os.makedirs(a.out)
+    return a
+
+
 def timed(f):
     t = time.perf_counter()
     out = f()
@@ -107,16 +126,8 @@ def timed(f):
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--bin", required=True, help="folder of the release lakeplan binary")
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--gb", type=float, default=1.0, help="result size in GB of Arrow data (1e9 bytes)")
-    ap.add_argument("--reps", type=int, default=5)
-    a = ap.parse_args()
-
+    a = parse_args(__doc__, "result")
     rows = int(a.gb * 1e9) // 64
-    shutil.rmtree(a.out, ignore_errors=True)
-    os.makedirs(a.out)
     src = os.path.join(a.out, "wide.parquet")
     say(f"== data: {rows:,} rows x 8 columns ({rows * 64 / 1e9:.2f} GB of Arrow data)")
     table = make_table(rows)
@@ -125,9 +136,7 @@ def main() -> None:
     del table
 
     server = Server(a.bin, os.path.join(a.out, "server"))
-    server.admin("tenant", "create", "bench")
-    server.admin("user", "create", "bench", "--tenant", "bench", "--admin")
-    key = server.admin("key", "create", "--tenant", "bench", "--user", "bench", "--scope", "admin")
+    key = server.admin_key()
     server.start()
     try:
         flight = lakeplan.Client(api_key=key, endpoint=server.url, query_transport="flight")

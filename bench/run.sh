@@ -11,6 +11,7 @@
 #   bench/run.sh pipeline-tpch  # 8. pipelines: TPC-H Q1 as a 3-node pipeline over lineitem SF1 vs pyarrow
 #   bench/run.sh server-load    # 9. server: 32 clients, mixed metadata workload over HTTP vs in process
 #   bench/run.sh flight         # 10. server: a 1 GB query result over Arrow Flight vs local Parquet
+#   bench/run.sh node-handoff   # 11. server: a node's 1 GB output to another worker over Flight vs pyarrow.flight, mmap
 #   bench/run.sh all
 #
 # Builds the release binaries first (CARGO_TARGET_DIR is honoured; BENCH_NO_BUILD=1 skips the
@@ -84,6 +85,11 @@ case "$cmd" in
         venv
         "$PY" "$BENCH/flight.py" --bin "$BIN" --out "$OUT/flight" "$@"
         ;;
+    node-handoff)
+        build
+        venv
+        "$PY" "$BENCH/node_handoff.py" --bin "$BIN" --out "$OUT/node-handoff" "$@"
+        ;;
     rerun)
         build
         venv
@@ -96,14 +102,14 @@ case "$cmd" in
             --tpch-data "$OUT/tpch/sf1/data" "$@"
         ;;
     all)
-        for b in branch commits tpch import handoff warmstart rerun pipeline-tpch server-load flight; do
+        for b in branch commits tpch import handoff warmstart rerun pipeline-tpch server-load flight node-handoff; do
             "$0" "$b"
             BENCH_NO_BUILD=1
             export BENCH_NO_BUILD
         done
         ;;
     *)
-        sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
         exit 2
         ;;
 esac

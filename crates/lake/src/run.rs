@@ -255,6 +255,13 @@ struct RunCtx {
     remote_outputs: Mutex<HashMap<String, RemoteOutput>>,
     /// Outputs are fetched one at a time (two consumers of one output fetch it once).
     fetching: tokio::sync::Mutex<()>,
+    /// Lost outputs are computed again one at a time (two readers finding one lost compute it
+    /// once).
+    recomputing: tokio::sync::Mutex<()>,
+    /// The plan's nodes by name (set when it executes), for computing a lost output again.
+    plan_nodes: std::sync::OnceLock<HashMap<String, PlanNode>>,
+    /// The hash of the run's code snapshot (set when it executes).
+    code_hash: std::sync::OnceLock<String>,
     /// More folders bound read-only into sandboxes (inputs held by other tasks of this worker).
     extra_ro: Vec<PathBuf>,
     /// Log lines not yet written as a part of the job's log in the metastore.
@@ -547,6 +554,9 @@ impl Lake {
             remote,
             remote_outputs: Mutex::new(HashMap::new()),
             fetching: tokio::sync::Mutex::new(()),
+            recomputing: tokio::sync::Mutex::new(()),
+            plan_nodes: std::sync::OnceLock::new(),
+            code_hash: std::sync::OnceLock::new(),
             extra_ro: Vec::new(),
             live: Mutex::new(String::new()),
             writer: uuid::Uuid::new_v4().simple().to_string()[..8].to_string(),
@@ -809,6 +819,13 @@ impl Lake {
         code_hash: &str,
     ) -> std::result::Result<(Vec<NodeOutcome>, Option<CommitId>), (Vec<NodeOutcome>, Error)> {
         let mut outcomes: Vec<NodeOutcome> = Vec::new();
+        let _ = ctx.plan_nodes.set(
+            plan.nodes
+                .iter()
+                .map(|n| (n.name.clone(), n.clone()))
+                .collect(),
+        );
+        let _ = ctx.code_hash.set(code_hash.to_string());
         if let Some(tx) = tx_branch {
             if let Err(e) = self.create_ref(tx, RefKind::Branch, Some(target), false) {
                 return Err((outcomes, e));
@@ -898,7 +915,7 @@ impl Lake {
                     if let (Some((head, n)), true) =
                         (ctx.preview, node.kind != NodeKind::Expectation)
                     {
-                        if let Ok(path) = ctx.local_output(&node.name).await {
+                        if let Ok(path) = self.output_here(ctx, &node.name).await {
                             match crate::pipeline_io::preview(&path, head, n) {
                                 Ok(text) => ctx.emit(RunEvent::Preview {
                                     node: node.name.clone(),
@@ -1057,8 +1074,8 @@ impl Lake {
         node: &PlanNode,
         contract: &[lakeplan_pipeline::Field],
     ) -> std::result::Result<(), String> {
-        let path = ctx
-            .local_output(&node.name)
+        let path = self
+            .output_here(ctx, &node.name)
             .await
             .map_err(|e| e.to_string())?;
         let fields: Vec<ContractField> = contract
@@ -1163,7 +1180,7 @@ impl Lake {
                     if let InputSource::Upstream { node: up, .. } = &i.source {
                         overlay.push((
                             format!("{}.{up}", ctx.namespace),
-                            ctx.local_output(up).await?,
+                            self.output_here(ctx, up).await?,
                         ));
                     }
                 }
@@ -1581,7 +1598,7 @@ impl Lake {
         let head = self.catalog.branch_head(branch)?;
         for node in plan.nodes.iter().filter(|n| n.materializes()) {
             let name = TableName::new(&ctx.namespace, &node.name)?;
-            let path = ctx.local_output(&node.name).await?;
+            let path = self.output_here(ctx, &node.name).await?;
             // A cached output that the table already holds (same snapshot as when it was
             // materialized from this cache entry) is not written again.
             let cached = outcomes

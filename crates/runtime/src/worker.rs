@@ -348,7 +348,13 @@ where
 /// A job's folder for Arrow IPC handoff: `/dev/shm/lakeplan-<job_id>/{in,out}` (or under the
 /// temporary directory when `/dev/shm` is unusable). Removed on drop unless [`keep`] was called.
 ///
+/// The folder names its owner (`.owner`: the process id and its start time), so that the
+/// folders of a process that was killed, and so never dropped them, are removed by the next
+/// [`create`] on the machine ([`ShmJobDir::sweep`]); a kept folder stays a day after its owner
+/// ended.
+///
 /// [`keep`]: ShmJobDir::keep
+/// [`create`]: ShmJobDir::create
 #[derive(Debug)]
 pub struct ShmJobDir {
     root: PathBuf,
@@ -359,11 +365,50 @@ impl ShmJobDir {
     /// Creates the folder in `/dev/shm`, falling back to [`std::env::temp_dir`]. A leftover of
     /// the same job id is replaced.
     pub fn create(job_id: &str) -> Result<Self> {
-        match Self::create_in(Path::new("/dev/shm"), job_id) {
-            Ok(d) => Ok(d),
+        let shm = Path::new("/dev/shm");
+        match Self::create_in(shm, job_id) {
+            Ok(d) => {
+                Self::sweep(shm);
+                Ok(d)
+            }
             Err(RuntimeError::InvalidJobId(id)) => Err(RuntimeError::InvalidJobId(id)),
-            Err(_) => Self::create_in(&std::env::temp_dir(), job_id),
+            Err(_) => {
+                let tmp = std::env::temp_dir();
+                let d = Self::create_in(&tmp, job_id)?;
+                Self::sweep(&tmp);
+                Ok(d)
+            }
         }
+    }
+
+    /// Removes the `lakeplan-*` folders in `base` whose owner process is gone (a kept one, a
+    /// day after); returns them. Folders of live processes, and folders that name no owner,
+    /// are left. Best effort: a folder that cannot be read or removed is skipped.
+    pub fn sweep(base: &Path) -> Vec<PathBuf> {
+        const KEPT_FOR: Duration = Duration::from_secs(24 * 3600);
+        let Ok(entries) = std::fs::read_dir(base) else {
+            return Vec::new();
+        };
+        let mut removed = Vec::new();
+        for entry in entries.flatten() {
+            if !entry.file_name().to_string_lossy().starts_with("lakeplan-") {
+                continue;
+            }
+            let dir = entry.path();
+            let Ok(owner) = std::fs::read_to_string(dir.join(OWNER_FILE)) else {
+                continue;
+            };
+            if owner_is_alive(owner.trim()) {
+                continue;
+            }
+            let kept_recently = std::fs::metadata(dir.join(KEPT_FILE))
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().unwrap_or_default() < KEPT_FOR);
+            if !kept_recently && std::fs::remove_dir_all(&dir).is_ok() {
+                removed.push(dir);
+            }
+        }
+        removed
     }
 
     /// Creates `<base>/lakeplan-<job_id>/{in,out}`.
@@ -391,6 +436,12 @@ impl ShmJobDir {
                 .map_err(io_ctx(format!("creating {}", root.display())))?;
         }
         let dir = ShmJobDir { root, keep: false };
+        let owner = dir.root.join(OWNER_FILE);
+        std::fs::write(
+            &owner,
+            process_identity(std::process::id()).unwrap_or_default(),
+        )
+        .map_err(io_ctx(format!("writing {}", owner.display())))?;
         for sub in ["in", "out"] {
             let p = dir.root.join(sub);
             builder
@@ -417,7 +468,33 @@ impl ShmJobDir {
     /// Leaves the folder in place when this value is dropped (for inspection after a failure).
     pub fn keep(&mut self) {
         self.keep = true;
+        let _ = std::fs::write(self.root.join(KEPT_FILE), b"");
     }
+}
+
+/// In a job folder: its owner, as [`process_identity`] says it.
+const OWNER_FILE: &str = ".owner";
+/// In a job folder: present when it was kept (its time is when).
+const KEPT_FILE: &str = ".kept";
+
+/// A process as `<pid> <start time>` (the start time in clock ticks since boot, from
+/// `/proc/<pid>/stat`), which a later process that reuses the id does not share.
+fn process_identity(pid: u32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces; field 22 is the
+    // start time, the 20th after the name.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let start = rest.split_whitespace().nth(19)?;
+    Some(format!("{pid} {start}"))
+}
+
+/// Whether the process an `.owner` file names still runs. An owner that cannot be read as
+/// one (an empty file: `/proc` was not there) counts as alive, so nothing is removed on doubt.
+fn owner_is_alive(owner: &str) -> bool {
+    let Some(pid) = owner.split(' ').next().and_then(|p| p.parse::<u32>().ok()) else {
+        return true;
+    };
+    process_identity(pid).is_some_and(|now| now == owner)
 }
 
 impl Drop for ShmJobDir {
@@ -431,6 +508,42 @@ impl Drop for ShmJobDir {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn folders_of_ended_processes_are_swept_and_the_living_ones_kept() {
+        let base = tempfile::tempdir().unwrap();
+        let mine = ShmJobDir::create_in(base.path(), "alive").unwrap();
+        // A process that has ended: its folder is what a killed worker leaves.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead_pid = child.id();
+        let dead_identity = process_identity(dead_pid).unwrap_or(format!("{dead_pid} 1"));
+        child.wait().unwrap();
+        let dead = base.path().join("lakeplan-dead");
+        std::fs::create_dir_all(dead.join("out")).unwrap();
+        std::fs::write(dead.join("out/output.arrow"), b"x").unwrap();
+        std::fs::write(dead.join(OWNER_FILE), &dead_identity).unwrap();
+        // Kept by an ended process: stays for a day.
+        let kept = base.path().join("lakeplan-kept");
+        std::fs::create_dir_all(&kept).unwrap();
+        std::fs::write(kept.join(OWNER_FILE), &dead_identity).unwrap();
+        std::fs::write(kept.join(KEPT_FILE), b"").unwrap();
+        // No owner named (an older version's): left alone.
+        let unowned = base.path().join("lakeplan-unowned");
+        std::fs::create_dir_all(&unowned).unwrap();
+        // The id of this process with another start time: a reused id, so ended.
+        let reused = base.path().join("lakeplan-reused");
+        std::fs::create_dir_all(&reused).unwrap();
+        std::fs::write(reused.join(OWNER_FILE), format!("{} 0", std::process::id())).unwrap();
+
+        let removed = ShmJobDir::sweep(base.path());
+        assert!(!dead.exists() && !reused.exists(), "{removed:?}");
+        assert_eq!(removed.len(), 2, "{removed:?}");
+        assert!(mine.path().exists() && kept.exists() && unowned.exists());
+        // Dropping the living folder removes it as before.
+        let path = mine.path().to_path_buf();
+        drop(mine);
+        assert!(!path.exists());
+    }
 
     #[tokio::test]
     async fn line_reader_splits_and_cuts() {

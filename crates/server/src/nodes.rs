@@ -16,7 +16,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arrow::record_batch::RecordBatch;
-use arrow_flight::{Action, FlightClient, Ticket};
+use arrow_flight::encode::FlightDataEncoderBuilder;
+use arrow_flight::error::FlightError;
+use arrow_flight::flight_service_client::FlightServiceClient;
+use arrow_flight::{Action, FlightClient, FlightData, Ticket};
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt, TryStreamExt};
 use lakeplan_core::{Error, Result};
@@ -99,25 +102,67 @@ impl OutputStore {
     }
 }
 
-/// The batches of an Arrow IPC file, for Flight's encoder.
-pub fn read_output(path: &Path) -> Result<(arrow::datatypes::SchemaRef, Vec<RecordBatch>)> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path.display(), e))?;
-    let reader = arrow::ipc::reader::FileReader::try_new(std::io::BufReader::new(file), None)
-        .map_err(|e| Error::Internal(format!("reading {}: {e}", path.display())))?;
+/// The largest Flight message a node output is sent in (and so that [`fetch`] accepts): a batch
+/// of up to this size goes whole, as pyarrow sends it, rather than in Flight's default 2 MiB
+/// slices.
+const OUTPUT_MESSAGE_BYTES: usize = 64 << 20;
+
+/// The receive windows of a [`fetch`]'s HTTP/2 connection: large enough that the sender is
+/// never waiting for a window update on loopback or a LAN (the default is 64 KiB).
+const FETCH_WINDOW_BYTES: u32 = 64 << 20;
+
+/// An Arrow IPC file as Flight data, read a batch ahead of the sender on a blocking thread (so
+/// that reading overlaps sending and at most two batches are in memory).
+pub async fn output_stream(
+    path: PathBuf,
+) -> Result<futures::stream::BoxStream<'static, std::result::Result<FlightData, FlightError>>> {
+    let read_failed = |path: &Path, e: &dyn std::fmt::Display| {
+        Error::Internal(format!("reading {}: {e}", path.display()))
+    };
+    let open = {
+        let path = path.clone();
+        move || -> Result<_> {
+            let file = std::fs::File::open(&path).map_err(|e| Error::io(path.display(), e))?;
+            arrow::ipc::reader::FileReader::try_new(std::io::BufReader::new(file), None)
+                .map_err(|e| read_failed(&path, &e))
+        }
+    };
+    let reader = tokio::task::spawn_blocking(open)
+        .await
+        .map_err(|e| Error::Internal(format!("reading {}: {e}", path.display())))??;
     let schema = reader.schema();
-    let batches = reader
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| Error::Internal(format!("reading {}: {e}", path.display())))?;
-    Ok((schema, batches))
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tokio::task::spawn_blocking(move || {
+        for batch in reader {
+            let batch =
+                batch.map_err(|e| FlightError::ExternalError(Box::new(read_failed(&path, &e))));
+            if tx.blocking_send(batch).is_err() {
+                break; // the reader went away
+            }
+        }
+    });
+    let batches =
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) });
+    Ok(FlightDataEncoderBuilder::new()
+        .with_schema(schema)
+        .with_max_flight_data_size(OUTPUT_MESSAGE_BYTES)
+        .build(batches)
+        .boxed())
 }
 
 async fn flight_client(endpoint: &str) -> Result<FlightClient> {
-    let channel = tonic::transport::Channel::from_shared(endpoint.to_string())
+    let channel = tonic::transport::Endpoint::from_shared(endpoint.to_string())
         .map_err(|e| Error::InvalidInput(format!("worker endpoint '{endpoint}': {e}")))?
+        .initial_stream_window_size(FETCH_WINDOW_BYTES)
+        .initial_connection_window_size(FETCH_WINDOW_BYTES)
+        .tcp_nodelay(true)
         .connect()
         .await
         .map_err(|e| Error::Internal(format!("connecting to the worker at {endpoint}: {e}")))?;
-    Ok(FlightClient::new(channel))
+    // Room for a whole message of OUTPUT_MESSAGE_BYTES and its IPC framing.
+    let inner = FlightServiceClient::new(channel)
+        .max_decoding_message_size(OUTPUT_MESSAGE_BYTES + (1 << 20));
+    Ok(FlightClient::new_from_inner(inner))
 }
 
 /// Copies a node output from the worker that holds it into `dest` (an Arrow IPC file, written
@@ -134,39 +179,92 @@ pub async fn fetch(output: &RemoteOutput, dest: &Path) -> Result<u64> {
         .do_get(Ticket::new(output.ticket.clone()))
         .await
         .map_err(|e| failed(&e))?;
+    // The file is written on a blocking thread while the next batch arrives.
     let tmp = dest.with_extension("arrow.part");
-    let mut writer: Option<arrow::ipc::writer::FileWriter<std::io::BufWriter<std::fs::File>>> =
-        None;
-    let open = |schema: &arrow::datatypes::Schema| {
-        let file = std::fs::File::create(&tmp).map_err(|e| Error::io(tmp.display(), e))?;
-        arrow::ipc::writer::FileWriter::try_new(std::io::BufWriter::new(file), schema)
-            .map_err(|e| failed(&e))
-    };
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Piece>(1);
+    let writer = tokio::task::spawn_blocking({
+        let tmp = tmp.clone();
+        move || write_pieces(&tmp, rx)
+    });
     let mut rows = 0u64;
+    let mut received: Result<()> = Ok(());
     while let Some(batch) = stream.next().await {
-        let batch = batch.map_err(|e| failed(&e))?;
-        if writer.is_none() {
-            writer = Some(open(&batch.schema())?);
-        }
-        rows += batch.num_rows() as u64;
-        if let Some(w) = writer.as_mut() {
-            w.write(&batch).map_err(|e| failed(&e))?;
+        match batch {
+            Ok(batch) => {
+                rows += batch.num_rows() as u64;
+                if tx.send(Piece::Batch(batch)).is_err() {
+                    break; // the writer failed: its error is the answer
+                }
+            }
+            Err(e) => {
+                received = Err(failed(&e));
+                break;
+            }
         }
     }
-    let mut writer = match writer {
-        Some(w) => w,
-        None => {
-            let schema = stream
-                .schema()
-                .cloned()
-                .ok_or_else(|| failed(&"the stream had no schema"))?;
-            open(&schema)?
+    if received.is_ok() {
+        match stream.schema().cloned() {
+            Some(schema) => {
+                let _ = tx.send(Piece::End(schema));
+            }
+            None => received = Err(failed(&"the stream had no schema")),
         }
+    }
+    drop(tx);
+    let written = writer
+        .await
+        .map_err(|e| failed(&e))
+        .and_then(|w| w.map_err(|e| failed(&e)));
+    let done = received.and(written).and_then(|complete| {
+        if complete {
+            std::fs::rename(&tmp, dest).map_err(|e| Error::io(dest.display(), e))
+        } else {
+            Err(failed(&"the stream ended early"))
+        }
+    });
+    if done.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    done.map(|()| rows)
+}
+
+/// What [`fetch`] hands its writer: a batch, or the end of the stream (with its schema, for an
+/// output of no batches).
+enum Piece {
+    Batch(RecordBatch),
+    End(arrow::datatypes::SchemaRef),
+}
+
+/// Writes the pieces into an Arrow IPC file at `tmp`; returns whether the stream's end came.
+fn write_pieces(tmp: &Path, pieces: std::sync::mpsc::Receiver<Piece>) -> Result<bool> {
+    let io = |e: &dyn std::fmt::Display| Error::Internal(format!("writing {}: {e}", tmp.display()));
+    let open = |schema: &arrow::datatypes::Schema| {
+        let file = std::fs::File::create(tmp).map_err(|e| Error::io(tmp.display(), e))?;
+        arrow::ipc::writer::FileWriter::try_new(std::io::BufWriter::new(file), schema)
+            .map_err(|e| io(&e))
     };
-    writer.finish().map_err(|e| failed(&e))?;
-    drop(writer);
-    std::fs::rename(&tmp, dest).map_err(|e| Error::io(dest.display(), e))?;
-    Ok(rows)
+    let mut writer = None;
+    for piece in pieces {
+        match piece {
+            Piece::Batch(batch) => {
+                if writer.is_none() {
+                    writer = Some(open(&batch.schema())?);
+                }
+                if let Some(w) = writer.as_mut() {
+                    w.write(&batch).map_err(|e| io(&e))?;
+                }
+            }
+            Piece::End(schema) => {
+                let mut w = match writer.take() {
+                    Some(w) => w,
+                    None => open(&schema)?,
+                };
+                w.finish().map_err(|e| io(&e))?;
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
 }
 
 /// A coordinator's way to its run's nodes: through the control plane's queue to any worker.
@@ -232,8 +330,8 @@ impl NodeDispatch for WorkerNodes {
         .boxed()
     }
 
-    fn fetch(&self, output: RemoteOutput, dest: PathBuf) -> BoxFuture<'static, Result<()>> {
-        async move { fetch(&output, &dest).await.map(|_| ()) }.boxed()
+    fn fetch(&self, output: RemoteOutput, dest: PathBuf) -> BoxFuture<'static, Result<u64>> {
+        async move { fetch(&output, &dest).await }.boxed()
     }
 
     fn share(&self, path: &Path) -> Result<RemoteOutput> {
@@ -305,6 +403,7 @@ pub async fn run_node(
     let dir = ShmJobDir::create(&label).map_err(|e| wire(Error::Internal(e.to_string())))?;
     let mut inputs = HashMap::new();
     let mut notes = Vec::new();
+    let mut lost = Vec::new();
     for (up, loc) in &task.upstream {
         if loc.instance == instance && loc.path.is_file() {
             inputs.insert(up.clone(), loc.path.clone());
@@ -312,13 +411,34 @@ pub async fn run_node(
         }
         let dest = dir.input_dir().join(format!("{up}.upstream.arrow"));
         let started = Instant::now();
-        let rows = fetch(loc, &dest).await.map_err(wire)?;
-        notes.push(format!(
-            "input '{up}': {rows} rows fetched over Arrow Flight from {} in {:.3} s",
-            loc.endpoint,
-            started.elapsed().as_secs_f64()
-        ));
+        match fetch(loc, &dest).await {
+            Ok(rows) => notes.push(format!(
+                "input '{up}': {rows} rows fetched over Arrow Flight from {} in {:.3} s",
+                loc.endpoint,
+                started.elapsed().as_secs_f64()
+            )),
+            Err(e) => lost.push((up.clone(), e)),
+        }
         inputs.insert(up.clone(), dest);
+    }
+    if !lost.is_empty() {
+        // The node does not run: its coordinator computes the lost inputs again and resends it.
+        let answer = NodeTaskResult {
+            result: None,
+            error: Some(
+                lost.iter()
+                    .map(|(up, e)| format!("input '{up}' could not be read ({e})"))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
+            output: None,
+            lines: notes.into_iter().map(|n| (false, n)).collect(),
+            worker: endpoint.to_string(),
+            retried: Vec::new(),
+            lost_inputs: lost.into_iter().map(|(up, _)| up).collect(),
+        };
+        return serde_json::to_value(answer)
+            .map_err(|e| wire(Error::Internal(format!("a node task's answer: {e}"))));
     }
     // As a run: its future is driven on a blocking thread (pipeline code paths need not be
     // Send), and dropped (killing the sandbox) when stopped.

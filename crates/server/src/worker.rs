@@ -42,7 +42,7 @@ use tonic::{Request as GrpcRequest, Response as GrpcResponse, Status, Streaming}
 
 use crate::dispatch::{Outcome, RunProject, RunTask, Task, TaskKind, Work};
 use crate::error::{ApiError, WireError};
-use crate::nodes::{read_output, OutputStore, WorkerNodes, OUTPUT_TICKET_PREFIX, RELEASE_ACTION};
+use crate::nodes::{output_stream, OutputStore, WorkerNodes, OUTPUT_TICKET_PREFIX, RELEASE_ACTION};
 use crate::results::{self, ARROW_STREAM};
 use crate::state::{MetastoreUrl, Tenants};
 
@@ -429,14 +429,9 @@ impl FlightService for Flight {
                 .outputs
                 .path(&ticket)
                 .ok_or_else(|| Status::not_found("unknown, released or expired node output"))?;
-            let (schema, batches) = tokio::task::spawn_blocking(move || read_output(&path))
+            let out = output_stream(path)
                 .await
                 .map_err(|e| Status::internal(e.to_string()))?
-                .map_err(|e| Status::internal(e.to_string()))?;
-            let rows = futures::stream::iter(batches.into_iter().map(Ok));
-            let out = FlightDataEncoderBuilder::new()
-                .with_schema(schema)
-                .build(rows)
                 .map_err(Status::from);
             return Ok(GrpcResponse::new(out.boxed()));
         }

@@ -891,13 +891,25 @@ def all_fares(cheap=lakeplan.Model("cheap"), dear=lakeplan.Model("dear")):
         out.contains("[all_fares] joining"),
         "the function's print: {out}"
     );
-    // Once the run is over, the workers free the outputs they held for it (folders named
-    // lakeplan-<job id's first 12>-<node>-…, in /dev/shm or the temporary folder).
+    // Once the run is over, the workers free the outputs they held for it.
     let job = out
         .split_whitespace()
         .nth(2)
         .expect("the job id on the first line")
         .to_string();
+    assert_job_folders_are_gone(&job);
+    assert_eq!(
+        remote.count("SELECT count(*) FROM all_fares", &[]),
+        remote.count(
+            "SELECT count(*) FROM trips WHERE fare < 20 OR fare >= 20",
+            &[]
+        )
+    );
+}
+
+/// Waits (10 s at most) until no shared-memory folder of job `job` is left (they are named
+/// lakeplan-<job id's first 12>-<node>-…, in /dev/shm or the temporary folder).
+fn assert_job_folders_are_gone(job: &str) {
     let prefix = format!("lakeplan-{}-", &job[..12]);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
@@ -910,7 +922,7 @@ def all_fares(cheap=lakeplan.Model("cheap"), dear=lakeplan.Model("dear")):
             .filter(|n| n.starts_with(&prefix))
             .collect();
         if left.is_empty() {
-            break;
+            return;
         }
         assert!(
             std::time::Instant::now() < deadline,
@@ -918,18 +930,14 @@ def all_fares(cheap=lakeplan.Model("cheap"), dear=lakeplan.Model("dear")):
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    assert_eq!(
-        remote.count("SELECT count(*) FROM all_fares", &[]),
-        remote.count(
-            "SELECT count(*) FROM trips WHERE fare < 20 OR fare >= 20",
-            &[]
-        )
-    );
 }
 
 /// A node's worker lost mid-node: the node is queued again and another worker runs it, so the
-/// run still publishes. What the function prints reaches the job's log while it runs, from
-/// the node's worker (through the metastore, as any server would read it).
+/// run still publishes. The output of the node before it, which the lost worker held, is
+/// computed again on the new worker first. What the function prints reaches the job's log
+/// while it runs, from the node's worker (through the metastore, as any server would read
+/// it). The lost worker's shared-memory folders are removed by the next worker to make one on
+/// the machine.
 #[test]
 fn a_node_whose_worker_is_lost_runs_again_elsewhere_and_its_lines_are_live() {
     let env = worker_env();
@@ -954,10 +962,17 @@ import lakeplan
 
 @lakeplan.model(materialization_strategy="REPLACE")
 @lakeplan.python("3.11")
-def slow(trips=lakeplan.Model("trips", columns=["trip_id"])):
+def first(trips=lakeplan.Model("trips", columns=["trip_id"])):
+    print("computing", flush=True)
+    return trips
+
+
+@lakeplan.model(materialization_strategy="REPLACE")
+@lakeplan.python("3.11")
+def slow(first=lakeplan.Model("first")):
     print("sleeping", flush=True)
     time.sleep(4)
-    return trips
+    return first
 "#,
     )
     .expect("models.py");
@@ -1002,9 +1017,21 @@ def slow(trips=lakeplan.Model("trips", columns=["trip_id"])):
         2,
         "it ran twice, once per worker: {log}"
     );
-    assert_ne!(remote.head("main"), before, "the run published");
-    assert_eq!(
-        remote.count("SELECT count(*) FROM slow", &[]),
-        remote.count("SELECT count(*) FROM trips", &[])
+    assert!(
+        log.contains("could not be read") && log.contains("computing 'first' again"),
+        "{log}"
     );
+    assert_eq!(
+        log.matches("[first] computing").count(),
+        2,
+        "the lost worker's output of first was computed again: {log}"
+    );
+    assert_ne!(remote.head("main"), before, "the run published");
+    assert_job_folders_are_gone(&id);
+    for t in ["first", "slow"] {
+        assert_eq!(
+            remote.count(&format!("SELECT count(*) FROM {t}"), &[]),
+            remote.count("SELECT count(*) FROM trips", &[])
+        );
+    }
 }

@@ -76,6 +76,10 @@ pub struct NodeTaskResult {
     /// queued again.
     #[serde(default)]
     pub retried: Vec<String>,
+    /// The upstream nodes whose outputs the worker could not read (their worker was lost, or
+    /// no longer holds them): the node did not run, and runs again once they are recomputed.
+    #[serde(default)]
+    pub lost_inputs: Vec<String>,
 }
 
 /// How a coordinator reaches the other workers (implemented by the server's worker).
@@ -83,8 +87,8 @@ pub trait NodeDispatch: Send + Sync {
     /// Runs a node on some worker; an `Err` is the transport's (no worker, worker lost), a
     /// node's own failure is [`NodeTaskResult::error`].
     fn run(&self, task: NodeTask) -> BoxFuture<'static, Result<NodeTaskResult>>;
-    /// Copies an output into `dest` (an Arrow IPC file) over Arrow Flight.
-    fn fetch(&self, output: RemoteOutput, dest: PathBuf) -> BoxFuture<'static, Result<()>>;
+    /// Copies an output into `dest` (an Arrow IPC file) over Arrow Flight; returns its rows.
+    fn fetch(&self, output: RemoteOutput, dest: PathBuf) -> BoxFuture<'static, Result<u64>>;
     /// Serves a file of this worker's to the others (an output the coordinator computed or
     /// found in its cache).
     fn share(&self, path: &Path) -> Result<RemoteOutput>;
@@ -112,7 +116,37 @@ pub struct NodeRun {
     pub dir: ShmJobDir,
 }
 
+/// Why the dispatcher queued a node's task again, into the run's log.
+fn relay_retries(ctx: &RunCtx, node: &PlanNode, answer: &NodeTaskResult) {
+    for why in &answer.retried {
+        ctx.emit(RunEvent::Warning(format!(
+            "[{}] queued again after an attempt failed: {why}",
+            node.name
+        )));
+    }
+}
+
+/// What a node's worker logged (written to the job's live log there already), into this
+/// run's log file and observer.
+fn relay_lines(ctx: &RunCtx, node: &PlanNode, answer: &mut NodeTaskResult) {
+    for (stderr, line) in std::mem::take(&mut answer.lines) {
+        ctx.emit_relayed(RunEvent::Line {
+            node: node.name.clone(),
+            stderr,
+            line,
+        });
+    }
+}
+
+/// How many times a node's lost inputs are computed again before its run fails.
+const LOST_INPUT_RECOMPUTES: usize = 2;
+
 impl RunCtx {
+    /// The node of this run's plan called `name`.
+    fn plan_node(&self, name: &str) -> Option<PlanNode> {
+        self.plan_nodes.get()?.get(name).cloned()
+    }
+
     /// The node's output as a file here: its own, or a remote one fetched once.
     pub(super) async fn local_output(&self, node: &str) -> Result<PathBuf> {
         if let Ok(p) = self.output_of(node) {
@@ -135,11 +169,17 @@ impl RunCtx {
             return Ok(remote.path);
         }
         let dest = self.node_dir(node)?.join("fetched.arrow");
-        dispatch.fetch(remote.clone(), dest.clone()).await?;
+        let started = std::time::Instant::now();
+        let rows = dispatch.fetch(remote.clone(), dest.clone()).await?;
+        let bytes = std::fs::metadata(&dest).map_or(0, |m| m.len());
         self.emit(RunEvent::Line {
             node: node.to_string(),
             stderr: false,
-            line: format!("output fetched over Arrow Flight from {}", remote.endpoint),
+            line: format!(
+                "output fetched over Arrow Flight from {}: {rows} rows, {bytes} bytes in {:.3} s",
+                remote.endpoint,
+                started.elapsed().as_secs_f64()
+            ),
         });
         self.set_output(node, dest.clone())?;
         Ok(dest)
@@ -201,10 +241,108 @@ impl Lake {
         node: &PlanNode,
         code_hash: &str,
     ) -> Result<serde_json::Value> {
-        let mut upstream = BTreeMap::new();
-        for up in node.upstream() {
-            upstream.insert(up.to_string(), ctx.location_of(dispatch, up)?);
+        let mut recomputed = 0;
+        loop {
+            let mut upstream = BTreeMap::new();
+            for up in node.upstream() {
+                upstream.insert(up.to_string(), ctx.location_of(dispatch, up)?);
+            }
+            let answer = self
+                .run_node_once(ctx, dispatch, node, code_hash, upstream.clone())
+                .await?;
+            if answer.lost_inputs.is_empty() || recomputed == LOST_INPUT_RECOMPUTES {
+                return self.node_answer(ctx, node, answer);
+            }
+            recomputed += 1;
+            let mut answer = answer;
+            relay_retries(ctx, node, &answer);
+            relay_lines(ctx, node, &mut answer);
+            let why = answer.error.unwrap_or_default();
+            for up in &answer.lost_inputs {
+                let Some(lost) = upstream.get(up) else {
+                    return Err(node_err(
+                        &node.name,
+                        format!("its worker names an input '{up}' it does not read"),
+                    ));
+                };
+                ctx.emit(RunEvent::Warning(format!(
+                    "[{}] {why}: computing '{up}' again",
+                    node.name
+                )));
+                Box::pin(self.recompute_lost(ctx, dispatch, up, lost, code_hash)).await?;
+            }
         }
+    }
+
+    /// The node's output as a file here ([`RunCtx::local_output`]); one that could not be
+    /// fetched because its worker is lost is computed again, once.
+    pub(super) async fn output_here(&self, ctx: &RunCtx, node: &str) -> Result<PathBuf> {
+        let first = ctx.local_output(node).await;
+        let (Err(e), Some(dispatch), Some(code_hash)) = (&first, &ctx.remote, ctx.code_hash.get())
+        else {
+            return first;
+        };
+        let Some(lost) = ctx.remote_lock()?.get(node).cloned() else {
+            return first;
+        };
+        if lost.instance == dispatch.instance() || ctx.plan_node(node).is_none() {
+            return first;
+        }
+        ctx.emit(RunEvent::Warning(format!(
+            "[{node}] its output could not be fetched ({e}): computing it again"
+        )));
+        self.recompute_lost(ctx, dispatch.as_ref(), node, &lost, code_hash)
+            .await?;
+        ctx.local_output(node).await
+    }
+
+    /// Runs `up` again on some worker, whose output (at `lost`) its worker no longer serves;
+    /// once, however many nodes found it lost.
+    async fn recompute_lost(
+        &self,
+        ctx: &RunCtx,
+        dispatch: &dyn NodeDispatch,
+        up: &str,
+        lost: &RemoteOutput,
+        code_hash: &str,
+    ) -> Result<()> {
+        let _one_at_a_time = ctx.recomputing.lock().await;
+        {
+            let mut remote = ctx.remote_lock()?;
+            match remote.get(up) {
+                Some(now) if now != lost => return Ok(()), // done by another reader
+                _ => {
+                    remote.remove(up);
+                }
+            }
+        }
+        let node = ctx
+            .plan_node(up)
+            .filter(|n| n.kind == NodeKind::PythonModel)
+            .ok_or_else(|| {
+                node_err(
+                    up,
+                    format!(
+                        "its output was lost with the worker at {} and only a Python \
+                         model's is computed again",
+                        lost.endpoint
+                    ),
+                )
+            })?;
+        self.run_python_remote(ctx, dispatch, &node, code_hash)
+            .await
+            .map(|_| ())
+    }
+
+    /// One attempt at a node on some worker (the dispatcher retries lost workers itself).
+    async fn run_node_once(
+        &self,
+        ctx: &RunCtx,
+        dispatch: &dyn NodeDispatch,
+        node: &PlanNode,
+        code_hash: &str,
+        upstream: BTreeMap<String, RemoteOutput>,
+    ) -> Result<NodeTaskResult> {
         let task = NodeTask {
             job_id: ctx.job_id.clone(),
             node: node.clone(),
@@ -219,28 +357,26 @@ impl Lake {
                 .flatten(),
             upstream,
         };
-        let answer = dispatch
+        dispatch
             .run(task)
             .await
-            .map_err(|e| node_err(&node.name, e))?;
-        for why in &answer.retried {
-            ctx.emit(RunEvent::Warning(format!(
-                "[{}] queued again after an attempt failed: {why}",
-                node.name
-            )));
-        }
+            .map_err(|e| node_err(&node.name, e))
+    }
+
+    /// What a node's worker answered, into the run's log and outputs; the function's result.
+    fn node_answer(
+        &self,
+        ctx: &RunCtx,
+        node: &PlanNode,
+        mut answer: NodeTaskResult,
+    ) -> Result<serde_json::Value> {
+        relay_retries(ctx, node, &answer);
         ctx.emit(RunEvent::Line {
             node: node.name.clone(),
             stderr: false,
             line: format!("ran on worker {}", answer.worker),
         });
-        for (stderr, line) in answer.lines {
-            ctx.emit_relayed(RunEvent::Line {
-                node: node.name.clone(),
-                stderr,
-                line,
-            });
-        }
+        relay_lines(ctx, node, &mut answer);
         if let Some(e) = answer.error {
             return Err(node_err(&node.name, e));
         }
@@ -383,6 +519,7 @@ impl Lake {
                 lines: lines.unwrap_or_default(),
                 worker: worker.to_string(),
                 retried: Vec::new(),
+                lost_inputs: Vec::new(),
             },
             output,
             dir: ctx.shm,
