@@ -459,4 +459,28 @@ fn settings(m: &dyn Metastore) {
     assert_eq!(m.list_settings("t%").expect("list").len(), 1);
     assert!(m.list_settings("nothing/").expect("list").is_empty());
     assert_eq!(m.list_settings("").expect("list all").len(), 8);
+
+    // The last keys of a prefix, greatest first; neighbours on either side are not in it.
+    for i in [3, 1, 4, 0, 2] {
+        m.set_setting(&format!("at/{i:03}"), &i.to_string())
+            .expect("set");
+    }
+    m.set_setting("as", "before").expect("set");
+    m.set_setting("at0", "after").expect("set");
+    m.set_setting("au/001", "after").expect("set");
+    let last = m.last_settings("at/", 2).expect("last");
+    assert_eq!(
+        last,
+        vec![
+            ("at/004".to_string(), "4".to_string()),
+            ("at/003".to_string(), "3".to_string())
+        ]
+    );
+    assert_eq!(m.last_settings("at/", 100).expect("last").len(), 5);
+    assert!(m.last_settings("at/", 0).expect("last").is_empty());
+    assert!(m.last_settings("nothing/", 3).expect("last").is_empty());
+    assert_eq!(
+        m.last_settings("", 1).expect("last of all"),
+        vec![("warehouse".to_string(), "s3://b/c".to_string())]
+    );
 }

@@ -62,6 +62,26 @@ pub trait Metastore: Send + Sync {
     /// Every setting whose key starts with `prefix` (taken literally: `%` and `_` are not
     /// wildcards), sorted by key.
     fn list_settings(&self, prefix: &str) -> Result<Vec<(String, String)>>;
+    /// The `limit` settings with the greatest keys that start with `prefix`, greatest first
+    /// (what a listing of the newest of many time-keyed entries reads, and no more).
+    fn last_settings(&self, prefix: &str, limit: usize) -> Result<Vec<(String, String)>> {
+        let mut all = self.list_settings(prefix)?;
+        all.reverse();
+        all.truncate(limit);
+        Ok(all)
+    }
+}
+
+/// The least key greater than every key that starts with `prefix` (for a range scan on an
+/// index), when one is simple to say: the prefix with its last byte, ASCII below `~`, raised.
+pub fn prefix_end(prefix: &str) -> Option<String> {
+    let last = *prefix.as_bytes().last()?;
+    if !(b' '..b'~').contains(&last) {
+        return None;
+    }
+    let mut end = prefix[..prefix.len() - 1].to_string();
+    end.push(char::from(last + 1));
+    Some(end)
 }
 
 /// A branch or a tag and the commit it points at.

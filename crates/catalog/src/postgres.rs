@@ -153,6 +153,7 @@ struct Sql {
     get_setting: String,
     set_setting: String,
     list_settings: String,
+    last_settings: String,
 }
 
 impl Sql {
@@ -231,6 +232,11 @@ impl Sql {
             // starts_with, not LIKE: the prefix is literal.
             list_settings: format!(
                 "SELECT key, value FROM {s}.settings WHERE starts_with(key, $1) ORDER BY key"
+            ),
+            // The key's collation is "C": a range on its primary key, read from the top down.
+            last_settings: format!(
+                "SELECT key, value FROM {s}.settings WHERE key >= $1 AND key < $2 \
+                 ORDER BY key DESC LIMIT $3"
             ),
         }
     }
@@ -1066,6 +1072,27 @@ impl Metastore for PostgresMetastore {
         self.call(format!("listing settings '{prefix}*'"), move |conn, sql| {
             Box::pin(async move {
                 let rows = conn.query(&sql.list_settings, &[&prefix]).await?;
+                rows.iter()
+                    .map(|row| Ok((col(row, 0)?, col(row, 1)?)))
+                    .collect()
+            })
+        })
+    }
+
+    fn last_settings(&self, prefix: &str, limit: usize) -> Result<Vec<(String, String)>> {
+        let Some(end) = crate::metastore::prefix_end(prefix) else {
+            let mut all = self.list_settings(prefix)?;
+            all.reverse();
+            all.truncate(limit);
+            return Ok(all);
+        };
+        let prefix = prefix.to_string();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.call(format!("listing settings '{prefix}*'"), move |conn, sql| {
+            Box::pin(async move {
+                let rows = conn
+                    .query(&sql.last_settings, &[&prefix, &end, &limit])
+                    .await?;
                 rows.iter()
                     .map(|row| Ok((col(row, 0)?, col(row, 1)?)))
                     .collect()

@@ -520,6 +520,31 @@ impl Metastore for SqliteMetastore {
         rows.collect::<rusqlite::Result<Vec<_>>>()
             .map_err(db_err(format!("listing settings '{prefix}*'")))
     }
+
+    fn last_settings(&self, prefix: &str, limit: usize) -> Result<Vec<(String, String)>> {
+        let Some(end) = crate::metastore::prefix_end(prefix) else {
+            let mut all = self.list_settings(prefix)?;
+            all.reverse();
+            all.truncate(limit);
+            return Ok(all);
+        };
+        let conn = self.conn();
+        // A range on the primary key: read from its top down, `limit` rows.
+        let mut st = conn
+            .prepare_cached(
+                "SELECT key, value FROM settings WHERE key >= ?1 AND key < ?2 \
+                 ORDER BY key DESC LIMIT ?3",
+            )
+            .map_err(db_err("preparing settings listing"))?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = st
+            .query_map(params![prefix, end, limit], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })
+            .map_err(db_err(format!("listing settings '{prefix}*'")))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(db_err(format!("listing settings '{prefix}*'")))
+    }
 }
 
 #[cfg(test)]

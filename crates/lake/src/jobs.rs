@@ -91,6 +91,20 @@ pub struct JobStore {
 /// (the coordinator, the workers of its nodes), and `job-log/<id>` the log of an ended job
 /// that has no parts (a job from before parts, or whose parts could not be written).
 const RECORD: &str = "job/";
+/// `job-time/<created at, UTC, fixed width>/<id>`: the jobs by time, for listing the newest
+/// without reading every record.
+const BY_TIME: &str = "job-time/";
+/// Set once every record has its [`BY_TIME`] entry (lakes made before the index get theirs
+/// on open).
+const BY_TIME_BUILT: &str = "job-time-index";
+
+fn time_key(rec: &JobRecord) -> String {
+    format!(
+        "{BY_TIME}{}/{}",
+        rec.created_at.format("%Y%m%dT%H%M%S%.6fZ"),
+        rec.id
+    )
+}
 const CODE: &str = "job-code/";
 const LOG: &str = "job-log/";
 const LIVE: &str = "job-live/";
@@ -109,7 +123,20 @@ impl JobStore {
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
         let jobs = JobStore { store, dir };
         jobs.migrate(&lake_root.join("jobs.db"))?;
+        jobs.index_by_time()?;
         Ok(jobs)
+    }
+
+    /// Gives every record its [`BY_TIME`] entry, once per metastore.
+    fn index_by_time(&self) -> Result<()> {
+        if self.store.get_setting(BY_TIME_BUILT)?.is_some() {
+            return Ok(());
+        }
+        for (_, json) in self.store.list_settings(RECORD)? {
+            let rec = parse(&json)?;
+            self.store.set_setting(&time_key(&rec), &rec.id)?;
+        }
+        self.store.set_setting(BY_TIME_BUILT, "1")
     }
 
     /// Moves the records of a `jobs.db` (lakes made before jobs moved to the metastore) into
@@ -166,7 +193,8 @@ impl JobStore {
                 rec.id
             )));
         }
-        self.store.set_setting(&key, &to_json(rec)?)
+        self.store.set_setting(&key, &to_json(rec)?)?;
+        self.store.set_setting(&time_key(rec), &rec.id)
     }
 
     /// Replaces a job's record (status, result, nodes...).
@@ -197,16 +225,16 @@ impl JobStore {
     }
 
     /// The newest jobs first.
+    /// (Reads the newest `limit` entries of the time index and their records, not every
+    /// record.)
     pub fn list(&self, limit: usize) -> Result<Vec<JobRecord>> {
-        let mut all: Vec<JobRecord> = self
-            .store
-            .list_settings(RECORD)?
-            .iter()
-            .map(|(_, json)| parse(json))
-            .collect::<Result<_>>()?;
-        all.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
-        all.truncate(limit);
-        Ok(all)
+        let mut out = Vec::new();
+        for (_, id) in self.store.last_settings(BY_TIME, limit)? {
+            if let Some(json) = self.store.get_setting(&format!("{RECORD}{id}"))? {
+                out.push(parse(&json)?);
+            }
+        }
+        Ok(out)
     }
 
     /// Keeps a copy of the job's code snapshot in the metastore, so that any server can rerun
@@ -351,6 +379,41 @@ mod tests {
         assert_eq!(all.len(), 3);
         assert_eq!(store.list(1).unwrap().len(), 1);
         assert!(store.job_dir("aaaaaa22").is_dir());
+    }
+
+    /// Newest first, through the time index: records of a lake made before the index get
+    /// their entries on open, and a listing reads no record beyond its limit.
+    #[test]
+    fn list_is_newest_first_through_the_time_index() {
+        let shared = metastore();
+        let at = |id: &str, secs: i64| {
+            let mut r = rec(id);
+            r.created_at = chrono::DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap();
+            r
+        };
+        // Written as an older lakeplan did: a record with no index entry.
+        let old = at("old00001", 5);
+        shared
+            .set_setting(&format!("{RECORD}{}", old.id), &to_json(&old).unwrap())
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = JobStore::open(dir.path(), shared.clone()).unwrap();
+        for (id, secs) in [("new00003", 30), ("mid00002", 10), ("new00004", 40)] {
+            store.insert(&at(id, secs)).unwrap();
+        }
+        let ids = |l: Vec<JobRecord>| l.into_iter().map(|r| r.id).collect::<Vec<_>>();
+        assert_eq!(
+            ids(store.list(10).unwrap()),
+            ["new00004", "new00003", "mid00002", "old00001"]
+        );
+        assert_eq!(ids(store.list(2).unwrap()), ["new00004", "new00003"]);
+        // Reopening does not index again, and an update keeps the job's place.
+        let again = JobStore::open(dir.path(), shared).unwrap();
+        let mut r = again.get("mid00002").unwrap();
+        r.status = JobStatus::Succeeded;
+        again.update(&r).unwrap();
+        assert_eq!(ids(again.list(10).unwrap())[2], "mid00002");
+        assert_eq!(again.list(10).unwrap().len(), 4);
     }
 
     fn metastore() -> Arc<dyn Metastore> {
