@@ -110,6 +110,9 @@ pub struct Lake {
     pub(crate) config: LakeConfig,
     /// Added to the commits of this handle's writes.
     pub(crate) extras: CommitExtras,
+    /// Whether pipeline runs also keep their node cache in the lake itself (metastore and
+    /// warehouse), for the other machines of the lake ([`Lake::sharing_node_cache`]).
+    pub(crate) shared_node_cache: bool,
 }
 
 impl Lake {
@@ -175,7 +178,17 @@ impl Lake {
             warehouse,
             config,
             extras: CommitExtras::default(),
+            shared_node_cache: false,
         })
+    }
+
+    /// This lake, with the node cache of its runs shared by every machine that opens it: an
+    /// entry a run stores is also published to the metastore and the warehouse, and a run that
+    /// finds no entry on its machine looks there (server mode, where workers on several
+    /// machines run one lake's nodes).
+    pub fn sharing_node_cache(mut self) -> Lake {
+        self.shared_node_cache = true;
+        self
     }
 
     fn has_tables(catalog: &Catalog) -> Result<bool> {
@@ -200,6 +213,7 @@ impl Lake {
             warehouse: self.warehouse.clone(),
             config,
             extras: CommitExtras::default(),
+            shared_node_cache: self.shared_node_cache,
         }
     }
 

@@ -36,7 +36,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::jobs::{JobRecord, JobStatus, JobStore};
-use crate::node_cache::{write_atomic, NodeCache};
+use crate::node_cache::{write_atomic, Found, NodeCache, SharedCache};
 use crate::pipeline_io::{
     check_contract, quote_ident, scan_sql, sql_to_ipc, sql_to_ipc_parts, ContractField,
 };
@@ -537,7 +537,14 @@ impl Lake {
             shm: parts.shm,
             pysrc: crate::pysrc::install(&self.root)?,
             project_dir: parts.project_dir,
-            cache: NodeCache::new(self.root.join("cache").join("nodes")),
+            cache: NodeCache::new(
+                self.root.join("cache").join("nodes"),
+                self.shared_node_cache.then(|| SharedCache {
+                    store: self.catalog.store().clone(),
+                    file_io: self.warehouse.file_io().clone(),
+                    base: format!("{}/.lakeplan/node-cache", self.warehouse.url()),
+                }),
+            ),
             envs: EnvManager::new(
                 env_cache_dir(&self.root),
                 uv.clone().unwrap_or_else(|_| PathBuf::from("uv")),
@@ -1165,7 +1172,10 @@ impl Lake {
         let dir = ctx.node_dir(&node.name)?;
         let out = dir.join("output.arrow");
         if !early_worker {
-            if let Some(hit) = self.cache_hit_or_execute(ctx, node, env_key.as_deref())? {
+            if let Some(hit) = self
+                .cache_hit_or_execute(ctx, node, env_key.as_deref())
+                .await?
+            {
                 apply_hit(ctx, node, o, hit);
                 return Ok(());
             }
@@ -1238,6 +1248,7 @@ impl Lake {
             let meta = json!({"node": node.name, "rows": o.rows, "passed": o.passed,
                               "job_id": ctx.job_id, "created_at": Utc::now().to_rfc3339()});
             ctx.cache.store(&key, output.as_deref(), &meta, &ctx.job_id);
+            ctx.cache.publish(&key, output.as_deref(), &meta).await;
         }
         if let Some(out) = output {
             ctx.set_output(&node.name, out)?;
@@ -1277,13 +1288,23 @@ impl Lake {
 
     /// Computes the node's effective cache key (its inputs must be done) and looks it up; on
     /// a miss the node is marked executing (what a node started ahead of it waits for).
-    fn cache_hit_or_execute(
+    async fn cache_hit_or_execute(
         &self,
         ctx: &RunCtx,
         node: &PlanNode,
         env_key: Option<&str>,
     ) -> Result<Option<CacheHit>> {
         let key = ctx.effective_key(node, env_key)?;
+        if ctx.cacheable(node) && ctx.cache.pull(&key, &ctx.job_id).await == Found::Shared {
+            ctx.emit(RunEvent::Line {
+                node: node.name.clone(),
+                stderr: false,
+                line: format!(
+                    "cache entry {} copied from the lake's shared node cache",
+                    &key[..12]
+                ),
+            });
+        }
         let meta = ctx.cacheable(node).then(|| ctx.cache.meta(&key)).flatten();
         let hit = meta.and_then(|meta| {
             let usable = match node.kind {
@@ -1318,7 +1339,8 @@ impl Lake {
         }
         node_started(ctx, node, started);
         Ok(self
-            .cache_hit_or_execute(ctx, node, env_key)?
+            .cache_hit_or_execute(ctx, node, env_key)
+            .await?
             .map(Skip::Hit))
     }
 

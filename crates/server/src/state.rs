@@ -155,15 +155,19 @@ impl Tenants {
             return Ok(l.clone());
         }
         let (store, root) = self.metastore.tenant_store(&tenant.name)?;
-        let lake = Arc::new(Lake::open_on(
-            &root,
-            store,
-            Some(&tenant.warehouse),
-            LakeConfig {
-                actor: "server".into(),
-                client: "api".into(),
-            },
-        )?);
+        // Its workers may be on other machines: runs share their node cache through the lake.
+        let lake = Arc::new(
+            Lake::open_on(
+                &root,
+                store,
+                Some(&tenant.warehouse),
+                LakeConfig {
+                    actor: "server".into(),
+                    client: "api".into(),
+                },
+            )?
+            .sharing_node_cache(),
+        );
         lakes.insert(tenant.name.clone(), lake.clone());
         Ok(lake)
     }

@@ -310,13 +310,21 @@ fn two_servers_on_one_postgres_metastore_share_jobs() {
         "key", "create", "--tenant", "jobs", "--user", "root", "--scope", "admin",
     ]);
     let key = key.trim().to_string();
-    let a = serve(&url, &["--state-dir", &sa, "--allow-local-paths"]);
-    let b = serve(&url, &["--state-dir", &sb, "--allow-local-paths"]);
+    let env = worker_env();
+    let a = serve_with_env(&url, &["--state-dir", &sa, "--allow-local-paths"], &env);
+    let b = serve_with_env(&url, &["--state-dir", &sb, "--allow-local-paths"], &env);
     let files: std::collections::BTreeMap<String, String> = [
         ("lakeplan_project.yml", "project:\n  name: shared_jobs\n"),
         (
             "vendors.sql",
             "-- lakeplan: materialization_strategy=REPLACE\nSELECT vendor, count(*) AS n FROM trips GROUP BY vendor\n",
+        ),
+        (
+            "models.py",
+            "import lakeplan\n\n\n@lakeplan.model(materialization_strategy=\"REPLACE\")\n\
+             @lakeplan.python(\"3.11\")\n\
+             def fares(trips=lakeplan.Model(\"trips\", columns=[\"trip_id\", \"fare\"])):\n    \
+             return trips\n",
         ),
     ]
     .into_iter()
@@ -393,8 +401,9 @@ fn two_servers_on_one_postgres_metastore_share_jobs() {
         .await;
         assert_eq!(s, 202, "{v}");
         let again = v["job_id"].as_str().expect("job id").to_string();
+        let mut job = Value::Null;
         for _ in 0..600 {
-            let (_, job) = call(
+            (_, job) = call(
                 "GET",
                 &format!("{}/api/v1/jobs/{again}", a.base),
                 &key,
@@ -408,6 +417,27 @@ fn two_servers_on_one_postgres_metastore_share_jobs() {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
         assert_eq!(status, "succeeded");
+        // B's workers (another machine's folders) had no cache of their own: the nodes came
+        // from the cache A's run left in the lake (metastore + warehouse).
+        let log = get_text(&format!("{}/api/v1/jobs/{again}/logs", b.base), &key).await;
+        for node in ["vendors", "fares"] {
+            let n = job["nodes"]
+                .as_array()
+                .and_then(|n| n.iter().find(|n| n["node"] == node))
+                .unwrap_or_else(|| panic!("{node} in {job}"));
+            assert_eq!(n["status"], "cached", "{job}\n{log}");
+            assert!(
+                log.contains(&format!("[{node}] cache entry"))
+                    && log.contains("copied from the lake's shared node cache"),
+                "{log}"
+            );
+        }
+        assert!(
+            std::path::Path::new(&wh)
+                .join(".lakeplan/node-cache")
+                .is_dir(),
+            "the shared entries are in the warehouse"
+        );
     });
 }
 

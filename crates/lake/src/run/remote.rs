@@ -504,6 +504,7 @@ impl Lake {
                                       "job_id": task.job_id,
                                       "created_at": chrono::Utc::now().to_rfc3339()});
                     ctx.cache.store(key, output.as_deref(), &meta, &task.job_id);
+                    ctx.cache.publish(key, output.as_deref(), &meta).await;
                 }
                 (Some(r), None, output)
             }
