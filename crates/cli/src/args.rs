@@ -195,6 +195,10 @@ pub struct WorkerArgs {
     /// pipeline runs), node (run pipeline functions); default: all
     #[arg(long, value_delimiter = ',')]
     pub tasks: Vec<String>,
+    /// This worker's local folder (job folders, node cache) when the server's metastore is
+    /// PostgreSQL and this worker is on another machine; default: the server's state folder
+    #[arg(long)]
+    pub state_dir: Option<String>,
     /// Exit when standard input closes (how `serve --workers` ties its workers to itself)
     #[arg(long, hide = true)]
     pub exit_on_stdin_close: bool,

@@ -182,6 +182,10 @@ pub async fn worker(args: WorkerArgs) -> Result<()> {
         advertise: args.advertise,
         max_tasks: args.max_tasks,
         tasks,
+        state_dir: match &args.state_dir {
+            Some(d) => Some(std::path::PathBuf::from(absolute(&expand_home(d)?)?)),
+            None => None,
+        },
     };
     let stdin_closed = async move {
         if args.exit_on_stdin_close {

@@ -79,6 +79,7 @@ impl Fixture {
             advertise: None,
             max_tasks: 4,
             tasks: Vec::new(),
+            state_dir: None,
         })
         .await
         .expect("worker");

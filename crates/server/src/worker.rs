@@ -64,6 +64,10 @@ pub struct WorkerOptions {
     pub max_tasks: usize,
     /// The kinds of task taken (all when empty).
     pub tasks: Vec<TaskKind>,
+    /// This worker's local folder (job folders, node cache) with a PostgreSQL metastore, in
+    /// place of the server's (a worker on another machine); a SQLite metastore is the
+    /// server's folder itself, so it is ignored there.
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 /// A query plan waiting for its fetch.
@@ -732,6 +736,7 @@ pub async fn start(opts: WorkerOptions) -> Result<WorkerHandle> {
         outputs,
         instance: uuid::Uuid::new_v4().simple().to_string(),
         kinds: opts.tasks.clone(),
+        state_dir: opts.state_dir.clone(),
     };
     let control = tokio::spawn(control_loop(cp, endpoint.clone(), shared, opts.max_tasks));
     Ok(WorkerHandle {
@@ -756,6 +761,7 @@ struct Shared {
     outputs: Arc<OutputStore>,
     instance: String,
     kinds: Vec<TaskKind>,
+    state_dir: Option<std::path::PathBuf>,
 }
 
 /// Register, then pull tasks; register again whenever the control plane has forgotten us.
@@ -779,8 +785,22 @@ async fn control_loop(cp: Arc<ControlPlane>, endpoint: String, shared: Shared, m
         };
         warned = false;
         let id = reg.worker_id;
+        let metastore = match (reg.metastore, &shared.state_dir) {
+            (MetastoreUrl::Postgres { url, .. }, Some(dir)) => MetastoreUrl::Postgres {
+                url,
+                state_dir: dir.clone(),
+            },
+            (m @ MetastoreUrl::Sqlite { .. }, Some(_)) => {
+                eprintln!(
+                    "warning: --state-dir is ignored: the server's metastore is SQLite, whose \
+                     folder holds the catalogs (a worker on it shares the server's machine)"
+                );
+                m
+            }
+            (m, None) => m,
+        };
         let ctx = Arc::new(WorkerCtx {
-            tenants: Tenants::new(reg.metastore),
+            tenants: Tenants::new(metastore),
             results: shared.results.clone(),
             outputs: shared.outputs.clone(),
             instance: shared.instance.clone(),

@@ -286,7 +286,8 @@ fn two_servers_on_one_postgres_metastore_lose_no_commit() {
 
 /// Jobs are records of the shared metastore: a run through one server (its log and code on
 /// that server's disk) is listed, its log read and the job rerun through another server with a
-/// state folder of its own.
+/// state folder of its own, whose worker (`--state-dir`: another machine's folder) finds every
+/// node in the node cache A's run left in the lake.
 #[test]
 fn two_servers_on_one_postgres_metastore_share_jobs() {
     let pg = lakeplan_catalog::testing::TestPostgres::shared().expect("PostgreSQL for tests");
@@ -312,7 +313,14 @@ fn two_servers_on_one_postgres_metastore_share_jobs() {
     let key = key.trim().to_string();
     let env = worker_env();
     let a = serve_with_env(&url, &["--state-dir", &sa, "--allow-local-paths"], &env);
-    let b = serve_with_env(&url, &["--state-dir", &sb, "--allow-local-paths"], &env);
+    // B's tasks go to a worker with a folder of its own, as on another machine.
+    let b = serve_with_env(
+        &url,
+        &["--state-dir", &sb, "--allow-local-paths", "--workers", "0"],
+        &env,
+    );
+    let sc = lake.file("state-c");
+    let _elsewhere = worker_with(&b, &env, &["--state-dir", &sc.display().to_string()]);
     let files: std::collections::BTreeMap<String, String> = [
         ("lakeplan_project.yml", "project:\n  name: shared_jobs\n"),
         (
@@ -437,6 +445,10 @@ fn two_servers_on_one_postgres_metastore_share_jobs() {
                 .join(".lakeplan/node-cache")
                 .is_dir(),
             "the shared entries are in the warehouse"
+        );
+        assert!(
+            sc.join("tenants/jobs/cache/nodes").is_dir(),
+            "the worker copied them into its own folder"
         );
     });
 }
