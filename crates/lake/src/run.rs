@@ -507,6 +507,14 @@ fn node_err(node: &str, msg: impl std::fmt::Display) -> Error {
     }
 }
 
+/// The environment a Python node declares.
+fn node_env_spec(node: &PlanNode) -> EnvSpec {
+    EnvSpec {
+        python: node.python.clone(),
+        pip: node.pip.clone(),
+    }
+}
+
 fn param_text(v: &ParamValue) -> String {
     match v {
         ParamValue::Bool(b) => b.to_string(),
@@ -1150,10 +1158,16 @@ impl Lake {
         }
         // The environment first: its key is part of the node's cache key (a declared 3.12 that
         // runs on 3.11 must not reuse an output made on another interpreter), and strict
-        // interpreter matching applies to cache hits too.
-        let env = match node.kind {
-            NodeKind::SqlModel => None,
-            _ => Some(self.prepare_env(ctx, node).await?),
+        // interpreter matching applies to cache hits too. A node that a worker runs needs only
+        // the key here; its worker builds the environment.
+        let (env, env_key) = match node.kind {
+            NodeKind::SqlModel => (None, None),
+            _ if ctx.remote.is_some() => (None, Some(self.env_key_of(ctx, node).await?)),
+            _ => {
+                let env = self.prepare_env(ctx, node).await?;
+                let key = env.key.clone();
+                (Some(env), Some(key))
+            }
         };
         let mut early_worker = false;
         if ahead {
@@ -1168,7 +1182,6 @@ impl Lake {
                 Inputs::Computing => early_worker = true,
             }
         }
-        let env_key = env.as_ref().map(|e| e.key.clone());
         let dir = ctx.node_dir(&node.name)?;
         let out = dir.join("output.arrow");
         if !early_worker {
@@ -1202,19 +1215,20 @@ impl Lake {
                 o.rows = Some(rows);
             }
             NodeKind::PythonModel | NodeKind::Expectation => {
-                let env = env.ok_or_else(|| {
-                    Error::Internal(format!("node '{}' has no environment", node.name))
-                })?;
                 let remote = ctx.remote.clone();
                 if let Some(dispatch) = remote {
-                    // Run by a worker (this one or another): it caches what it computed; the
-                    // output stays there until something here or downstream reads it.
+                    // Run by a worker (this one or another): it builds the environment and
+                    // caches what it computed; the output stays there until something here or
+                    // downstream reads it.
                     let result = self
                         .run_python_remote(ctx, dispatch.as_ref(), node, code_hash)
                         .await?;
                     self.python_outcome(node, &result, o)?;
                     return Ok(());
                 }
+                let env = env.ok_or_else(|| {
+                    Error::Internal(format!("node '{}' has no environment", node.name))
+                })?;
                 if early_worker {
                     ctx.emit(RunEvent::Line {
                         node: node.name.clone(),
@@ -1353,16 +1367,23 @@ impl Lake {
     }
 
     /// The node's environment, built on first use; its warnings go to the log.
+    /// The key of the environment a Python node declares, without building it.
+    async fn env_key_of(&self, ctx: &RunCtx, node: &PlanNode) -> Result<String> {
+        let key = ctx
+            .envs
+            .key(&node_env_spec(node), ctx.strict_python)
+            .await
+            .map_err(|e| node_err(&node.name, e))?;
+        for w in &key.warnings {
+            ctx.emit(RunEvent::Warning(format!("[{}] {w}", node.name)));
+        }
+        Ok(key.key)
+    }
+
     async fn prepare_env(&self, ctx: &RunCtx, node: &PlanNode) -> Result<PreparedEnv> {
         let env = ctx
             .envs
-            .ensure(
-                &EnvSpec {
-                    python: node.python.clone(),
-                    pip: node.pip.clone(),
-                },
-                ctx.strict_python,
-            )
+            .ensure(&node_env_spec(node), ctx.strict_python)
             .await
             .map_err(|e| match (&ctx.uv_missing, e) {
                 (Some(why), lakeplan_runtime::RuntimeError::Io { .. })

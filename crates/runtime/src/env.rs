@@ -60,6 +60,15 @@ pub struct PreparedEnv {
     pub requirements: Vec<String>,
 }
 
+/// An environment's key ([`EnvManager::key`]), for an environment that may be built elsewhere.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EnvKey {
+    /// The key [`PreparedEnv::key`] has once it is built.
+    pub key: String,
+    /// E.g. the substitution of a Python version that is not installed.
+    pub warnings: Vec<String>,
+}
+
 /// PEP 503 normalisation: lowercase, runs of `-`, `_`, `.` become one `-`.
 fn normalize_name(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
@@ -351,9 +360,23 @@ impl EnvManager {
             .await
     }
 
-    /// Returns the environment for `spec`, building it when it is not cached yet. With
-    /// `strict_python`, a Python version that is not installed is an error instead of a warning.
-    pub async fn ensure(&self, spec: &EnvSpec, strict_python: bool) -> Result<PreparedEnv> {
+    /// The key `ensure` would give `spec`'s environment, without building it or writing
+    /// anything but the interpreter list: what a machine that plans a function run by another
+    /// one needs. The interpreter's warning (a substituted version) comes with it.
+    pub async fn key(&self, spec: &EnvSpec, strict_python: bool) -> Result<EnvKey> {
+        let (interpreter, requirements) = self.resolve(spec, strict_python).await?;
+        Ok(EnvKey {
+            key: env_key(&interpreter, &requirements),
+            warnings: interpreter.warning.into_iter().collect(),
+        })
+    }
+
+    /// `spec`'s interpreter and requirements (checked), with the cache folder made.
+    async fn resolve(
+        &self,
+        spec: &EnvSpec,
+        strict_python: bool,
+    ) -> Result<(Resolved, Vec<String>)> {
         let requirements = spec.requirements()?;
         std::fs::create_dir_all(&self.cache_dir).map_err(io_ctx(format!(
             "creating the environment cache {}",
@@ -364,6 +387,13 @@ impl EnvManager {
             spec.python.as_deref(),
             strict_python,
         )?;
+        Ok((interpreter, requirements))
+    }
+
+    /// Returns the environment for `spec`, building it when it is not cached yet. With
+    /// `strict_python`, a Python version that is not installed is an error instead of a warning.
+    pub async fn ensure(&self, spec: &EnvSpec, strict_python: bool) -> Result<PreparedEnv> {
+        let (interpreter, requirements) = self.resolve(spec, strict_python).await?;
         let key = env_key(&interpreter, &requirements);
         let short = &key[..16];
         let root = self.cache_dir.join(short);
@@ -716,11 +746,29 @@ mod tests {
             .unwrap()
             .flatten()
             .all(|e| !e.file_name().to_string_lossy().starts_with(".tmp-")));
-        // Fake a finished environment at the key's folder.
-        let key = env_key(
-            &python::select(m.interpreters().await, None, false).unwrap(),
-            &s.requirements().unwrap(),
+        // The key alone needs no uv and builds nothing.
+        let key = m.key(&s, false).await.unwrap();
+        assert!(key.warnings.is_empty());
+        let key = key.key;
+        assert_eq!(
+            key,
+            env_key(
+                &python::select(m.interpreters().await, None, false).unwrap(),
+                &s.requirements().unwrap(),
+            )
         );
+        assert!(!d.path().join(&key[..16]).exists());
+        // A version that is not installed: the neighbour's key, with the warning; strict, an
+        // error.
+        let other = EnvSpec {
+            python: Some("3.12".into()),
+            ..s.clone()
+        };
+        let substituted = m.key(&other, false).await.unwrap();
+        assert_eq!(substituted.key, key);
+        assert_eq!(substituted.warnings.len(), 1, "{:?}", substituted.warnings);
+        assert!(m.key(&other, true).await.is_err());
+        // Fake a finished environment at the key's folder.
         let root = d.path().join(&key[..16]);
         std::fs::create_dir_all(root.join("bin")).unwrap();
         std::fs::write(root.join("bin/python"), "").unwrap();

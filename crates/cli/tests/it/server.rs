@@ -854,12 +854,18 @@ fn a_worker_lost_mid_run_fails_the_job_and_leaves_the_branch() {
 /// A run's Python nodes are tasks of their own: with a coordinating worker that runs no
 /// functions and two one-slot node workers, two independent nodes run on different workers,
 /// the node reading both gets the other worker's output over Arrow Flight, and the coordinator
-/// fetches the materialized output the same way.
+/// fetches the materialized output the same way. The coordinator builds no environment (it
+/// cannot: it has no uv and an empty environment cache of its own).
 #[test]
 fn pipeline_nodes_run_on_several_workers_and_hand_outputs_over_flight() {
     let env = worker_env();
     let (remote, server) = remote_lake_with(&env, &["--workers", "0"]);
-    let _coordinator = worker_with(&server, &env, &["--tasks", "run,query,import"]);
+    let coordinator_envs = remote.file("coordinator-envs");
+    let mut coordinator_env = env.to_vec();
+    coordinator_env.retain(|(k, _)| *k != "LAKEPLAN_ENV_CACHE");
+    coordinator_env.push(("LAKEPLAN_ENV_CACHE", coordinator_envs.display().to_string()));
+    coordinator_env.push(("LAKEPLAN_UV", "/nonexistent/uv".to_string()));
+    let _coordinator = worker_with(&server, &coordinator_env, &["--tasks", "run,query,import"]);
     let _b = worker_with(&server, &env, &["--tasks", "node", "--max-tasks", "1"]);
     let _c = worker_with(&server, &env, &["--tasks", "node", "--max-tasks", "1"]);
     remote.load("trips", &data("trips_2024_01.csv"), &[]);
@@ -933,6 +939,15 @@ def all_fares(cheap=lakeplan.Model("cheap"), dear=lakeplan.Model("dear")):
         out.contains("[all_fares] joining"),
         "the function's print: {out}"
     );
+    let built: Vec<String> = std::fs::read_dir(&coordinator_envs)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .filter(|n| n != "interpreters.json")
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(built.is_empty(), "the coordinator built {built:?}");
     // Once the run is over, the workers free the outputs they held for it.
     let job = out
         .split_whitespace()
