@@ -440,6 +440,10 @@ fn settings(m: &dyn Metastore) {
     assert_eq!(m.get_setting("other").expect("get").as_deref(), Some("x"));
     m.set_setting("empty", "").expect("set empty");
     assert_eq!(m.get_setting("empty").expect("get").as_deref(), Some(""));
+    m.set_setting("gone", "soon").expect("set");
+    assert!(m.delete_setting("gone").expect("delete"));
+    assert_eq!(m.get_setting("gone").expect("get"), None);
+    assert!(!m.delete_setting("gone").expect("delete again"));
 
     // Prefix listing is literal (no LIKE wildcards) and sorted by key.
     m.set_setting("tenant/b", "2").expect("set");

@@ -59,6 +59,8 @@ pub trait Metastore: Send + Sync {
     fn get_setting(&self, key: &str) -> Result<Option<String>>;
     /// Sets (inserts or replaces) a setting.
     fn set_setting(&self, key: &str, value: &str) -> Result<()>;
+    /// Removes a setting; true if there was one.
+    fn delete_setting(&self, key: &str) -> Result<bool>;
     /// Every setting whose key starts with `prefix` (taken literally: `%` and `_` are not
     /// wildcards), sorted by key.
     fn list_settings(&self, prefix: &str) -> Result<Vec<(String, String)>>;

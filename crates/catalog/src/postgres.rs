@@ -152,6 +152,7 @@ struct Sql {
     list_audit: String,
     get_setting: String,
     set_setting: String,
+    delete_setting: String,
     list_settings: String,
     last_settings: String,
 }
@@ -229,6 +230,7 @@ impl Sql {
                 "INSERT INTO {s}.settings (key, value) VALUES ($1, $2) \
                  ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
             ),
+            delete_setting: format!("DELETE FROM {s}.settings WHERE key = $1"),
             // starts_with, not LIKE: the prefix is literal.
             list_settings: format!(
                 "SELECT key, value FROM {s}.settings WHERE starts_with(key, $1) ORDER BY key"
@@ -1064,6 +1066,13 @@ impl Metastore for PostgresMetastore {
                 conn.execute(&sql.set_setting, &[&key, &value]).await?;
                 Ok(())
             })
+        })
+    }
+
+    fn delete_setting(&self, key: &str) -> Result<bool> {
+        let key = key.to_string();
+        self.call(format!("removing setting '{key}'"), move |conn, sql| {
+            Box::pin(async move { Ok(conn.execute(&sql.delete_setting, &[&key]).await? > 0) })
         })
     }
 

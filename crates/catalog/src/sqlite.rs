@@ -503,6 +503,17 @@ impl Metastore for SqliteMetastore {
         Ok(())
     }
 
+    fn delete_setting(&self, key: &str) -> Result<bool> {
+        let conn = self.conn();
+        let mut st = conn
+            .prepare_cached("DELETE FROM settings WHERE key = ?1")
+            .map_err(db_err("preparing setting removal"))?;
+        let n = st
+            .execute(params![key])
+            .map_err(db_err(format!("removing setting '{key}'")))?;
+        Ok(n > 0)
+    }
+
     fn list_settings(&self, prefix: &str) -> Result<Vec<(String, String)>> {
         let conn = self.conn();
         // substr comparison, not LIKE: the prefix is literal.

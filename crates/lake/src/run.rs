@@ -36,7 +36,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::jobs::{JobRecord, JobStatus, JobStore};
-use crate::node_cache::{write_atomic, Found, NodeCache, SharedCache};
+use crate::node_cache::{write_atomic, Found, NodeCache, Retention, SharedCache};
 use crate::pipeline_io::{
     check_contract, quote_ident, scan_sql, sql_to_ipc, sql_to_ipc_parts, ContractField,
 };
@@ -299,6 +299,8 @@ struct CacheHit {
     passed: Option<bool>,
     snapshot: Option<i64>,
     key: String,
+    /// The cached output the run reads (pinned for the run); none for an expectation.
+    output: Option<PathBuf>,
 }
 
 impl RunCtx {
@@ -487,8 +489,8 @@ fn apply_hit(ctx: &RunCtx, node: &PlanNode, o: &mut NodeOutcome, hit: CacheHit) 
     o.rows = hit.rows;
     o.passed = hit.passed;
     o.cached_snapshot = hit.snapshot;
-    if node.kind != NodeKind::Expectation {
-        if let Err(e) = ctx.set_output(&node.name, ctx.cache.output(&hit.key)) {
+    if let Some(output) = hit.output {
+        if let Err(e) = ctx.set_output(&node.name, output) {
             ctx.emit(RunEvent::Warning(format!("[{}] {e}", node.name)));
         }
     }
@@ -552,6 +554,7 @@ impl Lake {
                     file_io: self.warehouse.file_io().clone(),
                     base: format!("{}/.lakeplan/node-cache", self.warehouse.url()),
                 }),
+                Retention::from_env()?,
             ),
             envs: EnvManager::new(
                 env_cache_dir(&self.root),
@@ -1321,15 +1324,20 @@ impl Lake {
         }
         let meta = ctx.cacheable(node).then(|| ctx.cache.meta(&key)).flatten();
         let hit = meta.and_then(|meta| {
-            let usable = match node.kind {
-                NodeKind::Expectation => meta.get("passed").and_then(|v| v.as_bool()).is_some(),
-                _ => ctx.cache.output(&key).is_file(),
+            let output = match node.kind {
+                NodeKind::Expectation => {
+                    meta.get("passed").and_then(|v| v.as_bool())?;
+                    ctx.cache.touch(&key);
+                    None
+                }
+                _ => Some(ctx.cache.use_output(&key)?),
             };
-            usable.then(|| CacheHit {
+            Some(CacheHit {
                 rows: meta.get("rows").and_then(|v| v.as_u64()),
                 passed: meta.get("passed").and_then(|v| v.as_bool()),
                 snapshot: meta.get("snapshot_id").and_then(|v| v.as_i64()),
                 key,
+                output,
             })
         });
         if hit.is_none() {

@@ -1085,3 +1085,60 @@ fn a_worker_starts_while_its_inputs_are_computed_and_is_dropped_if_they_fail() {
     let nodes = r.job["nodes"].as_array().expect("nodes");
     assert!(nodes.iter().all(|n| n["node"] != "after"), "{}", r.job);
 }
+
+/// The node cache keeps to its size: with room for almost nothing, each store removes the
+/// entries before it, so one entry is left after a run, and runs still succeed with the same
+/// result (a hit's output is pinned for the run that reads it). A size that is not a number
+/// is an error naming the variable, before anything runs.
+#[test]
+fn the_node_cache_keeps_to_its_size() {
+    let mut l = lake();
+    let p = example(&l, "taxi");
+    l.env
+        .push(("LAKEPLAN_NODE_CACHE_MAX_GB".into(), "lots".into()));
+    let before = l.head("main");
+    let r = run(&l, &p, &[]);
+    assert!(!r.ok);
+    assert!(
+        r.stderr.contains("LAKEPLAN_NODE_CACHE_MAX_GB='lots'"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(l.head("main"), before, "nothing ran");
+    l.env.pop();
+    l.env
+        .push(("LAKEPLAN_NODE_CACHE_MAX_GB".into(), "0.000000001".into()));
+    let entries = |l: &Lake| -> Vec<String> {
+        std::fs::read_dir(l.path().join("cache/nodes"))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    run_ok(&l, &p, &[]);
+    let first = entries(&l);
+    assert_eq!(
+        first.iter().filter(|n| n.ends_with(".json")).count(),
+        1,
+        "{first:?}"
+    );
+    let r = run_ok(&l, &p, &[]);
+    let cached = ["clean_trips", "zone_stats", "borough_summary"]
+        .iter()
+        .filter(|n| r.status(n) == "cached")
+        .count();
+    assert!(cached <= 1, "{}", r.job);
+    assert_boroughs(&l, 5.0, 100);
+    let second = entries(&l);
+    assert_eq!(
+        second.iter().filter(|n| n.ends_with(".json")).count(),
+        1,
+        "{second:?}"
+    );
+    let pins: Vec<_> = std::fs::read_dir(l.path().join("cache/nodes/.pins"))
+        .map(|d| d.flatten().collect())
+        .unwrap_or_default();
+    assert!(pins.is_empty(), "a run's pins go with it: {pins:?}");
+}
