@@ -517,6 +517,13 @@ fn node_env_spec(node: &PlanNode) -> EnvSpec {
     }
 }
 
+/// What choosing a node's interpreter warned of (a substituted version), in the log.
+fn env_warnings(ctx: &RunCtx, node: &PlanNode, warnings: &[String]) {
+    for w in warnings {
+        ctx.emit(RunEvent::Warning(format!("[{}] {w}", node.name)));
+    }
+}
+
 fn param_text(v: &ParamValue) -> String {
     match v {
         ParamValue::Bool(b) => b.to_string(),
@@ -1374,20 +1381,19 @@ impl Lake {
         }
     }
 
-    /// The node's environment, built on first use; its warnings go to the log.
-    /// The key of the environment a Python node declares, without building it.
+    /// The key of the environment a Python node declares, without building it; its warnings
+    /// go to the log.
     async fn env_key_of(&self, ctx: &RunCtx, node: &PlanNode) -> Result<String> {
         let key = ctx
             .envs
             .key(&node_env_spec(node), ctx.strict_python)
             .await
             .map_err(|e| node_err(&node.name, e))?;
-        for w in &key.warnings {
-            ctx.emit(RunEvent::Warning(format!("[{}] {w}", node.name)));
-        }
+        env_warnings(ctx, node, &key.warnings);
         Ok(key.key)
     }
 
+    /// The node's environment, built on first use; its warnings go to the log.
     async fn prepare_env(&self, ctx: &RunCtx, node: &PlanNode) -> Result<PreparedEnv> {
         let env = ctx
             .envs
@@ -1401,9 +1407,7 @@ impl Lake {
                 ),
                 (_, e) => node_err(&node.name, e),
             })?;
-        for w in &env.warnings {
-            ctx.emit(RunEvent::Warning(format!("[{}] {w}", node.name)));
-        }
+        env_warnings(ctx, node, &env.warnings);
         if env.installed {
             ctx.emit(RunEvent::Line {
                 node: node.name.clone(),
