@@ -16,8 +16,12 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = args::Cli::parse();
+    // Every runtime thread gets the stack that planning and running any statement within
+    // lakeplan's SQL limits needs (lakeplan_core::sql_limits), and so does the thread that
+    // runs the command itself (not the main thread, whose stack the system sets).
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .thread_stack_size(lakeplan_core::sql_limits::PLANNER_STACK_BYTES)
         .build()
     {
         Ok(rt) => rt,
@@ -27,7 +31,20 @@ fn main() -> ExitCode {
         }
     };
     let verbose = cli.verbose;
-    match rt.block_on(run::run(cli)) {
+    let command = std::thread::Builder::new()
+        .name("lakeplan".into())
+        .stack_size(lakeplan_core::sql_limits::PLANNER_STACK_BYTES)
+        .spawn(move || rt.block_on(run::run(cli)));
+    let outcome = match command.map(|t| t.join()) {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(_)) => Err(lakeplan_core::Error::Internal(
+            "the command panicked".into(),
+        )),
+        Err(e) => Err(lakeplan_core::Error::Internal(format!(
+            "cannot start the command's thread: {e}"
+        ))),
+    };
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let msg = e.to_string();

@@ -7,6 +7,7 @@ mod error;
 mod ids;
 mod names;
 mod refs;
+pub mod sql_limits;
 mod tree;
 
 pub use error::{Error, Result};

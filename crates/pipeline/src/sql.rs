@@ -12,6 +12,8 @@ use sqlparser::ast::{ObjectName, ObjectNamePart, Query, Statement, Visit, Visito
 use sqlparser::dialect::GenericDialect;
 use sqlparser::parser::Parser;
 
+use lakeplan_core::sql_limits;
+
 use crate::error::{Location, PipelineError, Result};
 use crate::project::ParamValue;
 
@@ -99,15 +101,25 @@ pub fn parse_sql_model(
     let (sql, params) = substitute_params(text, display, declared, values)?;
 
     let dialect = GenericDialect {};
-    let statements = Parser::parse_sql(&dialect, &sql).map_err(|e| {
-        let msg = e.to_string();
-        // An error at the end of the input carries no position: point at the last line.
-        let line = error_line(&msg).or_else(|| {
-            msg.contains("EOF")
-                .then(|| sql.trim_end().lines().count().max(1))
-        });
-        err(line, msg)
-    })?;
+    let limit = |e: lakeplan_core::Error| err(None, e.to_string());
+    sql_limits::check_sql_size(&sql).map_err(limit)?;
+    // Parsed on a large stack, and refused there if too deep to plan (sql_limits).
+    let statements = sql_limits::on_parser_stack(|| {
+        let statements = Parser::parse_sql(&dialect, &sql).map_err(|e| {
+            let msg = e.to_string();
+            // An error at the end of the input carries no position: point at the last line.
+            let line = error_line(&msg).or_else(|| {
+                msg.contains("EOF")
+                    .then(|| sql.trim_end().lines().count().max(1))
+            });
+            err(line, msg)
+        })?;
+        for s in &statements {
+            sql_limits::check_expression_depth(s).map_err(limit)?;
+        }
+        Ok(statements)
+    })
+    .map_err(limit)??;
     let statement = match statements.as_slice() {
         [one] => one,
         [] => return Err(err(None, "the file holds no query".into())),

@@ -7,13 +7,15 @@
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
 use datafusion::common::tree_node::{Transformed, TreeNode};
-use datafusion::common::{Column, ScalarValue};
-use datafusion::dataframe::DataFrame;
+use datafusion::common::ScalarValue;
 use datafusion::error::Result as DFResult;
-use datafusion::logical_expr::{cast, Expr};
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::logical_expr::Expr;
 use datafusion::physical_expr::expressions::{cast as physical_cast, col as physical_col};
 use datafusion::physical_plan::projection::ProjectionExec;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::ExecutionPlan;
 
 fn view_of(t: &DataType) -> Option<DataType> {
@@ -64,28 +66,60 @@ pub(crate) fn plain_literals(expr: &Expr) -> Expr {
         .unwrap_or_else(|_| expr.clone())
 }
 
-/// `frame` with its view-typed output columns cast to plain types (nothing added when there
-/// are none).
-pub(crate) fn plain_output(frame: DataFrame) -> DFResult<DataFrame> {
-    let schema = frame.schema().clone();
+/// The schema with its top-level view-typed columns made plain (`None` when there are none).
+fn plain_schema(schema: &Schema) -> Option<SchemaRef> {
     if !schema
         .fields()
         .iter()
         .any(|f| plain_of(f.data_type()).is_some())
     {
-        return Ok(frame);
+        return None;
     }
-    let exprs: Vec<Expr> = schema
+    let fields: Vec<Field> = schema
+        .fields()
         .iter()
-        .map(|(qualifier, field)| {
-            let column = Expr::Column(Column::new(qualifier.cloned(), field.name()));
-            match plain_of(field.data_type()) {
-                Some(t) => cast(column, t).alias_qualified(qualifier.cloned(), field.name()),
-                None => column,
-            }
+        .map(|f| match plain_of(f.data_type()) {
+            Some(t) => f.as_ref().clone().with_data_type(t),
+            None => f.as_ref().clone(),
         })
         .collect();
-    frame.select(exprs)
+    Some(Arc::new(Schema::new_with_metadata(
+        fields,
+        schema.metadata().clone(),
+    )))
+}
+
+/// `stream` with its view-typed columns cast to plain types, batch by batch, as it is read.
+///
+/// This is done on the stream, not as a projection in the plan: a projection above a sort
+/// lets DataFusion's optimizer spread the casts over partitions (a round-robin repartition
+/// it then merges without regard to order), which returned ORDER BY results as interleaved
+/// sorted runs. On the stream, rows leave in exactly the order and partition the plan made.
+pub(crate) fn plain_stream(stream: SendableRecordBatchStream) -> SendableRecordBatchStream {
+    let Some(plain) = plain_schema(&stream.schema()) else {
+        return stream;
+    };
+    let out = plain.clone();
+    let cast_batch = move |batch: DFResult<RecordBatch>| -> DFResult<RecordBatch> {
+        let batch = batch?;
+        let columns = batch
+            .columns()
+            .iter()
+            .zip(out.fields())
+            .map(|(c, f)| {
+                if c.data_type() == f.data_type() {
+                    Ok(c.clone())
+                } else {
+                    arrow::compute::cast(c, f.data_type())
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(RecordBatch::try_new(out.clone(), columns)?)
+    };
+    Box::pin(RecordBatchStreamAdapter::new(
+        plain,
+        futures::StreamExt::map(stream, cast_batch),
+    ))
 }
 
 /// `plan` with each column cast to the type `want` gives it (same names, same order): how a

@@ -4,6 +4,8 @@ in_both_modes!(
     every_ref_form_reads_its_own_state,
     one_query_compares_two_refs,
     output_formats,
+    order_by_holds_in_every_output_format,
+    deep_expressions_are_an_error_not_a_crash,
     namespaces_select_the_default_schema,
     sql_errors_are_clear_and_writes_through_sql_are_refused,
     scans_report_row_counts_so_small_tables_are_the_join_build_side,
@@ -90,6 +92,115 @@ fn output_formats(l: &Lake) {
     assert!(n[0]["n"].as_i64().unwrap() > 0);
     l.err(&["query", "SELECT 1", "-f", &sql]);
     l.err(&["query"]);
+}
+
+/// `(vendor, trip_id)` pairs in the order they came, from each way `query` returns rows.
+fn order_by_holds_in_every_output_format(l: &Lake) {
+    // 16,000 rows in 8 data files: several batches, read in parallel.
+    l.ok(&[
+        "table",
+        "create",
+        "trips",
+        "--search-uri",
+        &data("trips_2024_02.csv"),
+    ]);
+    for _ in 0..4 {
+        for f in ["trips_2024_01.csv", "trips_2024_02.csv"] {
+            l.ok(&[
+                "table",
+                "import",
+                "trips",
+                "--search-uri",
+                &data(f),
+                "--import-duplicate-files",
+            ]);
+        }
+    }
+    let sorted = |rows: &[(String, i64)], what: &str| {
+        assert_eq!(rows.len(), 16_000, "{what}");
+        let bad = rows.windows(2).position(|w| w[1] < w[0]);
+        assert_eq!(bad, None, "{what}: out of order at row {bad:?}");
+    };
+    let sql = "SELECT vendor, trip_id FROM trips ORDER BY vendor, trip_id";
+    let csv = l.ok(&["-O", "csv", "query", sql, "--all-rows"]);
+    let rows: Vec<(String, i64)> = csv
+        .lines()
+        .skip(1)
+        .map(|line| {
+            let (v, t) = line.split_once(',').expect("two columns");
+            (v.to_string(), t.parse().expect("an id"))
+        })
+        .collect();
+    sorted(&rows, "csv");
+    let pairs = |sql: &str| -> Vec<(String, i64)> {
+        l.rows(sql, &[])
+            .iter()
+            .map(|r| {
+                (
+                    r["vendor"].as_str().expect("vendor").to_string(),
+                    r["trip_id"].as_i64().expect("trip_id"),
+                )
+            })
+            .collect()
+    };
+    sorted(&pairs(sql), "json");
+    let out = l.file("sorted.parquet");
+    l.ok(&["query", sql, "--out", &out.display().to_string()]);
+    let file = std::fs::File::open(&out).expect("the --out file");
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .expect("parquet")
+        .build()
+        .expect("reader");
+    let mut rows = Vec::new();
+    for b in reader {
+        let b = b.expect("a batch");
+        let v = arrow::array::cast::as_string_array(b.column(0));
+        let t = b
+            .column(1)
+            .as_any()
+            .downcast_ref::<arrow::array::Int64Array>()
+            .expect("int64 ids");
+        rows.extend((0..b.num_rows()).map(|i| (v.value(i).to_string(), t.value(i))));
+    }
+    sorted(&rows, "--out");
+    // descending, with a limit
+    let mut desc =
+        pairs("SELECT vendor, trip_id FROM trips ORDER BY vendor DESC, trip_id DESC LIMIT 9000");
+    assert_eq!(desc.len(), 9000);
+    desc.reverse();
+    let bad = desc.windows(2).position(|w| w[1] < w[0]);
+    assert_eq!(bad, None, "DESC LIMIT: out of order");
+}
+
+/// `SELECT 1+1+...+1` with `terms` terms.
+fn sum_of(terms: usize) -> String {
+    format!("SELECT {} AS x", vec!["1"; terms].join("+"))
+}
+
+fn deep_expressions_are_an_error_not_a_crash(l: &Lake) {
+    l.load("zones", &data("zones.jsonl"), &[]);
+    // As deep as the limit allows: planned and run (on the server's worker in remote mode).
+    let sql = l.write("deep.sql", &sum_of(1000));
+    assert_eq!(l.count(&sql_of(&sql), &[]), 1000);
+    // A filter as deep, pushed into the scan.
+    let ors: Vec<String> = (0..990).map(|i| format!("zone_id = {i}")).collect();
+    let filter = format!("SELECT count(*) FROM zones WHERE {}", ors.join(" OR "));
+    assert_eq!(l.count(&filter, &[]), 40);
+    // Deeper: a clear error, whatever the length (the last is ~200 KB of SQL).
+    for terms in [1001, 3000, 100_000] {
+        let f = l.write("deeper.sql", &sum_of(terms));
+        let e = l.err(&["query", "-f", &f]);
+        assert!(
+            e.contains("more than 1000 levels deep"),
+            "{terms} terms: {e}"
+        );
+    }
+    // and the process that refused them still answers
+    assert_eq!(l.count("SELECT count(*) FROM zones", &[]), 40);
+}
+
+fn sql_of(path: &str) -> String {
+    std::fs::read_to_string(path).expect("the SQL file")
 }
 
 fn namespaces_select_the_default_schema(l: &Lake) {
