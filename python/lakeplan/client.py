@@ -433,12 +433,11 @@ class Client:
         data: Optional[bytes] = None,
         content_type: Optional[str] = None,
         accept: str = "application/json",
-        kind: Optional[str] = None,
         timeout: Optional[float] = None,
     ) -> Tuple[bytes, Any]:
         """One request: its answer's body and headers. `body` is sent as JSON, or `data` as is
-        (of `content_type`). An error answer raises its typed exception (`kind`: `"branch"` or
-        `"tag"` when the request named one, to refine `RefNotFound` / `RefExists`)."""
+        (of `content_type`). An error answer raises its typed exception (`exceptions._BY_TYPE`;
+        a request about one tag by its name refines a missing ref to `TagNotFoundError`)."""
         query = [(k, str(v).lower() if isinstance(v, bool) else str(v)) for k, v in params if v is not None]
         url = self.endpoint + path + ("?" + urllib.parse.urlencode(query) if query else "")
         headers = {
@@ -458,6 +457,7 @@ class Client:
         except urllib.error.HTTPError as e:
             answer = e.read()
             e.close()
+            kind = "tag" if path.startswith("/api/v1/tags/") else None
             raise error_from_response(e.code, answer, kind) from None
         except (urllib.error.URLError, OSError) as e:
             reason = getattr(e, "reason", e)
@@ -497,18 +497,18 @@ class Client:
 
     def _create_ref(self, kind: str, name: RefLike, from_ref: RefLike, if_not_exists: bool) -> Ref:
         body = {"name": _name(name, kind), "from_ref": _name(from_ref, "ref"), "if_not_exists": if_not_exists}
-        return Ref.from_json(self._json("POST", f"/api/v1/{_REFS[kind]}", body=body, kind=kind))
+        return Ref.from_json(self._json("POST", f"/api/v1/{_REFS[kind]}", body=body))
 
     def _get_ref(self, kind: str, name: RefLike) -> Ref:
-        return Ref.from_json(self._json("GET", f"/api/v1/{_REFS[kind]}/{_seg(_name(name, kind))}", kind=kind))
+        return Ref.from_json(self._json("GET", f"/api/v1/{_REFS[kind]}/{_seg(_name(name, kind))}"))
 
     def _delete_ref(self, kind: str, name: RefLike, if_exists: bool) -> bool:
         path = f"/api/v1/{_REFS[kind]}/{_seg(_name(name, kind))}"
-        return bool(self._json("DELETE", path, params=[("if_exists", if_exists)], kind=kind)["deleted"])
+        return bool(self._json("DELETE", path, params=[("if_exists", if_exists)])["deleted"])
 
     def _rename_ref(self, kind: str, name: RefLike, new_name: RefLike) -> Ref:
         path = f"/api/v1/{_REFS[kind]}/{_seg(_name(name, kind))}/rename"
-        return Ref.from_json(self._json("POST", path, body={"new_name": _name(new_name, kind)}, kind=kind))
+        return Ref.from_json(self._json("POST", path, body={"new_name": _name(new_name, kind)}))
 
     def get_branches(
         self, name: Optional[str] = None, *, user: Optional[str] = None, limit: Optional[int] = None
@@ -1104,7 +1104,6 @@ class Client:
                 params=query,
                 data=zipped,
                 content_type="application/zip",
-                kind=None if dry_run else "branch",
             )
         except BadRequestError as e:
             if e.type != _PLANNING_ERROR:

@@ -248,8 +248,11 @@ class GatewayTimeoutError(ServerError):
 
 
 # The one table: the server's error `type` (crates/core/src/error.rs `Error::kind` and
-# crates/server/src/error.rs) → class. A `(type, kind)` row refines it when the caller knows
-# which kind of ref it asked for (the server says only `RefNotFound` / `RefExists`).
+# crates/server/src/error.rs) → class. A `(type, kind)` row refines it by the kind of ref: the
+# server's `context["kind"]` (`RefExists` has it), else the request's (a tag named in the path).
+# A name that is neither a branch nor a tag is a missing branch, whichever method named it
+# (`get_branch`, `import_data(branch=)`, `merge_branch`, `query(ref=)`, `get_tables`, ...): one
+# condition, one class, and `BranchNotFoundError` is a `RefNotFoundError` for those who catch that.
 _BY_TYPE = {
     "BadRequest": BadRequestError,
     "InvalidInput": BadRequestError,
@@ -265,9 +268,8 @@ _BY_TYPE = {
     "Unauthorized": UnauthorizedError,
     "Forbidden": ForbiddenError,
     "NotFound": NotFoundError,
-    "RefNotFound": RefNotFoundError,
+    "RefNotFound": BranchNotFoundError,
     "CommitNotFound": RefNotFoundError,
-    ("RefNotFound", "branch"): BranchNotFoundError,
     ("RefNotFound", "tag"): TagNotFoundError,
     "TableNotFound": TableNotFoundError,
     "NamespaceNotFound": NamespaceNotFoundError,
@@ -316,8 +318,8 @@ def error_class(status: int, type_: str, kind: Optional[str] = None) -> type:
 
 
 def error_from_response(status: int, body: bytes, kind: Optional[str] = None) -> LakeplanHTTPError:
-    """The exception for an HTTP error answer (`kind`: `"branch"` or `"tag"` when the request
-    named one)."""
+    """The exception for an HTTP error answer (`kind`: `"tag"` when the request was about a tag
+    by its name; the server's `context["kind"]` wins)."""
     type_, message, context = "", "", {}
     try:
         err = json.loads(body.decode("utf-8"))["error"]
@@ -328,6 +330,8 @@ def error_from_response(status: int, body: bytes, kind: Optional[str] = None) ->
         message = body.decode("utf-8", "replace").strip()[:500]
     if not message:
         message = f"HTTP {status}"
+    if isinstance(context, dict) and context.get("kind") in ("branch", "tag"):
+        kind = context["kind"]
     cls = error_class(status, type_, kind)
     return cls(message, status=status, type=type_, context=context)
 

@@ -797,6 +797,41 @@ def test_404_for_unknown_names_and_other_tenants(server):
     assert "secret" not in [b.name for b in root.get_branches()]
 
 
+def test_a_missing_branch_is_one_exception_from_every_method(server):
+    """The condition, not the method, picks the class: a name that is no ref raises
+    `BranchNotFoundError` (a `RefNotFoundError`) wherever it is named; only a request about a tag
+    by its name says `TagNotFoundError`."""
+    alice = server.client("alice")
+    alice.create_branch("alice.mref", "main")
+    alice.create_table("missing_ref_t", str(JAN), branch="alice.mref")
+    calls = {
+        "get_branch": lambda: alice.get_branch("alice.gone"),
+        "delete_branch": lambda: alice.delete_branch("alice.gone"),
+        "create_branch from it": lambda: alice.create_branch("alice.new", from_ref="alice.gone"),
+        "create_tag from it": lambda: alice.create_tag("alice.t", from_ref="alice.gone"),
+        "import_data": lambda: alice.import_data("missing_ref_t", str(JAN), branch="alice.gone"),
+        "create_table": lambda: alice.create_table("t2", str(JAN), branch="alice.gone"),
+        "merge_branch source": lambda: alice.merge_branch("alice.gone", "alice.mref"),
+        "merge_branch into": lambda: alice.merge_branch("alice.mref", "alice.gone"),
+        "query": lambda: alice.query("SELECT 1", ref="alice.gone"),
+        "get_tables": lambda: list(alice.get_tables("alice.gone")),
+        "get_table": lambda: alice.get_table("missing_ref_t", "alice.gone"),
+        "get_commits": lambda: list(alice.get_commits("alice.gone")),
+    }
+    raised = {}
+    for name, call in calls.items():
+        try:
+            call()
+            raised[name] = None
+        except exc.LakeplanHTTPError as e:
+            raised[name] = type(e).__name__
+    assert raised == {name: "BranchNotFoundError" for name in calls}, str(raised)
+    with pytest.raises(exc.TagNotFoundError):
+        alice.get_tag("alice.gone")
+    with pytest.raises(exc.TagNotFoundError):
+        alice.delete_tag("alice.gone")
+
+
 def test_400_for_bad_names_and_sql(server):
     alice = server.client("alice")
     with pytest.raises(exc.InvalidRefError) as e:
@@ -820,7 +855,8 @@ def test_the_error_table():
 
     assert type(f(409, body("Conflict"))) is exc.BranchHeadChangedError
     assert f(409, body("Conflict")).context == {"tables": ["t"]}
-    assert type(f(404, body("RefNotFound"))) is exc.RefNotFoundError
+    assert type(f(404, body("RefNotFound"))) is exc.BranchNotFoundError
+    assert type(f(404, body("CommitNotFound"))) is exc.RefNotFoundError
     assert type(f(404, body("RefNotFound"), "tag")) is exc.TagNotFoundError
     assert type(f(409, body("RefExists"), "branch")) is exc.BranchExistsError
     assert type(f(413, body("PayloadTooLarge"))) is exc.PayloadTooLargeError

@@ -10,7 +10,7 @@ use arrow::record_batch::RecordBatch;
 use datafusion::common::{Column, ScalarValue};
 use datafusion::datasource::file_format::options::ArrowReadOptions;
 use datafusion::prelude::{
-    cast, CsvReadOptions, DataFrame, Expr, JsonReadOptions, ParquetReadOptions, SessionContext,
+    cast, CsvReadOptions, DataFrame, Expr, ParquetReadOptions, SessionContext,
 };
 use futures::StreamExt;
 use iceberg::arrow::{schema_to_arrow_schema, RecordBatchPartitionSplitter};
@@ -36,6 +36,9 @@ use crate::schema::{
     TypeFit,
 };
 use crate::{from_iceberg, StagedCatalog};
+
+mod jsonl;
+mod source;
 
 /// The snapshot-summary property listing the source files an append imported.
 pub const SOURCE_FILES_PROPERTY: &str = "lakeplan.source-files";
@@ -260,17 +263,46 @@ async fn head_bytes(f: &SourceFile) -> Result<Vec<u8>> {
 }
 
 /// Guesses a CSV delimiter from the first line: the most frequent of `,`, tab, `;`, `|`.
-async fn sniff_delimiter(f: &SourceFile) -> Result<u8> {
-    let buf = head_bytes(f).await?;
-    let first = buf.split(|b| *b == b'\n').next().unwrap_or(&[]);
+fn sniff_delimiter(head: &[u8]) -> u8 {
+    let first = head.split(|b| *b == b'\n').next().unwrap_or(&[]);
     let best = [b',', b'\t', b';', b'|']
         .into_iter()
         .map(|d| (first.iter().filter(|b| **b == d).count(), d))
         .max_by_key(|(c, _)| *c);
-    Ok(match best {
+    match best {
         Some((c, d)) if c > 0 => d,
         _ => b',',
-    })
+    }
+}
+
+/// Refuses a file with two columns of one name (DataFusion's CSV reader would keep one of them
+/// and misread every row).
+fn check_unique<'a>(f: &SourceFile, names: impl IntoIterator<Item = &'a str>) -> Result<()> {
+    let mut seen = BTreeSet::new();
+    for name in names {
+        if !seen.insert(name) {
+            return Err(Error::InvalidData {
+                path: f.path.clone(),
+                message: format!(
+                    "column '{name}' appears more than once: every column needs its own name"
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The column names of a CSV file's header.
+fn csv_header(f: &SourceFile, head: &[u8], delimiter: u8) -> Result<Vec<String>> {
+    let (schema, _) = arrow::csv::reader::Format::default()
+        .with_header(true)
+        .with_delimiter(delimiter)
+        .infer_schema(std::io::Cursor::new(head), Some(0))
+        .map_err(|e| Error::InvalidData {
+            path: f.path.clone(),
+            message: format!("header: {e}"),
+        })?;
+    Ok(schema.fields().iter().map(|c| c.name().clone()).collect())
 }
 
 fn ext_of(path: &str) -> String {
@@ -281,7 +313,9 @@ fn ext_of(path: &str) -> String {
         .unwrap_or_default()
 }
 
-/// Opens a file as a DataFrame, with `schema` if already inferred.
+/// Opens a file as a DataFrame, with `schema` if already inferred. Without one (the first
+/// read of a file, which both `table create` and `table import` do) the file is checked first:
+/// its first bytes against its extension, a CSV file's header and its quoting to the end.
 async fn read(
     ctx: &SessionContext,
     f: &SourceFile,
@@ -296,13 +330,23 @@ async fn read(
     let ext = ext_of(&f.path);
     let wrap = |e: datafusion::error::DataFusionError| Error::InvalidData {
         path: f.path.clone(),
-        message: clean_df_error(&e),
+        message: clean_df_error(&e, &f.path),
     };
+    let head = head_bytes(f).await?;
+    source::check_signature(f, &head)?;
     match f.format {
         Format::Csv => {
+            let delimiter = sniff_delimiter(&head);
+            if schema.is_none() {
+                check_unique(
+                    f,
+                    csv_header(f, &head, delimiter)?.iter().map(String::as_str),
+                )?;
+                source::check_quotes(f, delimiter).await?;
+            }
             let mut opts = CsvReadOptions::new()
                 .has_header(true)
-                .delimiter(sniff_delimiter(f).await?)
+                .delimiter(delimiter)
                 .file_extension(&ext)
                 .schema_infer_max_records(100_000);
             if let Some(s) = schema {
@@ -310,15 +354,10 @@ async fn read(
             }
             ctx.read_csv(&f.path, opts).await.map_err(wrap)
         }
-        Format::Jsonl => {
-            let mut opts = JsonReadOptions::default()
-                .file_extension(&ext)
-                .schema_infer_max_records(100_000);
-            if let Some(s) = schema {
-                opts = opts.schema(s);
-            }
-            ctx.read_json(&f.path, opts).await.map_err(wrap)
-        }
+        Format::Jsonl => match schema {
+            Some(s) => jsonl::frame(ctx, f, s),
+            None => jsonl::frame(ctx, f, &jsonl::infer(f).await?),
+        },
         Format::Parquet => {
             let opts = ParquetReadOptions::default().file_extension(&ext);
             ctx.read_parquet(&f.path, opts).await.map_err(wrap)
@@ -333,16 +372,37 @@ async fn read(
     }
 }
 
-fn clean_df_error(e: &datafusion::error::DataFusionError) -> String {
-    e.to_string()
+/// A DataFusion error's message for a user, about the file at `path` (which the error it goes
+/// into names already).
+fn clean_df_error(e: &datafusion::error::DataFusionError, path: &str) -> String {
+    let text = e
+        .to_string()
         .replace("Arrow error: ", "")
-        .replace("External error: ", "")
+        .replace("External error: ", "");
+    // DataFusion names the file again by its object-store path (without the leading '/', or
+    // without the bucket): "Error when processing CSV file <path>\ncaused by\n<reason>".
+    let store_path = match path.strip_prefix("s3://") {
+        Some(rest) => rest.split_once('/').map_or(rest, |(_, key)| key),
+        None => path.trim_start_matches('/'),
+    };
+    let text = text.replace(path, store_path);
+    match text.find(store_path) {
+        Some(i) => {
+            let after = &text[i + store_path.len()..];
+            match after.split_once("caused by") {
+                Some((_, reason)) => reason.trim().to_string(),
+                None => text.replace(store_path, "the file"),
+            }
+        }
+        None => text,
+    }
 }
 
 /// The schema a file would bring (as read, before normalization).
 pub async fn infer_schema(ctx: &SessionContext, f: &SourceFile) -> Result<ArrowSchema> {
     let df = read(ctx, f, None).await?;
     let schema = df.schema().as_arrow().clone();
+    check_unique(f, schema.fields().iter().map(|c| c.name().as_str()))?;
     if schema.fields().is_empty() {
         return Err(Error::InvalidData {
             path: f.path.clone(),
@@ -706,11 +766,13 @@ async fn write_file(
             cast(e, field.data_type().clone()).alias(field.name())
         })
         .collect();
-    let df = df.select(exprs).map_err(|e| bad(clean_df_error(&e)))?;
+    let df = df
+        .select(exprs)
+        .map_err(|e| bad(clean_df_error(&e, &f.path)))?;
     let streams = df
         .execute_stream_partitioned()
         .await
-        .map_err(|e| bad(clean_df_error(&e)))?;
+        .map_err(|e| bad(clean_df_error(&e, &f.path)))?;
     let tasks: Vec<_> = streams
         .into_iter()
         .map(|stream| {
@@ -783,7 +845,7 @@ async fn write_stream(
         W::Parts(Box::new((FanoutWriter::new(builder), splitter)))
     };
     while let Some(batch) = stream.next().await {
-        let batch = batch.map_err(|e| bad(clean_df_error(&e)))?;
+        let batch = batch.map_err(|e| bad(clean_df_error(&e, path)))?;
         let batch = RecordBatch::try_new(target.clone(), batch.columns().to_vec())
             .map_err(|e| bad(e.to_string()))?;
         rows += batch.num_rows() as u64;

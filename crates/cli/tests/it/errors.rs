@@ -3,6 +3,7 @@ use crate::util::{data, Lake};
 in_both_modes!(
     bad_input_gets_a_one_line_error_and_changes_nothing,
     concurrent_writers_on_one_branch_lose_nothing,
+    malformed_files_are_refused_at_create_and_import_naming_file_and_line,
 );
 
 fn bad_input_gets_a_one_line_error_and_changes_nothing(l: &Lake) {
@@ -71,6 +72,76 @@ fn bad_input_gets_a_one_line_error_and_changes_nothing(l: &Lake) {
     assert_ne!(head, head2);
     // nothing leaked into the warehouse outside the lake
     assert!(!l.dir.path().join("evil").exists());
+}
+
+/// Files that read "successfully" into the wrong rows, or fail with a reader's message that
+/// names neither the problem nor the line, are refused by `table create` and `table import` alike
+/// with the file, the line and what is wrong.
+fn malformed_files_are_refused_at_create_and_import_naming_file_and_line(l: &Lake) {
+    l.load("ab", &l.write("ab.csv", "a,b\nx,y\n"), &[]);
+    let head = l.head("main");
+    let once = |e: &str, path: &str| {
+        assert_eq!(
+            e.matches(path.trim_start_matches('/')).count(),
+            1,
+            "the path once: {e}"
+        );
+    };
+
+    // An unterminated quote would swallow the rest of the file into one row.
+    let open = l.write("open.csv", "a,b\n1,\"unterminated\n2,3\n");
+    for cmd in ["create", "import"] {
+        let e = l.err(&["table", cmd, "ab", "--search-uri", &open]);
+        assert!(
+            e.contains("open.csv: line 2:") && e.contains("not closed"),
+            "{e}"
+        );
+        once(&e, &open);
+    }
+    // Quotes that do close (escaped, inside an unquoted field, across lines) are fine.
+    let quoted = l.write("quoted.csv", "a,b\n\"x\"\"y\",5'10\"\n\"multi\nline\",3\n");
+    l.ok(&["table", "import", "ab", "--search-uri", &quoted]);
+    assert_eq!(l.count("SELECT count(*) FROM ab", &[]), 3);
+    let head = {
+        assert_ne!(l.head("main"), head);
+        l.head("main")
+    };
+
+    // Two columns of one name: refused at create, not one of them dropped.
+    let twice = l.write("twice.csv", "a,a\n1,2\n");
+    for cmd in ["create", "import"] {
+        let e = l.err(&["table", cmd, "ab", "--search-uri", &twice]);
+        assert!(
+            e.contains("twice.csv") && e.contains("column 'a' appears more than once"),
+            "{e}"
+        );
+    }
+    l.err(&["table", "get", "twice"]);
+
+    // A Parquet file under a text extension is said to be one, the path said once.
+    let pq = l.file("real.parquet");
+    l.ok(&["query", "SELECT * FROM ab", "--out", pq.to_str().unwrap()]);
+    for ext in ["csv", "jsonl"] {
+        let named = l.file(&format!("parquet.{ext}"));
+        std::fs::copy(&pq, &named).unwrap();
+        let named = named.display().to_string();
+        for cmd in ["create", "import"] {
+            let e = l.err(&["table", cmd, "ab", "--search-uri", &named]);
+            assert!(e.contains("looks like a Parquet file"), "{e}");
+            once(&e, &named);
+        }
+    }
+    // A reader's own error names the file once too.
+    let short = l.write("short.csv", "a,b\n1,2\n3\n");
+    let e = l.err(&["table", "import", "ab", "--search-uri", &short]);
+    assert!(e.contains("line 3"), "{e}");
+    once(&e, &short);
+
+    // A JSON Lines syntax error names the line of the file.
+    let broken = l.write("broken.jsonl", "{\"a\": 1}\n\n{\"a\": 2\n");
+    let e = l.err(&["table", "import", "ab", "--search-uri", &broken]);
+    assert!(e.contains("broken.jsonl: line 3:"), "{e}");
+    assert_eq!(l.head("main"), head);
 }
 
 fn concurrent_writers_on_one_branch_lose_nothing(l: &Lake) {

@@ -9,7 +9,44 @@ in_both_modes!(
     partitioned_tables_prune_files,
     create_plan_lists_conflicts_and_apply_uses_the_edited_plan,
     replace_makes_a_new_table_version,
+    jsonl_values_of_mixed_types_import_into_the_string_column_create_infers,
 );
+
+/// `table create` infers a string column for values of mixed types, and the README says any
+/// value converts to a string: the import takes the numbers and booleans as their text, and a
+/// value the inferred type cannot take names its line.
+fn jsonl_values_of_mixed_types_import_into_the_string_column_create_infers(l: &Lake) {
+    let mixed = l.write(
+        "mixed.jsonl",
+        "{\"id\": 1, \"v\": \"x\"}\n{\"id\": 2, \"v\": 1}\n{\"id\": 3, \"v\": true}\n{\"id\": 4, \"v\": 2.5}\n",
+    );
+    l.load("mixed", &mixed, &[]);
+    let info = l.json(&["table", "get", "mixed"]);
+    assert_eq!(info["fields"][1]["type"], "string");
+    let rows = l.rows("SELECT v FROM mixed ORDER BY id", &[]);
+    let v: Vec<&str> = rows.iter().map(|r| r["v"].as_str().unwrap()).collect();
+    assert_eq!(v, ["x", "1", "true", "2.5"]);
+
+    // Numbers into a string column of an existing table, from a file of numbers only.
+    let numbers = l.write("numbers.jsonl", "{\"id\": 5, \"v\": 7}\n");
+    l.ok(&["table", "import", "mixed", "--search-uri", &numbers]);
+    assert_eq!(l.count("SELECT count(*) FROM mixed WHERE v = '7'", &[]), 1);
+
+    // A value the file's inferred type cannot take (an object where a string was inferred).
+    let head = l.head("main");
+    let object = l.write(
+        "object.jsonl",
+        "{\"id\": 6, \"v\": \"a\"}\n{\"id\": 7, \"v\": \"b\"}\n{\"id\": 8, \"v\": {\"k\": 1}}\n",
+    );
+    let o = l.run(&["table", "import", "mixed", "--search-uri", &object]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{e}");
+    assert!(
+        e.contains("object.jsonl: line 3"),
+        "error names file and line: {e}"
+    );
+    assert_eq!(l.head("main"), head);
+}
 
 fn csv_jsonl_and_parquet_import(l: &Lake) {
     l.load("trips", &data("trips_2024_01.csv"), &[]);

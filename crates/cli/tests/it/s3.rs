@@ -116,6 +116,19 @@ fn a_lake_in_a_bucket_imports_from_s3_branches_and_merges() {
     ]);
     assert_eq!(r["report"]["rows"], 2000);
     l.load("zones", &data("zones.jsonl"), &[]);
+    // JSON Lines and the checks before a read, on objects too.
+    l.load("zones_s3", "s3://src/raw/zones.jsonl", &[]);
+    assert_eq!(l.count("SELECT count(*) FROM zones_s3", &[]), 40);
+    let open = l.write("open.csv", "a,b\n1,\"x\n2,3\n");
+    s3.boto(&format!("s3.upload_file('{open}', 'src', 'bad/open.csv')"));
+    let e = l.err(&[
+        "table",
+        "create",
+        "open",
+        "--search-uri",
+        "s3://src/bad/open.csv",
+    ]);
+    assert!(e.contains("s3://src/bad/open.csv: line 2:"), "{e}");
     l.ok(&["branch", "create", "dev"]);
     let r = l.json(&[
         "table",
