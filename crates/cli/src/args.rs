@@ -524,6 +524,9 @@ pub struct QueryArgs {
     /// Write all rows to a Parquet file instead of printing
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Stop the query after this many seconds (0: no limit); as a server's request timeout
+    #[arg(long, default_value_t = 300, value_name = "SECS")]
+    pub timeout: u64,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]

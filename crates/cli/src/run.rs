@@ -738,9 +738,22 @@ async fn query(lake: &Service, q: QueryArgs, out: Output) -> Result<()> {
     } else {
         Some(q.max_rows)
     };
-    let res = lake
-        .query(&sql, q.r.as_deref(), q.namespace.as_deref(), max_rows)
-        .await?;
+    let run = lake.query(&sql, q.r.as_deref(), q.namespace.as_deref(), max_rows);
+    let res = if q.timeout == 0 {
+        run.await?
+    } else {
+        // Dropping the query on time-out stops its execution (DataFusion's tasks end with
+        // their stream); in remote mode it closes the request.
+        tokio::time::timeout(std::time::Duration::from_secs(q.timeout), run)
+            .await
+            .map_err(|_| Error::InvalidOperation {
+                op: "finish the query".into(),
+                reason: format!(
+                    "it ran longer than {} s and was stopped (--timeout SECS sets the limit; 0 for none)",
+                    q.timeout
+                ),
+            })??
+    };
     if let Some(path) = q.out {
         let file = std::fs::File::create(&path).map_err(|e| Error::io(path.display(), e))?;
         let mut w = parquet::arrow::ArrowWriter::try_new(file, res.schema.clone(), None)

@@ -6,6 +6,7 @@ in_both_modes!(
     output_formats,
     order_by_holds_in_every_output_format,
     deep_expressions_are_an_error_not_a_crash,
+    a_query_stops_at_its_timeout,
     namespaces_select_the_default_schema,
     sql_errors_are_clear_and_writes_through_sql_are_refused,
     scans_report_row_counts_so_small_tables_are_the_join_build_side,
@@ -197,6 +198,31 @@ fn deep_expressions_are_an_error_not_a_crash(l: &Lake) {
     }
     // and the process that refused them still answers
     assert_eq!(l.count("SELECT count(*) FROM zones", &[]), 40);
+}
+
+fn a_query_stops_at_its_timeout(l: &Lake) {
+    let endless = "SELECT count(*) FROM generate_series(1, 100000000000)";
+    let started = std::time::Instant::now();
+    let e = l.err(&["query", endless, "--timeout", "2"]);
+    assert!(
+        e.contains("longer than 2 s") && e.contains("--timeout"),
+        "{e}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "stopped at its timeout, not run on: {:?}",
+        started.elapsed()
+    );
+    // the default limit is there (and long enough for an ordinary query)
+    assert_eq!(
+        l.count("SELECT count(*) FROM generate_series(1, 1000)", &[]),
+        1000
+    );
+    let help = l.ok(&["query", "--help"]);
+    assert!(
+        help.contains("--timeout") && help.contains("default: 300"),
+        "{help}"
+    );
 }
 
 fn sql_of(path: &str) -> String {
