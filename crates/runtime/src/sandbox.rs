@@ -194,7 +194,11 @@ impl SandboxOptions {
         let mut push = |items: &[&dyn AsRef<std::ffi::OsStr>]| {
             a.extend(items.iter().map(|s| s.as_ref().to_os_string()));
         };
-        push(&[&"--unshare-all"]);
+        // The command is the sandbox's pid 1 (no bwrap init above it): when it exits, the
+        // kernel ends every process of the namespace, so nothing the function started or
+        // stopped can keep the sandbox alive after the function returned. (With an init, a
+        // function that ptrace-stopped it left its node running until the timeout.)
+        push(&[&"--unshare-all", &"--as-pid-1"]);
         if self.network {
             push(&[&"--share-net"]);
         }
@@ -292,6 +296,7 @@ mod tests {
     fn default_args_isolate() {
         let a = strs(&SandboxOptions::new().bwrap_args().unwrap());
         assert!(a.contains(&"--unshare-all".to_string()));
+        assert!(a.contains(&"--as-pid-1".to_string()));
         assert!(!a.contains(&"--share-net".to_string()));
         assert!(a.contains(&"--die-with-parent".to_string()));
         assert!(a.contains(&"--new-session".to_string()));

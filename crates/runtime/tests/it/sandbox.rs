@@ -214,6 +214,31 @@ time.sleep(3600)
     assert!(left.is_empty(), "survivors: {left:?}");
 }
 
+/// A function that ptrace-attaches the sandbox's pid 1 (which stops it) and returns still ends
+/// its worker: the run goes on when the function has finished, not at the timeout.
+#[tokio::test]
+async fn a_worker_that_stops_pid_1_and_returns_still_ends() {
+    let script = r#"
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+PTRACE_ATTACH = 16
+r = libc.ptrace(PTRACE_ATTACH, 1, 0, 0)
+print("attach", r, "as", os.getpid(), flush=True)
+"#;
+    let mut spec = WorkerSpec::new(
+        "tracer",
+        shared_env().await,
+        vec!["-c".into(), script.into()],
+    );
+    spec.timeout = Some(Duration::from_secs(30));
+    let o = run_worker(&spec, |_, _, _| {}).await.unwrap();
+    assert!(
+        !o.timed_out,
+        "the worker was left running until its timeout: {o:?}"
+    );
+    assert!(o.success(), "{o:?}");
+}
+
 /// `memory_bytes` caps the address space: allocating 2 GB under 512 MB fails, while a small
 /// allocation (and importing pyarrow) works under the same limit.
 #[tokio::test]
