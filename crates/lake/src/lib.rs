@@ -11,6 +11,7 @@
 //! ```
 
 mod audit;
+mod env_vars;
 mod iceberg_rest;
 mod info;
 pub mod jobs;

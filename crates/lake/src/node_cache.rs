@@ -26,8 +26,10 @@ use std::time::{Duration, Instant, SystemTime};
 use chrono::{DateTime, Utc};
 use iceberg::io::FileIO;
 use lakeplan_catalog::Metastore;
-use lakeplan_core::{Error, Result};
+use lakeplan_core::Result;
 use serde_json::Value;
+
+use crate::env_vars::{self, AtLeast};
 
 /// Where the shared level keeps entries' metadata (metastore settings).
 const SHARED_META: &str = "node-cache/";
@@ -57,21 +59,7 @@ impl Retention {
     }
 
     fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Retention> {
-        let read = |name: &str, default: f64| -> Result<f64> {
-            match var(name) {
-                Some(v) if !v.trim().is_empty() => v
-                    .trim()
-                    .parse::<f64>()
-                    .ok()
-                    .filter(|n| n.is_finite() && *n >= 0.0)
-                    .ok_or_else(|| {
-                        Error::InvalidInput(format!(
-                            "{name}='{v}': expected a number that is 0 or more"
-                        ))
-                    }),
-                _ => Ok(default),
-            }
-        };
+        let read = |name: &str, default: f64| env_vars::number(&var, name, default, AtLeast::Zero);
         Ok(Retention {
             max_bytes: (read("LAKEPLAN_NODE_CACHE_MAX_GB", 20.0)? * 1e9) as u64,
             max_age: Duration::from_secs_f64(

@@ -42,14 +42,14 @@ use crate::pipeline_io::{
 };
 use crate::Lake;
 
+mod limits;
 mod remote;
+
+use limits::{FunctionLimits, PROCESSES_VAR, TIMEOUT_VAR};
 pub use remote::{NodeDispatch, NodeRun, NodeTask, NodeTaskResult, Nodes, RemoteOutput};
 
 /// How often a run's new log lines go to the metastore, where every server reads them.
 const LIVE_FLUSH: Duration = Duration::from_millis(300);
-
-/// Default time limit of one function (`@resources(timeout=...)` overrides it).
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// What `lakeplan run` asks for.
 #[derive(Clone, Debug, Default)]
@@ -547,6 +547,9 @@ impl Lake {
             .open(&parts.log)
             .map_err(|e| Error::io(parts.log.display(), e))?;
         let uv = EnvManager::locate_uv().map_err(|e| e.to_string());
+        // Read again where each function runs (its machine's); checked here so that a bad
+        // value stops the run before anything runs.
+        FunctionLimits::from_env()?;
         Ok(RunCtx {
             job_id: parts.job_id,
             commit: parts.commit,
@@ -563,6 +566,7 @@ impl Lake {
                 }),
                 Retention::from_env()?,
             ),
+
             envs: EnvManager::new(
                 env_cache_dir(&self.root),
                 uv.clone().unwrap_or_else(|_| PathBuf::from("uv")),
@@ -1540,13 +1544,16 @@ impl Lake {
             ],
         );
         spec.sandbox = sandbox;
+        // What the function declared, else this machine's defaults (run/limits.rs).
+        let limits = FunctionLimits::from_env()?;
         spec.timeout = Some(
             node.resources
                 .timeout_secs
                 .map(Duration::from_secs)
-                .unwrap_or(DEFAULT_TIMEOUT),
+                .unwrap_or(limits.timeout),
         );
-        spec.memory_bytes = node.resources.memory_bytes;
+        spec.memory_bytes = Some(node.resources.memory_bytes.unwrap_or(limits.memory_bytes));
+        spec.max_processes = Some(limits.max_processes);
         spec.cpus = node.resources.cpus;
         spec.cwd = Some(ctx.project_dir.clone());
         spec.result_file = Some(result_path.clone());
@@ -1576,7 +1583,7 @@ impl Lake {
                 "inputs": inputs,
                 "output": out,
                 "result": result_path,
-                "memory_bytes": node.resources.memory_bytes,
+                "memory_bytes": spec.memory_bytes,
             });
             write_atomic(&task_path, "task", task.to_string().as_bytes())
                 .map_err(|e| Error::io(task_path.display(), e))?;
@@ -1600,12 +1607,35 @@ impl Lake {
             None => worker.await,
         }
         .map_err(|e| node_err(&node.name, e))?;
+        if outcome.process_limit_unenforced {
+            ctx.emit(RunEvent::Line {
+                node: node.name.clone(),
+                stderr: true,
+                line: format!(
+                    "warning: the limit of {} processes ({PROCESSES_VAR}) is not enforced on this machine: no writable pids cgroup, and root is not bound by RLIMIT_NPROC",
+                    limits.max_processes
+                ),
+            });
+        }
         if outcome.timed_out {
             return Err(node_err(
                 &node.name,
                 format!(
-                    "exceeded its time limit of {}s and was killed",
+                    "exceeded its time limit of {}s and was killed (@resources(timeout=...), or {TIMEOUT_VAR} on the machine that runs it)",
                     spec.timeout.map_or(0, |t| t.as_secs())
+                ),
+            ));
+        }
+        let ran_ok = outcome
+            .result
+            .as_ref()
+            .is_some_and(|r| r.get("ok").and_then(|v| v.as_bool()) == Some(true));
+        if outcome.process_limit_hit && !ran_ok {
+            return Err(node_err(
+                &node.name,
+                format!(
+                    "failed after it reached its limit of {} processes and threads, past which a fork is refused ({PROCESSES_VAR} on the machine that runs it; traceback in the log)",
+                    limits.max_processes
                 ),
             ));
         }

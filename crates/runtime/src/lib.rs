@@ -5,7 +5,8 @@
 //!   runs no subprocess.
 //! - [`sandbox`]: the bubblewrap command line (read-only system, chosen binds, no network unless
 //!   allowed, cleared environment).
-//! - [`worker`]: running `python <args>` in the sandbox with a timeout and a memory limit,
+//! - [`pids`]: a `pids` cgroup that caps the processes of one sandbox.
+//! - [`worker`]: running `python <args>` in the sandbox with a timeout, a memory limit and a process limit,
 //!   streaming its output line by line; the shared-memory job folder.
 //!
 //! Running a node end to end:
@@ -33,6 +34,7 @@
 
 pub mod env;
 mod error;
+pub mod pids;
 pub mod python;
 pub mod sandbox;
 pub mod worker;

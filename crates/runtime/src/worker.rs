@@ -12,6 +12,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
 use crate::env::PreparedEnv;
 use crate::error::{io_ctx, Result, RuntimeError};
+use crate::pids::PidsCgroup;
 use crate::sandbox::{bwrap_available, find_program, Bind, SandboxOptions};
 
 /// Longer lines are cut into pieces of this many bytes.
@@ -42,6 +43,9 @@ pub struct WorkerSpec {
     pub timeout: Option<Duration>,
     /// Address-space limit (`RLIMIT_AS`, through `prlimit`) of the whole sandbox.
     pub memory_bytes: Option<u64>,
+    /// Most processes and threads the sandbox may have at once: a `pids` cgroup of its own
+    /// ([`crate::pids`]), or where none can be made `RLIMIT_NPROC` (which root ignores).
+    pub max_processes: Option<u64>,
     /// CPUs the function may use (`@resources(cpus=...)`, rounded up): the sandbox is pinned
     /// to that many cores (`taskset`) and thread pools are sized by `OMP_NUM_THREADS` (which
     /// Arrow reads), `POLARS_MAX_THREADS`, `RAYON_NUM_THREADS`, `OPENBLAS_NUM_THREADS` and
@@ -64,6 +68,7 @@ impl WorkerSpec {
             args,
             timeout: None,
             memory_bytes: None,
+            max_processes: None,
             cpus: None,
             cwd: None,
             result_file: None,
@@ -96,6 +101,11 @@ pub struct WorkerOutcome {
     pub result: Option<serde_json::Value>,
     /// Why the result file could not be read or parsed, when it exists but is unusable.
     pub result_error: Option<String>,
+    /// A fork was refused because the sandbox had `max_processes` processes.
+    pub process_limit_hit: bool,
+    /// `max_processes` was asked for but could not be enforced here (no writable `pids`
+    /// cgroup, and running as root, whom `RLIMIT_NPROC` does not bind).
+    pub process_limit_unenforced: bool,
 }
 
 impl WorkerOutcome {
@@ -163,11 +173,13 @@ fn is_under(p: &Path, dirs: &[PathBuf]) -> bool {
     dirs.iter().any(|d| p.starts_with(d))
 }
 
-/// The full command line: `[prlimit --as=N --] bwrap <args> <python> <args>`.
+/// The full command line: `[prlimit --as=N [--nproc=M] --] bwrap <args> <python> <args>`;
+/// `nproc` is the process limit when no cgroup carries it.
 fn command_line(
     spec: &WorkerSpec,
     bwrap: &Path,
     prlimit: Option<&Path>,
+    nproc: Option<u64>,
 ) -> Result<Vec<std::ffi::OsString>> {
     let mut sandbox = spec.sandbox.clone();
     // What the environment's python needs: the environment, its interpreter's installation, and
@@ -213,10 +225,15 @@ fn command_line(
         }
     }
     let mut line = Vec::new();
-    if let Some(bytes) = spec.memory_bytes {
+    if spec.memory_bytes.is_some() || nproc.is_some() {
         let prlimit = prlimit.ok_or(RuntimeError::PrlimitNotFound)?;
         line.push(prlimit.as_os_str().to_os_string());
-        line.push(format!("--as={bytes}").into());
+        if let Some(bytes) = spec.memory_bytes {
+            line.push(format!("--as={bytes}").into());
+        }
+        if let Some(n) = nproc {
+            line.push(format!("--nproc={n}").into());
+        }
         line.push("--".into());
     }
     if let (Some(n), Some(taskset)) = (cores, find_program("taskset")) {
@@ -229,6 +246,12 @@ fn command_line(
     line.push(spec.env.python.as_os_str().to_os_string());
     line.extend(spec.args.iter().map(Into::into));
     Ok(line)
+}
+
+/// Whether this process's effective user is root (the owner of `/proc/self`).
+fn running_as_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
 /// Kills the worker's process group (bwrap and prlimit; the sandbox's own processes die with
@@ -260,7 +283,13 @@ where
 {
     let bwrap = bwrap_available()?;
     let prlimit = find_program("prlimit");
-    let line = command_line(spec, &bwrap, prlimit.as_deref())?;
+    let cgroup = spec.max_processes.and_then(PidsCgroup::create);
+    let nproc = spec.max_processes.filter(|_| cgroup.is_none());
+    let process_limit_unenforced = nproc.is_some() && running_as_root();
+    let mut line = command_line(spec, &bwrap, prlimit.as_deref(), nproc)?;
+    if let Some(group) = &cgroup {
+        line = group.wrap(line);
+    }
     let Some((program, args)) = line.split_first() else {
         return Err(RuntimeError::Sandbox("empty command line".to_string()));
     };
@@ -342,6 +371,8 @@ where
         duration,
         result,
         result_error,
+        process_limit_hit: cgroup.as_ref().is_some_and(PidsCgroup::hit),
+        process_limit_unenforced,
     })
 }
 
@@ -619,18 +650,32 @@ mod tests {
         let mut spec = WorkerSpec::new("n", fake_env(d.path()), vec!["-c".into(), "1".into()]);
         spec.memory_bytes = Some(1 << 29);
         spec.cwd = Some("/job".into());
-        let line: Vec<String> = command_line(
-            &spec,
-            Path::new("/usr/bin/bwrap"),
-            Some(Path::new("/usr/bin/prlimit")),
-        )
-        .unwrap()
-        .into_iter()
-        .map(|s| s.to_string_lossy().into_owned())
-        .collect();
+        let line_with = |nproc| -> Vec<String> {
+            command_line(
+                &spec,
+                Path::new("/usr/bin/bwrap"),
+                Some(Path::new("/usr/bin/prlimit")),
+                nproc,
+            )
+            .unwrap()
+            .into_iter()
+            .map(|s| s.to_string_lossy().into_owned())
+            .collect()
+        };
+        let line = line_with(None);
         assert_eq!(
             line[..4],
             ["/usr/bin/prlimit", "--as=536870912", "--", "/usr/bin/bwrap"]
+        );
+        assert_eq!(
+            line_with(Some(64))[..5],
+            [
+                "/usr/bin/prlimit",
+                "--as=536870912",
+                "--nproc=64",
+                "--",
+                "/usr/bin/bwrap"
+            ]
         );
         let root = d.path().to_string_lossy().into_owned();
         assert!(line.windows(3).any(|w| w == ["--ro-bind", &root, &root]));
@@ -646,7 +691,7 @@ mod tests {
             [format!("{root}/bin/python"), "-c".into(), "1".into()]
         );
         assert!(matches!(
-            command_line(&spec, Path::new("/usr/bin/bwrap"), None),
+            command_line(&spec, Path::new("/usr/bin/bwrap"), None, None),
             Err(RuntimeError::PrlimitNotFound)
         ));
     }

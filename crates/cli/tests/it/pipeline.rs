@@ -1142,3 +1142,74 @@ fn the_node_cache_keeps_to_its_size() {
         .unwrap_or_default();
     assert!(pins.is_empty(), "a run's pins go with it: {pins:?}");
 }
+
+/// A function that declares no `@resources` runs under the machine's defaults
+/// (`LAKEPLAN_FUNCTION_*`): past them it fails with an error naming the limit, and a default
+/// that is not a number is an error naming the variable, before anything runs.
+#[test]
+fn functions_without_resources_run_under_the_machines_default_limits() {
+    let mut l = lake();
+    let before = l.head("main");
+    let hog = project(
+        &l,
+        "hog",
+        &[(
+            "models.py",
+            &model(
+                "def hog(trips=lakeplan.Model(\"trips\", columns=[\"fare\"])):\n    \
+                 blobs = [bytearray(64 * 1024 * 1024) for _ in range(16)]\n    \
+                 return trips\n",
+            ),
+        )],
+    );
+    let forker = project(
+        &l,
+        "forker",
+        &[(
+            "models.py",
+            &model(
+                "def forker(trips=lakeplan.Model(\"trips\", columns=[\"fare\"])):\n    \
+                 import os, time\n    \
+                 for _ in range(100):\n        \
+                 if os.fork() == 0:\n            \
+                 time.sleep(30)\n            \
+                 os._exit(0)\n    \
+                 return trips\n",
+            ),
+        )],
+    );
+    // Under the built-in defaults (8 GB, 512 processes) both run.
+    run_ok(&l, &hog, &[]);
+    run_ok(&l, &forker, &[]);
+    let before_limits = l.head("main");
+
+    l.env
+        .push(("LAKEPLAN_FUNCTION_MAX_PROCESSES".into(), "none".into()));
+    let r = run(&l, &hog, &[]);
+    assert!(!r.ok);
+    assert!(
+        r.stderr.contains("LAKEPLAN_FUNCTION_MAX_PROCESSES='none'"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(l.head("main"), before_limits, "nothing ran");
+    l.env.pop();
+
+    l.env
+        .push(("LAKEPLAN_FUNCTION_MEMORY_GB".into(), "0.5".into()));
+    l.env
+        .push(("LAKEPLAN_FUNCTION_MAX_PROCESSES".into(), "32".into()));
+    // (not from the cache, where the first runs left their outputs)
+    let r = run(&l, &hog, &["--no-cache"]);
+    assert_failed(&l, &r, &before_limits, "node 'hog'");
+    assert!(r.error().contains("out of memory"), "{}", r.error());
+    let r = run(&l, &forker, &["--no-cache"]);
+    assert_failed(&l, &r, &before_limits, "node 'forker'");
+    assert!(
+        r.error().contains("limit of 32 processes")
+            && r.error().contains("LAKEPLAN_FUNCTION_MAX_PROCESSES"),
+        "{}",
+        r.error()
+    );
+    assert_ne!(before, before_limits);
+}

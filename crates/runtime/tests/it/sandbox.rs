@@ -239,6 +239,52 @@ print("attach", r, "as", os.getpid(), flush=True)
     assert!(o.success(), "{o:?}");
 }
 
+/// `max_processes` caps what a function can fork: a fork bomb is refused past the cap, the
+/// outcome says the cap was hit, and nothing of it is left running.
+#[tokio::test]
+async fn max_processes_caps_a_fork_bomb() {
+    let script = r#"
+import os, sys, time
+children = []
+try:
+    for _ in range(200):
+        pid = os.fork()
+        if pid == 0:
+            time.sleep(30)
+            os._exit(0)
+        children.append(pid)
+    print("forked all", len(children), flush=True)
+except BlockingIOError as e:
+    print("refused after", len(children), e.errno, flush=True)
+    sys.exit(3)
+"#;
+    let mut spec = WorkerSpec::new(
+        "forker",
+        shared_env().await,
+        vec!["-c".into(), script.into()],
+    );
+    spec.timeout = Some(Duration::from_secs(60));
+    spec.max_processes = Some(32);
+    let mut said = Vec::new();
+    let o = run_worker(&spec, |_, _, line| said.push(line.to_string()))
+        .await
+        .unwrap();
+    assert!(
+        !o.process_limit_unenforced,
+        "this machine cannot enforce a process limit (no pids cgroup, running as root)"
+    );
+    assert_eq!(o.exit_code, Some(3), "{o:?} {said:?}");
+    assert!(
+        said.iter().any(|l| l.starts_with("refused after")),
+        "{said:?}"
+    );
+    assert!(o.process_limit_hit, "{o:?}");
+    // Under the cap, the same code runs.
+    spec.max_processes = Some(400);
+    let o = run_worker(&spec, |_, _, _| {}).await.unwrap();
+    assert!(o.success() && !o.process_limit_hit, "{o:?}");
+}
+
 /// `memory_bytes` caps the address space: allocating 2 GB under 512 MB fails, while a small
 /// allocation (and importing pyarrow) works under the same limit.
 #[tokio::test]
