@@ -431,6 +431,7 @@ async fn register_table(
         ));
     }
     crate::api::check_source(&state, &c, &b.metadata_location)?;
+    let reach = crate::api::reach(&state, &c)?;
     let name = table_name(&ns, &b.name)?;
     let message = format!(
         "Register table {name} from {} through the Iceberg REST catalog",
@@ -450,9 +451,12 @@ async fn register_table(
                     use iceberg::Catalog;
                     let ident = ident(&name);
                     let t = s
-                        .register_table(&ident, location)
+                        .register_table(&ident, location.clone())
                         .await
                         .map_err(register_error)?;
+                    // The metadata may name another tenant's files (a copy of its metadata,
+                    // say): each file the table reads must be within the caller's reach.
+                    reach.check_table(&location, &t).await?;
                     IcebergTable::of(&t)
                 }
             },
