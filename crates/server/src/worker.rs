@@ -966,3 +966,70 @@ async fn control_loop(cp: Arc<ControlPlane>, endpoint: String, shared: Shared, m
         beat.abort();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use arrow::datatypes::Schema;
+    use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+    use lakeplan_catalog::SqliteMetastore;
+
+    use super::*;
+    use crate::registry::Scope;
+
+    fn rows() -> SendableRecordBatchStream {
+        Box::pin(RecordBatchStreamAdapter::new(
+            Arc::new(Schema::empty()),
+            futures::stream::empty(),
+        ))
+    }
+
+    #[tokio::test]
+    async fn a_ticket_is_its_keys_once_and_expires() {
+        let registry = Registry::new(Arc::new(SqliteMetastore::open_in_memory().expect("db")));
+        registry.create_tenant("acme", "/tmp/acme").expect("tenant");
+        registry
+            .create_tenant("globex", "/tmp/globex")
+            .expect("tenant");
+        registry
+            .create_user("acme", "alice", false, false)
+            .expect("user");
+        registry
+            .create_user("globex", "eve", true, true)
+            .expect("user");
+        let (key, alice) = registry
+            .create_key("acme", "alice", Scope::Read)
+            .expect("key");
+        let (_, other) = registry
+            .create_key("acme", "alice", Scope::Read)
+            .expect("key");
+        let (_, eve) = registry
+            .create_key("globex", "eve", Scope::Admin)
+            .expect("key");
+        let store = ResultStore::with_ttl(Duration::from_millis(200));
+        store.set_registry(registry);
+        let asker = || ("acme".to_string(), key.id.clone());
+        let status = |r: std::result::Result<Pending, ApiError>| match r {
+            Ok(_) => 200,
+            Err(e) => e.parts().0.as_u16(),
+        };
+
+        let (t, ttl) = store.put(asker(), rows(), None);
+        assert_eq!(ttl, Duration::from_millis(200));
+        assert_eq!(status(store.take(&t, None)), 401);
+        assert_eq!(status(store.take(&t, Some("lpk_nope"))), 401);
+        assert_eq!(status(store.take(&t, Some(&eve))), 404);
+        assert_eq!(status(store.take(&t, Some(&other))), 403);
+        assert_eq!(status(store.take(&t, Some(&alice))), 200);
+        assert_eq!(status(store.take(&t, Some(&alice))), 404, "spent");
+
+        let (t, _) = store.put(asker(), rows(), None);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(status(store.take(&t, Some(&alice))), 404, "expired");
+        // A task of no key (a worker's own) mints a ticket no key redeems.
+        let (t, _) = store.put(("acme".into(), String::new()), rows(), None);
+        assert_eq!(status(store.take(&t, Some(&alice))), 403);
+    }
+}
