@@ -10,7 +10,7 @@ use crate::util::{bin, data, Lake};
 /// A `lakeplan serve` process, killed on drop.
 pub(crate) struct Server {
     child: Child,
-    base: String,
+    pub(crate) base: String,
 }
 
 impl Drop for Server {
@@ -24,7 +24,7 @@ fn serve(metastore: &str, extra: &[&str]) -> Server {
     serve_with_env(metastore, extra, &[])
 }
 
-fn serve_with_env(metastore: &str, extra: &[&str], env: &[(&str, String)]) -> Server {
+pub(crate) fn serve_with_env(metastore: &str, extra: &[&str], env: &[(&str, String)]) -> Server {
     let mut child = std::process::Command::new(bin())
         .args(["serve", "--listen", "127.0.0.1:0", "--metastore", metastore])
         .args(extra)
