@@ -280,7 +280,11 @@ fn a_tenant_reads_no_other_tenants_objects_by_any_key_form() {
         "s3://lake/t[b]/**".to_string(),
         "s3://lake/**/*.parquet".to_string(),
     ] {
-        for verb in [["table", "create", "stolen"], ["table", "import", "mine"]] {
+        for verb in [
+            ["table", "import", "mine"],
+            ["table", "create-plan", "stolen"],
+            ["table", "create", "stolen"],
+        ] {
             let mut args = verb.to_vec();
             args.extend_from_slice(&["--search-uri", &uri]);
             let e = a.err(&args);
