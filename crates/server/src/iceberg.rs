@@ -456,7 +456,7 @@ async fn register_table(
                         .map_err(register_error)?;
                     // The metadata may name another tenant's files (a copy of its metadata,
                     // say): each file the table reads must be within the caller's reach.
-                    reach.check_table(&location, &t).await?;
+                    reach.check_table(&location, &t, None).await?;
                     IcebergTable::of(&t)
                 }
             },
@@ -555,6 +555,7 @@ fn check_change(table: &TableName, reqs: &[TableRequirement]) -> Result<(), Iceb
 }
 
 async fn commit_table(
+    State(state): State<AppState>,
     c: Caller,
     Path((prefix, ns, table)): Path<(String, String, String)>,
     IceBody(b): IceBody<CommitTable>,
@@ -575,7 +576,11 @@ async fn commit_table(
         requirements: b.requirements,
         updates: b.updates,
     };
-    let (mut tables, _) = c.lake.iceberg_commit(&prefix, vec![change]).await?;
+    let (mut tables, _) = c
+        .lake
+        .within(crate::api::reach(&state, &c)?)
+        .iceberg_commit(&prefix, vec![change])
+        .await?;
     let t = tables
         .pop()
         .ok_or_else(|| Error::Internal("a commit answered no table".into()))?;
@@ -594,6 +599,7 @@ struct Transaction {
 /// Several tables' commits as one lakeplan commit: all of them, or (on any failed requirement)
 /// none.
 async fn commit_transaction(
+    State(state): State<AppState>,
     c: Caller,
     Path(prefix): Path<String>,
     IceBody(b): IceBody<Transaction>,
@@ -618,7 +624,10 @@ async fn commit_transaction(
             "a transaction needs at least one table change",
         ));
     }
-    c.lake.iceberg_commit(&prefix, changes).await?;
+    c.lake
+        .within(crate::api::reach(&state, &c)?)
+        .iceberg_commit(&prefix, changes)
+        .await?;
     no_content()
 }
 

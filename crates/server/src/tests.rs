@@ -849,6 +849,27 @@ async fn register_takes_no_metadata_that_names_another_tenants_files() {
     assert_eq!(s, StatusCode::OK, "{v}");
     let (_, v) = f.get("/api/v1/refs/main/tables", &f.eve).await;
     assert!(!names(&v).contains(&"stolen".to_string()), "{v}");
+
+    // Nor does a commit take a snapshot whose manifest list is acme's.
+    let meta: Value =
+        serde_json::from_slice(&std::fs::read(acme_meta).expect("read")).expect("json");
+    let list = meta["snapshots"][0]["manifest-list"].clone();
+    let id = 4242_i64;
+    let (s, v) = f
+        .post(
+            "/iceberg/v1/main/namespaces/default/tables/mine",
+            &f.eve,
+            json!({"requirements": [], "updates": [
+                {"action": "add-snapshot", "snapshot": {
+                    "snapshot-id": id, "sequence-number": 2, "timestamp-ms": 1_800_000_000_000_i64,
+                    "manifest-list": list, "summary": {"operation": "append"}, "schema-id": 0}},
+                {"action": "set-snapshot-ref", "ref-name": "main", "type": "branch",
+                 "snapshot-id": id}]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+    let (_, v) = f.get("/api/v1/refs/main/tables/mine", &f.eve).await;
+    assert_eq!(v["records"], 1, "{v}");
 }
 
 /// A query's ticket is redeemed once, by the key that ran the query: not without a key, not

@@ -194,12 +194,14 @@ impl Reach {
 
     /// An error unless every file of table `t` may be read: its metadata, its location (where
     /// its writes go), each snapshot's manifest list, each manifest and each data or delete
-    /// file they name. Each is checked before it is read; an error names only `named` (the
-    /// metadata location the caller gave).
-    pub async fn check_table(&self, named: &str, t: &Table) -> Result<()> {
+    /// file they name. Each is checked before it is read; an error names only `named` (what
+    /// the caller gave: a metadata location, a table). Snapshots `before` had are not read
+    /// again (a commit checks what it adds).
+    pub async fn check_table(&self, named: &str, t: &Table, before: Option<&Table>) -> Result<()> {
         if self.denied.is_empty() {
             return Ok(());
         }
+        let known = |id: i64| before.is_some_and(|b| b.metadata().snapshot_by_id(id).is_some());
         let deny = || not_there(named);
         let m = t.metadata();
         let mut direct = vec![m.location().to_string()];
@@ -213,7 +215,7 @@ impl Reach {
         if direct.iter().any(|l| !self.allows(l)) {
             return Err(deny());
         }
-        for snapshot in m.snapshots() {
+        for snapshot in m.snapshots().filter(|s| !known(s.snapshot_id())) {
             if !self.allows(snapshot.manifest_list()) {
                 return Err(deny());
             }
