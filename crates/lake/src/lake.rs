@@ -221,7 +221,7 @@ impl Lake {
         }
     }
 
-    /// The same lake, reading source files (imports, table plans, registered tables) only
+    /// The same lake, reading source files (imports, table plans, Iceberg REST commits) only
     /// within `reach`: a server's tenant never reads another tenant's storage. Kept by
     /// [`Lake::acting_as`].
     pub fn within(&self, reach: Reach) -> Lake {
@@ -229,11 +229,6 @@ impl Lake {
             reach: Arc::new(reach),
             ..self.clone()
         }
-    }
-
-    /// Where this lake's imports may read.
-    pub fn reach(&self) -> &Reach {
-        &self.reach
     }
 
     /// The same lake, adding `extras` to the commits its writes make (checked first).
