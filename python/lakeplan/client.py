@@ -946,7 +946,9 @@ class Client:
         client = self._flight_clients.get(location)
         if client is None:
             client = self._flight_clients[location] = flight.FlightClient(location)
-        options = flight.FlightCallOptions(timeout=timeout or self.timeout)
+        # A ticket is good only for the key that ran the query.
+        auth = [(b"authorization", f"Bearer {self._api_key}".encode())]
+        options = flight.FlightCallOptions(timeout=timeout or self.timeout, headers=auth)
         try:
             table = client.do_get(flight.Ticket(t["ticket"].encode()), options).read_all()
         except flight.FlightUnavailableError as e:

@@ -335,13 +335,26 @@ def test_flight_tickets_are_single_use_and_errors_are_typed(server, trips):
     assert t["endpoint"] != server.url  # the rows come from the worker, not the control plane
     assert t["columns"] == [{"name": "trip_id", "type": "Int64"}]
     fc = flight.FlightClient(lakeplan.client._flight_location(t["endpoint"]))
-    got = fc.do_get(flight.Ticket(t["ticket"].encode())).read_all()
+    ticket = flight.Ticket(t["ticket"].encode())
+
+    def key(user):
+        return flight.FlightCallOptions(headers=[(b"authorization", f"Bearer {server.keys[user]}".encode())])
+
+    # The ticket is the reader's: no key, another key of the tenant or another tenant's key
+    # gets nothing (and does not spend it).
+    with pytest.raises(flight.FlightUnauthenticatedError):
+        fc.do_get(ticket).read_all()
+    with pytest.raises(flight.FlightUnauthorizedError, match="another API key"):
+        fc.do_get(ticket, key("alice")).read_all()
+    with pytest.raises(pa.ArrowKeyError, match="spent or expired"):  # another tenant's key
+        fc.do_get(ticket, key("eve")).read_all()
+    got = fc.do_get(ticket, key("reader")).read_all()
     assert got["trip_id"].to_pylist() == sorted(csv_rows(JAN)["trip_id"].to_pylist())
     # pyarrow raises gRPC's NOT_FOUND as ArrowKeyError.
     with pytest.raises(pa.ArrowKeyError, match="spent or expired"):
-        fc.do_get(flight.Ticket(t["ticket"].encode())).read_all()
+        fc.do_get(ticket, key("reader")).read_all()
     with pytest.raises(pa.ArrowKeyError, match="spent or expired"):
-        fc.do_get(flight.Ticket(b"0" * 64)).read_all()
+        fc.do_get(flight.Ticket(b"0" * 64), key("reader")).read_all()
     # Planning errors answer at once, from the control plane; errors while rows stream (a cast
     # that fails on a row) are the query's too.
     with pytest.raises(exc.SqlError):

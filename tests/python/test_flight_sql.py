@@ -127,11 +127,14 @@ def test_the_rows_come_from_a_worker_not_the_control_plane(server):
     [location] = endpoint.locations
     worker = location.uri.decode()
     assert worker.startswith("grpc+tcp://127.0.0.1:") and not worker.endswith(server.url.rsplit(":", 1)[1])
-    got = flight.FlightClient(worker).do_get(endpoint.ticket).read_all()
+    # The ticket is good only with the key that asked for it.
+    with pytest.raises(flight.FlightUnauthenticatedError):
+        flight.FlightClient(worker).do_get(endpoint.ticket).read_all()
+    got = flight.FlightClient(worker).do_get(endpoint.ticket, options).read_all()
     assert got.num_rows == csv_rows(JAN).num_rows
     # The ticket is single-use; the control plane serves no rows itself.
     with pytest.raises(Exception, match="spent or expired"):
-        flight.FlightClient(worker).do_get(endpoint.ticket).read_all()
+        flight.FlightClient(worker).do_get(endpoint.ticket, options).read_all()
     with pytest.raises(Exception, match="invalid argument"):  # not a Flight SQL ticket there
         control.do_get(endpoint.ticket, options).read_all()
     control.close()

@@ -458,7 +458,9 @@ impl Remote {
         .await
     }
 
-    /// Runs a query on the server and reads its Arrow IPC stream.
+    /// Runs a query on the server and reads its Arrow IPC stream from the worker that holds
+    /// the rows (asked for with this key: a ticket is good only for the key that ran the
+    /// query, and a redirect to another host would not carry it).
     pub async fn query(
         &self,
         sql: &str,
@@ -472,9 +474,25 @@ impl Remote {
             .post(self.url(&["query"])?)
             .header(
                 reqwest::header::ACCEPT,
-                "application/vnd.apache.arrow.stream",
+                "application/vnd.lakeplan.flight+json",
             )
             .json(&json!({"sql": sql, "ref": r, "namespace": ns, "max_rows": max_rows}));
+        let t: Value = self.json(req).await?;
+        let (Some(endpoint), Some(ticket)) = (t["endpoint"].as_str(), t["ticket"].as_str()) else {
+            return Err(Error::Internal(format!(
+                "the server answered no ticket for the query: {t}"
+            )));
+        };
+        let req = self
+            .client
+            .get(format!(
+                "{}/results/{ticket}",
+                endpoint.trim_end_matches('/')
+            ))
+            .header(
+                reqwest::header::ACCEPT,
+                "application/vnd.apache.arrow.stream",
+            );
         let resp = self.send(req).await?;
         let truncated = resp
             .headers()

@@ -57,6 +57,10 @@ pub enum Error {
     },
     #[error("{0}")]
     InvalidInput(String),
+    /// Something a request named that is not there (or not there for this caller: another
+    /// tenant's files), said without naming more than the request did.
+    #[error("{0}")]
+    NotFound(String),
     #[error("SQL error: {0}")]
     Sql(String),
     #[error("storage error: {0}")]
@@ -139,6 +143,7 @@ impl Error {
             Error::InvalidData { .. } => "InvalidData",
             Error::SchemaConflict { .. } => "SchemaConflict",
             Error::InvalidInput(_) => "InvalidInput",
+            Error::NotFound(_) => "NotFound",
             Error::Sql(_) => "Sql",
             Error::Storage(_) => "Storage",
             Error::Metastore(_) => "Metastore",

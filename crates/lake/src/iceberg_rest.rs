@@ -103,6 +103,9 @@ impl Lake {
                 many.join(", ")
             ),
         };
+        // A commit may add files of its own naming (a snapshot's manifest list): each must be
+        // within the lake's reach, as an import's source files are.
+        let reach = self.reach.clone();
         self.iceberg_write(
             branch,
             "iceberg.commit",
@@ -121,6 +124,9 @@ impl Lake {
                         })?;
                     }
                     let new = s.apply_updates(&current, c.updates).await?;
+                    reach
+                        .check_table(&c.table.to_string(), &new, Some(&current))
+                        .await?;
                     out.push(IcebergTable::of(&new)?);
                 }
                 Ok(out)

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use lakeplan_catalog::sqlite::SqliteMetastore;
 use lakeplan_catalog::{AuditRecord, Catalog, CommitMeta, Metastore};
 use lakeplan_core::{CommitId, Error, RefKind, Result, MAIN_BRANCH};
-use lakeplan_storage::{StagedCatalog, Warehouse};
+use lakeplan_storage::{Reach, StagedCatalog, Warehouse};
 use serde::{Deserialize, Serialize};
 
 use crate::view::CommitView;
@@ -113,6 +113,8 @@ pub struct Lake {
     /// Whether pipeline runs also keep their node cache in the lake itself (metastore and
     /// warehouse), for the other machines of the lake ([`Lake::sharing_node_cache`]).
     pub(crate) shared_node_cache: bool,
+    /// Where its imports may read source files ([`Lake::within`]).
+    pub(crate) reach: Arc<Reach>,
 }
 
 impl Lake {
@@ -179,6 +181,7 @@ impl Lake {
             config,
             extras: CommitExtras::default(),
             shared_node_cache: false,
+            reach: Arc::new(Reach::everywhere()),
         })
     }
 
@@ -214,6 +217,17 @@ impl Lake {
             config,
             extras: CommitExtras::default(),
             shared_node_cache: self.shared_node_cache,
+            reach: self.reach.clone(),
+        }
+    }
+
+    /// The same lake, reading source files (imports, table plans, Iceberg REST commits) only
+    /// within `reach`: a server's tenant never reads another tenant's storage. Kept by
+    /// [`Lake::acting_as`].
+    pub fn within(&self, reach: Reach) -> Lake {
+        Lake {
+            reach: Arc::new(reach),
+            ..self.clone()
         }
     }
 

@@ -34,6 +34,7 @@ pub use lakeplan_catalog::{LogFilter, MergeOutcome};
 pub use lakeplan_pipeline as pipeline;
 pub use lakeplan_runtime::ShmJobDir;
 pub use lakeplan_storage::ingest::{CreatePlan, ImportOptions, ImportReport, Progress, ProgressFn};
+pub use lakeplan_storage::Reach;
 pub use query::QueryResult;
 pub use query::{columns, json_rows};
 pub use run::{

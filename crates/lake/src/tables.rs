@@ -236,7 +236,7 @@ impl Lake {
     ) -> Result<CreatePlan> {
         let branch = self.ref_or_active(branch)?;
         let name = self.table_name(table, ns)?;
-        let files = ingest::discover(search_uri).await?;
+        let files = ingest::discover(search_uri, &self.reach).await?;
         let (schema, conflicts) = ingest::plan_columns(&files).await?;
         let partitions = match partitioned_by {
             Some(p) => parse_partitioning(p)?,
@@ -308,7 +308,7 @@ impl Lake {
                    "continue_on_error": opts.continue_on_error,
                    "import_duplicate_files": opts.import_duplicate_files}),
             async {
-                let files = ingest::discover(search_uri).await?;
+                let files = ingest::discover(search_uri, &self.reach).await?;
                 let (report, id) = self
                     .write(
                         &branch,

@@ -502,27 +502,22 @@ pub(crate) fn check_source(state: &AppState, c: &Caller, uri: &str) -> Result<()
             "'{uri}': this server imports only from s3:// URIs (it was not started with --allow-local-paths)"
         )));
     }
-    let norm = normalize_location(uri);
-    for t in state.registry.tenants()? {
-        if t.name == c.principal.tenant.name {
-            continue;
-        }
-        if crate::registry::nested(&norm, &normalize_location(&t.warehouse)) {
-            // Said as a missing file would be: other tenants' storage does not exist here.
-            return Err(ApiError::NotFound(format!("'{uri}': no such files")));
-        }
-    }
     if !is_s3 && uri.split('/').any(|seg| seg == "..") {
         return Err(ApiError::BadRequest(format!(
             "'{uri}': '..' is not allowed in a path"
         )));
     }
+    // An early answer for a location out of reach as named; the worker that resolves the
+    // files checks each one it would read (globs, folders and links resolved).
+    reach(state, c)?.check(uri)?;
     Ok(())
 }
 
-fn normalize_location(s: &str) -> String {
-    let s = s.strip_prefix("file://").unwrap_or(s);
-    s.trim_end_matches('/').to_string()
+/// Where the caller's tenant may read source files, on the control plane's machine.
+pub(crate) fn reach(state: &AppState, c: &Caller) -> Result<lakeplan_lake::Reach, ApiError> {
+    Ok(state
+        .registry
+        .reach(&c.principal.tenant, state.config.metastore.state_dir())?)
 }
 
 #[derive(Deserialize)]
@@ -732,6 +727,7 @@ pub(crate) fn task(c: &Caller, work: Work) -> Task {
         id: uuid::Uuid::new_v4().simple().to_string(),
         tenant: c.principal.tenant.clone(),
         user: c.principal.user.name.clone(),
+        key_id: c.principal.key_id.clone(),
         work,
         commit: CommitExtras::default(),
     }

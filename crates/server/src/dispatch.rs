@@ -37,6 +37,9 @@ pub struct Task {
     pub id: String,
     pub tenant: Tenant,
     pub user: String,
+    /// The id of the API key that asked: a query's ticket is redeemed with that key only.
+    #[serde(default)]
+    pub key_id: String,
     pub work: Work,
     /// Added to the commits the task's writes make.
     #[serde(default)]
@@ -490,6 +493,7 @@ mod tests {
                 created_at: chrono::Utc::now(),
             },
             user: "u".into(),
+            key_id: "k".into(),
             work: Work::Query {
                 sql: "SELECT 1".into(),
                 at: "main".into(),

@@ -62,7 +62,8 @@ pub fn status_of(e: &Error) -> StatusCode {
         | Error::CommitNotFound(_)
         | Error::NamespaceNotFound(_)
         | Error::TableNotFound { .. }
-        | Error::JobNotFound(_) => StatusCode::NOT_FOUND,
+        | Error::JobNotFound(_)
+        | Error::NotFound(_) => StatusCode::NOT_FOUND,
         Error::RefExists { .. }
         | Error::NamespaceExists(_)
         | Error::TableExists(_)

@@ -431,6 +431,7 @@ async fn register_table(
         ));
     }
     crate::api::check_source(&state, &c, &b.metadata_location)?;
+    let reach = crate::api::reach(&state, &c)?;
     let name = table_name(&ns, &b.name)?;
     let message = format!(
         "Register table {name} from {} through the Iceberg REST catalog",
@@ -450,9 +451,12 @@ async fn register_table(
                     use iceberg::Catalog;
                     let ident = ident(&name);
                     let t = s
-                        .register_table(&ident, location)
+                        .register_table(&ident, location.clone())
                         .await
                         .map_err(register_error)?;
+                    // The metadata may name another tenant's files (a copy of its metadata,
+                    // say): each file the table reads must be within the caller's reach.
+                    reach.check_table(&location, &t, None).await?;
                     IcebergTable::of(&t)
                 }
             },
@@ -551,6 +555,7 @@ fn check_change(table: &TableName, reqs: &[TableRequirement]) -> Result<(), Iceb
 }
 
 async fn commit_table(
+    State(state): State<AppState>,
     c: Caller,
     Path((prefix, ns, table)): Path<(String, String, String)>,
     IceBody(b): IceBody<CommitTable>,
@@ -571,7 +576,11 @@ async fn commit_table(
         requirements: b.requirements,
         updates: b.updates,
     };
-    let (mut tables, _) = c.lake.iceberg_commit(&prefix, vec![change]).await?;
+    let (mut tables, _) = c
+        .lake
+        .within(crate::api::reach(&state, &c)?)
+        .iceberg_commit(&prefix, vec![change])
+        .await?;
     let t = tables
         .pop()
         .ok_or_else(|| Error::Internal("a commit answered no table".into()))?;
@@ -590,6 +599,7 @@ struct Transaction {
 /// Several tables' commits as one lakeplan commit: all of them, or (on any failed requirement)
 /// none.
 async fn commit_transaction(
+    State(state): State<AppState>,
     c: Caller,
     Path(prefix): Path<String>,
     IceBody(b): IceBody<Transaction>,
@@ -614,7 +624,10 @@ async fn commit_transaction(
             "a transaction needs at least one table change",
         ));
     }
-    c.lake.iceberg_commit(&prefix, changes).await?;
+    c.lake
+        .within(crate::api::reach(&state, &c)?)
+        .iceberg_commit(&prefix, changes)
+        .await?;
     no_content()
 }
 

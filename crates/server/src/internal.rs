@@ -119,6 +119,8 @@ async fn submit(State(state): State<AppState>, Body(b): Body<NewTask>) -> Respon
         id: uuid::Uuid::new_v4().simple().to_string(),
         tenant: b.tenant,
         user: b.user,
+        // A worker's own task (a run's node): it mints no query ticket.
+        key_id: String::new(),
         work: b.work,
         commit: b.commit,
     };

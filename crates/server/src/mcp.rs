@@ -39,9 +39,16 @@ pub fn router(state: AppState) -> axum::Router<AppState> {
                 actor: principal.user.name.clone(),
                 client: "mcp".into(),
             });
+        // The worker serves a query's rows only to the key that ran it: this one.
+        let key = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .cloned()
+            .ok_or_else(|| Error::InvalidInput("a valid API key is required".into()))?;
         Ok(Arc::new(ServerBackend {
             state: connect_state.clone(),
             caller: Caller { principal, lake },
+            key,
         }) as Arc<dyn Backend>)
     });
     axum::Router::new()
@@ -52,6 +59,8 @@ pub fn router(state: AppState) -> axum::Router<AppState> {
 struct ServerBackend {
     state: AppState,
     caller: Caller,
+    /// The request's `Authorization` header, for the worker that serves a query's rows.
+    key: axum::http::HeaderValue,
 }
 
 /// An API error as the service layer's, for the tool's error result.
@@ -119,9 +128,14 @@ impl ServerBackend {
             t["endpoint"].as_str().unwrap_or_default(),
             t["ticket"].as_str().unwrap_or_default()
         );
-        let resp = reqwest::get(&url).await.map_err(|e| {
-            ApiError::Unavailable(format!("fetching the rows from the worker: {e}"))
-        })?;
+        let resp = reqwest::Client::new()
+            .get(&url)
+            .header(reqwest::header::AUTHORIZATION, self.key.clone())
+            .send()
+            .await
+            .map_err(|e| {
+                ApiError::Unavailable(format!("fetching the rows from the worker: {e}"))
+            })?;
         let ok = resp.status().is_success();
         let body: Value = resp
             .json()

@@ -10,11 +10,13 @@
 //! A key is shown once, when created; only its SHA-256 is stored. Keys are 256-bit random
 //! strings, so a plain hash (no salt, no slow KDF) is enough: there is nothing to brute-force.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use lakeplan_catalog::{AuditRecord, Metastore};
 use lakeplan_core::{sha256_hex, Error, Result};
+use lakeplan_lake::Reach;
 use serde::{Deserialize, Serialize};
 
 /// What a key may do. Ordered: each scope allows what the ones before it allow.
@@ -257,6 +259,29 @@ impl Registry {
 
     pub fn tenants(&self) -> Result<Vec<Tenant>> {
         self.list("tenant/")
+    }
+
+    /// Where `tenant`'s imports, plans and registered tables may read, on a machine whose
+    /// server state is in `state_dir`: nowhere in another tenant's warehouse, nor in the
+    /// server's folder (the registry, the worker token, the other tenants' job records and
+    /// runs) but for the tenant's own folder and warehouse there.
+    pub fn reach(&self, tenant: &Tenant, state_dir: &Path) -> Result<Reach> {
+        let mut denied = vec![state_dir.display().to_string()];
+        denied.extend(
+            self.tenants()?
+                .into_iter()
+                .filter(|t| t.name != tenant.name)
+                .map(|t| t.warehouse),
+        );
+        let own = [
+            tenant.warehouse.clone(),
+            state_dir
+                .join("tenants")
+                .join(&tenant.name)
+                .display()
+                .to_string(),
+        ];
+        Ok(Reach::denying(denied, own))
     }
 
     pub fn create_user(

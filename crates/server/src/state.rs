@@ -149,6 +149,11 @@ impl Tenants {
         }
     }
 
+    /// The folder of this machine's server state.
+    pub fn state_dir(&self) -> &Path {
+        self.metastore.state_dir()
+    }
+
     pub fn lake(&self, tenant: &Tenant) -> Result<Arc<Lake>> {
         let mut lakes = self.lakes.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(l) = lakes.get(&tenant.name) {

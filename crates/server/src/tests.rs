@@ -90,6 +90,7 @@ impl Fixture {
     /// Sends `req` to the router; a redirect to a worker's result is followed, as clients do.
     async fn respond(&self, req: Request<HttpBody>) -> (StatusCode, axum::body::Bytes) {
         let accept = req.headers().get(header::ACCEPT).cloned();
+        let auth = req.headers().get(header::AUTHORIZATION).cloned();
         let resp = crate::router(self.state.clone())
             .oneshot(req)
             .await
@@ -102,6 +103,10 @@ impl Fixture {
             let mut get = reqwest::Client::new().get(location);
             if let Some(a) = accept {
                 get = get.header(header::ACCEPT, a);
+            }
+            // The worker serves the rows to the key that ran the query only.
+            if let Some(a) = auth {
+                get = get.header(header::AUTHORIZATION, a);
             }
             let r = get.send().await.expect("fetch the result");
             let status = StatusCode::from_u16(r.status().as_u16()).expect("status");
@@ -643,6 +648,308 @@ async fn tenants_never_see_each_other() {
     assert_eq!(v, json!([]));
 }
 
+/// Every file a tenant's import would read is checked where it resolves: no glob, `//`, `/./`,
+/// parent folder or symbolic link reads another tenant's warehouse or the server's own files,
+/// and the answer (404, as for a file that is not there) names none of those paths.
+#[tokio::test]
+async fn no_path_form_reads_another_tenants_files() {
+    let f = fixture_with(|c| c.allow_local_paths = true)
+        .with_data_plane()
+        .await;
+    let jan = f.csv("jan.csv", &[(1, "Rome")]);
+    let (s, v) = f
+        .post(
+            "/api/v1/branches/main/tables",
+            &f.root,
+            json!({"table": "payroll", "search_uri": jan.display().to_string()}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (s, v) = f
+        .post(
+            "/api/v1/branches/main/tables/payroll/import",
+            &f.root,
+            json!({"search_uri": jan.display().to_string()}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let acme_wh = f.state.registry.tenant("acme").expect("tenant").warehouse;
+    let acme_wh = acme_wh.trim_start_matches("file://").to_string();
+    let mut parquet = Vec::new();
+    let mut stack = vec![PathBuf::from(&acme_wh)];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("read_dir").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                parquet.push(p);
+            }
+        }
+    }
+    let data_file = parquet.first().expect("acme's data file").clone();
+    let data_dir = data_file.parent().expect("folder").to_path_buf();
+    let links = f.dir.path().join("links");
+    std::fs::create_dir_all(&links).expect("mkdir");
+    std::os::unix::fs::symlink(&data_file, links.join("file.parquet")).expect("symlink");
+    std::os::unix::fs::symlink(&data_dir, links.join("folder")).expect("symlink");
+    std::os::unix::fs::symlink(
+        f.dir.path().join("meta/server.db"),
+        links.join("registry.csv"),
+    )
+    .expect("symlink");
+    let warehouses = f.dir.path().join("warehouses").display().to_string();
+    let uris = [
+        format!("{warehouses}/a*/**/*.parquet"),
+        format!("{warehouses}/*/**/*.parquet"),
+        acme_wh.replace('/', "//"),
+        format!("{warehouses}/./acme"),
+        warehouses.clone(),
+        links.join("file.parquet").display().to_string(),
+        links.join("folder").display().to_string(),
+        links.join("folder/*.parquet").display().to_string(),
+        links.join("*.parquet").display().to_string(),
+        links.join("registry.csv").display().to_string(),
+    ];
+    for uri in &uris {
+        for (path, body) in [
+            (
+                "/api/v1/branches/main/tables",
+                json!({"table": "stolen", "search_uri": uri}),
+            ),
+            (
+                "/api/v1/table-plans",
+                json!({"table": "stolen", "search_uri": uri, "branch": "main"}),
+            ),
+        ] {
+            let (s, v) = f.post(path, &f.eve, body).await;
+            assert_eq!(s, StatusCode::NOT_FOUND, "{path} {uri}: {v}");
+            // It names what was asked for, and nothing it found.
+            let text = v.to_string().replace(uri.as_str(), "");
+            assert!(
+                !text.contains("/acme") && !text.contains("meta/") && !text.contains("Rome"),
+                "{uri}: {v}"
+            );
+        }
+    }
+    // globex's own table takes no rows of acme's from any of them.
+    let own = f.csv("own.csv", &[(7, "Lima")]);
+    let (s, v) = f
+        .post(
+            "/api/v1/branches/main/tables",
+            &f.eve,
+            json!({"table": "mine", "search_uri": own.display().to_string()}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    for uri in &uris {
+        let (s, v) = f
+            .post(
+                "/api/v1/branches/main/tables/mine/import",
+                &f.eve,
+                json!({"search_uri": uri}),
+            )
+            .await;
+        // Not found, or (the parent folder) about globex's own files: never acme's.
+        assert_ne!(s, StatusCode::OK, "{uri}: {v}");
+        let text = v.to_string().replace(uri.as_str(), "");
+        assert!(
+            !text.contains("/acme") && !text.contains("Rome"),
+            "{uri}: {v}"
+        );
+    }
+    // A glob over every warehouse reads globex's own files only.
+    let (s, v) = f
+        .post(
+            "/api/v1/branches/main/tables/mine/import",
+            &f.eve,
+            json!({"search_uri": own.display().to_string()}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = f
+        .post(
+            "/api/v1/table-plans",
+            &f.eve,
+            json!({"table": "again", "search_uri": format!("{warehouses}/*/**/*.parquet"), "branch": "main"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let files = v["files"].as_array().expect("files");
+    assert!(!files.is_empty());
+    assert!(
+        files
+            .iter()
+            .all(|x| x["path"].as_str().is_some_and(|p| p.contains("/globex/"))),
+        "{v}"
+    );
+}
+
+/// Iceberg REST `register` reads nothing of another tenant's: not its metadata by another
+/// name (`//`, a link), nor a copy of it, whose manifests and data files are still the other
+/// tenant's. A tenant registers a copy of its own metadata as before.
+#[tokio::test]
+async fn register_takes_no_metadata_that_names_another_tenants_files() {
+    let f = fixture_with(|c| c.allow_local_paths = true)
+        .with_data_plane()
+        .await;
+    let jan = f.csv("jan.csv", &[(1, "Rome")]);
+    let mut located = Vec::new();
+    for (key, table) in [(&f.root, "payroll"), (&f.eve, "mine")] {
+        let (s, v) = f
+            .post(
+                "/api/v1/branches/main/tables",
+                key,
+                json!({"table": table, "search_uri": jan.display().to_string()}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        let (s, v) = f
+            .post(
+                &format!("/api/v1/branches/main/tables/{table}/import"),
+                key,
+                json!({"search_uri": jan.display().to_string()}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let (_, v) = f
+            .get(&format!("/api/v1/refs/main/tables/{table}"), key)
+            .await;
+        let loc = v["metadata_location"].as_str().expect("location");
+        located.push(PathBuf::from(loc.trim_start_matches("file://")));
+    }
+    let (acme_meta, globex_meta) = (&located[0], &located[1]);
+    let incoming = f.dir.path().join("incoming");
+    std::os::unix::fs::symlink(acme_meta, incoming.join("link.metadata.json")).expect("link");
+    std::fs::copy(acme_meta, incoming.join("copy.metadata.json")).expect("copy");
+    std::fs::copy(globex_meta, incoming.join("own.metadata.json")).expect("copy");
+    let register = |location: String, name: &str| {
+        f.post(
+            "/iceberg/v1/main/namespaces/default/register",
+            &f.eve,
+            json!({"name": name, "metadata-location": location}),
+        )
+    };
+    for location in [
+        acme_meta.display().to_string().replace('/', "//"),
+        format!("file://{}", acme_meta.display()).replacen("/warehouses/", "/./warehouses/", 1),
+        incoming.join("link.metadata.json").display().to_string(),
+        incoming.join("copy.metadata.json").display().to_string(),
+    ] {
+        let (s, v) = register(location.clone(), "stolen").await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{location}: {v}");
+        let text = v.to_string().replace(location.as_str(), "");
+        assert!(!text.contains("/acme"), "{location}: {v}");
+    }
+    let (s, v) = register(
+        incoming.join("own.metadata.json").display().to_string(),
+        "mine_again",
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (_, v) = f.get("/api/v1/refs/main/tables", &f.eve).await;
+    assert!(!names(&v).contains(&"stolen".to_string()), "{v}");
+
+    // Nor does a commit take a snapshot whose manifest list is acme's.
+    let meta: Value =
+        serde_json::from_slice(&std::fs::read(acme_meta).expect("read")).expect("json");
+    let list = meta["snapshots"][0]["manifest-list"].clone();
+    let id = 4242_i64;
+    let (s, v) = f
+        .post(
+            "/iceberg/v1/main/namespaces/default/tables/mine",
+            &f.eve,
+            json!({"requirements": [], "updates": [
+                {"action": "add-snapshot", "snapshot": {
+                    "snapshot-id": id, "sequence-number": 2, "timestamp-ms": 1_800_000_000_000_i64,
+                    "manifest-list": list, "summary": {"operation": "append"}, "schema-id": 0}},
+                {"action": "set-snapshot-ref", "ref-name": "main", "type": "branch",
+                 "snapshot-id": id}]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+    let (_, v) = f.get("/api/v1/refs/main/tables/mine", &f.eve).await;
+    assert_eq!(v["records"], 1, "{v}");
+}
+
+/// A query's ticket is redeemed once, by the key that ran the query: not without a key, not
+/// with another tenant's key (no such ticket), not with another key of the tenant; a refused
+/// fetch leaves it good for its key.
+#[tokio::test]
+async fn a_ticket_serves_only_the_key_that_asked() {
+    use arrow_flight::{FlightClient, Ticket};
+    use futures::TryStreamExt;
+    let f = fixture().with_data_plane().await;
+    let ticket = || async {
+        let req = Request::post("/api/v1/query")
+            .header(header::AUTHORIZATION, format!("Bearer {}", f.reader))
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::ACCEPT, crate::results::FLIGHT_TICKET)
+            .body(HttpBody::from(json!({"sql": "SELECT 42 AS x"}).to_string()))
+            .expect("request");
+        let (s, v) = f.send(req).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        (
+            v["endpoint"].as_str().expect("endpoint").to_string(),
+            v["ticket"].as_str().expect("ticket").to_string(),
+        )
+    };
+    let (endpoint, t) = ticket().await;
+    let http = reqwest::Client::new();
+    let fetch = |key: &str| {
+        let mut r = http.get(format!("{endpoint}/results/{t}"));
+        if !key.is_empty() {
+            r = r.bearer_auth(key);
+        }
+        async move { r.send().await.expect("fetch").status().as_u16() }
+    };
+    assert_eq!(fetch("").await, 401);
+    assert_eq!(fetch("lpk_not-a-key").await, 401);
+    assert_eq!(fetch(&f.eve).await, 404);
+    assert_eq!(fetch(&f.alice).await, 403);
+    assert_eq!(fetch(&f.reader).await, 200);
+    assert_eq!(
+        fetch(&f.reader).await,
+        404,
+        "a ticket is spent by its fetch"
+    );
+
+    let (endpoint, t) = ticket().await;
+    let channel = tonic::transport::Channel::from_shared(endpoint)
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect to the worker");
+    let get = |key: Option<&str>| {
+        let mut client = FlightClient::new(channel.clone());
+        if let Some(k) = key {
+            client
+                .add_header("authorization", &format!("Bearer {k}"))
+                .expect("header");
+        }
+        let t = Ticket::new(t.clone());
+        async move {
+            match client.do_get(t).await {
+                Ok(s) => s.try_collect::<Vec<_>>().await.map(|b| b.len()),
+                Err(e) => Err(e),
+            }
+        }
+    };
+    let code = |r: Result<usize, arrow_flight::error::FlightError>| match r {
+        Ok(_) => tonic::Code::Ok,
+        Err(arrow_flight::error::FlightError::Tonic(s)) => s.code(),
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(code(get(None).await), tonic::Code::Unauthenticated);
+    assert_eq!(code(get(Some(&f.eve)).await), tonic::Code::NotFound);
+    assert_eq!(
+        code(get(Some(&f.alice)).await),
+        tonic::Code::PermissionDenied
+    );
+    assert_eq!(code(get(Some(&f.reader)).await), tonic::Code::Ok);
+    assert_eq!(code(get(Some(&f.reader)).await), tonic::Code::NotFound);
+}
+
 #[tokio::test]
 async fn list_routes_page_by_token() {
     let f = fixture();
@@ -908,6 +1215,9 @@ async fn query_results_come_from_the_worker_over_flight() {
         .await
         .expect("connect to the worker");
     let mut client = FlightClient::new(channel);
+    client
+        .add_header("authorization", &format!("Bearer {}", f.reader))
+        .expect("header");
     let ticket = Ticket::new(v["ticket"].as_str().expect("ticket").to_string());
     let batches: Vec<arrow::record_batch::RecordBatch> = client
         .do_get(ticket.clone())

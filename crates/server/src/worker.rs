@@ -9,7 +9,13 @@
 //! ```
 //!
 //! A query task is planned on the worker (so SQL errors answer at once) and its rows wait,
-//! unexecuted, under a ticket: 256 random bits, good for one fetch within [`TICKET_TTL`].
+//! unexecuted, under a ticket: 256 random bits, good for one fetch within [`TICKET_TTL`], and
+//! only with the API key that ran the query (the fetch sends it as a bearer key, which the
+//! worker checks in the registry): no key is 401, another tenant's key finds no such ticket
+//! (404), another key of the tenant is refused (403). A refused fetch does not spend it.
+//!
+//! Table plans and imports read source files only within the tenant's reach
+//! ([`crate::registry::Registry::reach`]), checked on each file as this machine resolves it.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -43,6 +49,7 @@ use tonic::{Request as GrpcRequest, Response as GrpcResponse, Status, Streaming}
 use crate::dispatch::{Outcome, RunProject, RunTask, Task, TaskKind, Work};
 use crate::error::{ApiError, WireError};
 use crate::nodes::{output_stream, OutputStore, WorkerNodes, OUTPUT_TICKET_PREFIX, RELEASE_ACTION};
+use crate::registry::Registry;
 use crate::results::{self, ARROW_STREAM};
 use crate::state::{MetastoreUrl, Tenants};
 
@@ -70,25 +77,59 @@ pub struct WorkerOptions {
     pub state_dir: Option<std::path::PathBuf>,
 }
 
-/// A query plan waiting for its fetch.
+/// A query plan waiting for its fetch, by the key that asked for it.
 struct Pending {
     stream: SendableRecordBatchStream,
     max_rows: Option<usize>,
     expires: Instant,
+    tenant: String,
+    key_id: String,
 }
 
 /// Tickets and the results they stand for.
-#[derive(Default)]
 struct ResultStore {
     pending: Mutex<HashMap<String, Pending>>,
+    /// The server's registry, once registered with the control plane: fetches are
+    /// authenticated against it.
+    registry: Mutex<Option<Registry>>,
+    ttl: Duration,
+}
+
+impl Default for ResultStore {
+    fn default() -> Self {
+        ResultStore::with_ttl(TICKET_TTL)
+    }
+}
+
+fn spent() -> ApiError {
+    ApiError::NotFound("unknown, spent or expired ticket: run the query again".into())
 }
 
 impl ResultStore {
+    fn with_ttl(ttl: Duration) -> ResultStore {
+        ResultStore {
+            pending: Mutex::default(),
+            registry: Mutex::default(),
+            ttl,
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Pending>> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn put(&self, stream: SendableRecordBatchStream, max_rows: Option<usize>) -> String {
+    fn set_registry(&self, registry: Registry) {
+        *self.registry.lock().unwrap_or_else(|p| p.into_inner()) = Some(registry);
+    }
+
+    /// Keeps `stream` for one fetch by the key that asked (its tenant and key id); answers
+    /// its ticket and how long it is good for.
+    fn put(
+        &self,
+        (tenant, key_id): (String, String),
+        stream: SendableRecordBatchStream,
+        max_rows: Option<usize>,
+    ) -> (String, Duration) {
         let ticket = new_ticket();
         let now = Instant::now();
         let mut map = self.lock();
@@ -98,16 +139,61 @@ impl ResultStore {
             Pending {
                 stream,
                 max_rows,
-                expires: now + TICKET_TTL,
+                expires: now + self.ttl,
+                tenant,
+                key_id,
             },
         );
-        ticket
+        (ticket, self.ttl)
     }
 
-    /// The result of `ticket`, once: a ticket is spent by its fetch.
-    fn take(&self, ticket: &str) -> Option<Pending> {
-        let p = self.lock().remove(ticket)?;
-        (p.expires > Instant::now()).then_some(p)
+    /// The result of `ticket`, once, for the key that asked for it (`secret`, the fetch's
+    /// bearer key): a ticket is spent by its fetch. A refused fetch leaves it as it was.
+    fn take(&self, ticket: &str, secret: Option<&str>) -> std::result::Result<Pending, ApiError> {
+        let secret = secret.ok_or(ApiError::Unauthorized)?;
+        let registry = self
+            .registry
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(spent)?;
+        let who = registry
+            .authenticate(secret)?
+            .ok_or(ApiError::Unauthorized)?;
+        let mut map = self.lock();
+        let p = map.get(ticket).ok_or_else(spent)?;
+        if p.expires <= Instant::now() {
+            map.remove(ticket);
+            return Err(spent());
+        }
+        // Another tenant's ticket is not there for this key.
+        if p.tenant != who.tenant.name {
+            return Err(spent());
+        }
+        if p.key_id != who.key_id {
+            return Err(ApiError::Forbidden(format!(
+                "this ticket was issued to another API key than {}: fetch it with the key \
+                 that ran the query",
+                who.key_id
+            )));
+        }
+        map.remove(ticket).ok_or_else(spent)
+    }
+}
+
+/// The bearer key of a request's `authorization` header (HTTP) or metadata (gRPC).
+fn bearer(value: Option<&str>) -> Option<&str> {
+    value?.strip_prefix("Bearer ").map(str::trim)
+}
+
+/// A refused fetch, as Flight says it.
+fn flight_status(e: ApiError) -> Status {
+    let (status, _, message, _) = e.parts();
+    match status {
+        StatusCode::UNAUTHORIZED => Status::unauthenticated(message),
+        StatusCode::FORBIDDEN => Status::permission_denied(message),
+        StatusCode::NOT_FOUND => Status::not_found(message),
+        _ => Status::internal(message),
     }
 }
 
@@ -160,6 +246,8 @@ fn limited(
 /// What the worker's tasks share.
 struct WorkerCtx {
     tenants: Tenants,
+    /// The server's registry: the tenants, for the reach of a tenant's imports.
+    registry: Registry,
     results: Arc<ResultStore>,
     /// Node outputs this worker serves.
     outputs: Arc<OutputStore>,
@@ -178,7 +266,7 @@ fn wire(e: Error) -> WireError {
 impl WorkerCtx {
     async fn execute(&self, task: Task) -> Outcome {
         let extras = task.commit.clone();
-        let lake = self
+        let mut lake = self
             .tenants
             .lake(&task.tenant)
             .map_err(wire)?
@@ -188,6 +276,16 @@ impl WorkerCtx {
             })
             .with_commit_extras(task.commit)
             .map_err(wire)?;
+        if matches!(task.work, Work::PlanTable { .. } | Work::Import { .. }) {
+            // Source files are resolved here, so their reach is checked here, on this
+            // machine's paths.
+            let reach = self
+                .registry
+                .reach(&task.tenant, self.tenants.state_dir())
+                .map_err(wire)?;
+            lake = lake.within(reach);
+        }
+        let asker = (task.tenant.name.clone(), task.key_id.clone());
         match task.work {
             Work::Query {
                 sql,
@@ -209,9 +307,9 @@ impl WorkerCtx {
                         "schema": schema_ipc,
                     }));
                 }
-                let ticket = self.results.put(stream, max_rows);
+                let (ticket, ttl) = self.results.put(asker, stream, max_rows);
                 let expires_at =
-                    chrono::Utc::now() + chrono::Duration::seconds(TICKET_TTL.as_secs() as i64);
+                    chrono::Utc::now() + chrono::Duration::milliseconds(ttl.as_millis() as i64);
                 Ok(json!({
                     "endpoint": self.endpoint,
                     "ticket": ticket,
@@ -439,9 +537,13 @@ impl FlightService for Flight {
                 .map_err(Status::from);
             return Ok(GrpcResponse::new(out.boxed()));
         }
-        let p = self.results.take(&ticket).ok_or_else(|| {
-            Status::not_found("unknown, spent or expired ticket: run the query again")
-        })?;
+        let key = bearer(
+            request
+                .metadata()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok()),
+        );
+        let p = self.results.take(&ticket, key).map_err(flight_status)?;
         let schema = p.stream.schema();
         // An error while the rows stream (a cast that fails on some row, say) is the query's:
         // INVALID_ARGUMENT, as the HTTP route answers it 400.
@@ -531,9 +633,14 @@ async fn http_result(
     Path(ticket): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let Some(p) = store.take(&ticket) else {
-        return ApiError::NotFound("unknown, spent or expired ticket: run the query again".into())
-            .into_response();
+    let key = bearer(
+        headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let p = match store.take(&ticket, key) {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
     };
     let schema = p.stream.schema();
     let truncated = Arc::new(AtomicBool::new(false));
@@ -799,7 +906,17 @@ async fn control_loop(cp: Arc<ControlPlane>, endpoint: String, shared: Shared, m
             }
             (m, None) => m,
         };
+        let registry = match metastore.system_store() {
+            Ok(store) => Registry::new(store),
+            Err(e) => {
+                eprintln!("warning: cannot open the server's registry ({e}); retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        shared.results.set_registry(registry.clone());
         let ctx = Arc::new(WorkerCtx {
+            registry,
             tenants: Tenants::new(metastore),
             results: shared.results.clone(),
             outputs: shared.outputs.clone(),
@@ -847,5 +964,72 @@ async fn control_loop(cp: Arc<ControlPlane>, endpoint: String, shared: Shared, m
             }
         }
         beat.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use arrow::datatypes::Schema;
+    use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+    use lakeplan_catalog::SqliteMetastore;
+
+    use super::*;
+    use crate::registry::Scope;
+
+    fn rows() -> SendableRecordBatchStream {
+        Box::pin(RecordBatchStreamAdapter::new(
+            Arc::new(Schema::empty()),
+            futures::stream::empty(),
+        ))
+    }
+
+    #[tokio::test]
+    async fn a_ticket_is_its_keys_once_and_expires() {
+        let registry = Registry::new(Arc::new(SqliteMetastore::open_in_memory().expect("db")));
+        registry.create_tenant("acme", "/tmp/acme").expect("tenant");
+        registry
+            .create_tenant("globex", "/tmp/globex")
+            .expect("tenant");
+        registry
+            .create_user("acme", "alice", false, false)
+            .expect("user");
+        registry
+            .create_user("globex", "eve", true, true)
+            .expect("user");
+        let (key, alice) = registry
+            .create_key("acme", "alice", Scope::Read)
+            .expect("key");
+        let (_, other) = registry
+            .create_key("acme", "alice", Scope::Read)
+            .expect("key");
+        let (_, eve) = registry
+            .create_key("globex", "eve", Scope::Admin)
+            .expect("key");
+        let store = ResultStore::with_ttl(Duration::from_millis(200));
+        store.set_registry(registry);
+        let asker = || ("acme".to_string(), key.id.clone());
+        let status = |r: std::result::Result<Pending, ApiError>| match r {
+            Ok(_) => 200,
+            Err(e) => e.parts().0.as_u16(),
+        };
+
+        let (t, ttl) = store.put(asker(), rows(), None);
+        assert_eq!(ttl, Duration::from_millis(200));
+        assert_eq!(status(store.take(&t, None)), 401);
+        assert_eq!(status(store.take(&t, Some("lpk_nope"))), 401);
+        assert_eq!(status(store.take(&t, Some(&eve))), 404);
+        assert_eq!(status(store.take(&t, Some(&other))), 403);
+        assert_eq!(status(store.take(&t, Some(&alice))), 200);
+        assert_eq!(status(store.take(&t, Some(&alice))), 404, "spent");
+
+        let (t, _) = store.put(asker(), rows(), None);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(status(store.take(&t, Some(&alice))), 404, "expired");
+        // A task of no key (a worker's own) mints a ticket no key redeems.
+        let (t, _) = store.put(("acme".into(), String::new()), rows(), None);
+        assert_eq!(status(store.take(&t, Some(&alice))), 403);
     }
 }

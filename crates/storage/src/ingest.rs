@@ -30,6 +30,7 @@ use iceberg::TableUpdate;
 use lakeplan_core::{Error, Result, TableName};
 use serde::{Deserialize, Serialize};
 
+use crate::reach::{not_there, Reach};
 use crate::s3::{self, S3Url};
 use crate::schema::{
     fit, iceberg_type, normalize_schema, unify, ColumnConflict, PartitionColumn, PlannedColumn,
@@ -86,10 +87,12 @@ pub struct SourceFile {
 
 /// Finds the files a search URI names: a file, a folder (every file with a known extension
 /// below it), or a glob (`data/*.csv`, `data/**/*.parquet`); locally or as
-/// `s3://bucket/prefix/...` (a key prefix, or a glob over keys).
-pub async fn discover(uri: &str) -> Result<Vec<SourceFile>> {
+/// `s3://bucket/prefix/...` (a key prefix, or a glob over keys). Files out of `reach` are not
+/// there: each is checked where it resolves (its canonical path, its listed key) before
+/// anything about it is read or reported.
+pub async fn discover(uri: &str, reach: &Reach) -> Result<Vec<SourceFile>> {
     if uri.starts_with("s3://") {
-        return discover_s3(uri).await;
+        return discover_s3(uri, reach).await;
     }
     let local = uri.strip_prefix("file://").unwrap_or(uri);
     let mut paths: Vec<PathBuf> = Vec::new();
@@ -126,11 +129,20 @@ pub async fn discover(uri: &str) -> Result<Vec<SourceFile>> {
         return Err(Error::InvalidInput(format!("no files match '{uri}'")));
     }
     paths.sort();
-    paths
+    let mut resolved = Vec::with_capacity(paths.len());
+    for p in paths {
+        let abs = p.canonicalize().map_err(|e| Error::io(p.display(), e))?;
+        if reach.allows(&abs.display().to_string()) {
+            resolved.push((p, abs));
+        }
+    }
+    if resolved.is_empty() {
+        return Err(not_there(uri));
+    }
+    resolved
         .into_iter()
-        .map(|p| {
+        .map(|(p, abs)| {
             let format = Format::from_path(&p)?;
-            let abs = p.canonicalize().map_err(|e| Error::io(p.display(), e))?;
             let size = std::fs::metadata(&abs)
                 .map_err(|e| Error::io(abs.display(), e))?
                 .len();
@@ -143,7 +155,7 @@ pub async fn discover(uri: &str) -> Result<Vec<SourceFile>> {
         .collect()
 }
 
-async fn discover_s3(uri: &str) -> Result<Vec<SourceFile>> {
+async fn discover_s3(uri: &str, reach: &Reach) -> Result<Vec<SourceFile>> {
     let u = S3Url::parse(uri)?;
     let glob_at = u.prefix.find(['*', '?', '[']);
     // List below the longest literal folder; match keys against the glob, if any.
@@ -165,11 +177,13 @@ async fn discover_s3(uri: &str) -> Result<Vec<SourceFile>> {
             .await
         {
             Ok(meta) => {
+                let path = format!("s3://{}/{}", u.bucket, meta.location);
+                reach.check(&path).map_err(|_| not_there(uri))?;
                 return Ok(vec![SourceFile {
-                    path: format!("s3://{}/{}", u.bucket, u.prefix),
+                    path,
                     size: meta.size,
                     format: Format::from_path(Path::new(&u.prefix))?,
-                }])
+                }]);
             }
             Err(object_store::Error::NotFound { .. }) => {}
             Err(e) => return Err(Error::Storage(format!("reading {uri}: {e}"))),
@@ -179,6 +193,7 @@ async fn discover_s3(uri: &str) -> Result<Vec<SourceFile>> {
         (!list_prefix.is_empty()).then(|| object_store::path::Path::from(list_prefix.as_str()));
     let mut listing = store.list(prefix.as_ref());
     let mut out = Vec::new();
+    let mut hidden = false;
     while let Some(meta) = listing.next().await {
         let meta = meta.map_err(|e| Error::Storage(format!("listing {uri}: {e}")))?;
         let key = meta.location.to_string();
@@ -192,6 +207,10 @@ async fn discover_s3(uri: &str) -> Result<Vec<SourceFile>> {
         if !keep {
             continue;
         }
+        if !reach.allows(&format!("s3://{}/{key}", u.bucket)) {
+            hidden = true;
+            continue;
+        }
         let path = Path::new(&key);
         let format = match Format::from_path(path) {
             Ok(f) => f,
@@ -203,6 +222,9 @@ async fn discover_s3(uri: &str) -> Result<Vec<SourceFile>> {
             size: meta.size,
             format,
         });
+    }
+    if out.is_empty() && hidden {
+        return Err(not_there(uri));
     }
     if out.is_empty() {
         return Err(Error::InvalidInput(format!("no files match '{uri}'")));

@@ -16,6 +16,7 @@
 
 mod convert;
 pub mod ingest;
+pub mod reach;
 pub mod s3;
 pub mod schema;
 mod staged;
@@ -24,6 +25,7 @@ mod warehouse;
 pub mod write_props;
 
 pub use convert::{from_iceberg, to_iceberg};
+pub use reach::Reach;
 pub use staged::StagedCatalog;
 pub use tables::{entry_for, load_table, table_ident};
 pub use warehouse::Warehouse;

@@ -206,3 +206,104 @@ fn a_warehouse_in_a_missing_bucket_fails_cleanly() {
     assert_eq!(l.head("main"), head, "nothing committed");
     l.err(&["lake", "init", "--warehouse", "s3://BAD_NAME/x"]);
 }
+
+/// On a server whose tenants share a bucket (`s3://lake/ta`, `s3://lake/tb`), tenant A names
+/// B's objects with `//`, a glob or the bucket's root: each answers that there are no such
+/// files, and A's table gets none of B's rows.
+#[test]
+fn a_tenant_reads_no_other_tenants_objects_by_any_key_form() {
+    let s3 = S3Server::start();
+    s3.boto("s3.create_bucket(Bucket='lake')\ns3.create_bucket(Bucket='src')");
+    s3.boto(&format!(
+        "s3.upload_file('{}', 'src', 'raw/jan.csv')",
+        data("trips_2024_01.csv")
+    ));
+    let admin_dir = Lake::new();
+    let meta = format!("sqlite:{}", admin_dir.file("server").display());
+    let admin = |args: &[&str]| {
+        let mut a = vec!["admin"];
+        a.extend_from_slice(args);
+        a.extend_from_slice(&["--metastore", &meta]);
+        admin_dir.ok(&a).trim().to_string()
+    };
+    let mut keys = Vec::new();
+    for t in ["ta", "tb"] {
+        admin(&[
+            "tenant",
+            "create",
+            t,
+            "--warehouse",
+            &format!("s3://lake/{t}"),
+        ]);
+        admin(&["user", "create", "tester", "--tenant", t, "--admin"]);
+        keys.push(admin(&[
+            "key", "create", "--tenant", t, "--user", "tester", "--scope", "admin",
+        ]));
+    }
+    let s3_env = s3.env();
+    let env: Vec<(&str, String)> = s3_env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.clone()))
+        .collect();
+    let server = crate::server::serve_with_env(&meta, &[], &env);
+    let tenant = |key: &str| {
+        let mut l = Lake::new();
+        l.env = s3.env();
+        l.env
+            .push(("LAKEPLAN_API_ENDPOINT".into(), server.base.clone()));
+        l.env.push(("LAKEPLAN_API_KEY".into(), key.to_string()));
+        l.env
+            .push(("HOME".into(), l.file("home").display().to_string()));
+        l
+    };
+    let (a, b) = (tenant(&keys[0]), tenant(&keys[1]));
+    b.ok(&[
+        "table",
+        "create",
+        "trips",
+        "--search-uri",
+        "s3://src/raw/jan.csv",
+    ]);
+    b.ok(&[
+        "table",
+        "import",
+        "trips",
+        "--search-uri",
+        "s3://src/raw/jan.csv",
+    ]);
+    let listed = s3.boto(
+        "r = s3.list_objects_v2(Bucket='lake', Prefix='tb/')\n\
+         print([o['Key'] for o in r['Contents'] if o['Key'].endswith('.parquet')][0])",
+    );
+    let b_file = listed.trim();
+    assert!(b_file.starts_with("tb/default/trips_"), "{b_file}");
+    a.ok(&[
+        "table",
+        "create",
+        "mine",
+        "--search-uri",
+        "s3://src/raw/jan.csv",
+    ]);
+    for uri in [
+        format!("s3://lake//{b_file}"),
+        format!("s3://lake/{}", b_file.replacen('/', "//", 2)),
+        "s3://lake//tb".to_string(),
+        "s3://lake/tb//default".to_string(),
+        "s3://lake/t*/**/*.parquet".to_string(),
+        "s3://lake/t[b]/**".to_string(),
+        "s3://lake/**/*.parquet".to_string(),
+    ] {
+        for verb in [
+            ["table", "import", "mine"],
+            ["table", "create-plan", "stolen"],
+            ["table", "create", "stolen"],
+        ] {
+            let mut args = verb.to_vec();
+            args.extend_from_slice(&["--search-uri", &uri]);
+            let e = a.err(&args);
+            assert!(e.contains("no such files"), "{uri}: {e}");
+            assert!(!e.replace(&uri, "").contains("tb/"), "{uri}: {e}");
+        }
+    }
+    assert_eq!(a.count("SELECT count(*) FROM mine", &[]), 0);
+}

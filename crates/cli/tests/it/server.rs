@@ -10,7 +10,7 @@ use crate::util::{bin, data, Lake};
 /// A `lakeplan serve` process, killed on drop.
 pub(crate) struct Server {
     child: Child,
-    base: String,
+    pub(crate) base: String,
 }
 
 impl Drop for Server {
@@ -24,7 +24,7 @@ fn serve(metastore: &str, extra: &[&str]) -> Server {
     serve_with_env(metastore, extra, &[])
 }
 
-fn serve_with_env(metastore: &str, extra: &[&str], env: &[(&str, String)]) -> Server {
+pub(crate) fn serve_with_env(metastore: &str, extra: &[&str], env: &[(&str, String)]) -> Server {
     let mut child = std::process::Command::new(bin())
         .args(["serve", "--listen", "127.0.0.1:0", "--metastore", metastore])
         .args(extra)
@@ -50,15 +50,32 @@ fn rt() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
+/// One request; a redirect (a query's rows on a worker) is followed with the same key, which
+/// the worker asks for (reqwest drops it on a redirect to another port).
 async fn call(method: &str, url: &str, key: &str, body: Option<Value>) -> (u16, Value) {
-    let client = reqwest::Client::new();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
     let mut req = client
         .request(method.parse().expect("method"), url)
         .bearer_auth(key);
     if let Some(b) = body {
         req = req.json(&b);
     }
-    let resp = req.send().await.expect("request");
+    let mut resp = req.send().await.expect("request");
+    if resp.status() == reqwest::StatusCode::SEE_OTHER {
+        let to = resp.headers()[reqwest::header::LOCATION]
+            .to_str()
+            .expect("location")
+            .to_string();
+        resp = client
+            .get(to)
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("follow");
+    }
     let status = resp.status().as_u16();
     let text = resp.text().await.expect("body");
     (
