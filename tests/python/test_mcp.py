@@ -17,7 +17,7 @@ from mcp.client.streamable_http import create_mcp_http_client, streamable_http_c
 from mcp.shared.exceptions import MCPError
 
 from conftest import DATA, lakeplan_bin
-from test_client import JAN, csv_rows, serve
+from test_client import JAN, csv_rows, env_cache, serve  # noqa: F401 (env_cache: a fixture)
 
 FEB = DATA / "trips_2024_02.csv"
 TOOLS = {
@@ -74,9 +74,9 @@ def refused(pair, says):
 
 
 @pytest.fixture
-def local_env(tmp_path):
+def local_env(tmp_path, env_cache):
     lake = tmp_path / "lake"
-    env = dict(os.environ, LAKEPLAN_LAKE=str(lake), LAKEPLAN_USER="agent-tester")
+    env = dict(os.environ, LAKEPLAN_LAKE=str(lake), LAKEPLAN_USER="agent-tester", LAKEPLAN_ENV_CACHE=env_cache)
     for args in (["table", "create", "trips", "--search-uri", str(JAN)], ["table", "import", "trips", "--search-uri", str(JAN)]):
         subprocess.run([lakeplan_bin(), *args], env=env, check=True, capture_output=True)
     return env
@@ -142,6 +142,29 @@ def test_stdio_on_a_local_lake(local_env):
     assert {"mcp.query", "mcp.create_branch", "mcp.import_data", "mcp.run_pipeline", "mcp.merge_branch", "mcp.get_table"} <= set(ops)
     failed = [a for a in audit(local_env) if a["operation"] == "mcp.get_table" and a["result"] == "error"]
     assert failed and "not found" in failed[0]["error"]
+
+
+def test_stdio_run_pipeline_is_strict_and_transactional(local_env):
+    """A failed expectation through `run_pipeline` fails the run and leaves the branch as it was,
+    as `lakeplan run` does by default (the example `failing`)."""
+    example = DATA.parent / "examples" / "failing"
+    files = {f: (example / f).read_text() for f in ("lakeplan_project.yml", "models.py")}
+
+    async def session():
+        async with stdio_session(local_env) as s:
+            ok(await call(s, "create_branch", name="agent.fail"))
+
+            def head(branches):
+                return next(b["hash"] for b in branches["items"] if b["name"] == "agent.fail")
+
+            before = head(ok(await call(s, "list_branches")))
+            job = ok(await call(s, "run_pipeline", branch="agent.fail", files=files))
+            assert job["status"] == "failed", job
+            assert "expectation(s) failed: fares_are_cheap" in job["error"], job
+            assert head(ok(await call(s, "list_branches"))) == before
+            refused(await call(s, "get_table", table="expensive_trips", ref="agent.fail"), "not found")
+
+    run(session())
 
 
 AGENT_USERS = [

@@ -51,8 +51,8 @@ const LIVE_FLUSH: Duration = Duration::from_millis(300);
 /// Default time limit of one function (`@resources(timeout=...)` overrides it).
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3600);
 
-/// What `lakeplan run` asks for.
-#[derive(Clone, Debug, Default)]
+/// What `lakeplan run` asks for. Its [`Default`] is the product's: strict and transactional.
+#[derive(Clone, Debug)]
 pub struct RunOptions {
     pub project_dir: PathBuf,
     /// The branch to publish to (or, for a dry run, any ref to read); default: active branch.
@@ -82,6 +82,31 @@ pub struct RunOptions {
     /// Python nodes run as tasks of their own on data-plane workers (server mode), instead of
     /// in sandboxes of this process.
     pub nodes: Option<Nodes>,
+}
+
+/// By hand: a surface that fills only some fields (`..Default::default()`) gets a strict,
+/// transactional run, as the CLI, the HTTP API and the SDK default to.
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            project_dir: PathBuf::new(),
+            target: None,
+            namespace: None,
+            params: Vec::new(),
+            no_cache: false,
+            dry_run: false,
+            strict: true,
+            transaction: true,
+            strict_python: false,
+            workers: 0,
+            job_id: None,
+            input_commit: None,
+            rerun_of: None,
+            preview: None,
+            shared_process: false,
+            nodes: None,
+        }
+    }
 }
 
 /// Bauplan's `preview` switch (`on`, `off`, `head`, `tail`) as [`RunOptions::preview`]: each
