@@ -76,6 +76,8 @@ impl ServerBackend {
         }
     }
 
+    /// The key's rights for one tool call: each writing tool's own check; a read-only tool is
+    /// open to every key of the tenant; any other tool is refused.
     fn check(&self, op: &Op) -> Result<(), ApiError> {
         let p = &self.caller.principal;
         match op {
@@ -90,7 +92,12 @@ impl ServerBackend {
                 branch, dry_run, ..
             } => check_run(&self.caller, branch, *dry_run),
             Op::Merge { into, .. } => p.check_merge_into(into),
-            _ => Ok(()),
+            op if op.read_only() => Ok(()),
+            // A tool that writes and has no rights check here is closed to every key.
+            op => Err(ApiError::Forbidden(format!(
+                "the tool '{}' changes the lake and this server has no rights check for it",
+                op.tool()
+            ))),
         }
     }
 
