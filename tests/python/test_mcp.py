@@ -132,6 +132,7 @@ def test_stdio_on_a_local_lake(local_env):
                 ({"sql": "SELECT 1", "timeout_secs": 0}, "timeout_secs must be 1 to 300"),
                 ({}, "missing field `sql`"),
                 ({"sql": 5}, "expected a string"),
+                ({"sql": "SELECT 1", "reff": "main"}, "unknown field `reff`"),
             ):
                 refused(await call(s, "query", **bad), says)
             with pytest.raises(MCPError):

@@ -172,9 +172,11 @@ pub fn http_parts(ctx: &RequestContext<RoleServer>) -> Option<&http::request::Pa
 // ------------------------------------------------------------------------------------ arguments
 
 #[derive(Debug, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct NoArgs {}
 
 #[derive(Debug, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct AtRef {
     /// A ref expression: a branch, a tag, `branch@<hash>`, `@<hash>` or `branch*<RFC 3339 time>`
     /// (default: `main`).
@@ -183,6 +185,7 @@ pub struct AtRef {
 }
 
 #[derive(Debug, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ListTablesArgs {
     /// A ref expression (default: `main`).
     #[serde(rename = "ref", default)]
@@ -193,6 +196,7 @@ pub struct ListTablesArgs {
 }
 
 #[derive(Debug, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct GetTableArgs {
     /// `name` (in namespace `default`, or `namespace`) or `namespace.name`.
     pub table: String,
@@ -204,6 +208,7 @@ pub struct GetTableArgs {
 }
 
 #[derive(Debug, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ListCommitsArgs {
     /// A ref expression (default: `main`).
     #[serde(rename = "ref", default)]
@@ -220,6 +225,7 @@ pub struct ListCommitsArgs {
 }
 
 #[derive(Debug, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct DiffArgs {
     /// The ref to compare from.
     pub from: String,
@@ -228,6 +234,7 @@ pub struct DiffArgs {
 }
 
 #[derive(Debug, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct QueryArgs {
     /// One read-only SQL statement (DataFusion SQL). Unqualified tables are in `namespace`;
     /// other refs can be named as catalogs: `"main@1a2b3c4d".default.trips`.
@@ -247,6 +254,7 @@ pub struct QueryArgs {
 }
 
 #[derive(Debug, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CreateBranchArgs {
     /// The new branch's name (git's rules; your key may limit it, e.g. to `agent.*`).
     pub name: String,
@@ -256,6 +264,7 @@ pub struct CreateBranchArgs {
 }
 
 #[derive(Debug, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ImportArgs {
     /// The table to append to.
     pub table: String,
@@ -271,6 +280,7 @@ pub struct ImportArgs {
 }
 
 #[derive(Debug, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RunArgs {
     /// The branch the run publishes to (atomically, only if every function and expectation
     /// passed).
@@ -287,6 +297,7 @@ pub struct RunArgs {
 }
 
 #[derive(Debug, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct MergeArgs {
     /// The ref whose changes are merged.
     pub source: String,

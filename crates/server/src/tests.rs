@@ -759,6 +759,72 @@ async fn bad_bodies_get_the_error_shape() {
     assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
 }
 
+/// A body field the route does not know is a 400 naming it (and the field meant), on every
+/// route family, and nothing is done: `into_branch` never merges into `main`.
+#[tokio::test]
+async fn unknown_body_fields_are_refused_naming_the_field() {
+    let f = fixture();
+    let (s, v) = f
+        .post("/api/v1/branches", &f.root, json!({"name": "root.dev"}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (_, main) = f.get("/api/v1/branches/main", &f.root).await;
+    let cases = [
+        (
+            "POST",
+            "/api/v1/branches/root.dev/merge",
+            json!({"into_branch": "root.x"}),
+            "'into_branch' (did you mean 'into'?)",
+        ),
+        (
+            "POST",
+            "/api/v1/branches",
+            json!({"name": "root.y", "from": "main"}),
+            "'from' (did you mean 'from_ref'?)",
+        ),
+        (
+            "POST",
+            "/api/v1/branches/root.dev/namespaces",
+            json!({"name": "ns", "commit_bdy": "b"}),
+            "'commit_bdy' (did you mean 'commit_body'?)",
+        ),
+        (
+            "DELETE",
+            "/api/v1/branches/root.dev/tables/nope",
+            json!({"commit_propertys": {}}),
+            "'commit_propertys'",
+        ),
+        (
+            "POST",
+            "/catalog/v0/branches",
+            json!({"branch_name": "root.z", "from_rf": "main"}),
+            "'from_rf' (did you mean 'from_ref'?)",
+        ),
+        (
+            "POST",
+            "/iceberg/v1/root.dev/namespaces",
+            json!({"namespace": ["ns"], "propertie": {}}),
+            "'propertie' (did you mean 'properties'?)",
+        ),
+    ];
+    for (method, path, body, says) in cases {
+        let (s, v) = f.call(method, path, &f.root, Some(body)).await;
+        let message = v["error"]["message"].as_str().unwrap_or_default();
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{method} {path}: {v}");
+        assert!(
+            message.contains(&format!("unknown field {says}")),
+            "{method} {path}: {message}"
+        );
+    }
+    assert_eq!(f.get("/api/v1/branches/main", &f.root).await.1, main);
+    for r in ["root.x", "root.y", "root.z"] {
+        let (s, _) = f.get(&format!("/api/v1/branches/{r}"), &f.root).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{r}");
+    }
+    let (s, _) = f.get("/api/v1/branches/root.dev", &f.root).await;
+    assert_eq!(s, StatusCode::OK);
+}
+
 #[tokio::test]
 async fn the_openapi_document_describes_every_served_route() {
     let f = fixture().with_data_plane().await;
