@@ -54,8 +54,39 @@ async fn openapi() -> Response {
     Json(openapi::document(api::ROUTES)).into_response()
 }
 
-async fn not_found() -> Response {
+async fn not_found(req: axum::extract::Request) -> Response {
+    if is_grpc(req.headers()) {
+        return unknown_grpc_service(req.uri().path());
+    }
     error::ApiError::NotFound("no such route (see /openapi.json)".into()).into_response()
+}
+
+/// Whether a request is a gRPC call (`application/grpc`, `application/grpc+proto`, ...).
+fn is_grpc(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/grpc"))
+}
+
+/// A gRPC call of a service this port does not serve (only Arrow Flight SQL is): the status
+/// UNIMPLEMENTED, in gRPC's own terms, so that a gRPC client (Bauplan's, for its job API)
+/// says what to use instead rather than failing to read a JSON 404.
+fn unknown_grpc_service(path: &str) -> Response {
+    let service = path.trim_start_matches('/').split('/').next().unwrap_or("");
+    let what = if service.starts_with("bpln_proto.") {
+        " (Bauplan's job API)"
+    } else {
+        ""
+    };
+    let message = format!(
+        "lakeplan does not serve the gRPC service '{service}'{what}: run pipelines and follow \
+         jobs with `lakeplan run` / `lakeplan job` or the HTTP API (POST /api/v1/runs, \
+         /api/v1/jobs; see /openapi.json). This port serves gRPC only for Arrow Flight SQL."
+    );
+    tonic::Status::unimplemented(message)
+        .into_http::<axum::body::Body>()
+        .into_response()
 }
 
 /// The whole application: API routes behind the key check, `/healthz` open, every route timed

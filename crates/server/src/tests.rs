@@ -876,6 +876,37 @@ async fn start_server(f: &Fixture) -> (String, tokio::sync::oneshot::Sender<()>)
     (format!("http://{addr}"), tx)
 }
 
+/// A gRPC call of a service this port does not serve (Bauplan's job API) is UNIMPLEMENTED,
+/// saying what to use instead (a JSON 404 read as gRPC is "invalid compression flag").
+#[tokio::test]
+async fn grpc_calls_of_unknown_services_are_unimplemented() {
+    let f = fixture();
+    let (base, _stop) = start_server(&f).await;
+    let channel = tonic::transport::Channel::from_shared(base)
+        .expect("url")
+        .connect()
+        .await
+        .expect("connect");
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.expect("ready");
+    let path = axum::http::uri::PathAndQuery::from_static(
+        "/bpln_proto.commander.service.v2.V2CommanderService/CodeSnapshotRun",
+    );
+    let codec = tonic_prost::ProstCodec::<(), ()>::default();
+    let err = grpc
+        .unary(tonic::Request::new(()), path, codec)
+        .await
+        .expect_err("an unknown service");
+    assert_eq!(err.code(), tonic::Code::Unimplemented, "{err:?}");
+    for says in [
+        "bpln_proto.commander.service.v2.V2CommanderService",
+        "lakeplan run",
+        "/api/v1/runs",
+    ] {
+        assert!(err.message().contains(says), "{}", err.message());
+    }
+}
+
 #[tokio::test]
 async fn a_real_socket_serves_keep_alive_clients_and_drops_slow_ones() {
     let f = fixture_with(|c| c.header_timeout = Duration::from_millis(500));
