@@ -57,7 +57,7 @@ pub enum Error {
     },
     #[error("{0}")]
     InvalidInput(String),
-    #[error("SQL error: {0}")]
+    #[error("SQL error: {}", sql_message(.0))]
     Sql(String),
     #[error("storage error: {0}")]
     Storage(String),
@@ -161,3 +161,32 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A SQL error's message without the "SQL error: " its sources (DataFusion's errors, a worker's
+/// answer) may start with already, so that it is said once.
+fn sql_message(m: &str) -> &str {
+    let mut m = m.trim_start();
+    while let Some(rest) = m.strip_prefix("SQL error: ") {
+        m = rest.trim_start();
+    }
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sql_error_says_so_once() {
+        for m in [
+            "ParserError(\"Expected: an SQL statement\")",
+            "SQL error: ParserError(\"Expected: an SQL statement\")",
+            "SQL error: SQL error: ParserError(\"Expected: an SQL statement\")",
+        ] {
+            assert_eq!(
+                Error::Sql(m.into()).to_string(),
+                "SQL error: ParserError(\"Expected: an SQL statement\")"
+            );
+        }
+    }
+}
