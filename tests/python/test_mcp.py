@@ -109,6 +109,9 @@ def test_stdio_on_a_local_lake(local_env):
             # Changes on a branch: import (creating a table), a pipeline run, a diff, a merge.
             ok(await call(s, "create_branch", name="agent.feb"))
             ok(await call(s, "import_data", table="trips", search_uri=str(FEB), branch="agent.feb"))
+            # Files already imported: no commit, said as null.
+            again = ok(await call(s, "import_data", table="trips", search_uri=str(FEB), branch="agent.feb"))
+            assert again["commit"]["hash"] is None, again
             ok(await call(s, "import_data", table="zones", search_uri=str(DATA / "zones.jsonl"), branch="agent.feb", create_table=True))
             job = ok(await call(s, "run_pipeline", branch="agent.feb", files=PROJECT))
             assert job["status"] == "succeeded", job

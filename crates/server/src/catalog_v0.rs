@@ -683,7 +683,7 @@ async fn create_namespace(
         .map_err(&err)?;
     answer(
         json!({"name": b.namespace_name}),
-        Some(branch_ref(&w.branch, &w.hash)),
+        Some(branch_ref(&w.branch, w.hash.as_deref().unwrap_or_default())),
         None,
     )
 }
@@ -707,7 +707,7 @@ async fn delete_namespace(
         .map_err(&err)?;
     answer(
         json!({"name": ns}),
-        Some(branch_ref(&w.branch, &w.hash)),
+        Some(branch_ref(&w.branch, w.hash.as_deref().unwrap_or_default())),
         None,
     )
 }
@@ -820,7 +820,11 @@ async fn delete_table(
         .await
         .map_err(svc)
         .map_err(&err)?;
-    answer(Value::Null, Some(branch_ref(&w.branch, &w.hash)), None)
+    answer(
+        Value::Null,
+        Some(branch_ref(&w.branch, w.hash.as_deref().unwrap_or_default())),
+        None,
+    )
 }
 
 #[derive(Default, Deserialize, JsonSchema)]
@@ -887,7 +891,11 @@ async fn revert_table(
         .await
         .map_err(svc)
         .map_err(&err)?;
-    answer(Value::Null, Some(branch_ref(&w.branch, &w.hash)), None)
+    answer(
+        Value::Null,
+        Some(branch_ref(&w.branch, w.hash.as_deref().unwrap_or_default())),
+        None,
+    )
 }
 
 /// The error shape of routes this API does not have.
