@@ -849,9 +849,13 @@ async fn run(
         strict_python: false,
         preview: None,
     };
-    let flag = |k: &str, v: &str| {
-        v.parse::<bool>()
-            .map_err(|_| ApiError::BadRequest(format!("{k}='{v}': expected true or false")))
+    // Bauplan's switches are 'on'/'off' too.
+    let flag = |k: &str, v: &str| match v.to_ascii_lowercase().as_str() {
+        "true" | "on" => Ok(true),
+        "false" | "off" => Ok(false),
+        _ => Err(ApiError::BadRequest(format!(
+            "{k}='{v}': expected true, false, on or off"
+        ))),
     };
     for (k, v) in q {
         match k.as_str() {

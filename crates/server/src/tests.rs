@@ -825,6 +825,29 @@ async fn unknown_body_fields_are_refused_naming_the_field() {
     assert_eq!(s, StatusCode::OK);
 }
 
+/// The run route's switches take true/false and Bauplan's on/off (read before the key's rights:
+/// a read-only key's run is refused only after them).
+#[tokio::test]
+async fn run_switches_take_on_and_off() {
+    let f = fixture();
+    let run = |q: &str| {
+        Request::post(format!("/api/v1/runs?ref=reader.x&{q}"))
+            .header(header::AUTHORIZATION, format!("Bearer {}", f.reader))
+            .header(header::CONTENT_TYPE, "application/zip")
+            .body(HttpBody::from("not a zip"))
+            .expect("req")
+    };
+    let (s, v) = f.send(run("transaction=maybe")).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert!(v["error"]["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("expected true, false, on or off")));
+    for q in ["transaction=off", "strict=OFF&no_cache=on", "dry_run=true"] {
+        let (s, v) = f.send(run(q)).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{q}: {v}");
+    }
+}
+
 #[tokio::test]
 async fn the_openapi_document_describes_every_served_route() {
     let f = fixture().with_data_plane().await;
