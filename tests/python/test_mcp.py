@@ -248,6 +248,24 @@ def test_http_without_a_valid_key_is_refused(server):
         run(http_session(server.url, "lpk_wrong").__aenter__())
 
 
+def test_http_session_close_answers_204(server):
+    """The MCP SDKs expect 200 or 204 when they close a session (DELETE /mcp)."""
+    import urllib.request
+
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+            "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}}
+    headers = {"Authorization": f"Bearer {server.keys['alice']}", "Content-Type": "application/json",
+               "Accept": "application/json, text/event-stream"}
+    req = urllib.request.Request(server.url + "/mcp", data=json.dumps(init).encode(), method="POST", headers=headers)
+    with urllib.request.urlopen(req, timeout=30) as r:
+        session = r.headers["Mcp-Session-Id"]
+    assert session
+    close = urllib.request.Request(server.url + "/mcp", method="DELETE",
+                                   headers={**headers, "Mcp-Session-Id": session, "MCP-Protocol-Version": "2025-11-25"})
+    with urllib.request.urlopen(close, timeout=30) as r:
+        assert r.status == 204
+
+
 def test_stdio_bridged_to_a_server(server):
     env = dict(os.environ, LAKEPLAN_API_ENDPOINT=server.url, LAKEPLAN_API_KEY=server.keys["agent"], HOME=str(server.root / "home"))
 
