@@ -1923,16 +1923,19 @@ impl Lake {
             let alive = Path::new(&format!("/proc/{pid}")).exists();
             if alive {
                 // A detached run leads its own process group: end the group; otherwise the
-                // process alone.
-                let group = std::process::Command::new("kill")
-                    .args(["-TERM", "--", &format!("-{pid}")])
-                    .status()
-                    .map(|s| s.success())
-                    .unwrap_or(false);
-                if !group {
-                    let _ = std::process::Command::new("kill")
-                        .args(["-TERM", &pid.to_string()])
-                        .status();
+                // process alone. (`kill`'s complaints are not the user's: a run in another
+                // terminal's foreground leads no group.)
+                let kill = |target: String| {
+                    std::process::Command::new("kill")
+                        .args(["-TERM", "--", &target])
+                        .stdout(std::process::Stdio::null())
+                        .stderr(std::process::Stdio::null())
+                        .status()
+                        .map(|s| s.success())
+                        .unwrap_or(false)
+                };
+                if !kill(format!("-{pid}")) {
+                    kill(pid.to_string());
                 }
             }
         }
