@@ -29,6 +29,12 @@ pub enum Error {
     NamespaceNotEmpty { namespace: String, tables: usize },
     #[error("job '{0}' not found")]
     JobNotFound(String),
+    /// Something else that is not there (a tenant, a user): `what` names it.
+    #[error("{what} not found")]
+    NotFound { what: String },
+    /// Something else that exists already (a tenant, a user): `what` names it.
+    #[error("{what} already exists")]
+    Exists { what: String },
     #[error("table '{table}' not found at ref '{at}'")]
     TableNotFound { table: String, at: String },
     #[error("table '{0}' already exists (use --replace to replace it)")]
@@ -95,6 +101,7 @@ const KINDS: &[&str] = &[
     "NamespaceNotEmpty",
     "TableNotFound",
     "JobNotFound",
+    "Exists",
     "TableExists",
     "Conflict",
     "MergeConflict",
@@ -131,6 +138,8 @@ impl Error {
             Error::NamespaceNotEmpty { .. } => "NamespaceNotEmpty",
             Error::TableNotFound { .. } => "TableNotFound",
             Error::JobNotFound(_) => "JobNotFound",
+            Error::NotFound { .. } => "NotFound",
+            Error::Exists { .. } => "Exists",
             Error::TableExists(_) => "TableExists",
             Error::Conflict { .. } => "Conflict",
             Error::MergeConflict { .. } => "MergeConflict",

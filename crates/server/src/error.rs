@@ -62,8 +62,10 @@ pub fn status_of(e: &Error) -> StatusCode {
         | Error::CommitNotFound(_)
         | Error::NamespaceNotFound(_)
         | Error::TableNotFound { .. }
-        | Error::JobNotFound(_) => StatusCode::NOT_FOUND,
+        | Error::JobNotFound(_)
+        | Error::NotFound { .. } => StatusCode::NOT_FOUND,
         Error::RefExists { .. }
+        | Error::Exists { .. }
         | Error::NamespaceExists(_)
         | Error::TableExists(_)
         | Error::Conflict { .. }
