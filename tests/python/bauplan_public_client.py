@@ -4,6 +4,8 @@ a lakeplan server. Prints one JSON object with what each call returned or raised
 
 import json
 import sys
+import tempfile
+from pathlib import Path
 
 import bauplan
 
@@ -53,6 +55,11 @@ def main() -> None:
     step("delete_tag", lambda: c.delete_tag("alice.v1"))
     step("delete_branch", lambda: c.delete_branch("alice.renamed"))
     step("branches_after", lambda: sorted(b.name for b in c.get_branches()))
+    # The job API (gRPC) is not served: the client reports the server's UNIMPLEMENTED message.
+    with tempfile.TemporaryDirectory() as project:
+        Path(project, "bauplan_project.yml").write_text("project:\n  id: 11111111-2222-3333-4444-555555555555\n  name: p\n")
+        Path(project, "m.sql").write_text("SELECT 1 AS x\n")
+        step("run", lambda: c.run(project_dir=project, ref="alice.dev"))
     json.dump(out, sys.stdout)
 
 

@@ -159,8 +159,13 @@ def test_bi_tools_can_browse_refs_namespaces_and_tables(server):
         assert info["vendor_name"] == "lakeplan"
 
 
-def test_use_ref_sets_the_sessions_ref_for_clients_that_keep_cookies(server):
-    kw = {AUTH: f"Bearer {server.keys['reader']}", "adbc.flight.sql.rpc.with_cookie_middleware": "true"}
+@pytest.mark.parametrize("cookies", [True, False], ids=["cookies", "no-cookies"])
+def test_use_ref_sets_the_sessions_ref(server, cookies):
+    """With cookies (the client's middleware keeps the one USE REF sets) or without (the server
+    keeps the ref for the connection and the key)."""
+    kw = {AUTH: f"Bearer {server.keys['reader']}"}
+    if cookies:
+        kw["adbc.flight.sql.rpc.with_cookie_middleware"] = "true"
     with fsql.connect(grpc(server), db_kwargs=kw, autocommit=True) as conn:
         with pytest.raises(ProgrammingError, match="not found"):
             rows(conn, "SELECT count(*) AS n FROM trips")  # main has no trips
@@ -170,6 +175,10 @@ def test_use_ref_sets_the_sessions_ref_for_clients_that_keep_cookies(server):
             rows(conn, "USE REF 'nope'")
         # A failed USE REF leaves the session where it was; so do other tenants' refs.
         assert rows(conn, "SELECT count(*) AS n FROM trips")["n"].to_pylist() == [csv_rows(JAN).num_rows]
+        # Another connection has a session of its own.
+        with fsql.connect(grpc(server), db_kwargs=kw, autocommit=True) as other:
+            with pytest.raises(ProgrammingError, match="not found"):
+                rows(other, "SELECT count(*) AS n FROM trips")
         assert rows(conn, "USE REF main")["ref"].to_pylist() == ["main"]
         with pytest.raises(ProgrammingError, match="not found"):
             rows(conn, "SELECT count(*) AS n FROM trips")

@@ -17,7 +17,7 @@ from mcp.client.streamable_http import create_mcp_http_client, streamable_http_c
 from mcp.shared.exceptions import MCPError
 
 from conftest import DATA, lakeplan_bin
-from test_client import JAN, csv_rows, serve
+from test_client import JAN, csv_rows, env_cache, serve  # noqa: F401 (env_cache: a fixture)
 
 FEB = DATA / "trips_2024_02.csv"
 TOOLS = {
@@ -74,9 +74,9 @@ def refused(pair, says):
 
 
 @pytest.fixture
-def local_env(tmp_path):
+def local_env(tmp_path, env_cache):
     lake = tmp_path / "lake"
-    env = dict(os.environ, LAKEPLAN_LAKE=str(lake), LAKEPLAN_USER="agent-tester")
+    env = dict(os.environ, LAKEPLAN_LAKE=str(lake), LAKEPLAN_USER="agent-tester", LAKEPLAN_ENV_CACHE=env_cache)
     for args in (["table", "create", "trips", "--search-uri", str(JAN)], ["table", "import", "trips", "--search-uri", str(JAN)]):
         subprocess.run([lakeplan_bin(), *args], env=env, check=True, capture_output=True)
     return env
@@ -109,6 +109,9 @@ def test_stdio_on_a_local_lake(local_env):
             # Changes on a branch: import (creating a table), a pipeline run, a diff, a merge.
             ok(await call(s, "create_branch", name="agent.feb"))
             ok(await call(s, "import_data", table="trips", search_uri=str(FEB), branch="agent.feb"))
+            # Files already imported: no commit, said as null.
+            again = ok(await call(s, "import_data", table="trips", search_uri=str(FEB), branch="agent.feb"))
+            assert again["commit"]["hash"] is None, again
             ok(await call(s, "import_data", table="zones", search_uri=str(DATA / "zones.jsonl"), branch="agent.feb", create_table=True))
             job = ok(await call(s, "run_pipeline", branch="agent.feb", files=PROJECT))
             assert job["status"] == "succeeded", job
@@ -132,6 +135,7 @@ def test_stdio_on_a_local_lake(local_env):
                 ({"sql": "SELECT 1", "timeout_secs": 0}, "timeout_secs must be 1 to 300"),
                 ({}, "missing field `sql`"),
                 ({"sql": 5}, "expected a string"),
+                ({"sql": "SELECT 1", "reff": "main"}, "unknown field `reff`"),
             ):
                 refused(await call(s, "query", **bad), says)
             with pytest.raises(MCPError):
@@ -142,6 +146,29 @@ def test_stdio_on_a_local_lake(local_env):
     assert {"mcp.query", "mcp.create_branch", "mcp.import_data", "mcp.run_pipeline", "mcp.merge_branch", "mcp.get_table"} <= set(ops)
     failed = [a for a in audit(local_env) if a["operation"] == "mcp.get_table" and a["result"] == "error"]
     assert failed and "not found" in failed[0]["error"]
+
+
+def test_stdio_run_pipeline_is_strict_and_transactional(local_env):
+    """A failed expectation through `run_pipeline` fails the run and leaves the branch as it was,
+    as `lakeplan run` does by default (the example `failing`)."""
+    example = DATA.parent / "examples" / "failing"
+    files = {f: (example / f).read_text() for f in ("lakeplan_project.yml", "models.py")}
+
+    async def session():
+        async with stdio_session(local_env) as s:
+            ok(await call(s, "create_branch", name="agent.fail"))
+
+            def head(branches):
+                return next(b["hash"] for b in branches["items"] if b["name"] == "agent.fail")
+
+            before = head(ok(await call(s, "list_branches")))
+            job = ok(await call(s, "run_pipeline", branch="agent.fail", files=files))
+            assert job["status"] == "failed", job
+            assert "expectation(s) failed: fares_are_cheap" in job["error"], job
+            assert head(ok(await call(s, "list_branches"))) == before
+            refused(await call(s, "get_table", table="expensive_trips", ref="agent.fail"), "not found")
+
+    run(session())
 
 
 AGENT_USERS = [
@@ -219,6 +246,24 @@ def test_http_without_a_valid_key_is_refused(server):
     # The SDK's client fails to connect.
     with pytest.raises(BaseException):
         run(http_session(server.url, "lpk_wrong").__aenter__())
+
+
+def test_http_session_close_answers_204(server):
+    """The MCP SDKs expect 200 or 204 when they close a session (DELETE /mcp)."""
+    import urllib.request
+
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+            "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}}
+    headers = {"Authorization": f"Bearer {server.keys['alice']}", "Content-Type": "application/json",
+               "Accept": "application/json, text/event-stream"}
+    req = urllib.request.Request(server.url + "/mcp", data=json.dumps(init).encode(), method="POST", headers=headers)
+    with urllib.request.urlopen(req, timeout=30) as r:
+        session = r.headers["Mcp-Session-Id"]
+    assert session
+    close = urllib.request.Request(server.url + "/mcp", method="DELETE",
+                                   headers={**headers, "Mcp-Session-Id": session, "MCP-Protocol-Version": "2025-11-25"})
+    with urllib.request.urlopen(close, timeout=30) as r:
+        assert r.status == 204
 
 
 def test_stdio_bridged_to_a_server(server):

@@ -444,6 +444,13 @@ fn settings(m: &dyn Metastore) {
     assert!(m.delete_setting("gone").expect("delete"));
     assert_eq!(m.get_setting("gone").expect("get"), None);
     assert!(!m.delete_setting("gone").expect("delete again"));
+    // An insert never replaces: the first of racing creators wins.
+    assert!(m.insert_setting("once", "first").expect("insert"));
+    assert!(!m.insert_setting("once", "second").expect("insert again"));
+    assert_eq!(
+        m.get_setting("once").expect("get").as_deref(),
+        Some("first")
+    );
 
     // Prefix listing is literal (no LIKE wildcards) and sorted by key.
     m.set_setting("tenant/b", "2").expect("set");
@@ -462,7 +469,7 @@ fn settings(m: &dyn Metastore) {
     assert_eq!(m.list_settings("ten_").expect("list").len(), 1);
     assert_eq!(m.list_settings("t%").expect("list").len(), 1);
     assert!(m.list_settings("nothing/").expect("list").is_empty());
-    assert_eq!(m.list_settings("").expect("list all").len(), 8);
+    assert_eq!(m.list_settings("").expect("list all").len(), 9);
 
     // The last keys of a prefix, greatest first; neighbours on either side are not in it.
     for i in [3, 1, 4, 0, 2] {

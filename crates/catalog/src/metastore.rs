@@ -59,6 +59,9 @@ pub trait Metastore: Send + Sync {
     fn get_setting(&self, key: &str) -> Result<Option<String>>;
     /// Sets (inserts or replaces) a setting.
     fn set_setting(&self, key: &str, value: &str) -> Result<()>;
+    /// Inserts a setting unless the key has one, in one step (servers sharing a metastore may
+    /// race to create the same key: one wins); true if it was inserted.
+    fn insert_setting(&self, key: &str, value: &str) -> Result<bool>;
     /// Removes a setting; true if there was one.
     fn delete_setting(&self, key: &str) -> Result<bool>;
     /// Every setting whose key starts with `prefix` (taken literally: `%` and `_` are not

@@ -152,6 +152,7 @@ struct Sql {
     list_audit: String,
     get_setting: String,
     set_setting: String,
+    insert_setting: String,
     delete_setting: String,
     list_settings: String,
     last_settings: String,
@@ -229,6 +230,10 @@ impl Sql {
             set_setting: format!(
                 "INSERT INTO {s}.settings (key, value) VALUES ($1, $2) \
                  ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
+            ),
+            insert_setting: format!(
+                "INSERT INTO {s}.settings (key, value) VALUES ($1, $2) \
+                 ON CONFLICT (key) DO NOTHING"
             ),
             delete_setting: format!("DELETE FROM {s}.settings WHERE key = $1"),
             // starts_with, not LIKE: the prefix is literal.
@@ -1066,6 +1071,15 @@ impl Metastore for PostgresMetastore {
                 conn.execute(&sql.set_setting, &[&key, &value]).await?;
                 Ok(())
             })
+        })
+    }
+
+    fn insert_setting(&self, key: &str, value: &str) -> Result<bool> {
+        let (key, value) = (key.to_string(), value.to_string());
+        self.call(format!("inserting setting '{key}'"), move |conn, sql| {
+            Box::pin(
+                async move { Ok(conn.execute(&sql.insert_setting, &[&key, &value]).await? > 0) },
+            )
         })
     }
 

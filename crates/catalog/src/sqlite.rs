@@ -503,6 +503,19 @@ impl Metastore for SqliteMetastore {
         Ok(())
     }
 
+    fn insert_setting(&self, key: &str, value: &str) -> Result<bool> {
+        let conn = self.conn();
+        let mut st = conn
+            .prepare_cached(
+                "INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING",
+            )
+            .map_err(db_err("preparing setting insert"))?;
+        let n = st
+            .execute(params![key, value])
+            .map_err(db_err(format!("inserting setting '{key}'")))?;
+        Ok(n > 0)
+    }
+
     fn delete_setting(&self, key: &str) -> Result<bool> {
         let conn = self.conn();
         let mut st = conn

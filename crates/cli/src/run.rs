@@ -429,10 +429,9 @@ fn written(out: Output, msg: &str, w: &lakeplan_lake::WriteInfo) -> Result<()> {
     match out {
         Output::Json => output::json(w),
         _ => {
-            if w.hash.is_empty() {
-                outln!("{msg}: nothing changed");
-            } else {
-                outln!("{msg} on branch {} ({})", w.branch, &w.hash[..12]);
+            match &w.hash {
+                None => outln!("{msg}: nothing changed"),
+                Some(h) => outln!("{msg} on branch {} ({})", w.branch, &h[..12.min(h.len())]),
             }
             Ok(())
         }

@@ -29,6 +29,9 @@ pub enum Error {
     NamespaceNotEmpty { namespace: String, tables: usize },
     #[error("job '{0}' not found")]
     JobNotFound(String),
+    /// Something else that exists already (a tenant, a user): `what` names it.
+    #[error("{what} already exists")]
+    Exists { what: String },
     #[error("table '{table}' not found at ref '{at}'")]
     TableNotFound { table: String, at: String },
     #[error("table '{0}' already exists (use --replace to replace it)")]
@@ -57,11 +60,11 @@ pub enum Error {
     },
     #[error("{0}")]
     InvalidInput(String),
-    /// Something a request named that is not there (or not there for this caller: another
-    /// tenant's files), said without naming more than the request did.
+    /// Something a request named that is not there (a tenant, a user; or not there for this
+    /// caller: another tenant's files), said without naming more than the request did.
     #[error("{0}")]
     NotFound(String),
-    #[error("SQL error: {0}")]
+    #[error("SQL error: {}", sql_message(.0))]
     Sql(String),
     #[error("storage error: {0}")]
     Storage(String),
@@ -99,6 +102,7 @@ const KINDS: &[&str] = &[
     "NamespaceNotEmpty",
     "TableNotFound",
     "JobNotFound",
+    "Exists",
     "TableExists",
     "Conflict",
     "MergeConflict",
@@ -135,6 +139,7 @@ impl Error {
             Error::NamespaceNotEmpty { .. } => "NamespaceNotEmpty",
             Error::TableNotFound { .. } => "TableNotFound",
             Error::JobNotFound(_) => "JobNotFound",
+            Error::Exists { .. } => "Exists",
             Error::TableExists(_) => "TableExists",
             Error::Conflict { .. } => "Conflict",
             Error::MergeConflict { .. } => "MergeConflict",
@@ -166,3 +171,32 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A SQL error's message without the "SQL error: " its sources (DataFusion's errors, a worker's
+/// answer) may start with already, so that it is said once.
+fn sql_message(m: &str) -> &str {
+    let mut m = m.trim_start();
+    while let Some(rest) = m.strip_prefix("SQL error: ") {
+        m = rest.trim_start();
+    }
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sql_error_says_so_once() {
+        for m in [
+            "ParserError(\"Expected: an SQL statement\")",
+            "SQL error: ParserError(\"Expected: an SQL statement\")",
+            "SQL error: SQL error: ParserError(\"Expected: an SQL statement\")",
+        ] {
+            assert_eq!(
+                Error::Sql(m.into()).to_string(),
+                "SQL error: ParserError(\"Expected: an SQL statement\")"
+            );
+        }
+    }
+}

@@ -68,6 +68,9 @@ pub fn validate_ref_name(name: &str) -> Result<()> {
     if name.split('/').any(|c| c.starts_with('.')) {
         return fail("a path component cannot start with '.'");
     }
+    if name == "HEAD" {
+        return fail("'HEAD' is reserved (as in git)");
+    }
     Ok(())
 }
 
@@ -171,7 +174,7 @@ mod tests {
         }
         for bad in [
             "", "a..b", "a b", "a~1", "a^", "a:b", "a?", "a*", "a[", "a\\b", "x.lock", "x.", "/x",
-            "x/", "a//b", ".hidden", "a/.b", "-x", "a@b", "@", "a\u{7}",
+            "x/", "a//b", ".hidden", "a/.b", "-x", "a@b", "@", "a\u{7}", "HEAD",
         ] {
             assert!(
                 validate_ref_name(bad).is_err(),

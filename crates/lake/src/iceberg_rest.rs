@@ -78,7 +78,7 @@ impl Lake {
                 out,
                 WriteInfo {
                     branch: branch.to_string(),
-                    hash,
+                    hash: Some(hash),
                 },
             ))
         })

@@ -91,5 +91,7 @@ pub struct MergeInfo {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct WriteInfo {
     pub branch: String,
-    pub hash: String,
+    /// The commit the write made; none (`null`) if it changed nothing (an import of files
+    /// already imported).
+    pub hash: Option<String>,
 }

@@ -36,7 +36,7 @@ impl Default for LakeConfig {
 /// What a caller adds to the commits its writes make (Bauplan's `commit_body` and
 /// `commit_properties`): a body under the operation's message, git style (`subject\n\nbody`),
 /// and properties beside the `lakeplan.*` ones, which are reserved.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CommitExtras {
     #[serde(
         default,

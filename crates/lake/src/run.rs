@@ -51,8 +51,8 @@ pub use remote::{NodeDispatch, NodeRun, NodeTask, NodeTaskResult, Nodes, RemoteO
 /// How often a run's new log lines go to the metastore, where every server reads them.
 const LIVE_FLUSH: Duration = Duration::from_millis(300);
 
-/// What `lakeplan run` asks for.
-#[derive(Clone, Debug, Default)]
+/// What `lakeplan run` asks for. Its [`Default`] is the product's: strict and transactional.
+#[derive(Clone, Debug)]
 pub struct RunOptions {
     pub project_dir: PathBuf,
     /// The branch to publish to (or, for a dry run, any ref to read); default: active branch.
@@ -82,6 +82,31 @@ pub struct RunOptions {
     /// Python nodes run as tasks of their own on data-plane workers (server mode), instead of
     /// in sandboxes of this process.
     pub nodes: Option<Nodes>,
+}
+
+/// By hand: a surface that fills only some fields (`..Default::default()`) gets a strict,
+/// transactional run, as the CLI, the HTTP API and the SDK default to.
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            project_dir: PathBuf::new(),
+            target: None,
+            namespace: None,
+            params: Vec::new(),
+            no_cache: false,
+            dry_run: false,
+            strict: true,
+            transaction: true,
+            strict_python: false,
+            workers: 0,
+            job_id: None,
+            input_commit: None,
+            rerun_of: None,
+            preview: None,
+            shared_process: false,
+            nodes: None,
+        }
+    }
 }
 
 /// Bauplan's `preview` switch (`on`, `off`, `head`, `tail`) as [`RunOptions::preview`]: each
@@ -1928,16 +1953,19 @@ impl Lake {
             let alive = Path::new(&format!("/proc/{pid}")).exists();
             if alive {
                 // A detached run leads its own process group: end the group; otherwise the
-                // process alone.
-                let group = std::process::Command::new("kill")
-                    .args(["-TERM", "--", &format!("-{pid}")])
-                    .status()
-                    .map(|s| s.success())
-                    .unwrap_or(false);
-                if !group {
-                    let _ = std::process::Command::new("kill")
-                        .args(["-TERM", &pid.to_string()])
-                        .status();
+                // process alone. (`kill`'s complaints are not the user's: a run in another
+                // terminal's foreground leads no group.)
+                let kill = |target: String| {
+                    std::process::Command::new("kill")
+                        .args(["-TERM", "--", &target])
+                        .stdout(std::process::Stdio::null())
+                        .stderr(std::process::Stdio::null())
+                        .status()
+                        .map(|s| s.success())
+                        .unwrap_or(false)
+                };
+                if !kill(format!("-{pid}")) {
+                    kill(pid.to_string());
                 }
             }
         }

@@ -11,7 +11,7 @@ use crate::{FieldInfo, Lake, PartitionInfo, TableInfo, TableSummary, WriteInfo};
 fn written(branch: &str, id: Option<lakeplan_core::CommitId>) -> WriteInfo {
     WriteInfo {
         branch: branch.to_string(),
-        hash: id.map(|c| c.to_string()).unwrap_or_default(),
+        hash: id.map(|c| c.to_string()),
     }
 }
 

@@ -99,15 +99,42 @@ pub enum Op {
 }
 
 impl Op {
-    /// Whether the tool changes the lake.
-    pub fn writes(&self) -> bool {
-        matches!(
-            self,
+    /// The tool's name.
+    pub fn tool(&self) -> &'static str {
+        match self {
+            Op::ListBranches => "list_branches",
+            Op::ListTags => "list_tags",
+            Op::ListNamespaces { .. } => "list_namespaces",
+            Op::ListTables { .. } => "list_tables",
+            Op::GetTable { .. } => "get_table",
+            Op::ListCommits { .. } => "list_commits",
+            Op::Diff { .. } => "diff_refs",
+            Op::Query { .. } => "query",
+            Op::CreateBranch { .. } => "create_branch",
+            Op::ImportData { .. } => "import_data",
+            Op::RunPipeline { .. } => "run_pipeline",
+            Op::Merge { .. } => "merge_branch",
+        }
+    }
+
+    /// Whether the tool only reads the lake. Every tool is named here (no wildcard), so a tool
+    /// added later is classified on purpose; a server lets a key call a tool without a rights
+    /// check of its own only if it is read-only. The tools' `readOnlyHint` says the same.
+    pub fn read_only(&self) -> bool {
+        match self {
+            Op::ListBranches
+            | Op::ListTags
+            | Op::ListNamespaces { .. }
+            | Op::ListTables { .. }
+            | Op::GetTable { .. }
+            | Op::ListCommits { .. }
+            | Op::Diff { .. }
+            | Op::Query { .. } => true,
             Op::CreateBranch { .. }
-                | Op::ImportData { .. }
-                | Op::RunPipeline { .. }
-                | Op::Merge { .. }
-        )
+            | Op::ImportData { .. }
+            | Op::RunPipeline { .. }
+            | Op::Merge { .. } => false,
+        }
     }
 }
 
@@ -145,9 +172,11 @@ pub fn http_parts(ctx: &RequestContext<RoleServer>) -> Option<&http::request::Pa
 // ------------------------------------------------------------------------------------ arguments
 
 #[derive(Debug, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct NoArgs {}
 
 #[derive(Debug, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct AtRef {
     /// A ref expression: a branch, a tag, `branch@<hash>`, `@<hash>` or `branch*<RFC 3339 time>`
     /// (default: `main`).
@@ -156,6 +185,7 @@ pub struct AtRef {
 }
 
 #[derive(Debug, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ListTablesArgs {
     /// A ref expression (default: `main`).
     #[serde(rename = "ref", default)]
@@ -166,6 +196,7 @@ pub struct ListTablesArgs {
 }
 
 #[derive(Debug, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct GetTableArgs {
     /// `name` (in namespace `default`, or `namespace`) or `namespace.name`.
     pub table: String,
@@ -177,6 +208,7 @@ pub struct GetTableArgs {
 }
 
 #[derive(Debug, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ListCommitsArgs {
     /// A ref expression (default: `main`).
     #[serde(rename = "ref", default)]
@@ -193,6 +225,7 @@ pub struct ListCommitsArgs {
 }
 
 #[derive(Debug, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct DiffArgs {
     /// The ref to compare from.
     pub from: String,
@@ -201,6 +234,7 @@ pub struct DiffArgs {
 }
 
 #[derive(Debug, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct QueryArgs {
     /// One read-only SQL statement (DataFusion SQL). Unqualified tables are in `namespace`;
     /// other refs can be named as catalogs: `"main@1a2b3c4d".default.trips`.
@@ -220,6 +254,7 @@ pub struct QueryArgs {
 }
 
 #[derive(Debug, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CreateBranchArgs {
     /// The new branch's name (git's rules; your key may limit it, e.g. to `agent.*`).
     pub name: String,
@@ -229,6 +264,7 @@ pub struct CreateBranchArgs {
 }
 
 #[derive(Debug, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ImportArgs {
     /// The table to append to.
     pub table: String,
@@ -244,6 +280,7 @@ pub struct ImportArgs {
 }
 
 #[derive(Debug, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RunArgs {
     /// The branch the run publishes to (atomically, only if every function and expectation
     /// passed).
@@ -260,6 +297,7 @@ pub struct RunArgs {
 }
 
 #[derive(Debug, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct MergeArgs {
     /// The ref whose changes are merged.
     pub source: String,
@@ -341,7 +379,10 @@ fn args<T: Serialize>(a: &T) -> Value {
 
 #[tool_router]
 impl LakeMcp {
-    #[tool(description = "List the lake's branches with their head commits.")]
+    #[tool(
+        description = "List the lake's branches with their head commits.",
+        annotations(read_only_hint = true)
+    )]
     async fn list_branches(
         &self,
         Parameters(a): Parameters<NoArgs>,
@@ -351,7 +392,10 @@ impl LakeMcp {
             .await
     }
 
-    #[tool(description = "List the lake's tags (read-only refs) with their commits.")]
+    #[tool(
+        description = "List the lake's tags (read-only refs) with their commits.",
+        annotations(read_only_hint = true)
+    )]
     async fn list_tags(
         &self,
         Parameters(a): Parameters<NoArgs>,
@@ -361,7 +405,10 @@ impl LakeMcp {
             .await
     }
 
-    #[tool(description = "List the namespaces at a ref.")]
+    #[tool(
+        description = "List the namespaces at a ref.",
+        annotations(read_only_hint = true)
+    )]
     async fn list_namespaces(
         &self,
         Parameters(a): Parameters<AtRef>,
@@ -371,7 +418,10 @@ impl LakeMcp {
         self.run(&ctx, "list_namespaces", args(&a), op, None).await
     }
 
-    #[tool(description = "List the tables at a ref (namespace, name, row count, snapshot id).")]
+    #[tool(
+        description = "List the tables at a ref (namespace, name, row count, snapshot id).",
+        annotations(read_only_hint = true)
+    )]
     async fn list_tables(
         &self,
         Parameters(a): Parameters<ListTablesArgs>,
@@ -385,7 +435,8 @@ impl LakeMcp {
     }
 
     #[tool(
-        description = "A table at a ref: its schema (field ids, types), partition spec, snapshots, row count, size and metadata location."
+        description = "A table at a ref: its schema (field ids, types), partition spec, snapshots, row count, size and metadata location.",
+        annotations(read_only_hint = true)
     )]
     async fn get_table(
         &self,
@@ -401,7 +452,8 @@ impl LakeMcp {
     }
 
     #[tool(
-        description = "The commit log of a ref, newest first (first parents), with optional regex filters."
+        description = "The commit log of a ref, newest first (first parents), with optional regex filters.",
+        annotations(read_only_hint = true)
     )]
     async fn list_commits(
         &self,
@@ -422,7 +474,8 @@ impl LakeMcp {
     }
 
     #[tool(
-        description = "Tables added, removed and changed between two refs (schema changes, snapshot changes, row-count deltas)."
+        description = "Tables added, removed and changed between two refs (schema changes, snapshot changes, row-count deltas).",
+        annotations(read_only_hint = true)
     )]
     async fn diff_refs(
         &self,
@@ -437,7 +490,8 @@ impl LakeMcp {
     }
 
     #[tool(
-        description = "Run one read-only SQL query at a ref. Returns columns, rows (as JSON objects) and whether the rows were cut at max_rows."
+        description = "Run one read-only SQL query at a ref. Returns columns, rows (as JSON objects) and whether the rows were cut at max_rows.",
+        annotations(read_only_hint = true)
     )]
     async fn query(
         &self,
@@ -469,7 +523,10 @@ impl LakeMcp {
         self.run(&ctx, "query", args(&a), op, timeout).await
     }
 
-    #[tool(description = "Create a branch of the whole lake (O(1): no data is copied).")]
+    #[tool(
+        description = "Create a branch of the whole lake (O(1): no data is copied).",
+        annotations(read_only_hint = false)
+    )]
     async fn create_branch(
         &self,
         Parameters(a): Parameters<CreateBranchArgs>,
@@ -483,7 +540,8 @@ impl LakeMcp {
     }
 
     #[tool(
-        description = "Append files (CSV, Parquet, JSONL) to a table on a branch: one commit, or nothing. With create_table, a missing table is created with the files' inferred schema first."
+        description = "Append files (CSV, Parquet, JSONL) to a table on a branch: one commit, or nothing. With create_table, a missing table is created with the files' inferred schema first.",
+        annotations(read_only_hint = false)
     )]
     async fn import_data(
         &self,
@@ -501,7 +559,8 @@ impl LakeMcp {
     }
 
     #[tool(
-        description = "Run a pipeline project (its files given inline) on a branch: Python functions in sandboxes and SQL models; publishes atomically only if everything passed. Returns the job."
+        description = "Run a pipeline project (its files given inline) on a branch: Python functions in sandboxes and SQL models; publishes atomically only if everything passed. Returns the job.",
+        annotations(read_only_hint = false)
     )]
     async fn run_pipeline(
         &self,
@@ -524,7 +583,8 @@ impl LakeMcp {
     }
 
     #[tool(
-        description = "Merge a ref into a branch (three-way at table level; a conflict names the tables and writes nothing)."
+        description = "Merge a ref into a branch (three-way at table level; a conflict names the tables and writes nothing).",
+        annotations(read_only_hint = false)
     )]
     async fn merge_branch(
         &self,
@@ -581,4 +641,79 @@ pub fn http_service(
         Default::default(),
         rmcp::transport::streamable_http_server::StreamableHttpServerConfig::default(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One call of every tool.
+    fn every_op() -> Vec<Op> {
+        let s = String::new;
+        vec![
+            Op::ListBranches,
+            Op::ListTags,
+            Op::ListNamespaces { at: None },
+            Op::ListTables {
+                at: None,
+                namespace: None,
+            },
+            Op::GetTable {
+                table: s(),
+                at: None,
+                namespace: None,
+            },
+            Op::ListCommits {
+                at: None,
+                limit: 1,
+                message: None,
+                author: None,
+            },
+            Op::Diff { from: s(), to: s() },
+            Op::Query {
+                sql: s(),
+                at: None,
+                namespace: None,
+                max_rows: 1,
+            },
+            Op::CreateBranch {
+                name: s(),
+                from_ref: None,
+            },
+            Op::ImportData {
+                table: s(),
+                search_uri: s(),
+                branch: s(),
+                namespace: None,
+                create_table: false,
+            },
+            Op::RunPipeline {
+                branch: s(),
+                files: BTreeMap::new(),
+                parameters: BTreeMap::new(),
+                dry_run: false,
+            },
+            Op::Merge {
+                source: s(),
+                into: s(),
+            },
+        ]
+    }
+
+    /// What a server lets any key call without a rights check (`Op::read_only`) is what the
+    /// tools tell clients (`readOnlyHint`), for every tool served.
+    #[test]
+    fn every_tool_says_whether_it_only_reads() {
+        let ops: BTreeMap<&str, bool> = every_op()
+            .iter()
+            .map(|o| (o.tool(), o.read_only()))
+            .collect();
+        let tools = LakeMcp::tool_router().list_all();
+        assert_eq!(tools.len(), ops.len());
+        for t in tools {
+            let hint = t.annotations.as_ref().and_then(|a| a.read_only_hint);
+            assert!(hint.is_some(), "{} has no readOnlyHint", t.name);
+            assert_eq!(hint, ops.get(t.name.as_ref()).copied(), "{}", t.name);
+        }
+    }
 }

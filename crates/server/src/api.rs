@@ -15,6 +15,7 @@ use base64::Engine;
 use lakeplan_catalog::LogFilter;
 use lakeplan_core::{Error, RefKind, MAIN_BRANCH};
 use lakeplan_lake::{CommitExtras, CreatePlan, Lake};
+use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -27,26 +28,91 @@ use crate::state::AppState;
 
 type ApiResult = Result<Response, ApiError>;
 
-/// A JSON body whose rejections (malformed JSON, missing fields, too large) use the API's error
-/// shape.
+/// The top-level fields of a JSON body that its type does not have: an error naming the first
+/// (and the known field it most likely meant), so that a misspelt field is never silently
+/// ignored (`{"into_branch": ...}` merging into `main`). The known fields are the body type's
+/// JSON schema's properties, flattened fields included. Every route's body extractor (this
+/// API's, Bauplan's catalog's, the Iceberg catalog's) checks with it.
+pub(crate) fn unknown_fields<T: JsonSchema>(body: &Value) -> Result<(), String> {
+    let Value::Object(given) = body else {
+        return Ok(());
+    };
+    let schema = schemars::schema_for!(T);
+    let Some(known) = schema.get("properties").and_then(Value::as_object) else {
+        return Ok(());
+    };
+    // A type that takes any field (a flattened map) has none unknown.
+    if schema
+        .get("additionalProperties")
+        .is_some_and(|a| a != &Value::Bool(false))
+    {
+        return Ok(());
+    }
+    let Some(field) = given.keys().find(|k| !known.contains_key(*k)) else {
+        return Ok(());
+    };
+    let names: Vec<&str> = known.keys().map(String::as_str).collect();
+    let hint = match closest(field, &names) {
+        Some(n) => format!(" (did you mean '{n}'?)"),
+        None => String::new(),
+    };
+    Err(format!(
+        "unknown field '{field}'{hint}; the known fields are: {}",
+        names.join(", ")
+    ))
+}
+
+/// The known name `given` most likely meant: one it starts or ends with (`into_branch` for
+/// `into`), or one a few edits away.
+fn closest<'a>(given: &str, known: &[&'a str]) -> Option<&'a str> {
+    let g = given.to_ascii_lowercase();
+    let affix = known
+        .iter()
+        .filter(|k| k.len() >= 2 && (g.starts_with(*k) || g.ends_with(*k) || k.starts_with(&g)))
+        .max_by_key(|k| k.len());
+    if let Some(k) = affix {
+        return Some(k);
+    }
+    known
+        .iter()
+        .map(|k| (strsim::levenshtein(&g, k), *k))
+        .filter(|(d, k)| *d <= (k.len().max(g.len()) / 3).max(1))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+/// A JSON body whose rejections (malformed JSON, unknown or missing fields, too large) use the
+/// API's error shape.
 pub struct Body<T>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
+impl<S: Send + Sync, T: DeserializeOwned + JsonSchema> FromRequest<S> for Body<T> {
     type Rejection = Response;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Response> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(v)) => Ok(Body(v)),
-            Err(r) => Err(rejection(r.status(), r.body_text())),
-        }
+        let v = match Json::<Value>::from_request(req, state).await {
+            Ok(Json(v)) => v,
+            Err(r) => return Err(rejection(r.status(), r.body_text())),
+        };
+        typed(v).map(Body).map_err(|(s, m)| rejection(s, m))
     }
+}
+
+/// A body's value as `T`: its fields checked, then deserialized (422 as axum's `Json` answers).
+fn typed<T: DeserializeOwned + JsonSchema>(v: Value) -> Result<T, (StatusCode, String)> {
+    unknown_fields::<T>(&v).map_err(|m| (StatusCode::BAD_REQUEST, m))?;
+    serde_json::from_value(v).map_err(|e| {
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("Failed to deserialize the JSON body into the target type: {e}"),
+        )
+    })
 }
 
 /// An optional JSON body (the DELETE routes' commit extras): an empty body reads as
 /// `T::default()`.
 pub struct OptBody<T>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptBody<T> {
+impl<S: Send + Sync, T: DeserializeOwned + JsonSchema + Default> FromRequest<S> for OptBody<T> {
     type Rejection = Response;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Response> {
@@ -56,12 +122,13 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptBody<T
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptBody(T::default()));
         }
-        serde_json::from_slice(&bytes).map(OptBody).map_err(|e| {
+        let v: Value = serde_json::from_slice(&bytes).map_err(|e| {
             rejection(
                 StatusCode::BAD_REQUEST,
-                format!("Failed to deserialize the JSON body: {e}"),
+                format!("Failed to parse the request body as JSON: {e}"),
             )
-        })
+        })?;
+        typed(v).map(OptBody).map_err(|(s, m)| rejection(s, m))
     }
 }
 
@@ -268,7 +335,7 @@ async fn list_tags(c: Caller, Params(q): Params<ListRefs>) -> ApiResult {
     list_refs(&c.lake, RefKind::Tag, q)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 struct CreateRef {
     name: String,
     from_ref: Option<String>,
@@ -327,7 +394,7 @@ async fn delete_tag(c: Caller, Path(name): Path<String>, Params(q): Params<IfExi
     delete_ref(&c, RefKind::Tag, &name, q.if_exists)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 struct Rename {
     new_name: String,
 }
@@ -346,7 +413,7 @@ async fn rename_tag(c: Caller, Path(name): Path<String>, Body(b): Body<Rename>) 
     rename_ref(&c, RefKind::Tag, &name, &b.new_name)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 struct Merge {
     into: Option<String>,
     commit_message: Option<String>,
@@ -414,7 +481,7 @@ async fn list_namespaces(
     paged(c.lake.list_namespaces(Some(&r))?, String::clone, &page)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 struct NewNamespace {
     name: String,
     #[serde(flatten)]
@@ -520,7 +587,7 @@ pub(crate) fn reach(state: &AppState, c: &Caller) -> Result<lakeplan_lake::Reach
         .reach(&c.principal.tenant, state.config.metastore.state_dir())?)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 struct CreateTable {
     table: String,
     search_uri: String,
@@ -568,7 +635,7 @@ pub(crate) async fn plan_on_worker(
         .map_err(|e| Error::Internal(format!("a worker's table plan: {e}")).into())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 struct PlanTable {
     table: String,
     search_uri: String,
@@ -597,8 +664,9 @@ async fn plan_table(
     ok(plan_on_worker(&state, &c, work).await?)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 struct ApplyPlan {
+    #[schemars(with = "Value")]
     plan: CreatePlan,
     #[serde(flatten)]
     commit: CommitExtras,
@@ -618,7 +686,7 @@ async fn apply_plan(
     created(lake.apply_plan(&b.plan).await?)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 struct Import {
     search_uri: String,
     namespace: Option<String>,
@@ -654,7 +722,7 @@ async fn import(
     ok(answer(state.dispatcher.submit(task, None)).await?)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 struct Revert {
     source_ref: String,
     namespace: Option<String>,
@@ -674,7 +742,7 @@ async fn revert_table(
         .await?)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 struct QueryBody {
     sql: String,
     #[serde(rename = "ref")]
@@ -777,9 +845,13 @@ async fn run(
         strict_python: false,
         preview: None,
     };
-    let flag = |k: &str, v: &str| {
-        v.parse::<bool>()
-            .map_err(|_| ApiError::BadRequest(format!("{k}='{v}': expected true or false")))
+    // Bauplan's switches are 'on'/'off' too.
+    let flag = |k: &str, v: &str| match v.to_ascii_lowercase().as_str() {
+        "true" | "on" => Ok(true),
+        "false" | "off" => Ok(false),
+        _ => Err(ApiError::BadRequest(format!(
+            "{k}='{v}': expected true, false, on or off"
+        ))),
     };
     for (k, v) in q {
         match k.as_str() {

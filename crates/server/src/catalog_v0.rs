@@ -21,6 +21,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use lakeplan_core::{Error, RefKind, MAIN_BRANCH};
 use lakeplan_lake::{CommitExtras, CommitInfo, LogFilter, RefInfo, TableInfo};
+use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -202,7 +203,9 @@ impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequestParts<S> for
 /// A JSON body (absent: the default), with Bauplan-shaped rejections.
 struct BpBody<T>(T);
 
-impl<S: Send + Sync, T: DeserializeOwned + Default> axum::extract::FromRequest<S> for BpBody<T> {
+impl<S: Send + Sync, T: DeserializeOwned + JsonSchema + Default> axum::extract::FromRequest<S>
+    for BpBody<T>
+{
     type Rejection = BauplanError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, BauplanError> {
@@ -218,7 +221,10 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> axum::extract::FromRequest<S
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(BpBody(T::default()));
         }
-        serde_json::from_slice(&bytes)
+        let v: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| bad(format!("malformed request body: {e}")))?;
+        crate::api::unknown_fields::<T>(&v).map_err(bad)?;
+        serde_json::from_value(v)
             .map(BpBody)
             .map_err(|e| bad(format!("malformed request body: {e}")))
     }
@@ -377,13 +383,13 @@ async fn get_tag(c: Caller, Path(name): Path<String>) -> BpResult {
     get_ref(&c, &name, RefKind::Tag, About::Tag)
 }
 
-#[derive(Default, Deserialize)]
+#[derive(Default, Deserialize, JsonSchema)]
 struct NewBranch {
     branch_name: String,
     from_ref: Option<String>,
 }
 
-#[derive(Default, Deserialize)]
+#[derive(Default, Deserialize, JsonSchema)]
 struct NewTag {
     tag_name: String,
     from_ref: Option<String>,
@@ -461,12 +467,12 @@ async fn delete_tag(c: Caller, Path(name): Path<String>) -> BpResult {
     delete_ref(&c, &name, RefKind::Tag, About::Tag, "DELETE_TAG_FORBIDDEN")
 }
 
-#[derive(Default, Deserialize)]
+#[derive(Default, Deserialize, JsonSchema)]
 struct RenameBranch {
     branch_name: String,
 }
 
-#[derive(Default, Deserialize)]
+#[derive(Default, Deserialize, JsonSchema)]
 struct RenameTag {
     tag_name: String,
 }
@@ -517,7 +523,7 @@ async fn rename_tag(c: Caller, Path(name): Path<String>, BpBody(b): BpBody<Renam
     )
 }
 
-#[derive(Default, Deserialize)]
+#[derive(Default, Deserialize, JsonSchema)]
 struct MergeBody {
     commit_message: Option<String>,
     #[serde(flatten)]
@@ -647,7 +653,7 @@ async fn get_namespace(c: Caller, Path((at, ns)): Path<(String, String)>) -> BpR
     answer(json!({"name": ns}), Some(r), None)
 }
 
-#[derive(Default, Deserialize)]
+#[derive(Default, Deserialize, JsonSchema)]
 struct NewNamespace {
     namespace_name: String,
     #[serde(flatten)]
@@ -677,7 +683,7 @@ async fn create_namespace(
         .map_err(&err)?;
     answer(
         json!({"name": b.namespace_name}),
-        Some(branch_ref(&w.branch, &w.hash)),
+        Some(branch_ref(&w.branch, w.hash.as_deref().unwrap_or_default())),
         None,
     )
 }
@@ -701,7 +707,7 @@ async fn delete_namespace(
         .map_err(&err)?;
     answer(
         json!({"name": ns}),
-        Some(branch_ref(&w.branch, &w.hash)),
+        Some(branch_ref(&w.branch, w.hash.as_deref().unwrap_or_default())),
         None,
     )
 }
@@ -814,10 +820,14 @@ async fn delete_table(
         .await
         .map_err(svc)
         .map_err(&err)?;
-    answer(Value::Null, Some(branch_ref(&w.branch, &w.hash)), None)
+    answer(
+        Value::Null,
+        Some(branch_ref(&w.branch, w.hash.as_deref().unwrap_or_default())),
+        None,
+    )
 }
 
-#[derive(Default, Deserialize)]
+#[derive(Default, Deserialize, JsonSchema)]
 struct RevertBody {
     #[serde(default)]
     replace: bool,
@@ -881,7 +891,11 @@ async fn revert_table(
         .await
         .map_err(svc)
         .map_err(&err)?;
-    answer(Value::Null, Some(branch_ref(&w.branch, &w.hash)), None)
+    answer(
+        Value::Null,
+        Some(branch_ref(&w.branch, w.hash.as_deref().unwrap_or_default())),
+        None,
+    )
 }
 
 /// The error shape of routes this API does not have.

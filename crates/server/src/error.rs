@@ -65,6 +65,7 @@ pub fn status_of(e: &Error) -> StatusCode {
         | Error::JobNotFound(_)
         | Error::NotFound(_) => StatusCode::NOT_FOUND,
         Error::RefExists { .. }
+        | Error::Exists { .. }
         | Error::NamespaceExists(_)
         | Error::TableExists(_)
         | Error::Conflict { .. }

@@ -12,7 +12,9 @@
 //! reads (default `main`) is the `x-lakeplan-ref` call header (ADBC:
 //! `adbc.flight.sql.rpc.call_header.x-lakeplan-ref`; the JDBC driver passes URL parameters as
 //! headers), and `x-lakeplan-namespace` names the namespace of bare table names; inside the SQL,
-//! any other ref is a catalog name (`"main@1a2b3c4d".default.trips`). Prepared statements are
+//! any other ref is a catalog name (`"main@1a2b3c4d".default.trips`); `USE REF 'x'` makes `x` the
+//! ref of the connection's next statements (kept by the server per connection and key, and in a
+//! cookie for clients that keep cookies). Prepared statements are
 //! the statement's SQL and schema (no parameters). Writes are refused as in every query.
 
 use std::pin::Pin;
@@ -53,6 +55,49 @@ pub const NAMESPACE_HEADER: &str = "x-lakeplan-namespace";
 /// The cookie `USE REF 'x'` sets: the session's ref, for clients that keep cookies (ADBC:
 /// `adbc.flight.sql.rpc.with_cookie_middleware`). It wins over the call header.
 pub const REF_COOKIE: &str = "lakeplan_ref";
+/// The header the server puts on every call of an HTTP/2 connection (replacing any a client
+/// sent): the connection's number in [`Sessions`].
+pub const CONNECTION_HEADER: &str = "x-lakeplan-connection";
+
+/// The refs `USE REF` set, by connection and key, for clients that keep no cookies: the next
+/// statements of the same connection under the same key read that ref. A connection's refs go
+/// when it closes.
+#[derive(Default)]
+pub struct Sessions {
+    next: std::sync::atomic::AtomicU64,
+    refs: std::sync::Mutex<std::collections::HashMap<(u64, String), String>>,
+}
+
+impl Sessions {
+    /// A new connection's number.
+    pub fn open(&self) -> u64 {
+        self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Forgets a closed connection's refs.
+    pub fn close(&self, connection: u64) {
+        self.lock().retain(|(c, _), _| *c != connection);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<(u64, String), String>> {
+        self.refs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn connection(m: &MetadataMap) -> Option<u64> {
+        header(m, CONNECTION_HEADER)?.parse().ok()
+    }
+
+    fn set(&self, m: &MetadataMap, key_id: &str, r: &str) {
+        if let Some(c) = Self::connection(m) {
+            self.lock().insert((c, key_id.to_string()), r.to_string());
+        }
+    }
+
+    fn get(&self, m: &MetadataMap, key_id: &str) -> Option<String> {
+        let c = Self::connection(m)?;
+        self.lock().get(&(c, key_id.to_string())).cloned()
+    }
+}
 /// The ticket type of a `USE REF` statement's one-row answer.
 const USE_REF_TYPE: &str = "type.googleapis.com/lakeplan.UseRef";
 
@@ -103,10 +148,11 @@ fn cookie_ref(m: &MetadataMap) -> Option<String> {
     String::from_utf8(out).ok().filter(|r| !r.is_empty())
 }
 
-/// The ref a call's statements read: the session's (`USE REF`), else the call header's, else
-/// `main`.
-fn session_ref(m: &MetadataMap) -> String {
+/// The ref a call's statements read: the session's (`USE REF`: its cookie, else the ref `kept`
+/// for the connection), else the call header's, else `main`.
+fn session_ref(m: &MetadataMap, kept: Option<String>) -> String {
     cookie_ref(m)
+        .or(kept)
         .or_else(|| header(m, REF_HEADER).map(str::to_string))
         .unwrap_or_else(|| MAIN_BRANCH.to_string())
 }
@@ -170,6 +216,12 @@ impl FlightSql {
         Ok(Caller { principal, lake })
     }
 
+    /// The ref `c`'s statements on this call read (see [`session_ref`]).
+    fn ref_of(&self, m: &MetadataMap, c: &Caller) -> String {
+        let kept = self.state.flight_sessions.get(m, &c.principal.key_id);
+        session_ref(m, kept)
+    }
+
     /// Plans `sql` on a worker (at the call's ref): its schema, and unless `describe`, the
     /// worker's endpoint and the ticket of its rows.
     async fn plan(
@@ -181,7 +233,7 @@ impl FlightSql {
         let c = self.caller(m)?;
         let work = Work::Query {
             sql,
-            at: session_ref(m),
+            at: self.ref_of(m, &c),
             namespace: header(m, NAMESPACE_HEADER).map(str::to_string),
             max_rows: None,
             describe,
@@ -284,8 +336,8 @@ fn use_ref_schema() -> Schema {
 
 impl FlightSql {
     /// `USE REF 'r'`: checks that `r` resolves for the caller, and answers a `FlightInfo` whose
-    /// ticket (on the control plane) returns `r`, with a cookie that makes `r` the session's
-    /// ref.
+    /// ticket (on the control plane) returns `r`; `r` becomes the session's ref, kept for the
+    /// connection and in a cookie (for clients that keep cookies across connections).
     fn use_ref_info(
         &self,
         m: &MetadataMap,
@@ -304,13 +356,14 @@ impl FlightSql {
                 .parse()
                 .map_err(|_| Status::invalid_argument("a ref that cannot be a cookie"))?;
         resp.metadata_mut().insert("set-cookie", cookie);
+        self.state.flight_sessions.set(m, &c.principal.key_id, &r);
         Ok(resp)
     }
 
     /// The catalogs a client can browse: `lake` (the call's ref), and every branch and tag.
     fn catalogs(&self, m: &MetadataMap) -> Result<(Caller, Vec<(String, String)>), Status> {
         let c = self.caller(m)?;
-        let session = session_ref(m);
+        let session = self.ref_of(m, &c);
         let mut out = vec![(SESSION_CATALOG.to_string(), session)];
         for kind in [RefKind::Branch, RefKind::Tag] {
             for r in c.lake.list_refs(kind).map_err(|e| status(e.into()))? {
@@ -641,11 +694,16 @@ mod tests {
             let cookie = format!("other=1; {REF_COOKIE}={}; x=y", cookie_value(r));
             m.insert("cookie", cookie.parse().expect("ascii"));
             assert_eq!(cookie_ref(&m).as_deref(), Some(r));
-            assert_eq!(session_ref(&m), r, "the cookie wins over the header");
+            assert_eq!(
+                session_ref(&m, Some("kept".into())),
+                r,
+                "the cookie wins over the connection's ref and the header"
+            );
         }
         let mut m = MetadataMap::new();
         m.insert(REF_HEADER, "alice.x".parse().expect("ascii"));
-        assert_eq!(session_ref(&m), "alice.x");
-        assert_eq!(session_ref(&MetadataMap::new()), "main");
+        assert_eq!(session_ref(&m, None), "alice.x");
+        assert_eq!(session_ref(&m, Some("kept".into())), "kept");
+        assert_eq!(session_ref(&MetadataMap::new(), None), "main");
     }
 }

@@ -35,6 +35,7 @@ use iceberg::spec::{Schema, SortOrder, UnboundPartitionSpec};
 use iceberg::{TableRequirement, TableUpdate};
 use lakeplan_core::{Error, TableName, MAIN_BRANCH};
 use lakeplan_lake::{IcebergChange, IcebergTable};
+use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -116,7 +117,9 @@ type IceResult = Result<Response, IcebergError>;
 /// A JSON body whose rejections use the spec's error shape.
 struct IceBody<T>(T);
 
-impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequest<S> for IceBody<T> {
+impl<S: Send + Sync, T: DeserializeOwned + JsonSchema> axum::extract::FromRequest<S>
+    for IceBody<T>
+{
     type Rejection = IcebergError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, IcebergError> {
@@ -127,9 +130,12 @@ impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequest<S> for IceB
                 kind: "BadRequestException",
                 message: r.body_text(),
             })?;
-        serde_json::from_slice(&bytes)
+        let bad = |e: String| IcebergError::bad_request(format!("malformed request body: {e}"));
+        let v: Value = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+        crate::api::unknown_fields::<T>(&v).map_err(IcebergError::bad_request)?;
+        serde_json::from_value(v)
             .map(IceBody)
-            .map_err(|e| IcebergError::bad_request(format!("malformed request body: {e}")))
+            .map_err(|e| bad(e.to_string()))
     }
 }
 
@@ -293,7 +299,7 @@ async fn list_namespaces(
     Ok(Json(json!({"namespaces": list})).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 struct CreateNamespace {
     namespace: Vec<String>,
     #[serde(default)]
@@ -351,13 +357,16 @@ async fn list_tables(c: Caller, Path((prefix, ns)): Path<(String, String)>) -> I
     Ok(Json(json!({"identifiers": ids})).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 struct CreateTable {
     name: String,
     location: Option<String>,
+    #[schemars(with = "Value")]
     schema: Schema,
+    #[schemars(with = "Option<Value>")]
     partition_spec: Option<UnboundPartitionSpec>,
+    #[schemars(with = "Option<Value>")]
     write_order: Option<SortOrder>,
     #[serde(default)]
     stage_create: bool,
@@ -409,7 +418,7 @@ async fn create_table(
     load_result(&t)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 struct Register {
     name: String,
@@ -521,7 +530,7 @@ async fn drop_table(
     no_content()
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 struct Ident {
     namespace: Vec<String>,
     name: String,
@@ -536,12 +545,14 @@ impl Ident {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 struct CommitTable {
     identifier: Option<Ident>,
     #[serde(default)]
+    #[schemars(with = "Vec<Value>")]
     requirements: Vec<TableRequirement>,
     #[serde(default)]
+    #[schemars(with = "Vec<Value>")]
     updates: Vec<TableUpdate>,
 }
 
@@ -590,7 +601,7 @@ async fn commit_table(
     )
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 struct Transaction {
     table_changes: Vec<CommitTable>,
@@ -631,7 +642,7 @@ async fn commit_transaction(
     no_content()
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 struct Rename {
     source: Ident,
     destination: Ident,

@@ -9,6 +9,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -52,11 +53,12 @@ pub async fn require_worker_token(
     next.run(req).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 struct Register {
     endpoint: String,
     /// The kinds of task the worker takes (all when absent or empty).
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     tasks: Vec<crate::dispatch::TaskKind>,
 }
 
@@ -88,10 +90,12 @@ async fn heartbeat(State(state): State<AppState>, Path(id): Path<String>) -> Res
 }
 
 /// A task a worker queues for another (a run's coordinator, its nodes): as the task, less its id.
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 struct NewTask {
+    #[schemars(with = "Value")]
     tenant: crate::registry::Tenant,
     user: String,
+    #[schemars(with = "Value")]
     work: crate::dispatch::Work,
     #[serde(default)]
     commit: lakeplan_lake::CommitExtras,
@@ -138,10 +142,11 @@ async fn submit(State(state): State<AppState>, Body(b): Body<NewTask>) -> Respon
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 struct TaskResult {
     worker_id: String,
     ok: Option<Value>,
+    #[schemars(with = "Option<Value>")]
     error: Option<WireError>,
 }
 

@@ -35,6 +35,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use lakeplan_core::{Error, Result};
+use tower::ServiceExt;
 use tower_http::timeout::TimeoutLayer;
 
 pub use registry::{ApiKey, Principal, Registry, Scope, Tenant, User};
@@ -54,8 +55,39 @@ async fn openapi() -> Response {
     Json(openapi::document(api::ROUTES)).into_response()
 }
 
-async fn not_found() -> Response {
+async fn not_found(req: axum::extract::Request) -> Response {
+    if is_grpc(req.headers()) {
+        return unknown_grpc_service(req.uri().path());
+    }
     error::ApiError::NotFound("no such route (see /openapi.json)".into()).into_response()
+}
+
+/// Whether a request is a gRPC call (`application/grpc`, `application/grpc+proto`, ...).
+fn is_grpc(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/grpc"))
+}
+
+/// A gRPC call of a service this port does not serve (only Arrow Flight SQL is): the status
+/// UNIMPLEMENTED, in gRPC's own terms, so that a gRPC client (Bauplan's, for its job API)
+/// says what to use instead rather than failing to read a JSON 404.
+fn unknown_grpc_service(path: &str) -> Response {
+    let service = path.trim_start_matches('/').split('/').next().unwrap_or("");
+    let what = if service.starts_with("bpln_proto.") {
+        " (Bauplan's job API)"
+    } else {
+        ""
+    };
+    let message = format!(
+        "lakeplan does not serve the gRPC service '{service}'{what}: run pipelines and follow \
+         jobs with `lakeplan run` / `lakeplan job` or the HTTP API (POST /api/v1/runs, \
+         /api/v1/jobs; see /openapi.json). This port serves gRPC only for Arrow Flight SQL."
+    );
+    tonic::Status::unimplemented(message)
+        .into_http::<axum::body::Body>()
+        .into_response()
 }
 
 /// The whole application: API routes behind the key check, `/healthz` open, every route timed
@@ -112,6 +144,20 @@ async fn speaks_h2(stream: &tokio::net::TcpStream, wait: std::time::Duration) ->
     .flatten()
 }
 
+/// Sets a request's [`flight_sql::CONNECTION_HEADER`] to its connection's number, or removes it
+/// (HTTP/1.1), whatever the client sent.
+fn connection(
+    mut req: axum::http::Request<hyper::body::Incoming>,
+    id: Option<u64>,
+) -> axum::http::Request<hyper::body::Incoming> {
+    let headers = req.headers_mut();
+    headers.remove(flight_sql::CONNECTION_HEADER);
+    if let Some(id) = id {
+        headers.insert(flight_sql::CONNECTION_HEADER, id.into());
+    }
+    req
+}
+
 /// Serves `state` on `listener` until `shutdown` completes. Each connection is HTTP/1.1 with
 /// keep-alive, or HTTP/2 for gRPC clients (Flight SQL); a client that does not finish sending
 /// its headers within the configured time is disconnected.
@@ -121,6 +167,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
     let header_timeout = state.config.header_timeout;
+    let sessions = state.flight_sessions.clone();
     let app = router(state);
     tokio::pin!(shutdown);
     loop {
@@ -136,19 +183,29 @@ pub async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let svc = hyper_util::service::TowerToHyperService::new(app.clone());
+                let app = app.clone();
+                let sessions = sessions.clone();
                 tokio::spawn(async move {
                     match speaks_h2(&stream, header_timeout).await {
                         None => {}
                         Some(true) => {
+                            // Every call says its connection, for Flight SQL's sessions.
+                            let id = sessions.open();
+                            let svc = hyper_util::service::TowerToHyperService::new(
+                                app.map_request(move |req| connection(req, Some(id))),
+                            );
                             let conn = hyper::server::conn::http2::Builder::new(
                                 hyper_util::rt::TokioExecutor::new(),
                             )
                             .timer(hyper_util::rt::TokioTimer::new())
                             .serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
                             let _ = conn.await;
+                            sessions.close(id);
                         }
                         Some(false) => {
+                            let svc = hyper_util::service::TowerToHyperService::new(
+                                app.map_request(|req| connection(req, None)),
+                            );
                             let conn = hyper::server::conn::http1::Builder::new()
                                 .timer(hyper_util::rt::TokioTimer::new())
                                 .header_read_timeout(header_timeout)

@@ -8,7 +8,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::http::StatusCode;
 use axum::middleware::from_fn_with_state;
+use axum::response::Response;
 use lakeplan_core::{Error, MAIN_BRANCH};
 use lakeplan_lake::LakeConfig;
 use lakeplan_mcp::{Backend, LocalBackend, Op};
@@ -53,7 +55,21 @@ pub fn router(state: AppState) -> axum::Router<AppState> {
     });
     axum::Router::new()
         .nest_service("/mcp", lakeplan_mcp::http_service(connect))
+        .route_layer(axum::middleware::from_fn(session_closed))
         .route_layer(from_fn_with_state(state, crate::auth::require_key))
+}
+
+/// A session's close (`DELETE /mcp`) answers 204: the MCP SDKs expect 200 or 204 (and warn on
+/// anything else), where `rmcp` answers 202.
+async fn session_closed(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let delete = req.method() == axum::http::Method::DELETE;
+    let resp = next.run(req).await;
+    if delete && resp.status() == StatusCode::ACCEPTED {
+        let (mut parts, _) = resp.into_parts();
+        parts.status = StatusCode::NO_CONTENT;
+        return Response::from_parts(parts, axum::body::Body::empty());
+    }
+    resp
 }
 
 struct ServerBackend {
@@ -85,6 +101,8 @@ impl ServerBackend {
         }
     }
 
+    /// The key's rights for one tool call: each writing tool's own check; a read-only tool is
+    /// open to every key of the tenant; any other tool is refused.
     fn check(&self, op: &Op) -> Result<(), ApiError> {
         let p = &self.caller.principal;
         match op {
@@ -99,7 +117,12 @@ impl ServerBackend {
                 branch, dry_run, ..
             } => check_run(&self.caller, branch, *dry_run),
             Op::Merge { into, .. } => p.check_merge_into(into),
-            _ => Ok(()),
+            op if op.read_only() => Ok(()),
+            // A tool that writes and has no rights check here is closed to every key.
+            op => Err(ApiError::Forbidden(format!(
+                "the tool '{}' changes the lake and this server has no rights check for it",
+                op.tool()
+            ))),
         }
     }
 

@@ -224,11 +224,11 @@ impl Registry {
     pub fn create_tenant(&self, name: &str, warehouse: &str) -> Result<Tenant> {
         validate_principal_name("tenant", name)?;
         let key = format!("tenant/{name}");
+        let exists = || Error::Exists {
+            what: format!("tenant '{name}'"),
+        };
         if self.store.get_setting(&key)?.is_some() {
-            return Err(Error::InvalidOperation {
-                op: format!("create tenant '{name}'"),
-                reason: "it exists already".into(),
-            });
+            return Err(exists());
         }
         let wh = warehouse.trim_end_matches('/');
         for t in self.tenants()? {
@@ -248,13 +248,16 @@ impl Registry {
             warehouse: wh.to_string(),
             created_at: Utc::now(),
         };
-        self.store.set_setting(&key, &to_json(&t)?)?;
+        // One step: of servers sharing the metastore creating the same tenant, one wins.
+        if !self.store.insert_setting(&key, &to_json(&t)?)? {
+            return Err(exists());
+        }
         Ok(t)
     }
 
     pub fn tenant(&self, name: &str) -> Result<Tenant> {
         self.get(&format!("tenant/{name}"))?
-            .ok_or_else(|| Error::InvalidInput(format!("tenant '{name}' not found")))
+            .ok_or_else(|| Error::NotFound(format!("tenant '{name}' not found")))
     }
 
     pub fn tenants(&self) -> Result<Vec<Tenant>> {
@@ -294,12 +297,6 @@ impl Registry {
         validate_principal_name("user", name)?;
         self.tenant(tenant)?;
         let key = format!("user/{tenant}/{name}");
-        if self.store.get_setting(&key)?.is_some() {
-            return Err(Error::InvalidOperation {
-                op: format!("create user '{name}'"),
-                reason: format!("it exists already in tenant '{tenant}'"),
-            });
-        }
         let u = User {
             tenant: tenant.to_string(),
             name: name.to_string(),
@@ -307,14 +304,18 @@ impl Registry {
             can_merge_main,
             created_at: Utc::now(),
         };
-        self.store.set_setting(&key, &to_json(&u)?)?;
+        // One step: of servers sharing the metastore creating the same user, one wins.
+        if !self.store.insert_setting(&key, &to_json(&u)?)? {
+            return Err(Error::Exists {
+                what: format!("user '{name}' in tenant '{tenant}'"),
+            });
+        }
         Ok(u)
     }
 
     pub fn user(&self, tenant: &str, name: &str) -> Result<User> {
-        self.get(&format!("user/{tenant}/{name}"))?.ok_or_else(|| {
-            Error::InvalidInput(format!("user '{name}' not found in tenant '{tenant}'"))
-        })
+        self.get(&format!("user/{tenant}/{name}"))?
+            .ok_or_else(|| Error::NotFound(format!("user '{name}' in tenant '{tenant}' not found")))
     }
 
     pub fn users(&self, tenant: &str) -> Result<Vec<User>> {
@@ -460,6 +461,45 @@ mod tests {
         assert_eq!(r.authenticate(&secret).expect("auth"), None);
         assert!(r.keys("acme").expect("keys")[0].revoked_at.is_some());
         assert!(r.keys("other").expect("keys").is_empty());
+    }
+
+    /// Creating what exists is a conflict (409), in one step even when creators race (servers
+    /// sharing a metastore); a missing tenant is not found (404).
+    #[test]
+    fn creators_race_and_exactly_one_wins() {
+        use crate::error::status_of;
+        let r = registry();
+        let results: Vec<Result<User>> = std::thread::scope(|s| {
+            let tenant = (0..8)
+                .map(|_| s.spawn(|| r.create_tenant("acme", "/tmp/acme")))
+                .collect::<Vec<_>>();
+            let tenants: Vec<Result<Tenant>> = tenant
+                .into_iter()
+                .map(|h| h.join().expect("thread"))
+                .collect();
+            assert_eq!(tenants.iter().filter(|t| t.is_ok()).count(), 1);
+            for e in tenants.iter().filter_map(|t| t.as_ref().err()) {
+                assert_eq!(status_of(e).as_u16(), 409, "{e}");
+                assert_eq!(e.to_string(), "tenant 'acme' already exists");
+            }
+            (0..8)
+                .map(|_| s.spawn(|| r.create_user("acme", "bob", false, false)))
+                .collect::<Vec<_>>()
+                .into_iter()
+                .map(|h| h.join().expect("thread"))
+                .collect()
+        });
+        assert_eq!(results.iter().filter(|u| u.is_ok()).count(), 1);
+        for e in results.iter().filter_map(|u| u.as_ref().err()) {
+            assert_eq!(status_of(e).as_u16(), 409, "{e}");
+        }
+        let e = r
+            .create_user("ghost", "carol", false, false)
+            .expect_err("no tenant");
+        assert_eq!(
+            (status_of(&e).as_u16(), e.to_string().as_str()),
+            (404, "tenant 'ghost' not found")
+        );
     }
 
     #[test]

@@ -187,6 +187,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The data plane's task queue and workers.
     pub dispatcher: Arc<Dispatcher>,
+    /// The refs Flight SQL's `USE REF` set, by connection.
+    pub flight_sessions: Arc<crate::flight_sql::Sessions>,
 }
 
 impl AppState {
@@ -198,6 +200,7 @@ impl AppState {
             dispatcher: Dispatcher::start(config.dispatch),
             config: Arc::new(config),
             metrics: Arc::new(Metrics::default()),
+            flight_sessions: Arc::default(),
         })
     }
 }

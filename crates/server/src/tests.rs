@@ -1066,6 +1066,95 @@ async fn bad_bodies_get_the_error_shape() {
     assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
 }
 
+/// A body field the route does not know is a 400 naming it (and the field meant), on every
+/// route family, and nothing is done: `into_branch` never merges into `main`.
+#[tokio::test]
+async fn unknown_body_fields_are_refused_naming_the_field() {
+    let f = fixture();
+    let (s, v) = f
+        .post("/api/v1/branches", &f.root, json!({"name": "root.dev"}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (_, main) = f.get("/api/v1/branches/main", &f.root).await;
+    let cases = [
+        (
+            "POST",
+            "/api/v1/branches/root.dev/merge",
+            json!({"into_branch": "root.x"}),
+            "'into_branch' (did you mean 'into'?)",
+        ),
+        (
+            "POST",
+            "/api/v1/branches",
+            json!({"name": "root.y", "from": "main"}),
+            "'from' (did you mean 'from_ref'?)",
+        ),
+        (
+            "POST",
+            "/api/v1/branches/root.dev/namespaces",
+            json!({"name": "ns", "commit_bdy": "b"}),
+            "'commit_bdy' (did you mean 'commit_body'?)",
+        ),
+        (
+            "DELETE",
+            "/api/v1/branches/root.dev/tables/nope",
+            json!({"commit_propertys": {}}),
+            "'commit_propertys'",
+        ),
+        (
+            "POST",
+            "/catalog/v0/branches",
+            json!({"branch_name": "root.z", "from_rf": "main"}),
+            "'from_rf' (did you mean 'from_ref'?)",
+        ),
+        (
+            "POST",
+            "/iceberg/v1/root.dev/namespaces",
+            json!({"namespace": ["ns"], "propertie": {}}),
+            "'propertie' (did you mean 'properties'?)",
+        ),
+    ];
+    for (method, path, body, says) in cases {
+        let (s, v) = f.call(method, path, &f.root, Some(body)).await;
+        let message = v["error"]["message"].as_str().unwrap_or_default();
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{method} {path}: {v}");
+        assert!(
+            message.contains(&format!("unknown field {says}")),
+            "{method} {path}: {message}"
+        );
+    }
+    assert_eq!(f.get("/api/v1/branches/main", &f.root).await.1, main);
+    for r in ["root.x", "root.y", "root.z"] {
+        let (s, _) = f.get(&format!("/api/v1/branches/{r}"), &f.root).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{r}");
+    }
+    let (s, _) = f.get("/api/v1/branches/root.dev", &f.root).await;
+    assert_eq!(s, StatusCode::OK);
+}
+
+/// The run route's switches take true/false and Bauplan's on/off (read before the key's rights:
+/// a read-only key's run is refused only after them).
+#[tokio::test]
+async fn run_switches_take_on_and_off() {
+    let f = fixture();
+    let run = |q: &str| {
+        Request::post(format!("/api/v1/runs?ref=reader.x&{q}"))
+            .header(header::AUTHORIZATION, format!("Bearer {}", f.reader))
+            .header(header::CONTENT_TYPE, "application/zip")
+            .body(HttpBody::from("not a zip"))
+            .expect("req")
+    };
+    let (s, v) = f.send(run("transaction=maybe")).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert!(v["error"]["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("expected true, false, on or off")));
+    for q in ["transaction=off", "strict=OFF&no_cache=on", "dry_run=true"] {
+        let (s, v) = f.send(run(q)).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{q}: {v}");
+    }
+}
+
 #[tokio::test]
 async fn the_openapi_document_describes_every_served_route() {
     let f = fixture().with_data_plane().await;
@@ -1115,6 +1204,37 @@ async fn start_server(f: &Fixture) -> (String, tokio::sync::oneshot::Sender<()>)
         .await;
     });
     (format!("http://{addr}"), tx)
+}
+
+/// A gRPC call of a service this port does not serve (Bauplan's job API) is UNIMPLEMENTED,
+/// saying what to use instead (a JSON 404 read as gRPC is "invalid compression flag").
+#[tokio::test]
+async fn grpc_calls_of_unknown_services_are_unimplemented() {
+    let f = fixture();
+    let (base, _stop) = start_server(&f).await;
+    let channel = tonic::transport::Channel::from_shared(base)
+        .expect("url")
+        .connect()
+        .await
+        .expect("connect");
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.expect("ready");
+    let path = axum::http::uri::PathAndQuery::from_static(
+        "/bpln_proto.commander.service.v2.V2CommanderService/CodeSnapshotRun",
+    );
+    let codec = tonic_prost::ProstCodec::<(), ()>::default();
+    let err = grpc
+        .unary(tonic::Request::new(()), path, codec)
+        .await
+        .expect_err("an unknown service");
+    assert_eq!(err.code(), tonic::Code::Unimplemented, "{err:?}");
+    for says in [
+        "bpln_proto.commander.service.v2.V2CommanderService",
+        "lakeplan run",
+        "/api/v1/runs",
+    ] {
+        assert!(err.message().contains(says), "{}", err.message());
+    }
 }
 
 #[tokio::test]

@@ -108,6 +108,9 @@ impl Metastore for Counting {
     fn set_setting(&self, key: &str, value: &str) -> Result<()> {
         self.inner.set_setting(key, value)
     }
+    fn insert_setting(&self, key: &str, value: &str) -> Result<bool> {
+        self.inner.insert_setting(key, value)
+    }
     fn delete_setting(&self, key: &str) -> Result<bool> {
         self.inner.delete_setting(key)
     }

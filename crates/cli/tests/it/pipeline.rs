@@ -933,6 +933,29 @@ fn detached_runs_can_be_followed_and_stopped(l: &Lake) {
     assert!(!l.run(&["table", "get", "sleepy"]).status.success());
     let e = l.err(&["job", "stop", &id]);
     assert!(e.contains("already ended"), "{e}");
+
+    // A run in another terminal's foreground (no process group of its own) stops as quietly:
+    // no complaint of `kill` about the group it does not lead.
+    if !l.is_remote() {
+        let id = "0123456789abcdef0123456789abcdef";
+        let mut child = l
+            .cmd(&["run", "-p", &p, "--job-id", id])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let t = Instant::now();
+        let log = || String::from_utf8_lossy(&l.run(&["job", "logs", id]).stdout).to_string();
+        while !log().contains("[sleepy] sleeping") {
+            assert!(t.elapsed() < Duration::from_secs(120), "{}", log());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let out = l.run(&["job", "stop", id]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        assert!(!stderr.contains("No such process"), "{stderr}");
+        let _ = child.wait();
+    }
 }
 
 fn rerun_replays_the_stored_code_at_the_recorded_inputs(l: &Lake) {

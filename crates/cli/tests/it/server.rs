@@ -107,7 +107,7 @@ fn admin_creates_keys_that_a_running_server_honours_until_revoked() {
     };
     admin(&["tenant", "create", "acme"]);
     let err = lake.err(&["admin", "tenant", "create", "acme", "--metastore", &meta]);
-    assert!(err.contains("exists already"), "{err}");
+    assert!(err.contains("tenant 'acme' already exists"), "{err}");
     let err = lake.err(&[
         "admin",
         "tenant",
