@@ -131,7 +131,12 @@ pub async fn discover(uri: &str, reach: &Reach) -> Result<Vec<SourceFile>> {
     paths.sort();
     let mut resolved = Vec::with_capacity(paths.len());
     for p in paths {
-        let abs = p.canonicalize().map_err(|e| Error::io(p.display(), e))?;
+        // A file out of reach is skipped before anything about it is said, even its failing.
+        let abs = match p.canonicalize() {
+            Ok(abs) => abs,
+            Err(_) if !reach.allows(&p.display().to_string()) => continue,
+            Err(e) => return Err(Error::io(p.display(), e)),
+        };
         if reach.allows(&abs.display().to_string()) {
             resolved.push((p, abs));
         }
