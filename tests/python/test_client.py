@@ -286,6 +286,35 @@ def test_query_scan_and_files(server, trips, tmp_path, transport):
     assert [r["trip_id"] for r in gen] == full["trip_id"].to_pylist()[:3]
 
 
+@pytest.fixture(scope="module")
+def many_trips(server):
+    """alice's branch `alice.many` with table `trips` holding January's CSV 8 times (16,000
+    rows in 8 data files: several batches, read in parallel)."""
+    alice = server.client("alice")
+    alice.create_branch("alice.many", from_ref="main")
+    alice.create_table("trips", str(JAN), branch="alice.many")
+    for _ in range(8):
+        alice.import_data("trips", str(JAN), branch="alice.many", import_duplicate_files=True)
+    return "alice.many"
+
+
+def test_ordered_results_keep_their_order(server, many_trips, transport, tmp_path):
+    reader = server.client("reader", query_transport=transport)
+    sql = "SELECT vendor, trip_id FROM trips ORDER BY vendor, trip_id"
+    t = reader.query(sql, ref=many_trips)
+    rows = list(zip(t["vendor"].to_pylist(), t["trip_id"].to_pylist()))
+    assert len(rows) == 16_000
+    assert rows == sorted(rows), "ORDER BY rows out of order"
+    desc = reader.query(
+        "SELECT vendor, trip_id FROM trips ORDER BY vendor DESC, trip_id DESC LIMIT 9000",
+        ref=many_trips,
+    )
+    drows = list(zip(desc["vendor"].to_pylist(), desc["trip_id"].to_pylist()))
+    assert len(drows) == 9000 and drows == sorted(drows, reverse=True)
+    p = reader.query_to_parquet_file(tmp_path / "sorted.parquet", sql, ref=many_trips)
+    assert pq.read_table(p).equals(t)
+
+
 def test_query_results_say_when_max_rows_cut_them(server, trips, monkeypatch, transport):
     reader = server.client("reader", query_transport=transport)
     n = csv_rows(JAN).num_rows
