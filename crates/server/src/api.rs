@@ -34,6 +34,11 @@ type ApiResult = Result<Response, ApiError>;
 /// JSON schema's properties, flattened fields included. Every route's body extractor (this
 /// API's, Bauplan's catalog's, the Iceberg catalog's) checks with it.
 pub(crate) fn unknown_fields<T: JsonSchema>(body: &Value) -> Result<(), String> {
+    unknown_names::<T>(body, "field")
+}
+
+/// [`unknown_fields`] of `body`'s names, called `what` (a body's fields, a query's parameters).
+fn unknown_names<T: JsonSchema>(body: &Value, what: &str) -> Result<(), String> {
     let Value::Object(given) = body else {
         return Ok(());
     };
@@ -57,7 +62,7 @@ pub(crate) fn unknown_fields<T: JsonSchema>(body: &Value) -> Result<(), String> 
         None => String::new(),
     };
     Err(format!(
-        "unknown field '{field}'{hint}; the known fields are: {}",
+        "unknown {what} '{field}'{hint}; the known {what}s are: {}",
         names.join(", ")
     ))
 }
@@ -135,13 +140,22 @@ impl<S: Send + Sync, T: DeserializeOwned + JsonSchema + Default> FromRequest<S> 
 /// Query-string parameters, with rejections in the API's error shape.
 pub struct Params<T>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Params<T> {
+impl<S: Send + Sync, T: DeserializeOwned + JsonSchema> FromRequestParts<S> for Params<T> {
     type Rejection = Response;
 
     async fn from_request_parts(
         parts: &mut axum::http::request::Parts,
         state: &S,
     ) -> Result<Self, Response> {
+        // A misspelt parameter is refused as a body's field is (see `unknown_fields`).
+        if let Ok(axum::extract::Query(pairs)) =
+            axum::extract::Query::<Vec<(String, String)>>::try_from_uri(&parts.uri)
+        {
+            let names: serde_json::Map<String, Value> =
+                pairs.into_iter().map(|(k, _)| (k, Value::Null)).collect();
+            unknown_names::<T>(&Value::Object(names), "query parameter")
+                .map_err(|m| rejection(StatusCode::BAD_REQUEST, m))?;
+        }
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(v)) => Ok(Params(v)),
             Err(r) => Err(rejection(r.status(), r.body_text())),
@@ -269,7 +283,7 @@ async fn info(State(state): State<AppState>, c: Caller) -> ApiResult {
 /// Paging of list routes: `limit` items after `page_token` (the last key of the previous page),
 /// in key order. When more remain, the response carries their token in the
 /// `x-lakeplan-next-page-token` header; without `limit`, everything comes in one page.
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 struct Page {
     limit: Option<usize>,
     page_token: Option<String>,
@@ -307,7 +321,7 @@ fn paged<T: serde::Serialize>(
 
 // (No `#[serde(flatten)]` of `Page` here: query strings hold only strings, and flattening
 // loses the number parsing of `limit`.)
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 struct ListRefs {
     name: Option<String>,
     limit: Option<usize>,
@@ -368,7 +382,7 @@ async fn get_tag(c: Caller, Path(name): Path<String>) -> ApiResult {
     ok(c.lake.get_ref(&name, RefKind::Tag)?)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 struct IfExists {
     #[serde(default)]
     if_exists: bool,
@@ -431,7 +445,7 @@ async fn merge_branch(c: Caller, Path(name): Path<String>, Body(b): Body<Merge>)
     )?)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 struct DiffQ {
     from: String,
     to: String,
@@ -508,12 +522,12 @@ async fn delete_namespace(
     ok(lake.drop_namespace(&ns, Some(&branch)).await?)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 struct NsQ {
     namespace: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 struct ListTables {
     namespace: Option<String>,
     limit: Option<usize>,
@@ -539,7 +553,7 @@ async fn get_table(
         .await?)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 struct DropQ {
     namespace: Option<String>,
     #[serde(default)]
@@ -812,7 +826,7 @@ pub(crate) async fn answer(rx: tokio::sync::oneshot::Receiver<Outcome>) -> Resul
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 struct LimitQ {
     limit: Option<usize>,
 }
@@ -942,7 +956,7 @@ pub(crate) async fn submit_run(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 struct RerunQ {
     #[serde(rename = "ref")]
     at: Option<String>,

@@ -1123,6 +1123,15 @@ async fn unknown_body_fields_are_refused_naming_the_field() {
             "{method} {path}: {message}"
         );
     }
+    // Query strings too.
+    let (s, v) = f.get("/api/v1/branches?limt=1", &f.root).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("unknown query parameter 'limt' (did you mean 'limit'?)")),
+        "{v}"
+    );
     assert_eq!(f.get("/api/v1/branches/main", &f.root).await.1, main);
     for r in ["root.x", "root.y", "root.z"] {
         let (s, _) = f.get(&format!("/api/v1/branches/{r}"), &f.root).await;
