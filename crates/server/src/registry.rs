@@ -232,6 +232,10 @@ impl Registry {
         }
         let wh = warehouse.trim_end_matches('/');
         for t in self.tenants()? {
+            if t.name == name {
+                // made since the look-up above, by a creator racing this one
+                return Err(exists());
+            }
             let other = t.warehouse.trim_end_matches('/');
             if nested(wh, other) || nested(other, wh) {
                 return Err(Error::InvalidOperation {
