@@ -4,7 +4,7 @@
 //! The SQL parser bounds its own recursion (nested parentheses, subqueries), but a chain of
 //! infix operators (`1+1+...+1`, `a OR b OR ...`) is parsed in a loop into an expression tree as
 //! deep as the chain is long; planning, optimizing, evaluating and even dropping that tree are
-//! recursive. So every statement is parsed on a thread with a large stack ([`on_parser_stack`]),
+//! recursive. So every statement is parsed on a thread with a large stack ([`parse_within_limits`]),
 //! its expression depth is checked there ([`check_expression_depth`]), and only statements
 //! within [`MAX_EXPRESSION_DEPTH`] go on to be planned (on threads with [`PLANNER_STACK_BYTES`]).
 
@@ -31,7 +31,7 @@ pub const PARSER_STACK_BYTES: usize = 1 << 30;
 pub const PLANNER_STACK_BYTES: usize = 64 << 20;
 
 /// Refuses SQL longer than [`MAX_SQL_BYTES`].
-pub fn check_sql_size(sql: &str) -> Result<(), Error> {
+fn check_sql_size(sql: &str) -> Result<(), Error> {
     if sql.len() > MAX_SQL_BYTES {
         return Err(Error::Sql(format!(
             "the statement is {} bytes long; at most {MAX_SQL_BYTES} are accepted",
@@ -72,10 +72,15 @@ pub fn check_expression_depth(statement: &impl Visit) -> Result<(), Error> {
     }
 }
 
-/// Runs `parse` on a thread of its own with a [`PARSER_STACK_BYTES`] stack and returns what it
-/// returned (an error only when the thread cannot be had). `parse` should check what it parsed
-/// and drop what it refuses before it returns.
-pub fn on_parser_stack<R: Send>(parse: impl FnOnce() -> R + Send) -> Result<R, Error> {
+/// Refuses `sql` longer than [`MAX_SQL_BYTES`], then runs `parse` (which parses `sql`) on a
+/// thread of its own with a [`PARSER_STACK_BYTES`] stack and returns what it returned (an
+/// error only for the size or when the thread cannot be had). `parse` should check what it
+/// parsed and drop what it refuses before it returns.
+pub fn parse_within_limits<R: Send>(
+    sql: &str,
+    parse: impl FnOnce() -> R + Send,
+) -> Result<R, Error> {
+    check_sql_size(sql)?;
     std::thread::scope(|scope| {
         let worker = std::thread::Builder::new()
             .name("lakeplan-sql-parser".into())
@@ -95,8 +100,7 @@ mod tests {
     use sqlparser::parser::Parser;
 
     fn parse_checked(sql: &str) -> Result<usize, Error> {
-        check_sql_size(sql)?;
-        on_parser_stack(|| {
+        parse_within_limits(sql, || {
             let statements = Parser::parse_sql(&GenericDialect {}, sql)
                 .map_err(|e| Error::Sql(e.to_string()))?;
             for s in &statements {

@@ -102,9 +102,8 @@ pub fn parse_sql_model(
 
     let dialect = GenericDialect {};
     let limit = |e: lakeplan_core::Error| err(None, e.to_string());
-    sql_limits::check_sql_size(&sql).map_err(limit)?;
-    // Parsed on a large stack, and refused there if too deep to plan (sql_limits).
-    let statements = sql_limits::on_parser_stack(|| {
+    // Parsed on a large stack, and refused there if too long or too deep to plan (sql_limits).
+    let statements = sql_limits::parse_within_limits(&sql, || {
         let statements = Parser::parse_sql(&dialect, &sql).map_err(|e| {
             let msg = e.to_string();
             // An error at the end of the input carries no position: point at the last line.

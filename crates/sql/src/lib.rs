@@ -129,10 +129,9 @@ async fn read_only_frame(
     ctx: &SessionContext,
     sql: &str,
 ) -> Result<datafusion::dataframe::DataFrame> {
-    sql_limits::check_sql_size(sql)?;
     let state = ctx.state();
     let dialect = state.config().options().sql_parser.dialect;
-    let statement = sql_limits::on_parser_stack(|| {
+    let statement = sql_limits::parse_within_limits(sql, || {
         let statement = state.sql_to_statement(sql, &dialect).map_err(sql_err)?;
         check_depth(&statement)?;
         Ok(statement)
