@@ -19,6 +19,7 @@ use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::sync::Arc;
 
 use crate::auth::Caller;
 use crate::dispatch::{OnLost, Outcome, RunProject, RunTask, Task, Work};
@@ -33,30 +34,56 @@ type ApiResult = Result<Response, ApiError>;
 /// ignored (`{"into_branch": ...}` merging into `main`). The known fields are the body type's
 /// JSON schema's properties, flattened fields included. Every route's body extractor (this
 /// API's, Bauplan's catalog's, the Iceberg catalog's) checks with it.
-pub(crate) fn unknown_fields<T: JsonSchema>(body: &Value) -> Result<(), String> {
+pub(crate) fn unknown_fields<T: JsonSchema + 'static>(body: &Value) -> Result<(), String> {
     unknown_names::<T>(body, "field")
 }
 
+/// The names a type's JSON form takes (its schema's properties), or `None` when it takes any.
+type KnownNames = Option<Arc<[String]>>;
+
+/// [`KnownNames`] of `T` (a flattened map takes any). Made once per type: every request of a
+/// route asks.
+fn known_names<T: JsonSchema + 'static>() -> KnownNames {
+    use std::any::TypeId;
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static KNOWN: OnceLock<Mutex<HashMap<TypeId, KnownNames>>> = OnceLock::new();
+    let cache = KNOWN.get_or_init(Mutex::default);
+    if let Some(known) = cache
+        .lock()
+        .ok()
+        .and_then(|c| c.get(&TypeId::of::<T>()).cloned())
+    {
+        return known;
+    }
+    let schema = schemars::schema_for!(T);
+    let any = schema
+        .get("additionalProperties")
+        .is_some_and(|a| a != &Value::Bool(false));
+    let known: KnownNames = match schema.get("properties").and_then(Value::as_object) {
+        Some(props) if !any => Some(props.keys().cloned().collect()),
+        _ => None,
+    };
+    if let Ok(mut c) = cache.lock() {
+        c.insert(TypeId::of::<T>(), known.clone());
+    }
+    known
+}
+
 /// [`unknown_fields`] of `body`'s names, called `what` (a body's fields, a query's parameters).
-fn unknown_names<T: JsonSchema>(body: &Value, what: &str) -> Result<(), String> {
+fn unknown_names<T: JsonSchema + 'static>(body: &Value, what: &str) -> Result<(), String> {
     let Value::Object(given) = body else {
         return Ok(());
     };
-    let schema = schemars::schema_for!(T);
-    let Some(known) = schema.get("properties").and_then(Value::as_object) else {
+    // A type without properties, or one that takes any field (a flattened map), has none
+    // unknown.
+    let Some(known) = known_names::<T>() else {
         return Ok(());
     };
-    // A type that takes any field (a flattened map) has none unknown.
-    if schema
-        .get("additionalProperties")
-        .is_some_and(|a| a != &Value::Bool(false))
-    {
-        return Ok(());
-    }
-    let Some(field) = given.keys().find(|k| !known.contains_key(*k)) else {
+    let Some(field) = given.keys().find(|k| !known.iter().any(|n| n == *k)) else {
         return Ok(());
     };
-    let names: Vec<&str> = known.keys().map(String::as_str).collect();
+    let names: Vec<&str> = known.iter().map(String::as_str).collect();
     let hint = match closest(field, &names) {
         Some(n) => format!(" (did you mean '{n}'?)"),
         None => String::new(),
@@ -90,7 +117,7 @@ fn closest<'a>(given: &str, known: &[&'a str]) -> Option<&'a str> {
 /// API's error shape.
 pub struct Body<T>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned + JsonSchema> FromRequest<S> for Body<T> {
+impl<S: Send + Sync, T: DeserializeOwned + JsonSchema + 'static> FromRequest<S> for Body<T> {
     type Rejection = Response;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Response> {
@@ -103,7 +130,7 @@ impl<S: Send + Sync, T: DeserializeOwned + JsonSchema> FromRequest<S> for Body<T
 }
 
 /// A body's value as `T`: its fields checked, then deserialized (422 as axum's `Json` answers).
-fn typed<T: DeserializeOwned + JsonSchema>(v: Value) -> Result<T, (StatusCode, String)> {
+fn typed<T: DeserializeOwned + JsonSchema + 'static>(v: Value) -> Result<T, (StatusCode, String)> {
     unknown_fields::<T>(&v).map_err(|m| (StatusCode::BAD_REQUEST, m))?;
     serde_json::from_value(v).map_err(|e| {
         (
@@ -117,7 +144,9 @@ fn typed<T: DeserializeOwned + JsonSchema>(v: Value) -> Result<T, (StatusCode, S
 /// `T::default()`.
 pub struct OptBody<T>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned + JsonSchema + Default> FromRequest<S> for OptBody<T> {
+impl<S: Send + Sync, T: DeserializeOwned + JsonSchema + 'static + Default> FromRequest<S>
+    for OptBody<T>
+{
     type Rejection = Response;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Response> {
@@ -140,7 +169,7 @@ impl<S: Send + Sync, T: DeserializeOwned + JsonSchema + Default> FromRequest<S> 
 /// Query-string parameters, with rejections in the API's error shape.
 pub struct Params<T>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned + JsonSchema> FromRequestParts<S> for Params<T> {
+impl<S: Send + Sync, T: DeserializeOwned + JsonSchema + 'static> FromRequestParts<S> for Params<T> {
     type Rejection = Response;
 
     async fn from_request_parts(

@@ -203,8 +203,8 @@ impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequestParts<S> for
 /// A JSON body (absent: the default), with Bauplan-shaped rejections.
 struct BpBody<T>(T);
 
-impl<S: Send + Sync, T: DeserializeOwned + JsonSchema + Default> axum::extract::FromRequest<S>
-    for BpBody<T>
+impl<S: Send + Sync, T: DeserializeOwned + JsonSchema + 'static + Default>
+    axum::extract::FromRequest<S> for BpBody<T>
 {
     type Rejection = BauplanError;
 

@@ -117,7 +117,7 @@ type IceResult = Result<Response, IcebergError>;
 /// A JSON body whose rejections use the spec's error shape.
 struct IceBody<T>(T);
 
-impl<S: Send + Sync, T: DeserializeOwned + JsonSchema> axum::extract::FromRequest<S>
+impl<S: Send + Sync, T: DeserializeOwned + JsonSchema + 'static> axum::extract::FromRequest<S>
     for IceBody<T>
 {
     type Rejection = IcebergError;
