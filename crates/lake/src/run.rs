@@ -591,7 +591,6 @@ impl Lake {
                 }),
                 Retention::from_env()?,
             ),
-
             envs: EnvManager::new(
                 env_cache_dir(&self.root),
                 uv.clone().unwrap_or_else(|_| PathBuf::from("uv")),
@@ -1665,7 +1664,7 @@ impl Lake {
             ));
         }
         match outcome.result {
-            Some(r) if r.get("ok").and_then(|v| v.as_bool()) == Some(true) => Ok(PyRun::Ran(r)),
+            Some(r) if ran_ok => Ok(PyRun::Ran(r)),
             Some(r) => {
                 let error = r.get("error").and_then(|v| v.as_str()).unwrap_or("failed");
                 let kind = r
