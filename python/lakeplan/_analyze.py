@@ -59,16 +59,21 @@ class Names:
         self.symbols = {}  # local name -> library symbol (from bauplan import model as m)
         self.shadowed = set()  # local names imported from some other module
         self.star = False
+        self.libraries = set()  # the libraries the module imports at top level (bauplan, lakeplan)
         for node in tree.body:
             if isinstance(node, ast.Import):
                 for alias in node.names:
                     root = alias.name.split(".")[0]
+                    if root in LIBRARIES:
+                        self.libraries.add(root)
                     if alias.name in LIBRARIES:
                         self.modules.add(alias.asname or alias.name)
                     elif alias.asname is None and root in LIBRARIES:
                         self.modules.add(root)
             elif isinstance(node, ast.ImportFrom):
                 module = node.module or ""
+                if node.level == 0 and module.split(".")[0] in LIBRARIES:
+                    self.libraries.add(module.split(".")[0])
                 if node.level == 0 and module in LIBRARIES:
                     for alias in node.names:
                         if alias.name == "*":
@@ -575,6 +580,7 @@ def analyze_file(path):
     result["functions"] = analysis.functions
     result["schemas"] = analysis.schemas
     result["problems"] = analysis.problems
+    result["libraries"] = sorted(analysis.names.libraries)
     return result
 
 

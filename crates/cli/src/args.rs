@@ -301,6 +301,19 @@ pub enum LakeCmd {
     },
     /// Where the lake and its warehouse are, and the active branch
     Info,
+    /// The lake's settings: `lake config` lists them, `lake config NAME` prints one,
+    /// `lake config NAME VALUE` sets it, `lake config NAME --unset` unsets it.
+    /// Settings: default_namespace (namespace of bare table names in queries, imports and
+    /// table commands, and of a run's models when neither -n nor the project names one;
+    /// unset: 'default', and 'bauplan' for a Bauplan project). In remote mode they are the
+    /// tenant's, and changing one needs an admin key.
+    Config {
+        name: Option<String>,
+        value: Option<String>,
+        /// Unset the setting (back to its default)
+        #[arg(long, conflicts_with = "value", requires = "name")]
+        unset: bool,
+    },
 }
 
 /// `create NAME [--from-ref REF] [--if-not-exists]` for branches and tags.

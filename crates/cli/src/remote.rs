@@ -23,7 +23,7 @@ use lakeplan_catalog::AuditRecord;
 use lakeplan_core::{Error, RefKind, Result, MAIN_BRANCH};
 use lakeplan_lake::{
     CommitExtras, CommitInfo, CreatePlan, DiffInfo, ImportReport, JobRecord, MergeInfo,
-    QueryResult, RefInfo, TableInfo, TableSummary, WriteInfo,
+    QueryResult, RefInfo, SettingValue, TableInfo, TableSummary, WriteInfo,
 };
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -338,6 +338,15 @@ impl Remote {
             q.push(("property", format!("{k}={v}")));
         }
         self.get(&["refs", &r, "commits"], &q).await
+    }
+
+    pub async fn settings(&self) -> Result<Vec<SettingValue>> {
+        self.get(&["settings"], &[]).await
+    }
+
+    pub async fn set_setting(&self, name: &str, value: Option<&str>) -> Result<Vec<SettingValue>> {
+        self.post(&["settings", name], json!({ "value": value }))
+            .await
     }
 
     pub async fn list_namespaces(&self, r: Option<&str>) -> Result<Vec<String>> {

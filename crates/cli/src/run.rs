@@ -68,6 +68,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                     "lake": lake.root().display().to_string(),
                     "warehouse": lake.warehouse_url(),
                     "active_branch": lake.active_branch()?,
+                    "default_namespace": lake.default_namespace()?,
                 }),
                 Service::Remote(r) => {
                     let who = r.info().await?;
@@ -92,6 +93,9 @@ pub async fn run(cli: Cli) -> Result<()> {
                     }
                 }
             }
+        }
+        Cmd::Lake(LakeCmd::Config { name, value, unset }) => {
+            lake_config(lake, name, value, unset, out).await?
         }
         Cmd::Branch(cmd) => branch(lake, cmd, out).await?,
         Cmd::Checkout {
@@ -388,6 +392,47 @@ async fn ref_rename(lake: &Service, kind: RefKind, a: RefRename, out: Output) ->
             Ok(())
         }
     }
+}
+
+/// `lake config [NAME [VALUE | --unset]]`.
+async fn lake_config(
+    lake: &Service,
+    name: Option<String>,
+    value: Option<String>,
+    unset: bool,
+    out: Output,
+) -> Result<()> {
+    let all = match (&name, &value, unset) {
+        (Some(n), Some(v), _) => lake.set_setting(n, Some(v)).await?,
+        (Some(n), None, true) => lake.set_setting(n, None).await?,
+        _ => lake.settings().await?,
+    };
+    let shown: Vec<_> = match &name {
+        Some(n) => {
+            lakeplan_lake::Setting::parse(n)?;
+            all.into_iter().filter(|s| &s.name == n).collect()
+        }
+        None => all,
+    };
+    match out {
+        Output::Json => output::json(&shown)?,
+        _ if name.is_some() && value.is_none() && !unset => {
+            for s in &shown {
+                outln!("{}", s.value.as_deref().unwrap_or("(unset)"));
+            }
+        }
+        _ => {
+            for s in &shown {
+                outln!(
+                    "{:<20}{:<16}{}",
+                    s.name,
+                    s.value.as_deref().unwrap_or("(unset)"),
+                    s.doc
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn namespace(lake: &Service, cmd: NamespaceCmd, out: Output) -> Result<()> {

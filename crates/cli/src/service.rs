@@ -5,7 +5,8 @@ use lakeplan_catalog::AuditRecord;
 use lakeplan_core::{RefKind, Result};
 use lakeplan_lake::{
     CommitExtras, CommitInfo, CreatePlan, DiffInfo, ImportOptions, ImportReport, JobRecord, Lake,
-    LogFilter, MergeInfo, ProgressFn, QueryResult, RefInfo, TableInfo, TableSummary, WriteInfo,
+    LogFilter, MergeInfo, ProgressFn, QueryResult, RefInfo, SettingValue, TableInfo, TableSummary,
+    WriteInfo,
 };
 
 use crate::remote::{CommitFilter, Remote};
@@ -99,6 +100,21 @@ impl Service {
             }
             Service::Remote(r) => r.commits(at, filter, limit).await,
         }
+    }
+
+    /// The lake's settings (`lakeplan lake config`).
+    pub async fn settings(&self) -> Result<Vec<SettingValue>> {
+        dispatch!(self, l => l.settings(), r => r.settings().await)
+    }
+
+    /// Sets or (with None) unsets a lake setting; returns every setting after the change.
+    pub async fn set_setting(&self, name: &str, value: Option<&str>) -> Result<Vec<SettingValue>> {
+        dispatch!(self,
+            l => {
+                l.set_setting(lakeplan_lake::Setting::parse(name)?, value)?;
+                l.settings()
+            },
+            r => r.set_setting(name, value).await)
     }
 
     pub async fn list_namespaces(&self, at: Option<&str>) -> Result<Vec<String>> {

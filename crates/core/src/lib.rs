@@ -12,6 +12,6 @@ mod tree;
 
 pub use error::{Error, Result};
 pub use ids::{sha256_hex, CommitId};
-pub use names::{validate_identifier, TableName, DEFAULT_NAMESPACE};
+pub use names::{validate_identifier, TableName, BAUPLAN_NAMESPACE, DEFAULT_NAMESPACE};
 pub use refs::{validate_ref_name, RefExpr, RefKind, RefPoint, MAIN_BRANCH};
 pub use tree::{Entry, TableEntry, TreeView};

@@ -4,8 +4,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
 
-/// The namespace a table lands in when none is given.
+/// The namespace a table lands in when none is given (and the lake sets no default of its own).
 pub const DEFAULT_NAMESPACE: &str = "default";
+
+/// Bauplan's default namespace: where a Bauplan project's bare names resolve.
+pub const BAUPLAN_NAMESPACE: &str = "bauplan";
 
 /// Checks a namespace or table name: 1 to 255 characters of ASCII letters, digits and `_`, not
 /// starting with a digit. This keeps every name a valid SQL identifier and a safe path segment

@@ -22,6 +22,7 @@ mod pysrc;
 mod query;
 mod refs;
 mod run;
+mod settings;
 mod snapshot;
 mod tables;
 mod view;
@@ -41,4 +42,5 @@ pub use run::{
     parse_preview, NodeDispatch, NodeOutcome, NodeRun, NodeTask, NodeTaskResult, Nodes,
     RemoteOutput, RunEvent, RunObserver, RunOptions,
 };
+pub use settings::{set_values, Setting, SettingValue};
 pub use snapshot::{write_snapshot, zip_files};

@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
-use lakeplan_core::{Result, DEFAULT_NAMESPACE};
+use lakeplan_core::Result;
 
 use crate::audit::AuditTable;
 use crate::view::Resolver;
@@ -61,7 +61,10 @@ impl Lake {
             Arc::new(Resolver {
                 catalog: self.catalog.clone(),
             }),
-            ns.unwrap_or(DEFAULT_NAMESPACE),
+            &match ns {
+                Some(ns) => ns.to_string(),
+                None => self.default_namespace()?,
+            },
             vec![(
                 "audit".to_string(),
                 Arc::new(AuditTable::new(self.catalog.clone())) as _,

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use futures::StreamExt;
-use lakeplan_core::{CommitId, Entry, Error, RefKind, Result, TableName, DEFAULT_NAMESPACE};
+use lakeplan_core::{CommitId, Entry, Error, RefKind, Result, TableName};
 use lakeplan_pipeline::{
     CacheStrategy, CatalogView, InputSource, Materialization, NodeKind, ParamValue, Plan, PlanNode,
     Project, TableInfo,
@@ -211,15 +211,10 @@ struct PlanView<'a> {
     lake: &'a Lake,
     commit: CommitId,
     label: String,
-    namespace: String,
     handle: tokio::runtime::Handle,
 }
 
 impl CatalogView for PlanView<'_> {
-    fn default_namespace(&self) -> &str {
-        &self.namespace
-    }
-
     fn table(&self, namespace: &str, name: &str) -> Option<TableInfo> {
         let tn = TableName::new(namespace, name).ok()?;
         let entry = match self.lake.catalog.entry(&self.commit, &tn.key()).ok()?? {
@@ -623,7 +618,7 @@ impl Lake {
         project_dir: &Path,
         commit: &CommitId,
         label: &str,
-        ns: &str,
+        ns: Option<&str>,
         params: &[(String, String)],
     ) -> Result<(Project, Plan)> {
         let handle = tokio::runtime::Handle::current();
@@ -631,15 +626,19 @@ impl Lake {
             lake: self,
             commit: commit.clone(),
             label: label.to_string(),
-            namespace: ns.to_string(),
             handle,
+        };
+        let lake_ns = self.configured_namespace()?;
+        let rule = lakeplan_pipeline::NamespaceRule {
+            explicit: ns,
+            lake: lake_ns.as_deref(),
         };
         // The planner is synchronous and reads table metadata through the async storage
         // layer: it runs on a plain thread that may block on the runtime.
         std::thread::scope(|s| {
             s.spawn(|| {
                 let python = self.analyzer_python(&view.handle);
-                lakeplan_pipeline::load_and_plan_with(project_dir, &view, params, &python)
+                lakeplan_pipeline::load_and_plan_with(project_dir, &view, params, &rule, &python)
             })
             .join()
             .map_err(|_| Error::Internal("the planner panicked".into()))
@@ -679,12 +678,14 @@ impl Lake {
             Some(c) => self.catalog.resolve_str(&format!("@{c}"))?.commit,
             None => resolved.commit.clone(),
         };
-        let ns = opts
-            .namespace
-            .clone()
-            .unwrap_or_else(|| DEFAULT_NAMESPACE.to_string());
-        let (project, plan) =
-            self.plan_at(&opts.project_dir, &input_commit, &target, &ns, &opts.params)?;
+        let (project, plan) = self.plan_at(
+            &opts.project_dir,
+            &input_commit,
+            &target,
+            opts.namespace.as_deref(),
+            &opts.params,
+        )?;
+        let ns = plan.namespace.clone();
 
         // The job: its record, log and code snapshot.
         let jobs = self.jobs()?;
@@ -879,6 +880,11 @@ impl Lake {
                 .collect(),
         );
         let _ = ctx.code_hash.set(code_hash.to_string());
+        ctx.emit(RunEvent::Info(format!(
+            "namespace '{}' ({})",
+            plan.namespace,
+            plan.namespace_from.describe()
+        )));
         if let Some(tx) = tx_branch {
             if let Err(e) = self.create_ref(tx, RefKind::Branch, Some(target), false) {
                 return Err((outcomes, e));
@@ -1792,6 +1798,11 @@ impl Lake {
                     let work = &work;
                     let snapshot_props = snapshot_props.clone();
                     async move {
+                        // The run's namespace (Bauplan's `bauplan`, say) is made on first use,
+                        // in the same commit as the tables it receives.
+                        if s.current(&ctx.namespace)?.is_none() {
+                            s.create_namespace_(&ctx.namespace)?;
+                        }
                         for (node, name, path, keep, rows) in work {
                             let mut files = vec![arrow_source(path)?];
                             if let Some(k) = keep {

@@ -105,8 +105,13 @@ impl Lake {
         }
     }
 
+    /// `table` or `ns.table`; a bare name without `ns` is in the lake's default namespace.
     fn table_name(&self, table: &str, ns: Option<&str>) -> Result<TableName> {
-        TableName::parse(table, ns)
+        match ns {
+            Some(ns) => TableName::parse(table, Some(ns)),
+            None if table.contains('.') => TableName::parse(table, None),
+            None => TableName::parse(table, Some(&self.default_namespace()?)),
+        }
     }
 
     pub async fn get_table(

@@ -34,6 +34,9 @@ pub struct AnalyzedFile {
     pub schemas: BTreeMap<String, SchemaDef>,
     #[serde(default)]
     pub problems: Vec<Problem>,
+    /// The authoring libraries the file imports at top level: `bauplan`, `lakeplan`.
+    #[serde(default)]
+    pub libraries: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use crate::analyze::{AnalyzedFile, AnalyzedFunction, AnalyzedInput, FunctionKind};
 use crate::error::{Location, PipelineError, Result, UnknownColumns};
 use crate::filter::{check_overwrite_filter, filter_columns, parse_filter};
+use crate::namespace::NamespaceFrom;
 use crate::plan::{
     CacheStrategy, Field, InputSource, Materialization, NodeKind, Plan, PlanInput, PlanNode,
     Resources,
@@ -31,8 +32,6 @@ pub struct TableInfo {
 
 /// What the planner needs to know about the lake at the run's ref.
 pub trait CatalogView {
-    /// The run's namespace: bare names resolve here and materialized models are written here.
-    fn default_namespace(&self) -> &str;
     /// The table `namespace.name` at the ref, if it exists.
     fn table(&self, namespace: &str, name: &str) -> Option<TableInfo>;
     /// The ref, for messages: `branch 'main'`, `commit 1a2b3c`.
@@ -48,6 +47,9 @@ pub struct DagInput<'a> {
     pub declared: &'a BTreeSet<String>,
     /// Parameter values for this run.
     pub values: &'a BTreeMap<String, ParamValue>,
+    /// The run's namespace: bare names resolve here and materialized models are written here.
+    pub namespace: &'a str,
+    pub namespace_from: NamespaceFrom,
 }
 
 enum Body<'a> {
@@ -107,17 +109,20 @@ pub fn build_plan(input: &DagInput<'_>, catalog: &dyn CatalogView) -> Result<Pla
         .enumerate()
         .map(|(i, d)| (d.name.as_str(), i))
         .collect();
-    let ns = catalog.default_namespace().to_string();
+    let ns = input.namespace.to_string();
 
     let mut nodes = Vec::with_capacity(defs.len());
     let mut edges: Vec<Vec<(usize, Option<usize>)>> = Vec::with_capacity(defs.len());
     for def in &defs {
-        let (node, deps) = build_node(def, &defs, &by_name, input, catalog, &ns)?;
+        let (node, deps) = build_node(def, &defs, &by_name, input, catalog, &ns)
+            .map_err(|e| with_namespace_hint(e, input, catalog))?;
         nodes.push(node);
         edges.push(deps);
     }
     check_cycles(&defs, &edges, catalog, &ns)?;
-    Ok(Plan::new(nodes, ns, catalog.ref_label()))
+    let mut plan = Plan::new(nodes, ns, catalog.ref_label());
+    plan.namespace_from = input.namespace_from;
+    Ok(plan)
 }
 
 fn collect_defs<'a>(input: &DagInput<'a>) -> Result<Vec<Def<'a>>> {
@@ -426,6 +431,53 @@ fn param_value(def: &Def<'_>, name: &str, line: usize, input: &DagInput<'_>) -> 
         })
 }
 
+/// An unknown bare input says which namespace it was looked up in and why, and names a table
+/// of that name in the other usual namespaces (`default`, `bauplan`, the lake's), which is what
+/// a project written for another default namespace runs into.
+fn with_namespace_hint(
+    e: PipelineError,
+    input: &DagInput<'_>,
+    catalog: &dyn CatalogView,
+) -> PipelineError {
+    let PipelineError::UnknownInput {
+        at,
+        node,
+        input: name,
+        ref_label,
+        hint: None,
+    } = e
+    else {
+        return e;
+    };
+    let hint = (!name.contains('.')).then(|| {
+        let ns = input.namespace;
+        let mut h = format!(
+            "bare names are looked up in namespace '{ns}': {}",
+            input.namespace_from.describe()
+        );
+        let elsewhere: Vec<&str> = [
+            lakeplan_core::DEFAULT_NAMESPACE,
+            lakeplan_core::BAUPLAN_NAMESPACE,
+        ]
+        .into_iter()
+        .filter(|other| *other != ns && catalog.table(other, &name).is_some())
+        .collect();
+        if let Some(other) = elsewhere.first() {
+            h.push_str(&format!(
+                "; {other}.{name} exists: run with -n {other}, or set project.namespace in the project file"
+            ));
+        }
+        h
+    });
+    PipelineError::UnknownInput {
+        at,
+        node,
+        input: name,
+        ref_label,
+        hint,
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn resolve_input(
     def: &Def<'_>,
@@ -447,6 +499,7 @@ fn resolve_input(
             node: def.name.clone(),
             input: name.to_string(),
             ref_label: catalog.ref_label(),
+            hint: None,
         })?;
     let (available, source_name): (Option<Vec<String>>, String) = match &resolved {
         Resolved::Model(i) => {

@@ -84,12 +84,14 @@ pub enum PipelineError {
         cycle: Vec<String>,
         hint: Option<String>,
     },
-    #[error("{at}: input '{input}' of '{node}' is neither a model of this project nor a table at {ref_label}")]
+    #[error("{at}: input '{input}' of '{node}' is neither a model of this project nor a table at {ref_label}{}", .hint.as_deref().map(|h| format!(" ({h})")).unwrap_or_default())]
     UnknownInput {
         at: Location,
         node: String,
         input: String,
         ref_label: String,
+        /// Where bare names were looked up, and a table of that name in another namespace.
+        hint: Option<String>,
     },
     #[error("Duplicate definition of '{name}' in {first} and {second}")]
     DuplicateModel {

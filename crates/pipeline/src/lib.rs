@@ -22,7 +22,8 @@
 //! Decisions where Bauplan is silent or where lakeplan differs:
 //! - `Model("t", ref="...")` (0.1.x) is rejected: every input is read at the run's ref.
 //! - A bare input name is a model of the project when one has that name, else a table in the run's
-//!   namespace; `ns.t` with `ns` the run's namespace is also the model `t`. So a model that reads
+//!   namespace ([`namespace`]: `-n`, the project file, the lake's setting, `bauplan` for a Bauplan
+//!   project, else `default`); `ns.t` with `ns` the run's namespace is also the model `t`. So a model that reads
 //!   the lake table of its own name is a cycle ("Graph contains a cycle", as in Bauplan).
 //! - Columns of a model input are checked against the upstream's output schema (or its
 //!   `@model(columns=...)`) when it declares one; SQL models declare none, so nothing is checked.
@@ -35,6 +36,7 @@ pub mod analyze;
 pub mod dag;
 pub mod error;
 pub mod filter;
+pub mod namespace;
 pub mod plan;
 pub mod project;
 pub mod scaffold;
@@ -49,6 +51,7 @@ use std::path::Path;
 pub use analyze::{analyze_files, ANALYZER_SOURCE};
 pub use dag::{CatalogView, TableInfo};
 pub use error::{Location, PipelineError, Result, UnknownColumns};
+pub use namespace::{NamespaceFrom, NamespaceRule};
 pub use plan::{
     CacheStrategy, Field, InputSource, Materialization, NodeKind, Plan, PlanInput, PlanNode,
     Resources,
@@ -60,12 +63,14 @@ pub use scaffold::scaffold;
 
 /// Loads the project in `dir`, resolves its parameters (defaults overridden by `overrides`,
 /// `--param name=value`), analyzes its Python and SQL models and plans them against `catalog`.
+/// The run's namespace is chosen by `ns` ([`namespace`]).
 pub fn load_and_plan(
     dir: &Path,
     catalog: &dyn CatalogView,
     overrides: &[(String, String)],
+    ns: &NamespaceRule<'_>,
 ) -> Result<(Project, Plan)> {
-    load_and_plan_with(dir, catalog, overrides, &analyze::analyzer_python())
+    load_and_plan_with(dir, catalog, overrides, ns, &analyze::analyzer_python())
 }
 
 /// [`load_and_plan`] with the interpreter that runs the analyzer (any Python >= 3.9: it only
@@ -74,11 +79,12 @@ pub fn load_and_plan_with(
     dir: &Path,
     catalog: &dyn CatalogView,
     overrides: &[(String, String)],
+    ns: &NamespaceRule<'_>,
     python: &str,
 ) -> Result<(Project, Plan)> {
     let project = Project::load(dir)?;
     let values = resolve_parameters(&project, overrides)?;
-    let plan = plan_project_with(&project, catalog, &values, python)?;
+    let plan = plan_project_with(&project, catalog, &values, ns, python)?;
     Ok((project, plan))
 }
 
@@ -87,18 +93,21 @@ pub fn plan_project(
     project: &Project,
     catalog: &dyn CatalogView,
     values: &BTreeMap<String, ParamValue>,
+    ns: &NamespaceRule<'_>,
 ) -> Result<Plan> {
-    plan_project_with(project, catalog, values, &analyze::analyzer_python())
+    plan_project_with(project, catalog, values, ns, &analyze::analyzer_python())
 }
 
 fn plan_project_with(
     project: &Project,
     catalog: &dyn CatalogView,
     values: &BTreeMap<String, ParamValue>,
+    ns: &NamespaceRule<'_>,
     python: &str,
 ) -> Result<Plan> {
     let declared: BTreeSet<String> = project.parameters.keys().cloned().collect();
     let python = analyze::analyze_files_with(python, &project.python_files)?;
+    let (namespace, namespace_from) = namespace::choose(ns, project, &python);
     let sql = project
         .sql_files
         .iter()
@@ -111,6 +120,8 @@ fn plan_project_with(
             sql: &sql,
             declared: &declared,
             values,
+            namespace: &namespace,
+            namespace_from,
         },
         catalog,
     )

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::Location;
+use crate::namespace::NamespaceFrom;
 use crate::project::ParamValue;
 
 /// What a node runs.
@@ -193,6 +194,9 @@ pub struct Plan {
     pub levels: Vec<Vec<usize>>,
     /// The namespace where bare names resolve and materialized models are written.
     pub namespace: String,
+    /// Where [`Plan::namespace`] came from ([`crate::namespace`]).
+    #[serde(default)]
+    pub namespace_from: NamespaceFrom,
     /// The ref the plan was made against, as the catalog view names it.
     pub ref_label: String,
 }
@@ -230,6 +234,7 @@ impl Plan {
             nodes: ordered,
             levels,
             namespace,
+            namespace_from: NamespaceFrom::default(),
             ref_label,
         };
         plan.compute_cache_keys();

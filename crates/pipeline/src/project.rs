@@ -184,6 +184,8 @@ pub struct Project {
     pub id: Option<String>,
     pub name: Option<String>,
     pub description: Option<String>,
+    /// `project.namespace`: where the project's bare names resolve and its models land.
+    pub namespace: Option<String>,
     pub parameters: BTreeMap<String, ParamSpec>,
     pub include_paths: Vec<String>,
     /// Top-level `*.py` files, sorted.
@@ -211,6 +213,7 @@ impl Project {
             id: parsed.id,
             name: parsed.name,
             description: parsed.description,
+            namespace: parsed.namespace,
             parameters: parsed.parameters,
             include_paths: parsed.include_paths,
             python_files,
@@ -284,6 +287,7 @@ struct ParsedProject {
     id: Option<String>,
     name: Option<String>,
     description: Option<String>,
+    namespace: Option<String>,
     parameters: BTreeMap<String, ParamSpec>,
     include_paths: Vec<String>,
 }
@@ -340,7 +344,7 @@ fn parse_project_text(file: &str, text: &str) -> Result<ParsedProject> {
         }
     }
 
-    let (mut id, mut name, mut description) = (None, None, None);
+    let (mut id, mut name, mut description, mut namespace) = (None, None, None, None);
     match root.get("project") {
         None | Some(Value::Null) => {}
         Some(Value::Mapping(p)) => {
@@ -358,11 +362,19 @@ fn parse_project_text(file: &str, text: &str) -> Result<ParsedProject> {
                     "id" => id = value,
                     "name" => name = value,
                     "description" => description = value,
+                    "namespace" => {
+                        if let Some(ns) = &value {
+                            lakeplan_core::validate_identifier(ns).map_err(|e| {
+                                err("namespace", format!("project.namespace: {e}"))
+                            })?;
+                        }
+                        namespace = value
+                    }
                     other => {
                         return Err(err(
                             other,
                             format!(
-                                "unknown key 'project.{other}' (expected id, name, description)"
+                                "unknown key 'project.{other}' (expected id, name, description, namespace)"
                             ),
                         ))
                     }
@@ -424,6 +436,7 @@ fn parse_project_text(file: &str, text: &str) -> Result<ParsedProject> {
         id,
         name,
         description,
+        namespace,
         parameters,
         include_paths,
     })

@@ -65,9 +65,6 @@ impl MockCatalog {
 }
 
 impl CatalogView for MockCatalog {
-    fn default_namespace(&self) -> &str {
-        &self.ns
-    }
     fn table(&self, namespace: &str, name: &str) -> Option<TableInfo> {
         self.tables
             .get(&(namespace.to_string(), name.to_string()))
@@ -94,6 +91,23 @@ fn plan_files(files: &[(&str, &str)], cat: &MockCatalog) -> Result<Plan> {
     let d = tempfile::tempdir().unwrap();
     write_project(d.path(), files);
     load_and_plan(d.path(), cat, &[]).map(|(_, p)| p)
+}
+
+/// Plans in the mock's namespace, as `lakeplan run -n <ns>` does.
+fn load_and_plan(
+    dir: &Path,
+    cat: &MockCatalog,
+    overrides: &[(String, String)],
+) -> Result<(Project, Plan)> {
+    crate::load_and_plan(
+        dir,
+        cat,
+        overrides,
+        &NamespaceRule {
+            explicit: Some(&cat.ns),
+            lake: None,
+        },
+    )
 }
 
 #[track_caller]

@@ -279,6 +279,10 @@ routes! {
         query [], body ["source_ref!", "namespace", "commit_body", "commit_properties:object"];
     post "/api/v1/query" => query, "read", "Run one read-only SQL statement at a ref on a data-plane worker: 303 to the rows on the worker (JSON, or an Arrow IPC stream with 'Accept: application/vnd.apache.arrow.stream'), or with 'Accept: application/vnd.lakeplan.flight+json' a short-lived ticket for Arrow Flight DoGet on the worker",
         query [], body ["sql!", "ref", "namespace", "max_rows:integer"];
+    get "/api/v1/settings" => list_settings, "read", "The lake's settings (`lakeplan lake config`): each name, value (null when unset) and meaning",
+        query [], body [];
+    post "/api/v1/settings/{name}" => set_setting, "admin", "Set a lake setting, or unset it with value null (admin keys only: it changes every user's defaults)",
+        query [], body ["value"];
     get "/api/v1/audit" => audit, "read", "The tenant's append-only operations log, newest first",
         query ["limit:integer"], body [];
     post "/api/v1/runs" => run, "write", "Run a pipeline project (body: the project as a zip, Content-Type application/zip); 202 with the job id once it is recorded",
@@ -539,6 +543,27 @@ async fn create_namespace(
     c.principal.check_ref_write(&branch)?;
     let lake = c.lake.with_commit_extras(b.commit)?;
     created(lake.create_namespace(&b.name, Some(&branch)).await?)
+}
+
+async fn list_settings(c: Caller) -> ApiResult {
+    ok(c.lake.settings()?)
+}
+
+#[derive(Deserialize, JsonSchema, Default)]
+struct SettingBody {
+    /// The new value; null (or absent) unsets the setting.
+    value: Option<String>,
+}
+
+async fn set_setting(
+    c: Caller,
+    Path(name): Path<String>,
+    OptBody(b): OptBody<SettingBody>,
+) -> ApiResult {
+    c.principal.check_admin()?;
+    let setting = lakeplan_lake::Setting::parse(&name)?;
+    c.lake.set_setting(setting, b.value.as_deref())?;
+    ok(c.lake.settings()?)
 }
 
 async fn delete_namespace(
