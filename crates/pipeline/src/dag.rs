@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use crate::analyze::{AnalyzedFile, AnalyzedFunction, AnalyzedInput, FunctionKind};
-use crate::error::{Location, PipelineError, Result, UnknownColumns};
+use crate::error::{Location, PipelineError, Result, UnknownColumns, UnknownInput};
 use crate::filter::{check_overwrite_filter, filter_columns, parse_filter};
 use crate::namespace::NamespaceFrom;
 use crate::plan::{
@@ -439,43 +439,31 @@ fn with_namespace_hint(
     input: &DagInput<'_>,
     catalog: &dyn CatalogView,
 ) -> PipelineError {
-    let PipelineError::UnknownInput {
-        at,
-        node,
-        input: name,
-        ref_label,
-        hint: None,
-    } = e
-    else {
+    let PipelineError::UnknownInput(mut u) = e else {
         return e;
     };
-    let hint = (!name.contains('.')).then(|| {
-        let ns = input.namespace;
-        let mut h = format!(
-            "bare names are looked up in namespace '{ns}': {}",
-            input.namespace_from.describe()
-        );
-        let elsewhere: Vec<&str> = [
-            lakeplan_core::DEFAULT_NAMESPACE,
-            lakeplan_core::BAUPLAN_NAMESPACE,
-        ]
-        .into_iter()
-        .filter(|other| *other != ns && catalog.table(other, &name).is_some())
-        .collect();
-        if let Some(other) = elsewhere.first() {
-            h.push_str(&format!(
-                "; {other}.{name} exists: run with -n {other}, or set project.namespace in the project file"
-            ));
-        }
-        h
-    });
-    PipelineError::UnknownInput {
-        at,
-        node,
-        input: name,
-        ref_label,
-        hint,
+    if u.hint.is_some() || u.input.contains('.') {
+        return PipelineError::UnknownInput(u);
     }
+    let ns = input.namespace;
+    let mut h = format!(
+        "bare names are looked up in namespace '{ns}': {}",
+        input.namespace_from.describe()
+    );
+    let elsewhere = [
+        lakeplan_core::DEFAULT_NAMESPACE,
+        lakeplan_core::BAUPLAN_NAMESPACE,
+    ]
+    .into_iter()
+    .find(|other| *other != ns && catalog.table(other, &u.input).is_some());
+    if let Some(other) = elsewhere {
+        h.push_str(&format!(
+            "; {other}.{} exists: run with -n {other}, or set project.namespace in the project file",
+            u.input
+        ));
+    }
+    u.hint = Some(h);
+    PipelineError::UnknownInput(u)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -494,12 +482,14 @@ fn resolve_input(
     let at = def.at(Some(line));
     let resolved = resolve(name, by_name, catalog, ns)
         .map_err(|m| PipelineError::invalid(at.clone(), m))?
-        .ok_or_else(|| PipelineError::UnknownInput {
-            at: at.clone(),
-            node: def.name.clone(),
-            input: name.to_string(),
-            ref_label: catalog.ref_label(),
-            hint: None,
+        .ok_or_else(|| {
+            PipelineError::UnknownInput(Box::new(UnknownInput {
+                at: at.clone(),
+                node: def.name.clone(),
+                input: name.to_string(),
+                ref_label: catalog.ref_label(),
+                hint: None,
+            }))
         })?;
     let (available, source_name): (Option<Vec<String>>, String) = match &resolved {
         Resolved::Model(i) => {

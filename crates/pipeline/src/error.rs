@@ -84,15 +84,8 @@ pub enum PipelineError {
         cycle: Vec<String>,
         hint: Option<String>,
     },
-    #[error("{at}: input '{input}' of '{node}' is neither a model of this project nor a table at {ref_label}{}", .hint.as_deref().map(|h| format!(" ({h})")).unwrap_or_default())]
-    UnknownInput {
-        at: Location,
-        node: String,
-        input: String,
-        ref_label: String,
-        /// Where bare names were looked up, and a table of that name in another namespace.
-        hint: Option<String>,
-    },
+    #[error("{0}")]
+    UnknownInput(Box<UnknownInput>),
     #[error("Duplicate definition of '{name}' in {first} and {second}")]
     DuplicateModel {
         name: String,
@@ -124,6 +117,18 @@ pub enum PipelineError {
     /// Any other invalid model declaration (materialization options, names, resources, refs...).
     #[error("{at}: {message}")]
     Invalid { at: Location, message: String },
+}
+
+/// An input that is neither a model of the project nor a table at the run's ref.
+#[derive(Debug, thiserror::Error)]
+#[error("{at}: input '{input}' of '{node}' is neither a model of this project nor a table at {ref_label}{}", .hint.as_deref().map(|h| format!(" ({h})")).unwrap_or_default())]
+pub struct UnknownInput {
+    pub at: Location,
+    pub node: String,
+    pub input: String,
+    pub ref_label: String,
+    /// Where bare names were looked up, and a table of that name in another namespace.
+    pub hint: Option<String>,
 }
 
 /// Columns asked for in an input that its source does not have.

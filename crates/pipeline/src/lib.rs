@@ -50,7 +50,7 @@ use std::path::Path;
 
 pub use analyze::{analyze_files, ANALYZER_SOURCE};
 pub use dag::{CatalogView, TableInfo};
-pub use error::{Location, PipelineError, Result, UnknownColumns};
+pub use error::{Location, PipelineError, Result, UnknownColumns, UnknownInput};
 pub use namespace::{NamespaceFrom, NamespaceRule};
 pub use plan::{
     CacheStrategy, Field, InputSource, Materialization, NodeKind, Plan, PlanInput, PlanNode,

@@ -1164,6 +1164,75 @@ async fn run_switches_take_on_and_off() {
     }
 }
 
+/// A lake setting is its tenant's: any key reads it, only an admin key changes it, and another
+/// tenant neither sees nor changes it.
+#[tokio::test]
+async fn lake_settings_are_the_tenants_and_only_admins_change_them() {
+    let f = fixture();
+    let value = |v: &Value, name: &str| -> Value {
+        v.as_array()
+            .and_then(|a| a.iter().find(|s| s["name"] == name))
+            .map(|s| s["value"].clone())
+            .unwrap_or_else(|| panic!("no {name} in {v}"))
+    };
+    let (s, v) = f.get("/api/v1/settings", &f.reader).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(value(&v, "default_namespace"), Value::Null);
+    for key in [&f.alice, &f.bob, &f.reader] {
+        let (s, v) = f
+            .post(
+                "/api/v1/settings/default_namespace",
+                key,
+                json!({"value": "silver"}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    }
+    let (s, v) = f
+        .post(
+            "/api/v1/settings/default_namespace",
+            &f.root,
+            json!({"value": "silver"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(value(&v, "default_namespace"), "silver");
+    let (_, v) = f.get("/api/v1/settings", &f.alice).await;
+    assert_eq!(value(&v, "default_namespace"), "silver");
+    // globex keeps its own.
+    let (_, v) = f.get("/api/v1/settings", &f.eve).await;
+    assert_eq!(value(&v, "default_namespace"), Value::Null);
+    // Bad names and values are refused, naming what is wrong.
+    let (s, v) = f
+        .post(
+            "/api/v1/settings/default_ns",
+            &f.root,
+            json!({"value": "x"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert!(v["error"]["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("unknown lake setting 'default_ns'")));
+    let (s, v) = f
+        .post(
+            "/api/v1/settings/default_namespace",
+            &f.root,
+            json!({"value": "no-dash"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let (s, v) = f
+        .post(
+            "/api/v1/settings/default_namespace",
+            &f.root,
+            json!({"value": null}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(value(&v, "default_namespace"), Value::Null);
+}
+
 #[tokio::test]
 async fn the_openapi_document_describes_every_served_route() {
     let f = fixture().with_data_plane().await;

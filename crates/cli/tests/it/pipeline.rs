@@ -16,6 +16,7 @@ in_both_modes!(
     taxi_example_end_to_end_cache_and_parameters,
     taxi_dry_run_no_transaction_and_preview,
     bauplan_style_project_runs_unchanged,
+    a_runs_namespace_comes_from_the_run_the_project_the_lake_or_bauplan,
     failing_expectation_publishes_nothing_unless_not_strict,
     a_function_that_raises_or_returns_garbage_fails_the_run,
     time_and_memory_limits_kill_the_function,
@@ -408,28 +409,40 @@ fn taxi_dry_run_no_transaction_and_preview(l: &Lake) {
     assert!(r.stderr.contains("fare_per_km"));
 }
 
+/// Bauplan's sample data lives in its default namespace, `bauplan`: trips there too.
+fn load_bauplan_inputs(l: &Lake) {
+    l.ok(&["namespace", "create", "bauplan"]);
+    l.load("trips", &data("trips_2024_01.csv"), &["-n", "bauplan"]);
+}
+
 fn bauplan_style_project_runs_unchanged(l: &Lake) {
-    load_inputs(l);
+    load_bauplan_inputs(l);
     let p = example(l, "bauplan_style");
     assert!(Path::new(&p).join("bauplan_project.yml").is_file());
     let r = run_ok(l, &p, &[]);
+    assert_eq!(r.job["namespace"], "bauplan", "{}", r.job);
     for n in ["vendor_trips", "big_fares", "one_vendor", "big_fare_count"] {
         assert_eq!(r.status(n), "succeeded", "{n}");
     }
     assert_eq!(
-        l.count("SELECT count(*) FROM vendor_trips", &[]),
-        l.count("SELECT count(*) FROM trips WHERE vendor = 'acme'", &[])
+        l.count("SELECT count(*) FROM bauplan.vendor_trips", &[]),
+        l.count(
+            "SELECT count(*) FROM bauplan.trips WHERE vendor = 'acme'",
+            &[]
+        )
     );
-    let rows = l.rows("SELECT * FROM big_fare_count", &[]);
+    let rows = l.rows("SELECT * FROM bauplan.big_fare_count", &[]);
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0]["vendor"], "acme");
     assert_eq!(
         rows[0]["trips"].as_i64().unwrap(),
         l.count(
-            "SELECT count(*) FROM trips WHERE vendor = 'acme' AND fare > 30",
+            "SELECT count(*) FROM bauplan.trips WHERE vendor = 'acme' AND fare > 30",
             &[]
         )
     );
+    // Nothing landed in `default`.
+    l.err(&["table", "get", "default.vendor_trips"]);
     let props = &l.json(&["commit", "main", "-n", "1"])[0]["properties"];
     assert_eq!(
         props["bpln_project_id"],
@@ -438,9 +451,122 @@ fn bauplan_style_project_runs_unchanged(l: &Lake) {
     // another vendor through the project parameter
     run_ok(l, &p, &["--param", "vendor=zoom"]);
     assert_eq!(
-        l.count("SELECT count(*) FROM vendor_trips", &[]),
-        l.count("SELECT count(*) FROM trips WHERE vendor = 'zoom'", &[])
+        l.count("SELECT count(*) FROM bauplan.vendor_trips", &[]),
+        l.count(
+            "SELECT count(*) FROM bauplan.trips WHERE vendor = 'zoom'",
+            &[]
+        )
     );
+}
+
+/// Where a run's bare names resolve and its models land: the run's `-n`, then the project
+/// file's `project.namespace`, then the lake's `default_namespace` setting, then `bauplan`
+/// for a Bauplan project, else `default`.
+fn a_runs_namespace_comes_from_the_run_the_project_the_lake_or_bauplan(l: &Lake) {
+    load_inputs(l);
+    let before = l.head("main");
+    // A Bauplan project over data in `default` is refused, saying where it looked and how
+    // to reach the table it meant.
+    let p = example(l, "bauplan_style");
+    assert_rejected(
+        l,
+        &p,
+        &[],
+        &[
+            "input 'trips' of 'vendor_trips' is neither a model of this project nor a table",
+            "bare names are looked up in namespace 'bauplan': Bauplan's default namespace, for a Bauplan project",
+            "default.trips exists: run with -n default",
+        ],
+    );
+    // -n wins over the Bauplan default.
+    let r = run_ok(l, &p, &["-n", "default"]);
+    assert_eq!(r.job["namespace"], "default");
+    assert!(l.count("SELECT count(*) FROM default.vendor_trips", &[]) > 0);
+    assert!(job_log(l, &r.id()).contains("namespace 'default' (given to the run)"));
+    l.ok(&["table", "rm", "default.vendor_trips"]);
+    l.ok(&["table", "rm", "default.big_fare_count"]);
+
+    // The project file names its namespace: a Bauplan project that says `default`.
+    let yml = Path::new(&p).join("bauplan_project.yml");
+    let text = std::fs::read_to_string(&yml).unwrap();
+    std::fs::write(
+        &yml,
+        text.replacen("project:\n", "project:\n  namespace: default\n", 1),
+    )
+    .unwrap();
+    let r = run_ok(l, &p, &[]);
+    assert_eq!(r.job["namespace"], "default");
+    assert!(job_log(l, &r.id()).contains("the project file's project.namespace"));
+    let bad = project(
+        l,
+        "bad_ns",
+        &[
+            (
+                "lakeplan_project.yml",
+                "project:\n  id: 11111111-2222-3333-4444-555555555555\n  namespace: no-dashes\n",
+            ),
+            ("m.sql", "SELECT 1 AS one"),
+        ],
+    );
+    assert_rejected(l, &bad, &[], &["project.namespace", "no-dashes"]);
+
+    // The lake's setting: bare names everywhere (queries, tables, runs) resolve there.
+    assert_eq!(
+        l.ok(&["lake", "config", "default_namespace"]).trim(),
+        "(unset)"
+    );
+    let e = l.err(&["lake", "config", "default_namespace", "system"]);
+    assert!(e.contains("reserved"), "{e}");
+    let e = l.err(&["lake", "config", "default_ns", "x"]);
+    assert!(e.contains("unknown lake setting 'default_ns'"), "{e}");
+    l.ok(&["namespace", "create", "silver"]);
+    l.ok(&["lake", "config", "default_namespace", "silver"]);
+    assert_eq!(
+        l.ok(&["lake", "config", "default_namespace"]).trim(),
+        "silver"
+    );
+    let lp = project(
+        l,
+        "to_silver",
+        &[(
+            "fares.sql",
+            "-- lakeplan: materialization_strategy=REPLACE\nSELECT trip_id, fare FROM default.trips",
+        )],
+    );
+    let r = run_ok(l, &lp, &[]);
+    assert_eq!(r.job["namespace"], "silver");
+    // A bare name in a query is the lake's default namespace now.
+    assert_eq!(
+        l.count("SELECT count(*) FROM fares", &[]),
+        l.count("SELECT count(*) FROM default.trips", &[])
+    );
+    assert!(l.ok(&["table", "get", "fares"]).contains("silver.fares"));
+    // The lake's setting beats Bauplan's convention, and the project file beats the lake.
+    std::fs::write(&yml, &text).unwrap();
+    let r = run(l, &p, &[]);
+    assert!(!r.ok);
+    assert!(
+        r.stderr
+            .contains("namespace 'silver': the lake's default_namespace setting"),
+        "{}",
+        r.stderr
+    );
+    l.ok(&["lake", "config", "default_namespace", "--unset"]);
+    assert_eq!(
+        l.ok(&["lake", "config", "default_namespace"]).trim(),
+        "(unset)"
+    );
+    l.err(&["table", "get", "fares"]);
+    let audit = l.json(&["audit", "-n", "5"]);
+    assert!(
+        audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["operation"] == "lake.config" && a["target"] == "default_namespace"),
+        "{audit}"
+    );
+    assert_ne!(l.head("main"), before);
 }
 
 fn failing_expectation_publishes_nothing_unless_not_strict(l: &Lake) {
