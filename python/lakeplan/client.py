@@ -1069,8 +1069,14 @@ class Client:
         Waiting ends after `client_timeout` seconds (default: the client's `client_timeout`, else
         1800; negative: no limit) with `JobTimeoutError`; the job goes on in the server.
         `preview` ('on'/'head', 'tail', 'off') puts each model's first or last 10 rows in the
-        job's log (`user_logs`). (`args` and `priority` are accepted for Bauplan's sake and not
-        used.)"""
+        job's log (`user_logs`). `args` (Bauplan's free-form flags, `{key: value}`) and
+        `priority` (1 lowest to 10 highest) are checked and recorded in the job (`get_job`):
+        runs start at once here, never queued, so nothing else changes. Plan errors name
+        files under `project_dir` as given (`my_project/models.py:31`)."""
+        if priority is not None and (isinstance(priority, bool) or not isinstance(priority, int) or not 1 <= priority <= 10):
+            raise ValueError(f"priority: expected an integer from 1 (lowest) to 10 (highest), got {priority!r}")
+        if args is not None and (not isinstance(args, dict) or any(not isinstance(k, str) or not k.strip() for k in args)):
+            raise ValueError("args: expected a dict of non-empty string keys to values")
         if preview is not None and (not isinstance(preview, str) or preview.lower() not in ("on", "off", "head", "tail")):
             raise ValueError(f"preview: expected 'on', 'off', 'head' or 'tail', got {preview!r}")
         on = {k: _switch(v, k) for k, v in (("cache", cache), ("transaction", transaction), ("strict", strict))}
@@ -1078,9 +1084,11 @@ class Client:
         zipped = zip_project(directory)
         target = _name(ref, "ref") if ref is not None else None
         ns = _name(namespace, "namespace") if namespace is not None else None
-        query: List[Tuple[str, Any]] = [("ref", target), ("namespace", ns)]
+        query: List[Tuple[str, Any]] = [("ref", target), ("namespace", ns), ("project_dir", str(directory))]
         query += [("param", p) for p in _param_args(parameters)]
+        query += [("arg", f"{k}={v}") for k, v in (args or {}).items()]
         query += [
+            ("priority", priority),
             ("dry_run", bool(dry_run)),
             ("no_cache", not on["cache"]),
             ("strict", on["strict"]),

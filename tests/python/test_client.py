@@ -652,8 +652,17 @@ def test_run_options_reach_the_server(server, pipeline, project, monkeypatch):
     with pytest.raises(ValueError):
         alice.run(project, ref="alice.opts", preview="sideways")
 
+    # Bauplan's args and priority: recorded in the job; bad ones refused before anything is sent.
+    flagged = alice.run(project, ref="alice.opts", parameters={"min_fare": 30}, args={"team": "ml"}, priority=9)
+    assert flagged.job_status == "SUCCESS", flagged.error
+    assert (flagged.job.raw["args"], flagged.job.raw["priority"]) == ({"team": "ml"}, 9)
+    assert alice.get_job(flagged.job_id).raw["priority"] == 9
+    for bad in ({"priority": 0}, {"priority": 11}, {"priority": "high"}, {"args": {"": "x"}}, {"args": ["team"]}):
+        with pytest.raises(ValueError):
+            alice.run(project, ref="alice.opts", **bad)
 
-def test_failed_runs_are_returned_not_raised(server, pipeline, project, tmp_path):
+
+def test_failed_runs_are_returned_not_raised(server, pipeline, project, tmp_path, monkeypatch):
     alice = server.client("alice")
     alice.create_branch("alice.fail", from_ref=pipeline)
     head = alice.get_branch("alice.fail")
@@ -662,7 +671,14 @@ def test_failed_runs_are_returned_not_raised(server, pipeline, project, tmp_path
     broken = variant(project, tmp_path / "broken", "def paid_trips(", "def paid_trips(:")
     state = alice.run(broken, ref="alice.fail")
     assert (state.job_id, state.job_status) == (None, "FAILED")
-    assert state.error.startswith("./models.py:") and "syntax" in state.error
+    # Its files are named under the folder as it was given, never the server's upload folder.
+    assert state.error.startswith(f"{broken}/models.py:") and "syntax" in state.error, state.error
+    monkeypatch.chdir(tmp_path)
+    relative = alice.run("broken", ref="alice.fail")
+    assert relative.error.startswith("broken/models.py:"), relative.error
+    monkeypatch.chdir(broken)
+    here = alice.run(ref="alice.fail")
+    assert here.error.startswith("./models.py:"), here.error
     unknown = alice.run(project, ref="alice.fail", parameters={"nope": 1})
     assert unknown.job_status == "FAILED" and "unknown parameter 'nope'" in unknown.error
     bad = alice.run(project, ref="alice.fail", parameters={"min_fare": "lots"})

@@ -601,6 +601,14 @@ pub struct RunArgs {
     /// Nodes run at once (default: the number of cores)
     #[arg(long, default_value_t = 0)]
     pub workers: usize,
+    /// Bauplan's free-form backend flag, KEY=VALUE; repeatable. Recorded in the job (`job get`);
+    /// none changes how a run executes here
+    #[arg(short = 'a', long = "arg", value_name = "KEY=VALUE")]
+    pub arg: Vec<String>,
+    /// Bauplan's job priority, 1 (lowest) to 10 (highest). Recorded in the job: runs here start
+    /// at once and never queue behind each other, so there is nothing for it to order
+    #[arg(long, value_name = "1-10")]
+    pub priority: Option<u8>,
     /// Internal: the job id of a detached run
     #[arg(long, hide = true)]
     pub job_id: Option<String>,

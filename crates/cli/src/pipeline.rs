@@ -211,12 +211,16 @@ fn finish(job: JobRecord, out: Output) -> Result<()> {
 /// `lakeplan run`.
 pub async fn run(lake: &Lake, lake_dir: &Path, args: RunArgs, out: Output) -> Result<()> {
     let params = parse_params(&args.param)?;
+    let run_args = run_args(&args)?;
     if args.detach {
         return detach(lake, lake_dir, &args, out).await;
     }
     let preview = lakeplan_lake::parse_preview(args.preview.as_str())?;
     let opts = RunOptions {
         project_dir: args.project_dir.clone(),
+        project_shown: Some(args.project_dir.display().to_string()),
+        args: run_args,
+        priority: args.priority,
         target: args.r.clone(),
         namespace: args.namespace.clone(),
         params,
@@ -234,12 +238,33 @@ pub async fn run(lake: &Lake, lake_dir: &Path, args: RunArgs, out: Output) -> Re
     finish(job, out)
 }
 
+/// `-a/--arg KEY=VALUE` and `--priority`, checked as the lake checks them.
+fn run_args(args: &RunArgs) -> Result<std::collections::BTreeMap<String, String>> {
+    let parsed = args
+        .arg
+        .iter()
+        .map(|a| lakeplan_lake::parse_run_arg(a))
+        .collect::<Result<_>>()?;
+    lakeplan_lake::check_run_flags(args.priority, &parsed)?;
+    Ok(parsed)
+}
+
 /// `lakeplan run` in remote mode: uploads the project (its files, as a zip) and starts the run
 /// on the server; unless detached, follows the job's log until it ends.
 pub async fn run_remote(remote: &Remote, args: RunArgs, out: Output) -> Result<()> {
     parse_params(&args.param)?;
+    run_args(&args)?;
     let zip = zip_project(&args.project_dir)?;
-    let mut q: Vec<(&str, String)> = vec![("ref", remote.ref_or_active(args.r.as_deref())?)];
+    let mut q: Vec<(&str, String)> = vec![
+        ("ref", remote.ref_or_active(args.r.as_deref())?),
+        ("project_dir", args.project_dir.display().to_string()),
+    ];
+    for a in &args.arg {
+        q.push(("arg", a.clone()));
+    }
+    if let Some(p) = args.priority {
+        q.push(("priority", p.to_string()));
+    }
     if let Some(n) = &args.namespace {
         q.push(("namespace", n.clone()));
     }
@@ -374,6 +399,12 @@ async fn detach(lake: &Lake, lake_dir: &Path, args: &RunArgs, out: Output) -> Re
     }
     for p in &args.param {
         cmd.arg("--param").arg(p);
+    }
+    for a in &args.arg {
+        cmd.arg("--arg").arg(a);
+    }
+    if let Some(p) = args.priority {
+        cmd.arg("--priority").arg(p.to_string());
     }
     for (flag, on) in [
         ("--no-cache", args.no_cache),

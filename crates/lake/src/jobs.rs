@@ -73,6 +73,12 @@ pub struct JobRecord {
     pub nodes: serde_json::Value,
     /// The job this one re-ran, for `lakeplan rerun`.
     pub rerun_of: Option<String>,
+    /// Bauplan's `-a/--arg KEY=VALUE` flags the run was given (recorded; see `RunOptions::args`).
+    #[serde(default)]
+    pub args: BTreeMap<String, String>,
+    /// Bauplan's `--priority` (1 to 10) the run was given (recorded; see `RunOptions::priority`).
+    #[serde(default)]
+    pub priority: Option<u8>,
 }
 
 fn yes() -> bool {
@@ -354,6 +360,8 @@ mod tests {
             finished_at: None,
             nodes: serde_json::json!([]),
             rerun_of: None,
+            args: BTreeMap::new(),
+            priority: None,
         }
     }
 

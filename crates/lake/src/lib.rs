@@ -39,8 +39,8 @@ pub use lakeplan_storage::Reach;
 pub use query::QueryResult;
 pub use query::{columns, json_rows};
 pub use run::{
-    parse_preview, NodeDispatch, NodeOutcome, NodeRun, NodeTask, NodeTaskResult, Nodes,
-    RemoteOutput, RunEvent, RunObserver, RunOptions,
+    check_run_flags, parse_preview, parse_run_arg, NodeDispatch, NodeOutcome, NodeRun, NodeTask,
+    NodeTaskResult, Nodes, RemoteOutput, RunEvent, RunObserver, RunOptions,
 };
 pub use settings::{set_values, Setting, SettingValue};
 pub use snapshot::{write_snapshot, zip_files};

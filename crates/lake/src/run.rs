@@ -76,6 +76,16 @@ pub struct RunOptions {
     pub rerun_of: Option<String>,
     /// Show each model's first (true) or last (false) N rows after it ran.
     pub preview: Option<(bool, usize)>,
+    /// The project folder as the user named it (`my_project`, `.`), for messages: plan errors
+    /// name `my_project/models.py:31`. Default: `project_dir` as given. A server sets it to
+    /// what the client named, never to its own folder for the upload.
+    pub project_shown: Option<String>,
+    /// Bauplan's `-a/--arg KEY=VALUE`: free-form flags for the backend. None changes how a run
+    /// executes here; they are checked and recorded in the job.
+    pub args: BTreeMap<String, String>,
+    /// Bauplan's `--priority` (1 lowest to 10 highest), for ordering queued jobs. Runs here
+    /// start at once, never queued behind each other, so it is checked and recorded in the job.
+    pub priority: Option<u8>,
     /// The run executes inside a long-lived process that serves others too (the server): its
     /// process must never be signalled to stop the run, so the job records no pid.
     pub shared_process: bool,
@@ -103,9 +113,42 @@ impl Default for RunOptions {
             input_commit: None,
             rerun_of: None,
             preview: None,
+            project_shown: None,
+            args: BTreeMap::new(),
+            priority: None,
             shared_process: false,
             nodes: None,
         }
+    }
+}
+
+/// Bauplan's priorities: 1 (lowest) to 10 (highest).
+pub const PRIORITIES: std::ops::RangeInclusive<u8> = 1..=10;
+
+/// Checks a run's `priority` (1 to 10) and `args` (non-empty keys), as every surface takes them.
+pub fn check_run_flags(priority: Option<u8>, args: &BTreeMap<String, String>) -> Result<()> {
+    if let Some(p) = priority {
+        if !PRIORITIES.contains(&p) {
+            return Err(Error::InvalidInput(format!(
+                "priority {p}: expected 1 (lowest) to 10 (highest)"
+            )));
+        }
+    }
+    if args.keys().any(|k| k.trim().is_empty()) {
+        return Err(Error::InvalidInput(
+            "an --arg has an empty key: expected KEY=VALUE".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// One `-a/--arg KEY=VALUE`.
+pub fn parse_run_arg(s: &str) -> Result<(String, String)> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(Error::InvalidInput(format!(
+            "--arg '{s}': expected KEY=VALUE"
+        ))),
     }
 }
 
@@ -613,9 +656,11 @@ impl Lake {
         })
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn plan_at(
         &self,
         project_dir: &Path,
+        shown: Option<&str>,
         commit: &CommitId,
         label: &str,
         ns: Option<&str>,
@@ -643,7 +688,14 @@ impl Lake {
             .join()
             .map_err(|_| Error::Internal("the planner panicked".into()))
         })?
-        .map_err(|e| Error::InvalidInput(e.to_string()))
+        .map_err(|e| {
+            let shown = shown.map_or_else(|| project_dir.display().to_string(), str::to_string);
+            let e = match lakeplan_pipeline::project::absolute(project_dir) {
+                Ok(dir) => e.shown_as(&dir, &shown),
+                Err(_) => e,
+            };
+            Error::InvalidInput(e.to_string())
+        })
     }
 
     /// The interpreter that runs the static analyzer: `$LAKEPLAN_PYTHON`, else the real binary
@@ -678,8 +730,10 @@ impl Lake {
             Some(c) => self.catalog.resolve_str(&format!("@{c}"))?.commit,
             None => resolved.commit.clone(),
         };
+        check_run_flags(opts.priority, &opts.args)?;
         let (project, plan) = self.plan_at(
             &opts.project_dir,
+            opts.project_shown.as_deref(),
             &input_commit,
             &target,
             opts.namespace.as_deref(),
@@ -760,6 +814,8 @@ impl Lake {
             finished_at: None,
             nodes: json!([]),
             rerun_of: opts.rerun_of.clone(),
+            args: opts.args.clone(),
+            priority: opts.priority,
         };
         jobs.insert(&rec)?;
         let log_path = jobs.log_path(&job_id);
@@ -2059,6 +2115,9 @@ impl Lake {
             job_id: Some(new_id),
             input_commit: Some(job.input_commit.clone()),
             rerun_of: Some(job.id.clone()),
+            project_shown: Some(".".into()),
+            args: job.args.clone(),
+            priority: job.priority,
             ..Default::default()
         })
     }

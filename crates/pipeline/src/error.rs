@@ -1,8 +1,9 @@
 //! The one error type of the crate. Every error about user input names the file (relative to the
-//! project, `./models.py`) and, when known, the line: `./models.py:12: ...`.
+//! project, `./models.py`) and, when known, the line: `./models.py:12: ...`; [`PipelineError::shown_as`]
+//! names them as the user named the project folder (`my_project/models.py:12`).
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Where something is in the project: `./models.py:12` or `./trips.sql`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -176,6 +177,59 @@ impl PipelineError {
     }
 }
 
+impl PipelineError {
+    /// The error with its paths named as the user named the project folder: `my_project/models.py:31`
+    /// for `-p my_project`, `./models.py:31` for `-p .`, where planning names them relative to
+    /// the project (`./models.py`) or by the folder it read (`dir`, absolute, or a server's
+    /// temporary folder for an uploaded project).
+    pub fn shown_as(mut self, dir: &Path, shown: &str) -> Self {
+        let shown = match shown.trim_end_matches('/') {
+            "" if shown.starts_with('/') => "/",
+            "" => ".",
+            s => s,
+        };
+        let relabel = |l: &mut Location| {
+            if let Some(rest) = l.file.strip_prefix("./") {
+                l.file = Path::new(shown).join(rest).display().to_string();
+            }
+        };
+        let repath = |p: &mut PathBuf| {
+            if let Ok(rest) = p.strip_prefix(dir) {
+                *p = if rest.as_os_str().is_empty() {
+                    PathBuf::from(shown)
+                } else {
+                    Path::new(shown).join(rest)
+                };
+            }
+        };
+        match &mut self {
+            PipelineError::Io { path, .. } => repath(path),
+            PipelineError::NoProjectFile { dir }
+            | PipelineError::ProjectFileAmbiguous { dir, .. } => repath(dir),
+            PipelineError::ProjectFile { at, .. }
+            | PipelineError::Syntax { at, .. }
+            | PipelineError::Problem { at, .. }
+            | PipelineError::Sql { at, .. }
+            | PipelineError::Cycle { at, .. }
+            | PipelineError::BadFilter { at, .. }
+            | PipelineError::UnknownNodeParameter { at, .. }
+            | PipelineError::ParameterWithoutValue { at, .. }
+            | PipelineError::Invalid { at, .. } => relabel(at),
+            PipelineError::UnknownInput(u) => relabel(&mut u.at),
+            PipelineError::UnknownColumn(u) => relabel(&mut u.at),
+            PipelineError::DuplicateModel { first, second, .. } => {
+                relabel(first);
+                relabel(second);
+            }
+            PipelineError::UnknownParameter { .. }
+            | PipelineError::ParameterType { .. }
+            | PipelineError::ParameterRequired { .. }
+            | PipelineError::Analyzer(_) => {}
+        }
+        self
+    }
+}
+
 pub type Result<T, E = PipelineError> = std::result::Result<T, E>;
 
 #[cfg(test)]
@@ -195,5 +249,46 @@ mod tests {
             e.to_string(),
             "Duplicate definition of 'm' in ./models.py:34 and ./m.sql"
         );
+    }
+
+    #[test]
+    fn paths_are_shown_as_the_user_named_the_project() {
+        let dup = || PipelineError::DuplicateModel {
+            name: "m".into(),
+            first: Location::at("./models.py", 34),
+            second: Location::file("./sub/m.sql"),
+        };
+        let dir = Path::new("/tmp/upload-1/project");
+        for (shown, want) in [
+            (
+                "my_project",
+                "my_project/models.py:34 and my_project/sub/m.sql",
+            ),
+            (
+                "my_project/",
+                "my_project/models.py:34 and my_project/sub/m.sql",
+            ),
+            (".", "./models.py:34 and ./sub/m.sql"),
+            ("", "./models.py:34 and ./sub/m.sql"),
+            (
+                "/home/a/p",
+                "/home/a/p/models.py:34 and /home/a/p/sub/m.sql",
+            ),
+            ("../p", "../p/models.py:34 and ../p/sub/m.sql"),
+        ] {
+            let e = dup().shown_as(dir, shown).to_string();
+            assert!(e.ends_with(want), "{shown:?}: {e}");
+        }
+        let e = PipelineError::NoProjectFile {
+            dir: dir.to_path_buf(),
+        }
+        .shown_as(dir, "my_project");
+        assert!(
+            e.to_string().starts_with("no project file in my_project:"),
+            "{e}"
+        );
+        // A location outside the project (an absolute path) is left as it is.
+        let e = PipelineError::invalid(Location::at("/etc/x.py", 1), "m").shown_as(dir, "p");
+        assert_eq!(e.to_string(), "/etc/x.py:1: m");
     }
 }

@@ -239,7 +239,8 @@ pub(crate) fn display_path(dir: &Path, path: &Path) -> String {
     }
 }
 
-fn absolute(dir: &Path) -> Result<PathBuf> {
+/// `dir` made absolute and lexically clean, as [`Project::load`] reads it (and names it in errors).
+pub fn absolute(dir: &Path) -> Result<PathBuf> {
     let abs = if dir.is_absolute() {
         dir.to_path_buf()
     } else {

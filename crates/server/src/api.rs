@@ -286,7 +286,7 @@ routes! {
     get "/api/v1/audit" => audit, "read", "The tenant's append-only operations log, newest first",
         query ["limit:integer"], body [];
     post "/api/v1/runs" => run, "write", "Run a pipeline project (body: the project as a zip, Content-Type application/zip); 202 with the job id once it is recorded",
-        query ["ref", "namespace", "param", "dry_run:boolean", "no_cache:boolean", "strict:boolean", "transaction:boolean", "strict_python:boolean", "preview"], body [];
+        query ["ref", "namespace", "param", "dry_run:boolean", "no_cache:boolean", "strict:boolean", "transaction:boolean", "strict_python:boolean", "preview", "arg", "priority:integer", "project_dir"], body [];
     get "/api/v1/jobs" => list_jobs, "read", "Pipeline runs, newest first",
         query ["limit:integer"], body [];
     get "/api/v1/jobs/{id}" => get_job, "read", "One pipeline run",
@@ -912,6 +912,9 @@ async fn run(
         transaction: true,
         strict_python: false,
         preview: None,
+        project_shown: None,
+        args: Default::default(),
+        priority: None,
     };
     // Bauplan's switches are 'on'/'off' too.
     let flag = |k: &str, v: &str| match v.to_ascii_lowercase().as_str() {
@@ -937,6 +940,19 @@ async fn run(
             "transaction" => run.transaction = flag(&k, &v)?,
             "strict_python" => run.strict_python = flag(&k, &v)?,
             "preview" => run.preview = lakeplan_lake::parse_preview(&v)?,
+            "arg" => {
+                let (k, v) = lakeplan_lake::parse_run_arg(&v)?;
+                run.args.insert(k, v);
+            }
+            "priority" => {
+                run.priority = Some(v.parse().map_err(|_| {
+                    ApiError::BadRequest(format!(
+                        "priority '{v}': expected 1 (lowest) to 10 (highest)"
+                    ))
+                })?)
+            }
+            // A label for messages only: never a path the server reads.
+            "project_dir" => run.project_shown = Some(shown_project_dir(&v)?),
             other => {
                 return Err(ApiError::BadRequest(format!(
                     "unknown query parameter '{other}'"
@@ -944,8 +960,20 @@ async fn run(
             }
         }
     }
+    lakeplan_lake::check_run_flags(run.priority, &run.args)?;
     check_run(&c, &run.target, run.dry_run)?;
     start_run(&state, c, run).await
+}
+
+/// The project folder as the client named it, shown in its plan errors: one line of at most
+/// 1,024 characters.
+fn shown_project_dir(v: &str) -> Result<String, ApiError> {
+    if v.len() > 1024 || v.chars().any(char::is_control) {
+        return Err(ApiError::BadRequest(
+            "project_dir: a folder name of at most 1024 characters, on one line".into(),
+        ));
+    }
+    Ok(v.to_string())
 }
 
 /// A run executes the project's code, even a dry run: never for a read-only key; and it writes
@@ -1044,6 +1072,9 @@ async fn rerun(
         transaction: job.transactional,
         strict_python: job.strict_python,
         preview: None,
+        project_shown: None,
+        args: Default::default(),
+        priority: None,
     };
     start_run(&state, c, run).await
 }

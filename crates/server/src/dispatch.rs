@@ -100,6 +100,14 @@ pub struct RunTask {
     /// Each model's first (true) or last (false) N rows in the job's log.
     #[serde(default)]
     pub preview: Option<(bool, usize)>,
+    /// The project folder as the client named it, for messages (`my_project/models.py:31`).
+    #[serde(default)]
+    pub project_shown: Option<String>,
+    /// Bauplan's `args` and `priority`, recorded in the job ([`lakeplan_lake::RunOptions`]).
+    #[serde(default)]
+    pub args: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub priority: Option<u8>,
 }
 
 /// Where a run's code comes from.

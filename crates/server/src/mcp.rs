@@ -196,6 +196,9 @@ impl ServerBackend {
             transaction: true,
             strict_python: false,
             preview: None,
+            project_shown: None,
+            args: Default::default(),
+            priority: None,
         };
         let id = submit_run(&self.state, &self.caller, run).await?;
         let jobs = self.caller.lake.jobs()?;

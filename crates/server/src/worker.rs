@@ -447,6 +447,10 @@ async fn run_task(
                 strict_python: run.strict_python,
                 preview: run.preview,
                 job_id: Some(run.job_id.clone()),
+                // Plan errors name the folder the client named, never the upload's.
+                project_shown: Some(run.project_shown.unwrap_or_else(|| ".".into())),
+                args: run.args,
+                priority: run.priority,
                 ..Default::default()
             };
             (opts, upload)

@@ -17,6 +17,8 @@ in_both_modes!(
     taxi_dry_run_no_transaction_and_preview,
     bauplan_style_project_runs_unchanged,
     a_runs_namespace_comes_from_the_run_the_project_the_lake_or_bauplan,
+    bauplans_run_flags_are_checked_and_recorded_in_the_job,
+    plan_errors_name_the_project_folder_as_the_user_gave_it,
     failing_expectation_publishes_nothing_unless_not_strict,
     a_function_that_raises_or_returns_garbage_fails_the_run,
     time_and_memory_limits_kill_the_function,
@@ -457,6 +459,106 @@ fn bauplan_style_project_runs_unchanged(l: &Lake) {
             &[]
         )
     );
+}
+
+/// Bauplan's `-a/--arg KEY=VALUE` and `--priority 1-10`: checked, then recorded in the job,
+/// for a run in the foreground and a detached one.
+fn bauplans_run_flags_are_checked_and_recorded_in_the_job(l: &Lake) {
+    load_inputs(l);
+    let p = project(
+        l,
+        "flags",
+        &[("fares.sql", "SELECT trip_id, fare FROM trips")],
+    );
+    let r = run_ok(
+        l,
+        &p,
+        &["-a", "team=ml", "--arg", "note=a=b", "--priority", "7"],
+    );
+    let job = l.json(&["job", "get", &r.id()]);
+    assert_eq!(
+        job["args"],
+        serde_json::json!({"team": "ml", "note": "a=b"}),
+        "{job}"
+    );
+    assert_eq!(job["priority"], 7, "{job}");
+    // Without them, none is recorded.
+    let r = run_ok(l, &p, &[]);
+    let job = l.json(&["job", "get", &r.id()]);
+    assert_eq!(job["args"], serde_json::json!({}), "{job}");
+    assert_eq!(job["priority"], Value::Null, "{job}");
+    // Detached, they reach the job all the same.
+    let started = l.json(&["run", "-p", &p, "-d", "-a", "k=v", "--priority", "1"]);
+    let job = wait_finished(l, started["job_id"].as_str().unwrap());
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["args"], serde_json::json!({"k": "v"}), "{job}");
+    assert_eq!(job["priority"], 1, "{job}");
+    // Bad values are refused before anything runs.
+    let jobs = l.json(&["job", "ls"]).as_array().unwrap().len();
+    for (args, msg) in [
+        (
+            vec!["--priority", "11"],
+            "priority 11: expected 1 (lowest) to 10 (highest)",
+        ),
+        (
+            vec!["--priority", "0"],
+            "priority 0: expected 1 (lowest) to 10 (highest)",
+        ),
+        (vec!["-a", "novalue"], "--arg 'novalue': expected KEY=VALUE"),
+        (vec!["-a", "=v"], "--arg '=v': expected KEY=VALUE"),
+    ] {
+        let mut a = vec!["run", "-p", &p];
+        a.extend_from_slice(&args);
+        let e = l.err(&a);
+        assert!(e.contains(msg), "{args:?}: {e}");
+    }
+    assert_eq!(l.json(&["job", "ls"]).as_array().unwrap().len(), jobs);
+}
+
+/// A plan error names files under the project folder as the user named it: `-p my_proj`
+/// gives `my_proj/models.py:N`, `-p .` gives `./models.py:N`, in both modes.
+fn plan_errors_name_the_project_folder_as_the_user_gave_it(l: &Lake) {
+    load_inputs(l);
+    let body = model("def bad(trips=lakeplan.Model(\"no_such_table\")):\n    return trips\n");
+    project(l, "my_proj", &[("models.py", &body)]);
+    let line = body
+        .lines()
+        .position(|x| x.contains("no_such_table"))
+        .unwrap()
+        + 1;
+    let try_run = |cwd: &Path, dir: &str| {
+        let o = l
+            .cmd(&["run", "-p", dir])
+            .current_dir(cwd)
+            .output()
+            .expect("run lakeplan");
+        assert!(!o.status.success());
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    let e = try_run(l.dir.path(), "my_proj");
+    assert!(
+        e.starts_with(&format!(
+            "error: my_proj/models.py:{line}: input 'no_such_table'"
+        )),
+        "{e}"
+    );
+    let e = try_run(l.dir.path(), "./my_proj/");
+    assert!(
+        e.starts_with(&format!("error: ./my_proj/models.py:{line}:")),
+        "{e}"
+    );
+    let e = try_run(&l.file("my_proj"), ".");
+    assert!(e.starts_with(&format!("error: ./models.py:{line}:")), "{e}");
+    let abs = l.file("my_proj").display().to_string();
+    let e = try_run(l.dir.path(), &abs);
+    assert!(
+        e.starts_with(&format!("error: {abs}/models.py:{line}:")),
+        "{e}"
+    );
+    // A folder without a project file is named as given too.
+    std::fs::create_dir_all(l.file("empty")).unwrap();
+    let e = try_run(l.dir.path(), "empty");
+    assert!(e.starts_with("error: no project file in empty:"), "{e}");
 }
 
 /// Where a run's bare names resolve and its models land: the run's `-n`, then the project
