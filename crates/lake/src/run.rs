@@ -1072,7 +1072,12 @@ impl Lake {
                 waiting.len()
             )));
         }
+        let props = materialize_props(ctx, project, code_hash);
         if let Some(e) = failure {
+            if let (Some(tx), false) = (tx_branch, opts.dry_run) {
+                self.keep_finished(ctx, plan, &mut outcomes, tx, target, &props)
+                    .await;
+            }
             return Err((outcomes, e));
         }
         let mut checks = Vec::new();
@@ -1113,26 +1118,8 @@ impl Lake {
             return Ok((outcomes, None));
         }
         let branch = tx_branch.unwrap_or(target);
-        let props: BTreeMap<String, String> = [
-            ("lakeplan.job-id", ctx.job_id.clone()),
-            ("lakeplan.code-hash", code_hash.to_string()),
-            (
-                "lakeplan.project-id",
-                project.id.clone().unwrap_or_default(),
-            ),
-            (
-                "lakeplan.project-name",
-                project.name.clone().unwrap_or_default(),
-            ),
-            // Bauplan's names, so tools written for it find them.
-            ("bpln_job_id", ctx.job_id.clone()),
-            ("bpln_project_id", project.id.clone().unwrap_or_default()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
         let written = match self
-            .materialize(ctx, plan, &mut outcomes, branch, &props)
+            .materialize(ctx, plan, &mut outcomes, branch, &props, None)
             .await
         {
             Ok(w) => w,
@@ -1180,6 +1167,48 @@ impl Lake {
             }
             Ok(lakeplan_catalog::MergeOutcome::UpToDate) => Ok((outcomes, None)),
             Err(e) => Err((outcomes, e)),
+        }
+    }
+
+    /// A run that failed on its temporary branch `tx` keeps what it computed there: the
+    /// materialized models that finished (computed or cached) are written to `tx` (never to
+    /// `target`) in one commit, and the log says which, for debugging from them. A failure to
+    /// write them is a warning: the run's own error stays the one reported.
+    async fn keep_finished(
+        &self,
+        ctx: &RunCtx,
+        plan: &Plan,
+        outcomes: &mut [NodeOutcome],
+        tx: &str,
+        target: &str,
+        props: &BTreeMap<String, String>,
+    ) {
+        let finished: std::collections::HashSet<String> = outcomes
+            .iter()
+            .filter(|o| matches!(o.status.as_str(), "succeeded" | "cached"))
+            .map(|o| o.node.clone())
+            .collect();
+        let kept: Vec<&str> = plan
+            .nodes
+            .iter()
+            .filter(|n| n.materializes() && finished.contains(&n.name))
+            .map(|n| n.name.as_str())
+            .collect();
+        if kept.is_empty() {
+            return;
+        }
+        match self
+            .materialize(ctx, plan, outcomes, tx, props, Some(&finished))
+            .await
+        {
+            Ok(_) => ctx.emit(RunEvent::Info(format!(
+                "the run failed: the model(s) that finished ({}) are on the temporary branch '{tx}' for inspection; '{target}' is unchanged",
+                kept.join(", ")
+            ))),
+            Err(e) => ctx.emit(RunEvent::Warning(format!(
+                "the run failed, and the model(s) that finished ({}) could not be kept on '{tx}': {e}",
+                kept.join(", ")
+            ))),
         }
     }
 
@@ -1757,6 +1786,8 @@ impl Lake {
 
     /// Writes every materialized model to `branch` in one commit; returns the commit, or None
     /// when nothing needed writing.
+    /// `only`: just these nodes (those that finished, when the run failed); None: every
+    /// materialized model.
     async fn materialize(
         &self,
         ctx: &RunCtx,
@@ -1764,10 +1795,12 @@ impl Lake {
         outcomes: &mut [NodeOutcome],
         branch: &str,
         props: &BTreeMap<String, String>,
+        only: Option<&std::collections::HashSet<String>>,
     ) -> Result<Option<CommitId>> {
         let mut work = Vec::new();
         let head = self.catalog.branch_head(branch)?;
-        for node in plan.nodes.iter().filter(|n| n.materializes()) {
+        let wanted = |n: &&PlanNode| n.materializes() && only.is_none_or(|o| o.contains(&n.name));
+        for node in plan.nodes.iter().filter(wanted) {
             let name = TableName::new(&ctx.namespace, &node.name)?;
             let path = self.output_here(ctx, &node.name).await?;
             // A cached output that the table already holds (same snapshot as when it was
@@ -1924,6 +1957,29 @@ impl Lake {
         }
         Ok(id)
     }
+}
+
+/// The properties of a run's materialize commit (and its merge): job, code and project, under
+/// lakeplan's names and Bauplan's.
+fn materialize_props(ctx: &RunCtx, project: &Project, code_hash: &str) -> BTreeMap<String, String> {
+    [
+        ("lakeplan.job-id", ctx.job_id.clone()),
+        ("lakeplan.code-hash", code_hash.to_string()),
+        (
+            "lakeplan.project-id",
+            project.id.clone().unwrap_or_default(),
+        ),
+        (
+            "lakeplan.project-name",
+            project.name.clone().unwrap_or_default(),
+        ),
+        // Bauplan's names, so tools written for it find them.
+        ("bpln_job_id", ctx.job_id.clone()),
+        ("bpln_project_id", project.id.clone().unwrap_or_default()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
 }
 
 /// Where Python environments are cached: `<lake>/envs`, or the folder named by

@@ -18,6 +18,7 @@ in_both_modes!(
     bauplan_style_project_runs_unchanged,
     a_runs_namespace_comes_from_the_run_the_project_the_lake_or_bauplan,
     bauplans_run_flags_are_checked_and_recorded_in_the_job,
+    a_failed_run_keeps_the_models_that_finished_on_its_temporary_branch,
     plan_errors_name_the_project_folder_as_the_user_gave_it,
     failing_expectation_publishes_nothing_unless_not_strict,
     a_function_that_raises_or_returns_garbage_fails_the_run,
@@ -459,6 +460,83 @@ fn bauplan_style_project_runs_unchanged(l: &Lake) {
             &[]
         )
     );
+}
+
+/// A run that fails after some models finished keeps them on its temporary branch (never the
+/// target), for debugging, and its log says so; models that did not finish are not there.
+fn a_failed_run_keeps_the_models_that_finished_on_its_temporary_branch(l: &Lake) {
+    load_inputs(l);
+    let before = l.head("main");
+    let p = project(
+        l,
+        "partial",
+        &[
+            (
+                "models.py",
+                &model(
+                    "def cheap(trips=lakeplan.Model(\"trips\", columns=[\"trip_id\", \"fare\"], filter=\"fare < 10\")):\n    \
+                     return trips\n\n\n\
+                     @lakeplan.model(materialization_strategy=\"REPLACE\")\n\
+                     @lakeplan.python(\"3.11\")\n\
+                     def broken(data=lakeplan.Model(\"cheap\")):\n    \
+                     raise RuntimeError(\"boom after cheap\")\n",
+                ),
+            ),
+            (
+                "cheap_count.sql",
+                "-- lakeplan: materialization_strategy=REPLACE\nSELECT count(*) AS n FROM cheap",
+            ),
+        ],
+    );
+    let r = run(l, &p, &["--workers", "1"]);
+    assert_failed(l, &r, &before, "boom after cheap");
+    let tx = r.job["tx_branch"].as_str().unwrap().to_string();
+    assert_eq!(r.status("cheap"), "succeeded");
+    assert_eq!(r.status("broken"), "failed");
+    let want = l.count("SELECT count(*) FROM trips WHERE fare < 10", &[]);
+    assert!(want > 0);
+    assert_eq!(l.count("SELECT count(*) FROM cheap", &["-r", &tx]), want);
+    // What did not finish (failed, or never started after the failure) is not there.
+    l.err(&["table", "get", "broken", "-r", &tx]);
+    let count_ran = r.job["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|n| n["node"] == "cheap_count" && n["status"] == "succeeded");
+    if count_ran {
+        assert_eq!(l.count("SELECT n FROM cheap_count", &["-r", &tx]), want);
+    } else {
+        l.err(&["table", "get", "cheap_count", "-r", &tx]);
+    }
+    // Never on the target.
+    l.err(&["table", "get", "cheap"]);
+    assert_eq!(l.head("main"), before);
+    let log = job_log(l, &r.id());
+    assert!(
+        log.contains(&format!("the model(s) that finished (cheap")),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "are on the temporary branch '{tx}' for inspection"
+        )),
+        "{log}"
+    );
+    // A failure before anything finished writes nothing to the temporary branch.
+    let p = project(
+        l,
+        "early",
+        &[(
+            "models.py",
+            &model(
+                "def first(trips=lakeplan.Model(\"trips\")):\n    raise RuntimeError(\"early\")\n",
+            ),
+        )],
+    );
+    let r = run(l, &p, &[]);
+    assert_failed(l, &r, &before, "early");
+    let tx = r.job["tx_branch"].as_str().unwrap().to_string();
+    assert_eq!(l.head(&tx), before, "nothing was committed to {tx}");
 }
 
 /// Bauplan's `-a/--arg KEY=VALUE` and `--priority 1-10`: checked, then recorded in the job,
