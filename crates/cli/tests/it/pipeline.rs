@@ -512,10 +512,7 @@ fn a_failed_run_keeps_the_models_that_finished_on_its_temporary_branch(l: &Lake)
     l.err(&["table", "get", "cheap"]);
     assert_eq!(l.head("main"), before);
     let log = job_log(l, &r.id());
-    assert!(
-        log.contains(&format!("the model(s) that finished (cheap")),
-        "{log}"
-    );
+    assert!(log.contains("the model(s) that finished (cheap"), "{log}");
     assert!(
         log.contains(&format!(
             "are on the temporary branch '{tx}' for inspection"
