@@ -112,6 +112,19 @@ fn objects_persist_between_runs_on_their_branch(l: &Lake) {
         .filter_map(|t| t["name"].as_str())
         .collect();
     assert!(names.contains(&"scaled") && !names.iter().any(|n| n.contains("object")));
+    assert_eq!(
+        l.json(&["namespace", "ls", "-r", "alice.dev"]),
+        serde_json::json!(["default"])
+    );
+    // SQL sees tables only.
+    assert_eq!(
+        l.count(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name LIKE '%object%' \
+             OR table_name LIKE '%fare_model%'",
+            &["-r", "alice.dev"]
+        ),
+        0
+    );
 
     // A later run on the branch loads it.
     run_ok(l, &predict, &["-r", "alice.dev", "-n", "default"]);
