@@ -16,7 +16,7 @@ in_both_modes!(
 );
 
 /// Saves a dict and a class instance; a downstream node of the same run loads both.
-const TRAIN: &str = r#"import bauplan
+pub(crate) const TRAIN: &str = r#"import bauplan
 from bauplan.store import save_obj
 
 
@@ -48,7 +48,7 @@ def scaled(stats=bauplan.Model("fare_stats")):
 "#;
 
 /// Loads what [`TRAIN`] saved, in a later run.
-const PREDICT: &str = r#"import bauplan
+pub(crate) const PREDICT: &str = r#"import bauplan
 
 
 @bauplan.model(materialization_strategy="REPLACE")

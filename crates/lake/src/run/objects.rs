@@ -5,7 +5,8 @@
 //! run reads commit C ──▶ objects of C (tree keys `object:<key>`) + those saved by the node's
 //!                        upstream nodes in this run ──▶ the task's `store.objects` {key: file}
 //! function: save_obj(k, obj) ──▶ pickle in its node folder ──▶ result `saved_objects`
-//!   ──▶ copied to <warehouse>/objects/<sha256>.pkl (immutable, named by content)
+//!   ──▶ copied to <warehouse>/.lakeplan/objects/<sha256>.pkl (immutable, named by content;
+//!       no namespace folder can be named so)
 //!   ──▶ materialize: `object:<k>` entries, in the commit that writes the run's tables
 //! ```
 //!
@@ -25,6 +26,10 @@ use serde_json::json;
 
 use super::{node_err, RunCtx, RunEvent};
 use crate::Lake;
+
+/// Where objects live under the warehouse: a folder no namespace can be named (namespaces are
+/// identifiers), so binding it into a sandbox shows objects only.
+const OBJECTS_DIR: &str = ".lakeplan/objects";
 
 /// Objects by key.
 pub(super) type Objects = BTreeMap<String, ObjectEntry>;
@@ -110,7 +115,7 @@ impl Lake {
     /// read-only into sandboxes.
     pub(super) fn local_objects_dir(&self) -> Option<PathBuf> {
         let root = self.warehouse.url().strip_prefix("file://")?;
-        let dir = Path::new(root).join("objects");
+        let dir = Path::new(root).join(OBJECTS_DIR);
         std::fs::create_dir_all(&dir).ok()?;
         Some(dir)
     }
@@ -143,7 +148,7 @@ impl Lake {
             }
             let bytes = std::fs::read(path).map_err(|e| Error::io(path.display(), e))?;
             let sha = lakeplan_core::sha256_hex(&bytes);
-            let location = format!("{}/objects/{sha}.pkl", self.warehouse.url());
+            let location = format!("{}/{OBJECTS_DIR}/{sha}.pkl", self.warehouse.url());
             let io = self.warehouse.file_io();
             // Named by content: an existing file holds these very bytes already.
             if !io.exists(&location).await.unwrap_or(false) {
