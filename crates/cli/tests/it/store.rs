@@ -232,6 +232,37 @@ def breaks(t=bauplan.Model("saves")):
     let before = l.head("main");
     let r = run(l, &failing, &["-n", "default"]);
     assert_failed(l, &r, &before, "RuntimeError: late failure");
+    // Two nodes of one run cannot save one key.
+    let twice = project(
+        l,
+        "twice",
+        &[(
+            "models.py",
+            r#"import bauplan
+
+
+@bauplan.model()
+@bauplan.python("3.11")
+def first(trips=bauplan.Model("trips", columns=["fare"])):
+    bauplan.store.save_obj("fare_model", 1)
+    return trips
+
+
+@bauplan.model()
+@bauplan.python("3.11")
+def second(t=bauplan.Model("first")):
+    bauplan.store.save_obj("fare_model", 2)
+    return t
+"#,
+        )],
+    );
+    let r = run(l, &twice, &["-n", "default"]);
+    assert_failed(
+        l,
+        &r,
+        &before,
+        "UserObjectWithKeyExistsError: object 'fare_model' was saved by 'first' in this run already",
+    );
     // Nothing reached main: a run that loads the object finds none.
     let predict = project(l, "predict", &[("models.py", PREDICT)]);
     let r = run(l, &predict, &["-n", "default"]);

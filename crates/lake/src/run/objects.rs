@@ -146,8 +146,7 @@ impl Lake {
                     format!("object '{key}': its file {file} is not one the store wrote"),
                 ));
             }
-            let bytes = std::fs::read(path).map_err(|e| Error::io(path.display(), e))?;
-            let sha = lakeplan_core::sha256_hex(&bytes);
+            let (sha, size) = file_sha256(path)?;
             let location = format!("{}/{OBJECTS_DIR}/{sha}.pkl", self.warehouse.url());
             let io = self.warehouse.file_io();
             // Named by content: an existing file holds these very bytes already.
@@ -161,7 +160,7 @@ impl Lake {
                 ObjectEntry {
                     location,
                     sha256: sha,
-                    size: bytes.len() as u64,
+                    size,
                 },
             );
         }
@@ -225,6 +224,25 @@ impl Lake {
             .map(|(k, (_, e))| (object_key(k), e.clone()))
             .collect())
     }
+}
+
+/// The SHA-256 (hex) and size of a file, read a block at a time.
+fn file_sha256(path: &Path) -> Result<(String, u64)> {
+    use sha2::Digest;
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path.display(), e))?;
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = f.read(&mut buf).map_err(|e| Error::io(path.display(), e))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok((hex::encode(h.finalize()), size))
 }
 
 /// The digest of what a node may load, for its cache key (none when it may load nothing, so
