@@ -9,6 +9,7 @@ from lakeplan import *  # noqa: F401,F403 - the public API, re-exported as is
 from lakeplan import __all__, __version__  # noqa: F401
 
 from . import standard_expectations  # noqa: E402 - bauplan.standard_expectations, not lakeplan's
+from . import store  # noqa: E402 - bauplan.store (save_obj, load_obj), lakeplan's store
 
 # `bauplan.Client` is `lakeplan.Client`; it and Bauplan's `exceptions`, `schema` and `state`
 # modules are loaded on first use, as in lakeplan.

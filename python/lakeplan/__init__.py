@@ -14,7 +14,7 @@ package needs only the standard library and pyarrow.
 imported on first use, so that pipeline workers, which import this package too, never load it.
 """
 
-from . import _schema, standard_expectations
+from . import _schema, standard_expectations, store
 from ._decorators import expectation, extras, model, python, resources
 from ._inputs import Model, Parameter
 from ._schema import (
@@ -48,6 +48,7 @@ __all__ = [
     "Parameter",
     *_schema.__all__,
     "standard_expectations",
+    "store",
 ]
 
 

@@ -46,6 +46,50 @@ PYTHON_KWARGS = ("version", "pip")
 RESOURCES_KWARGS = ("cpus", "memory", "memory_swap", "timeout")
 INPUT_MODEL_KWARGS = ("name", "columns", "projection_schema", "filter", "ref")
 
+# The modules of the authoring libraries that a pipeline function can import (the sandbox's
+# copy: crates/lake/src/pysrc.rs) and their public names; tests/python/test_store.py checks
+# this table against the packages themselves. Private modules (`_worker`...) are not checked.
+_STANDARD_EXPECTATIONS = (
+    "expect_column_accepted_values",
+    "expect_column_all_null",
+    "expect_column_all_unique",
+    "expect_column_equal_concatenation",
+    "expect_column_mean_greater_or_equal_than",
+    "expect_column_mean_greater_than",
+    "expect_column_mean_smaller_or_equal_than",
+    "expect_column_mean_smaller_than",
+    "expect_column_no_nulls",
+    "expect_column_not_unique",
+    "expect_column_some_null",
+)
+_STORE = (
+    "save_obj",
+    "load_obj",
+    "StoreError",
+    "StoreNotAvailableError",
+    "UserObjectKeyNotExistsError",
+    "UserObjectWithKeyExistsError",
+    "ObjectCannotBeSerializedError",
+    "ObjectTooBigError",
+)
+# `__all__` plus what is loaded on first use (the client side: outside the sandbox only).
+_TOP = tuple(sorted(KNOWN | {"FieldType"})) + ("standard_expectations", "store", "__version__")
+LIBRARY_MODULES = {
+    "bauplan": _TOP + ("Client", "exceptions", "schema", "state"),
+    "lakeplan": _TOP + ("Client", "client", "exceptions", "LakeplanError", "records"),
+    "bauplan.standard_expectations": _STANDARD_EXPECTATIONS,
+    "lakeplan.standard_expectations": _STANDARD_EXPECTATIONS,
+    "bauplan.store": _STORE,
+    "lakeplan.store": _STORE,
+    # The client's modules (scripts that drive runs import them): their names are not checked.
+    "bauplan.exceptions": None,
+    "bauplan.schema": None,
+    "bauplan.state": None,
+    "lakeplan.client": None,
+    "lakeplan.exceptions": None,
+    "lakeplan.records": None,
+}
+
 
 class _NotLiteral(Exception):
     pass
@@ -156,6 +200,7 @@ class FileAnalysis:
         tree = ast.parse(self.source, filename=self.path)
         self.names = Names(tree)
         self.tree = tree
+        self.check_library_imports(tree)
         self.collect_schemas(tree)
         for node in tree.body:
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -163,6 +208,42 @@ class FileAnalysis:
                 if fn is not None:
                     self.functions.append(fn)
         self.problems.sort(key=lambda p: p["line"])
+
+    # -- imports -----------------------------------------------------------------------------
+
+    def check_library_imports(self, tree):
+        """Every import of a `bauplan.*`/`lakeplan.*` module, or of a name from one, anywhere in
+        the file (imports inside functions too): the module and the name must exist."""
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    self.check_module(node.lineno, alias.name)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                if not self.check_module(node.lineno, node.module):
+                    continue
+                names = LIBRARY_MODULES.get(node.module)
+                if names is None:
+                    continue
+                for alias in node.names:
+                    submodule = "%s.%s" % (node.module, alias.name)
+                    if alias.name == "*" or alias.name in names or submodule in LIBRARY_MODULES:
+                        continue
+                    self.problem(
+                        node.lineno,
+                        "'%s' is not in module '%s' (known: %s)"
+                        % (alias.name, node.module, ", ".join(_closest_first(alias.name, _public(names)))),
+                    )
+
+    def check_module(self, line, module):
+        """Whether `module` is not a library module or is one that exists (else a problem)."""
+        parts = module.split(".")
+        if parts[0] not in LIBRARIES or module in LIBRARY_MODULES:
+            return True
+        if len(parts) == 2 and parts[1].startswith("_"):
+            return True  # the libraries' private modules: not checked
+        known = _closest_first(module, [m for m in LIBRARY_MODULES if m.startswith(parts[0] + ".")])
+        self.problem(line, "module '%s' does not exist (known: %s)" % (module, ", ".join(known)))
+        return False
 
     # -- schemas -----------------------------------------------------------------------------
 
@@ -541,6 +622,17 @@ class FileAnalysis:
             h.update(b"\0def\0")
             h.update(ast.dump(self.tree.body[i], include_attributes=False).encode())
         return h.hexdigest()
+
+
+def _public(names):
+    return sorted(n for n in names if not n.startswith("_"))
+
+
+def _closest_first(name, candidates):
+    """`candidates`, the most similar to `name` first (a typo's fix leads the list)."""
+    import difflib
+
+    return difflib.get_close_matches(name, sorted(candidates), n=len(candidates), cutoff=0)
 
 
 def _bound_names(stmt):

@@ -9,7 +9,9 @@ of which file to call, with which inputs (Arrow IPC files or parameter values); 
    as keyword arguments,
 4. for a model, converts the returned value to a pyarrow Table and writes it, uncompressed, in
    Arrow IPC file format to `output`; for an expectation, checks that it returned a bool,
-5. writes the result JSON to `result`.
+5. writes the result JSON to `result`, with the objects the function saved (`bauplan.store`,
+   configured from the task's `store`: `{"objects": {key: file}, "save_dir": folder}`) as
+   `saved_objects: {key: {"file", "size"}}`.
 
 On failure it prints the traceback to stderr, writes `{"ok": false, ...}` and exits 1. User
 prints go to stdout/stderr unchanged, line-buffered so the runtime streams them as they happen.
@@ -281,6 +283,10 @@ def failure(exc: BaseException, node: str) -> Dict[str, Any]:
 def run(task: Dict[str, Any]) -> Dict[str, Any]:
     """Run the task's function and write its output; return the result (success only: failures
     propagate as exceptions)."""
+    from . import store
+
+    # `bauplan.store`: the objects this function may load, and where its saves go.
+    store._configure(task.get("store"))
     fn = load_function(task)
     kwargs = read_inputs(task)
     name = task["function"]
@@ -288,12 +294,16 @@ def run(task: Dict[str, Any]) -> Dict[str, Any]:
         table = to_table(fn(**kwargs), name)
         del kwargs  # drop input tables before writing
         write_table(table, task["output"])
-        return {"ok": True, "rows": table.num_rows}
-    try:
-        value = to_bool(fn(**kwargs), name)
-    except AssertionError as exc:
-        return {"ok": True, "value": False, "message": assertion_message(exc, task["module_file"])}
-    return {"ok": True, "value": value, "message": None}
+        result = {"ok": True, "rows": table.num_rows}
+    else:
+        try:
+            result = {"ok": True, "value": to_bool(fn(**kwargs), name), "message": None}
+        except AssertionError as exc:
+            result = {"ok": True, "value": False, "message": assertion_message(exc, task["module_file"])}
+    saved = store._saved_objects()
+    if saved:
+        result["saved_objects"] = saved
+    return result
 
 
 def main(argv=None) -> int:

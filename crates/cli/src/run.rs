@@ -271,8 +271,8 @@ async fn branch(lake: &Service, cmd: BranchCmd, out: Output) -> Result<()> {
                     }
                     for x in d {
                         let sign = match x.change.as_str() {
-                            "added" | "namespace_added" => "+",
-                            "removed" | "namespace_removed" => "-",
+                            "added" | "namespace_added" | "object_added" => "+",
+                            "removed" | "namespace_removed" | "object_removed" => "-",
                             _ => "~",
                         };
                         let mut detail = Vec::new();

@@ -14,4 +14,7 @@ pub use error::{Error, Result};
 pub use ids::{sha256_hex, CommitId};
 pub use names::{validate_identifier, TableName, BAUPLAN_NAMESPACE, DEFAULT_NAMESPACE};
 pub use refs::{validate_ref_name, RefExpr, RefKind, RefPoint, MAIN_BRANCH};
-pub use tree::{Entry, TableEntry, TreeView};
+pub use tree::{
+    object_key, validate_object_key, Entry, ObjectEntry, TableEntry, TreeView, MAX_OBJECT_KEY,
+    OBJECT_KEY_PREFIX,
+};

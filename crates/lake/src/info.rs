@@ -69,7 +69,9 @@ pub struct TableInfo {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct DiffInfo {
     pub table: String,
-    /// added | removed | changed (namespaces: namespace_added | namespace_removed)
+    /// added | removed | changed (namespaces: namespace_added | namespace_removed; objects
+    /// saved by pipeline functions, keyed `object:<key>`: object_added | object_removed |
+    /// object_changed)
     pub change: String,
     pub schema_changed: bool,
     pub snapshot_before: Option<i64>,

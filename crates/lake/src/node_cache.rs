@@ -447,7 +447,7 @@ fn sweep_pins(pins: &Path) {
 }
 
 /// Copies the file at `location` (in the warehouse) to `dest`, a chunk at a time.
-async fn download(io: &FileIO, location: &str, dest: &Path) -> Result<(), String> {
+pub(crate) async fn download(io: &FileIO, location: &str, dest: &Path) -> Result<(), String> {
     use std::io::Write;
     let input = io.new_input(location).map_err(|e| e.to_string())?;
     let size = input.metadata().await.map_err(|e| e.to_string())?.size;
@@ -464,7 +464,7 @@ async fn download(io: &FileIO, location: &str, dest: &Path) -> Result<(), String
 }
 
 /// Copies the local file `src` to `location` (in the warehouse), a chunk at a time.
-async fn upload(io: &FileIO, src: &Path, location: &str) -> Result<(), String> {
+pub(crate) async fn upload(io: &FileIO, src: &Path, location: &str) -> Result<(), String> {
     use std::io::Read;
     let mut file = std::fs::File::open(src).map_err(|e| e.to_string())?;
     let output = io.new_output(location).map_err(|e| e.to_string())?;

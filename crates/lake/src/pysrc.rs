@@ -22,8 +22,10 @@ const SOURCES: &[(&str, &str)] = &[
     py!("lakeplan/_schema.py"),
     py!("lakeplan/standard_expectations.py"),
     py!("lakeplan/_worker.py"),
+    py!("lakeplan/store.py"),
     py!("bauplan/__init__.py"),
     py!("bauplan/standard_expectations.py"),
+    py!("bauplan/store.py"),
 ];
 
 fn content_hash() -> String {

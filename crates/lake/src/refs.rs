@@ -112,20 +112,25 @@ impl Lake {
             .map(|d| {
                 let before = d.before.as_ref().and_then(Entry::as_table);
                 let after = d.after.as_ref().and_then(Entry::as_table);
-                let is_ns = matches!(d.before, Some(Entry::Namespace))
-                    || matches!(d.after, Some(Entry::Namespace));
-                let change = match (d.change, is_ns) {
-                    (DiffChange::Added, true) => "namespace_added",
-                    (DiffChange::Removed, true) => "namespace_removed",
-                    (DiffChange::Added, false) => "added",
-                    (DiffChange::Removed, false) => "removed",
-                    (DiffChange::Changed, _) => "changed",
+                // The kind of what changed: a key holds one kind in every commit.
+                let kind = match d.before.as_ref().or(d.after.as_ref()) {
+                    Some(Entry::Namespace) => "namespace_",
+                    Some(Entry::Object(_)) => "object_",
+                    _ => "",
+                };
+                let change = match (d.change, kind) {
+                    (DiffChange::Changed, "namespace_") | (DiffChange::Changed, "") => {
+                        "changed".to_string()
+                    }
+                    (DiffChange::Added, k) => format!("{k}added"),
+                    (DiffChange::Removed, k) => format!("{k}removed"),
+                    (DiffChange::Changed, k) => format!("{k}changed"),
                 };
                 let rb = before.map(|t| t.records);
                 let ra = after.map(|t| t.records);
                 DiffInfo {
                     table: d.key,
-                    change: change.to_string(),
+                    change,
                     schema_changed: match (before, after) {
                         (Some(x), Some(y)) => {
                             x.schema_id != y.schema_id || x.table_uuid != y.table_uuid

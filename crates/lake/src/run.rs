@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use futures::StreamExt;
-use lakeplan_core::{CommitId, Entry, Error, RefKind, Result, TableName};
+use lakeplan_core::{CommitId, Entry, Error, RefKind, Result, TableName, OBJECT_KEY_PREFIX};
 use lakeplan_pipeline::{
     CacheStrategy, CatalogView, InputSource, Materialization, NodeKind, ParamValue, Plan, PlanNode,
     Project, TableInfo,
@@ -43,6 +43,7 @@ use crate::pipeline_io::{
 use crate::Lake;
 
 mod limits;
+mod objects;
 mod remote;
 
 use limits::{FunctionLimits, PROCESSES_VAR, TIMEOUT_VAR};
@@ -262,7 +263,7 @@ impl CatalogView for PlanView<'_> {
         let tn = TableName::new(namespace, name).ok()?;
         let entry = match self.lake.catalog.entry(&self.commit, &tn.key()).ok()?? {
             Entry::Table(t) => t,
-            Entry::Namespace => return None,
+            Entry::Namespace | Entry::Object(_) => return None,
         };
         let file_io = self.lake.warehouse.file_io().clone();
         let table = self
@@ -327,6 +328,11 @@ struct RunCtx {
     code_hash: std::sync::OnceLock<String>,
     /// More folders bound read-only into sandboxes (inputs held by other tasks of this worker).
     extra_ro: Vec<PathBuf>,
+    /// The objects (`bauplan.store`) of the commit the run reads, loaded on first use (handed
+    /// over with a node task on a worker).
+    objects: std::sync::OnceLock<objects::Objects>,
+    /// The objects saved by the run's nodes so far.
+    saved: Mutex<objects::Saved>,
     /// Log lines not yet written as a part of the job's log in the metastore.
     live: Mutex<String>,
     /// This process's name in the parts' keys, and how many it wrote.
@@ -463,9 +469,19 @@ impl RunCtx {
         Ok(d)
     }
 
-    /// The node's effective cache key (see `keys`), recorded for its consumers.
-    fn effective_key(&self, node: &PlanNode, env_key: Option<&str>) -> Result<String> {
+    /// The node's effective cache key (see `keys`), recorded for its consumers; with the
+    /// digest of the objects it may load, if any.
+    fn effective_key(
+        &self,
+        node: &PlanNode,
+        env_key: Option<&str>,
+        objects: Option<&str>,
+    ) -> Result<String> {
         let mut text = format!("{}\0{}", node.cache_key, env_key.unwrap_or("-"));
+        if let Some(digest) = objects {
+            text.push_str("\0objects:");
+            text.push_str(digest);
+        }
         let mut keys = self
             .keys
             .lock()
@@ -649,6 +665,8 @@ impl Lake {
             plan_nodes: std::sync::OnceLock::new(),
             code_hash: std::sync::OnceLock::new(),
             extra_ro: Vec::new(),
+            objects: std::sync::OnceLock::new(),
+            saved: Mutex::new(BTreeMap::new()),
             live: Mutex::new(String::new()),
             writer: uuid::Uuid::new_v4().simple().to_string()[..8].to_string(),
             parts: std::sync::atomic::AtomicU64::new(0),
@@ -1313,6 +1331,7 @@ impl Lake {
         }
         let dir = ctx.node_dir(&node.name)?;
         let out = dir.join("output.arrow");
+        let mut saved_objects = false;
         if !early_worker {
             if let Some(hit) = self
                 .cache_hit_or_execute(ctx, node, env_key.as_deref())
@@ -1353,6 +1372,7 @@ impl Lake {
                         .run_python_remote(ctx, dispatch.as_ref(), node, code_hash)
                         .await?;
                     self.python_outcome(node, &result, o)?;
+                    self.note_saved_objects(ctx, node, &result)?;
                     return Ok(());
                 }
                 let env = env.ok_or_else(|| {
@@ -1381,10 +1401,12 @@ impl Lake {
                     }
                 };
                 self.python_outcome(node, &result, o)?;
+                saved_objects = self.note_saved_objects(ctx, node, &result)?;
             }
         }
         let output = (node.kind != NodeKind::Expectation).then_some(out);
-        if ctx.cacheable(node) {
+        // A node that saved objects runs every time: a cache hit would not save them.
+        if ctx.cacheable(node) && !saved_objects {
             let key = ctx
                 .key_of(&node.name)
                 .ok_or_else(|| Error::Internal(format!("node '{}' has no cache key", node.name)))?;
@@ -1437,7 +1459,11 @@ impl Lake {
         node: &PlanNode,
         env_key: Option<&str>,
     ) -> Result<Option<CacheHit>> {
-        let key = ctx.effective_key(node, env_key)?;
+        let objects = match node.kind {
+            NodeKind::SqlModel => None,
+            _ => objects::objects_digest(&self.visible_objects(ctx, node)?),
+        };
+        let key = ctx.effective_key(node, env_key, objects.as_deref())?;
         if ctx.cacheable(node) && ctx.cache.pull(&key, &ctx.job_id).await == Found::Shared {
             ctx.emit(RunEvent::Line {
                 node: node.name.clone(),
@@ -1646,6 +1672,10 @@ impl Lake {
         for dir in &ctx.extra_ro {
             sandbox = sandbox.ro(dir.clone());
         }
+        if let Some(objects) = self.local_objects_dir() {
+            // `bauplan.store` loads: the warehouse's immutable object files, read-only.
+            sandbox = sandbox.ro(objects);
+        }
         sandbox.network = node.internet_access;
         sandbox.pythonpath = vec![ctx.pysrc.clone(), ctx.project_dir.clone()];
         let mut spec = WorkerSpec::new(
@@ -1689,6 +1719,7 @@ impl Lake {
                 }
             }
             let inputs = self.python_inputs(ctx, node).await?;
+            let store = self.store_task(ctx, node, dir).await?;
             let task = json!({
                 "node": node.name,
                 "kind": if node.kind == NodeKind::Expectation { "expectation" } else { "model" },
@@ -1699,6 +1730,7 @@ impl Lake {
                 "output": out,
                 "result": result_path,
                 "memory_bytes": spec.memory_bytes,
+                "store": store,
             });
             write_atomic(&task_path, "task", task.to_string().as_bytes())
                 .map_err(|e| Error::io(task_path.display(), e))?;
@@ -1755,7 +1787,10 @@ impl Lake {
             ));
         }
         match outcome.result {
-            Some(r) if ran_ok => Ok(PyRun::Ran(r)),
+            Some(mut r) if ran_ok => {
+                self.keep_saved_objects(node, dir, &mut r).await?;
+                Ok(PyRun::Ran(r))
+            }
             Some(r) => {
                 let error = r.get("error").and_then(|v| v.as_str()).unwrap_or("failed");
                 let kind = r
@@ -1864,13 +1899,20 @@ impl Lake {
                 .and_then(|o| o.rows);
             work.push((node, name, path, keep, rows));
         }
-        if work.is_empty() {
+        // Objects saved by the run's functions (`bauplan.store`), in the same commit.
+        let objects = Self::saved_object_changes(ctx)?;
+        if work.is_empty() && objects.is_empty() {
             return Ok(None);
         }
         let message = format!(
             "Materialize {} (job {})",
             work.iter()
                 .map(|(n, ..)| format!("{} [{}]", n.name, n.materialization.as_str()))
+                .chain(
+                    objects
+                        .iter()
+                        .map(|(k, _)| format!("object '{}'", &k[OBJECT_KEY_PREFIX.len()..]))
+                )
                 .collect::<Vec<_>>()
                 .join(", "),
             ctx.job_id
@@ -1885,11 +1927,15 @@ impl Lake {
                 props.clone(),
                 |s| {
                     let work = &work;
+                    let objects = &objects;
                     let snapshot_props = snapshot_props.clone();
                     async move {
+                        for (key, entry) in objects {
+                            s.put_object(key, entry.clone())?;
+                        }
                         // The run's namespace (Bauplan's `bauplan`, say) is made on first use,
                         // in the same commit as the tables it receives.
-                        if s.current(&ctx.namespace)?.is_none() {
+                        if !work.is_empty() && s.current(&ctx.namespace)?.is_none() {
                             s.create_namespace_(&ctx.namespace)?;
                         }
                         for (node, name, path, keep, rows) in work {
@@ -1949,8 +1995,13 @@ impl Lake {
                     self.note_cache_snapshot(ctx, node, t.snapshot_id);
                 }
             }
+            let saved = if objects.is_empty() {
+                String::new()
+            } else {
+                format!(" and {} object(s)", objects.len())
+            };
             ctx.emit(RunEvent::Info(format!(
-                "materialized {} table(s) on '{branch}' in commit {}",
+                "materialized {} table(s){saved} on '{branch}' in commit {}",
                 work.len(),
                 c.short()
             )));

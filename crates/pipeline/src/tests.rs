@@ -730,3 +730,37 @@ fn cache_keys_follow_code_inputs_and_parameters() {
     assert_ne!(k["s"], base["s"]);
     assert_eq!(k["b"], base["b"]);
 }
+
+#[test]
+fn an_import_of_a_library_module_or_name_that_does_not_exist_is_a_problem() {
+    reject(
+        &[(
+            "models.py",
+            "import bauplan\nfrom bauplan.stor import save_obj\n",
+        )],
+        "models.py:2",
+        "module 'bauplan.stor' does not exist (known: bauplan.store,",
+    );
+    reject(
+        &[("models.py", "import lakeplan.nope\n")],
+        "models.py:1",
+        "module 'lakeplan.nope' does not exist (known: ",
+    );
+    // Inside a function too, and a name the module does not have.
+    reject(
+        &[(
+            "models.py",
+            &py("@bauplan.model()\ndef f(x=bauplan.Model('trips')):\n    from bauplan.store import save_objs\n    return x\n"),
+        )],
+        "models.py:7",
+        "'save_objs' is not in module 'bauplan.store' (known: save_obj,",
+    );
+    reject(
+        &[("models.py", "from bauplan import Modle\n")],
+        "models.py:1",
+        "'Modle' is not in module 'bauplan' (known: Model,",
+    );
+    // What exists plans: the store, a submodule imported by name, the client's modules.
+    let ok = py("from bauplan.store import save_obj, load_obj\nfrom bauplan import store, Client\nimport bauplan.exceptions\n\n@bauplan.model()\ndef f(x=bauplan.Model('trips')):\n    return x\n");
+    plan_files(&[("models.py", &ok)], &MockCatalog::sample()).unwrap();
+}

@@ -9,7 +9,9 @@ use iceberg::{
     Catalog, MetadataLocation, Namespace, NamespaceIdent, TableCommit, TableCreation, TableIdent,
     TableUpdate,
 };
-use lakeplan_core::{validate_identifier, Entry, Error, Result, TableName, TreeView};
+use lakeplan_core::{
+    validate_identifier, Entry, Error, ObjectEntry, Result, TableName, TreeView, OBJECT_KEY_PREFIX,
+};
 
 use crate::tables::build_table;
 use crate::{entry_for, from_iceberg, load_table, table_ident, to_iceberg, Warehouse};
@@ -265,6 +267,14 @@ impl StagedCatalog {
     /// Stages `entry` for `name` as it is (used by revert: no file is copied).
     pub fn put_entry(&self, name: &TableName, entry: Option<Entry>) -> Result<()> {
         self.stage(name.key(), entry)
+    }
+
+    /// Stages the object saved under `key` (a tree key `object:<key>`).
+    pub fn put_object(&self, key: &str, entry: ObjectEntry) -> Result<()> {
+        if !key.starts_with(OBJECT_KEY_PREFIX) {
+            return Err(Error::Internal(format!("'{key}' is not an object's key")));
+        }
+        self.stage(key.to_string(), Some(Entry::Object(entry)))
     }
 }
 

@@ -38,4 +38,5 @@ mod refs;
 mod s3;
 mod server;
 mod slt;
+mod store;
 mod util;

@@ -41,7 +41,7 @@ pub(crate) fn env_cache() -> String {
 }
 
 /// Puts default.trips (2000 rows) and default.zones (40 rows) on main.
-fn load_inputs(l: &Lake) {
+pub(crate) fn load_inputs(l: &Lake) {
     l.load("trips", &data("trips_2024_01.csv"), &[]);
     l.load("zones", &data("zones.jsonl"), &[]);
 }
@@ -80,7 +80,7 @@ const PROJECT_YML: &str = "project:\n  id: 11111111-2222-3333-4444-555555555555\
 parameters:\n  min_fare:\n    type: float\n    default: 1.0\n";
 
 /// Writes a project folder `name` with the given files (a default project file unless given).
-fn project(l: &Lake, name: &str, files: &[(&str, &str)]) -> String {
+pub(crate) fn project(l: &Lake, name: &str, files: &[(&str, &str)]) -> String {
     let dir = l.file(name);
     std::fs::create_dir_all(&dir).unwrap();
     if !files.iter().any(|(f, _)| f.ends_with("_project.yml")) {
@@ -93,10 +93,10 @@ fn project(l: &Lake, name: &str, files: &[(&str, &str)]) -> String {
 }
 
 /// One `lakeplan -O json run`: its job record (when one was made) and its stderr.
-struct Run {
-    ok: bool,
-    job: Value,
-    stderr: String,
+pub(crate) struct Run {
+    pub(crate) ok: bool,
+    pub(crate) job: Value,
+    pub(crate) stderr: String,
 }
 
 impl Run {
@@ -105,7 +105,7 @@ impl Run {
     }
 
     /// Each node's status (succeeded, cached, failed, ...).
-    fn status(&self, node: &str) -> String {
+    pub(crate) fn status(&self, node: &str) -> String {
         self.job["nodes"]
             .as_array()
             .expect("nodes")
@@ -117,12 +117,12 @@ impl Run {
             .to_string()
     }
 
-    fn error(&self) -> String {
+    pub(crate) fn error(&self) -> String {
         self.job["error"].as_str().unwrap_or_default().to_string()
     }
 }
 
-fn run(l: &Lake, project: &str, extra: &[&str]) -> Run {
+pub(crate) fn run(l: &Lake, project: &str, extra: &[&str]) -> Run {
     let mut a = vec!["-O", "json", "run", "-p", project];
     a.extend_from_slice(extra);
     let o = l.run(&a);
@@ -134,7 +134,7 @@ fn run(l: &Lake, project: &str, extra: &[&str]) -> Run {
     }
 }
 
-fn run_ok(l: &Lake, project: &str, extra: &[&str]) -> Run {
+pub(crate) fn run_ok(l: &Lake, project: &str, extra: &[&str]) -> Run {
     let r = run(l, project, extra);
     assert!(r.ok, "run {project} {extra:?} failed:\n{}", r.stderr);
     assert_eq!(r.job["status"], "succeeded", "{}", r.job);
@@ -162,7 +162,7 @@ fn job_log(l: &Lake, id: &str) -> String {
 
 /// A run that reached execution and failed: the job failed, main is exactly as before, the
 /// temporary branch is kept and named in the one-line error, whose text contains `msg`.
-fn assert_failed(l: &Lake, r: &Run, before: &str, msg: &str) {
+pub(crate) fn assert_failed(l: &Lake, r: &Run, before: &str, msg: &str) {
     assert!(!r.ok, "run should fail: {}", r.stderr);
     assert_eq!(r.job["status"], "failed", "{}", r.job);
     let last = r.stderr.trim_end().lines().last().unwrap_or_default();
@@ -179,7 +179,7 @@ fn assert_failed(l: &Lake, r: &Run, before: &str, msg: &str) {
 }
 
 /// A planner rejection: no job, one `error:` line containing every part of `msgs`.
-fn assert_rejected(l: &Lake, project: &str, extra: &[&str], msgs: &[&str]) {
+pub(crate) fn assert_rejected(l: &Lake, project: &str, extra: &[&str], msgs: &[&str]) {
     let before = l.head("main");
     let jobs = l.json(&["job", "ls"]).as_array().unwrap().len();
     let r = run(l, project, extra);

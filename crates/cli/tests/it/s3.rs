@@ -307,3 +307,34 @@ fn a_tenant_reads_no_other_tenants_objects_by_any_key_form() {
     }
     assert_eq!(a.count("SELECT count(*) FROM mine", &[]), 0);
 }
+
+/// `bauplan.store` with the warehouse in a bucket: saved objects are uploaded there and copied
+/// into the run's shared memory for the functions that may load them.
+#[test]
+fn saved_objects_live_in_the_bucket() {
+    let s3 = S3Server::start();
+    s3.boto("s3.create_bucket(Bucket='lake')");
+    let mut l = Lake::new();
+    l.env = s3.env();
+    l.env.push((
+        "LAKEPLAN_ENV_CACHE".to_string(),
+        crate::pipeline::env_cache(),
+    ));
+    l.ok(&["lake", "init", "--warehouse", "s3://lake/wh"]);
+    crate::pipeline::load_inputs(&l);
+    let train = crate::pipeline::project(&l, "train", &[("models.py", crate::store::TRAIN)]);
+    let predict = crate::pipeline::project(&l, "predict", &[("models.py", crate::store::PREDICT)]);
+    crate::pipeline::run_ok(&l, &train, &["-n", "default"]);
+    let keys = s3.boto(
+        "for o in s3.list_objects_v2(Bucket='lake', Prefix='wh/.lakeplan/objects/').get('Contents', []):\n    print(o['Key'])",
+    );
+    assert_eq!(keys.lines().count(), 2, "{keys}");
+    crate::pipeline::run_ok(&l, &predict, &["-n", "default"]);
+    let mean = l.rows("SELECT avg(fare) AS m FROM trips", &[])[0]["m"]
+        .as_f64()
+        .unwrap();
+    let got = l.rows("SELECT mean FROM predicted", &[])[0]["mean"]
+        .as_f64()
+        .unwrap();
+    assert!((got - mean).abs() < 1e-9, "{got} vs {mean}");
+}

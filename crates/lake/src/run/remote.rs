@@ -57,6 +57,10 @@ pub struct NodeTask {
     pub cache_key: Option<String>,
     /// Where each upstream node's output is.
     pub upstream: BTreeMap<String, RemoteOutput>,
+    /// The objects (`bauplan.store`) the node may load: the run's commit's and those its
+    /// upstream nodes saved in this run.
+    #[serde(default)]
+    pub objects: BTreeMap<String, lakeplan_core::ObjectEntry>,
 }
 
 /// What a node's worker answers.
@@ -356,6 +360,7 @@ impl Lake {
                 .then(|| ctx.key_of(&node.name))
                 .flatten(),
             upstream,
+            objects: self.visible_objects(ctx, node)?,
         };
         dispatch
             .run(task)
@@ -469,6 +474,7 @@ impl Lake {
             None,
         )?;
         ctx.extra_ro = extra_ro;
+        let _ = ctx.objects.set(task.objects.clone());
         for (up, path) in inputs {
             ctx.set_output(&up, path)?;
         }
@@ -498,7 +504,9 @@ impl Lake {
         let (result, error, output) = match ran {
             Ok((r, out)) => {
                 let output = (node.kind != NodeKind::Expectation).then_some(out);
-                if let Some(key) = &task.cache_key {
+                // A node that saved objects runs every time: a cache hit would not save them.
+                let saved = r.get("saved_objects").is_some();
+                if let (Some(key), false) = (&task.cache_key, saved) {
                     let meta = json!({"node": node.name, "rows": r.get("rows"),
                                       "passed": r.get("value").and_then(|v| v.as_bool()),
                                       "job_id": task.job_id,
