@@ -1239,7 +1239,7 @@ fn functions_without_resources_run_under_the_machines_default_limits() {
 }
 
 const SECRET_PROJECT_YML: &str =
-    "project:\n  id: 7d0c5a1e-9b2f-4c3d-8e4f-a1b2c3d4e5f6\n  name: secrets\n";
+    "project:\n  id: 7d0c5a1e-9b2f-4c3d-8e4f-a1b2c3d4e5f6\n  name: secrets\n  namespace: default\n";
 
 /// Two functions, run side by side: one declares the secret and writes its length and SHA-256
 /// into its output; the other does not, and scans what it can see (its environment, arguments,
@@ -1250,14 +1250,14 @@ import bauplan
 import pyarrow as pa
 
 
-@bauplan.model()
+@bauplan.model(materialization_strategy="REPLACE")
 @bauplan.python("3.11")
 def with_secret(trips=bauplan.Model("trips", columns=["trip_id"]), api_key=bauplan.Parameter("api_key")):
     time.sleep(1.5)  # still running while the other one looks around
     return pa.table({"n": [len(api_key)], "sha": [hashlib.sha256(api_key.encode()).hexdigest()]})
 
 
-@bauplan.model()
+@bauplan.model(materialization_strategy="REPLACE")
 @bauplan.python("3.11")
 def without_secret(trips=bauplan.Model("trips", columns=["trip_id"])):
     time.sleep(0.5)
