@@ -1347,6 +1347,30 @@ fn secret_parameters_reach_only_the_functions_that_declare_them(l: &Lake) {
         "{yml}"
     );
     assert!(!yml.contains(&secret), "{yml}");
+    // Set again from stdin (out of shell history): a new ciphertext for the same value.
+    let mut child = l
+        .cmd(&["parameter", "set", "api_key", "--type", "secret", "-p", &p])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        writeln!(stdin, "{secret}").unwrap();
+    }
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let yml = std::fs::read_to_string(Path::new(&p).join("bauplan_project.yml")).unwrap();
+    let doc: serde_yaml::Value = serde_yaml::from_str(&yml).unwrap();
+    let entry = &doc["parameters"]["api_key"];
+    assert!(!yml.contains(&secret), "{yml}");
+    assert_eq!(
+        entry["description"].as_str(),
+        Some("the vendor's key"),
+        "{yml}"
+    );
     // `parameter ls` shows it masked.
     let ls = l.ok(&["parameter", "ls", "-p", &p]);
     assert!(ls.contains("<secret>") && !ls.contains(&secret), "{ls}");
