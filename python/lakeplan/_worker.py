@@ -151,6 +151,18 @@ def read_inputs(task: Dict[str, Any]) -> Dict[str, Any]:
             kwargs[param] = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
         elif kind == "parameter":
             kwargs[param] = item.get("value")
+        elif kind == "secret":
+            # A secret parameter, opened by the lake for this function only: read once from
+            # this node's private folder, and the file removed so nothing else finds it.
+            path = item.get("path")
+            if not isinstance(path, str) or not path:
+                raise TaskError(f"input '{param}' of node '{task['node']}' has no path")
+            with open(path, encoding="utf-8") as f:
+                kwargs[param] = f.read()
+            try:
+                os.remove(path)
+            except OSError:
+                pass
         else:
             raise TaskError(f"input '{param}' of node '{task['node']}': unknown kind {kind!r}")
     return kwargs

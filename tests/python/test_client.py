@@ -694,6 +694,52 @@ def test_failed_runs_are_returned_not_raised(server, pipeline, project, tmp_path
     assert alice.get_branch("alice.fail") == head
 
 
+def test_secret_parameters_through_the_sdk(server, pipeline, project, tmp_path):
+    """A secret sealed for the tenant (`lakeplan parameter set --type secret` in remote mode)
+    reaches the model that declares it on an SDK run, is masked in the job, and cannot be
+    overridden; another tenant's key cannot open it."""
+    secret = "sk-" + os.urandom(12).hex()
+    keyed = variant(
+        project, tmp_path / "keyed", "    kept = ",
+        "    assert len(api_key) == 27 and api_key.startswith('sk-'), 'the secret did not arrive'\n    kept = ",
+    )
+    code = (keyed / "models.py").read_text()
+    # paid_trips declares the secret too.
+    code = code.replace("def paid_trips(", "def paid_trips(\n    api_key: Annotated[str, lakeplan.Parameter('api_key')],", 1)
+    if "from typing import Annotated" not in code:
+        code = "from typing import Annotated\n" + code
+    (keyed / "models.py").write_text(code)
+
+    def cli(user, *args):
+        env = dict(server.env, LAKEPLAN_API_ENDPOINT=server.url, LAKEPLAN_API_KEY=server.keys[user])
+        return subprocess.run([lakeplan_bin(), *args], env=env, capture_output=True, text=True)
+
+    p = cli("alice", "parameter", "set", "api_key", secret, "--type", "secret", "-p", str(keyed))
+    assert p.returncode == 0, p.stderr
+    assert secret not in (keyed / "lakeplan_project.yml").read_text()
+
+    alice = server.client("alice")
+    alice.create_branch("alice.secret", from_ref=pipeline)
+    state = alice.run(keyed, ref="alice.secret")
+    assert state.job_status == "SUCCESS", state.error
+    assert state.parameters["api_key"] == "<secret>"
+    assert all(secret not in line for line in state.user_logs)
+
+    refused = alice.run(keyed, ref="alice.secret", parameters={"api_key": "sk-other"})
+    assert refused.job_status == "FAILED" and "'api_key' is a secret" in refused.error
+    assert "sk-other" not in refused.error
+
+    # Tenant globex cannot open acme's secret: the run fails naming the parameter.
+    eve = server.client("eve")
+    eve.create_branch("eve.secret", from_ref="main")
+    for table, path in (("trips", JAN), ("zones", DATA / "zones.jsonl")):
+        eve.create_table(table, str(path), branch="eve.secret")
+        eve.import_data(table, str(path), branch="eve.secret")
+    theirs = eve.run(keyed, ref="eve.secret")
+    assert theirs.job_status == "FAILED" and "secret parameter 'api_key'" in theirs.error, theirs.error
+    assert secret not in theirs.error
+
+
 def test_runs_the_server_refuses_raise(server, pipeline, project):
     alice, reader = server.client("alice"), server.client("reader")
     main = alice.get_branch("main")

@@ -204,6 +204,33 @@ def test_parameter_value_is_passed_as_is(tmp_path):
     assert job.output("pick").to_pylist() == [{"id": 1, "fare": 5.0, "vendor": "a", "tag": "x"}]
 
 
+def test_secret_is_read_from_its_file_which_is_then_removed(tmp_path):
+    job = Job(tmp_path, """
+        import os
+        from bauplan import model, Model, Parameter
+
+        @model
+        def keyed(trips=Model("trips"), api_key=Parameter("api_key")):
+            return [{"n": len(api_key), "ok": api_key == "s3cr3t value\\n"}]
+    """)
+    secret = tmp_path / "private" / "api_key.secret"
+    secret.parent.mkdir()
+    secret.write_text("s3cr3t value\n")
+    proc, result = job.run("keyed", inputs=[
+        job.table_input("trips", TRIPS),
+        {"param": "api_key", "kind": "secret", "path": str(secret)},
+    ])
+    assert_ok(proc)
+    assert job.output("keyed").to_pylist() == [{"n": 13, "ok": True}]
+    assert not secret.exists(), "the worker removes the secret's file once read"
+    # A secret input without a path is a bad task, not a crash.
+    proc, _ = job.run("keyed", inputs=[
+        job.table_input("trips", TRIPS),
+        {"param": "api_key", "kind": "secret"},
+    ])
+    assert proc.returncode == 1 and "has no path" in proc.stderr, proc.stderr
+
+
 def test_list_of_dicts(tmp_path):
     job = Job(tmp_path, """
         import bauplan

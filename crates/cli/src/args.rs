@@ -621,13 +621,15 @@ pub enum ParameterCmd {
         #[arg(short = 'p', long = "project-dir", default_value = ".")]
         project_dir: PathBuf,
     },
-    /// Add or change a parameter (its default value, type, description)
+    /// Add or change a parameter (its default value, type, description). A secret
+    /// (`--type secret`) is sealed with the lake's key (the tenant's, on a server) and only its
+    /// ciphertext is written; without VALUE it is read from stdin.
     Set {
         name: String,
         value: Option<String>,
         #[arg(short = 'p', long = "project-dir", default_value = ".")]
         project_dir: PathBuf,
-        /// str | int | float | bool
+        /// str | int | float | bool | secret
         #[arg(long = "type")]
         ty: Option<String>,
         #[arg(long)]

@@ -54,6 +54,71 @@ pub fn init(path: Option<PathBuf>, name: Option<String>, out: Output) -> Result<
     Ok(())
 }
 
+/// Whether `cmd` sets a secret's value (which needs the lake's key, so the lake or the
+/// server): `--type secret`, or a new value for a parameter that is a secret already.
+pub fn is_secret_set(cmd: &ParameterCmd) -> bool {
+    match cmd {
+        ParameterCmd::Set { ty: Some(t), .. } => t == "secret",
+        ParameterCmd::Set {
+            ty: None,
+            value: Some(_),
+            name,
+            project_dir,
+            ..
+        } => pipeline::Project::load(project_dir).is_ok_and(|p| {
+            p.parameters
+                .get(name)
+                .is_some_and(|s| s.ty == ParamType::Secret)
+        }),
+        _ => false,
+    }
+}
+
+/// `lakeplan parameter set NAME [VALUE] --type secret`: the value (else one line of stdin) is
+/// sealed by the lake (the tenant's key, on a server) and only the ciphertext is written.
+pub async fn set_secret(svc: &Service, cmd: ParameterCmd, out: Output) -> Result<()> {
+    let ParameterCmd::Set {
+        name,
+        value,
+        project_dir,
+        description,
+        ..
+    } = cmd
+    else {
+        return Err(Error::Internal(
+            "only `parameter set --type secret` needs the lake".into(),
+        ));
+    };
+    // Checks the project file loads before anything is sealed.
+    let project = pipeline::Project::load(&project_dir).map_err(perr)?;
+    let value = match value {
+        Some(v) => v,
+        None => {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .map_err(|e| Error::io("stdin", e))?;
+            line.trim_end_matches(['\r', '\n']).to_string()
+        }
+    };
+    if value.is_empty() {
+        return Err(Error::InvalidInput(format!(
+            "secret parameter '{name}': the value is empty (give it as VALUE, or on stdin)"
+        )));
+    }
+    let sealed = svc
+        .seal_secret(project.id.as_deref(), &name, &value)
+        .await?;
+    let key = sealed.key.clone();
+    let spec = pipeline::set_secret_parameter(&project_dir, sealed, description.as_deref())
+        .map_err(perr)?;
+    match out {
+        Output::Json => output::json(&spec)?,
+        _ => outln!("Set parameter '{name}' (secret, sealed with key {key})"),
+    }
+    Ok(())
+}
+
 /// `lakeplan parameter ls|set|rm`: edits the project file; needs no lake.
 pub fn parameter(cmd: ParameterCmd, out: Output) -> Result<()> {
     match cmd {
@@ -91,7 +156,9 @@ pub fn parameter(cmd: ParameterCmd, out: Output) -> Result<()> {
             let ty = match ty.as_deref() {
                 None => None,
                 Some(t) => Some(ParamType::parse(t).ok_or_else(|| {
-                    Error::InvalidInput(format!("--type '{t}': expected str, int, float or bool"))
+                    Error::InvalidInput(format!(
+                        "--type '{t}': expected str, int, float, bool or secret"
+                    ))
                 })?),
             };
             let spec = pipeline::set_parameter(

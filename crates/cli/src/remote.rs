@@ -21,6 +21,7 @@ use std::path::PathBuf;
 use arrow::record_batch::RecordBatch;
 use lakeplan_catalog::AuditRecord;
 use lakeplan_core::{Error, RefKind, Result, MAIN_BRANCH};
+use lakeplan_lake::pipeline::SealedSecret;
 use lakeplan_lake::{
     CommitExtras, CommitInfo, CreatePlan, DiffInfo, ImportReport, JobRecord, MergeInfo,
     QueryResult, RefInfo, SettingValue, TableInfo, TableSummary, WriteInfo,
@@ -342,6 +343,20 @@ impl Remote {
 
     pub async fn settings(&self) -> Result<Vec<SettingValue>> {
         self.get(&["settings"], &[]).await
+    }
+
+    /// Seals a secret parameter's value with the tenant's key.
+    pub async fn seal_secret(
+        &self,
+        project_id: Option<&str>,
+        name: &str,
+        value: &str,
+    ) -> Result<SealedSecret> {
+        self.post(
+            &["secrets"],
+            json!({"name": name, "value": value, "project_id": project_id}),
+        )
+        .await
     }
 
     pub async fn set_setting(&self, name: &str, value: Option<&str>) -> Result<Vec<SettingValue>> {

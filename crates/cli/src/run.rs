@@ -27,7 +27,10 @@ pub async fn run(cli: Cli) -> Result<()> {
     // Project commands edit a project folder and need no lake.
     let cmd = match cli.cmd {
         Cmd::Init { path, name } => return crate::pipeline::init(path, name, out),
-        Cmd::Parameter(p) => return crate::pipeline::parameter(p, out),
+        // ... except sealing a secret, which needs the lake's key (or the server's).
+        Cmd::Parameter(p) if !crate::pipeline::is_secret_set(&p) => {
+            return crate::pipeline::parameter(p, out)
+        }
         // Server commands use the server's metastore, not a lake.
         Cmd::Serve(args) => return crate::server::serve(args).await,
         Cmd::Worker(args) => return crate::server::worker(args).await,
@@ -173,7 +176,8 @@ pub async fn run(cli: Cli) -> Result<()> {
                 crate::pipeline::rerun_remote(rm, &id, r, dry_run, no_cache, out).await?
             }
         },
-        Cmd::Init { .. } | Cmd::Parameter(_) | Cmd::Serve(_) | Cmd::Worker(_) | Cmd::Admin(_) => {
+        Cmd::Parameter(p) => crate::pipeline::set_secret(lake, p, out).await?,
+        Cmd::Init { .. } | Cmd::Serve(_) | Cmd::Worker(_) | Cmd::Admin(_) => {
             return Err(Error::Internal(
                 "project and server commands are handled before the lake opens".into(),
             ))

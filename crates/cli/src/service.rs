@@ -107,6 +107,18 @@ impl Service {
         dispatch!(self, l => l.settings(), r => r.settings().await)
     }
 
+    /// Seals a secret parameter's value with the lake's (or the tenant's) key.
+    pub async fn seal_secret(
+        &self,
+        project_id: Option<&str>,
+        name: &str,
+        value: &str,
+    ) -> Result<lakeplan_lake::pipeline::SealedSecret> {
+        dispatch!(self,
+            l => l.seal_secret(project_id, name, value),
+            r => r.seal_secret(project_id, name, value).await)
+    }
+
     /// Sets or (with None) unsets a lake setting; returns every setting after the change.
     pub async fn set_setting(&self, name: &str, value: Option<&str>) -> Result<Vec<SettingValue>> {
         dispatch!(self,

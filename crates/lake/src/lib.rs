@@ -22,6 +22,7 @@ mod pysrc;
 mod query;
 mod refs;
 mod run;
+mod secrets;
 mod settings;
 mod snapshot;
 mod tables;

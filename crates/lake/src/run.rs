@@ -24,8 +24,8 @@ use chrono::Utc;
 use futures::StreamExt;
 use lakeplan_core::{CommitId, Entry, Error, RefKind, Result, TableName, OBJECT_KEY_PREFIX};
 use lakeplan_pipeline::{
-    CacheStrategy, CatalogView, InputSource, Materialization, NodeKind, ParamValue, Plan, PlanNode,
-    Project, TableInfo,
+    CacheStrategy, CatalogView, InputSource, Materialization, NodeKind, ParamType, ParamValue,
+    Plan, PlanNode, Project, TableInfo,
 };
 use lakeplan_runtime::{
     run_worker, EnvManager, EnvSpec, PreparedEnv, SandboxOptions, ShmJobDir, Stream, WorkerSpec,
@@ -609,6 +609,7 @@ fn param_text(v: &ParamValue) -> String {
         ParamValue::Int(i) => i.to_string(),
         ParamValue::Float(f) => f.to_string(),
         ParamValue::Str(s) => s.clone(),
+        ParamValue::Secret(_) => lakeplan_pipeline::SECRET_MASK.to_string(),
     }
 }
 
@@ -1568,8 +1569,16 @@ impl Lake {
     }
 
     /// A Python node's inputs for its task file: scans written to shared memory (projection
-    /// and filter pushed into the Iceberg scan), upstream outputs, parameter values.
-    async fn python_inputs(&self, ctx: &RunCtx, node: &PlanNode) -> Result<Vec<serde_json::Value>> {
+    /// and filter pushed into the Iceberg scan), upstream outputs, parameter values. A secret
+    /// is opened here and written to a file of `secrets`, the node's own folder (mounted in its
+    /// sandbox only; the job's shared folder, which every node mounts, and the task file never
+    /// hold it).
+    async fn python_inputs(
+        &self,
+        ctx: &RunCtx,
+        node: &PlanNode,
+        secrets: Option<&Path>,
+    ) -> Result<Vec<serde_json::Value>> {
         let mut inputs = Vec::new();
         for i in &node.inputs {
             match &i.source {
@@ -1636,6 +1645,22 @@ impl Lake {
                     };
                     inputs.push(json!({"param": i.param, "kind": "table", "path": path}));
                 }
+                InputSource::Param {
+                    value: ParamValue::Secret(sealed),
+                    ..
+                } => {
+                    let dir = secrets.ok_or_else(|| {
+                        Error::Internal(format!(
+                            "node '{}' declares a secret but has no folder for it",
+                            node.name
+                        ))
+                    })?;
+                    let value = crate::secrets::open(&self.root, sealed)
+                        .map_err(|e| node_err(&node.name, e))?;
+                    let path = dir.join(format!("{}.secret", i.param));
+                    crate::secrets::write_private(&path, &value)?;
+                    inputs.push(json!({"param": i.param, "kind": "secret", "path": path}));
+                }
                 InputSource::Param { value, .. } => {
                     inputs.push(json!({"param": i.param, "kind": "parameter", "value": value}));
                 }
@@ -1666,6 +1691,25 @@ impl Lake {
             .ro(ctx.project_dir.clone())
             .ro(ctx.shm.path().to_path_buf())
             .rw(dir.to_path_buf());
+        // The node's secrets, in a folder of its own (0700, removed when it ends): writable so
+        // the worker deletes each file once read.
+        let has_secret = node.inputs.iter().any(|i| {
+            matches!(
+                i.source,
+                InputSource::Param {
+                    value: ParamValue::Secret(_),
+                    ..
+                }
+            )
+        });
+        let secrets = if has_secret {
+            let d = ShmJobDir::create(&format!("secret-{}", uuid::Uuid::new_v4().simple()))
+                .map_err(|e| node_err(&node.name, e))?;
+            sandbox = sandbox.rw(d.path().to_path_buf());
+            Some(d)
+        } else {
+            None
+        };
         if ctx.cache.dir().is_dir() {
             sandbox = sandbox.ro(ctx.cache.dir().to_path_buf());
         }
@@ -1718,7 +1762,9 @@ impl Lake {
                     return Ok(Some(skip));
                 }
             }
-            let inputs = self.python_inputs(ctx, node).await?;
+            let inputs = self
+                .python_inputs(ctx, node, secrets.as_ref().map(ShmJobDir::path))
+                .await?;
             let store = self.store_task(ctx, node, dir).await?;
             let task = json!({
                 "node": node.name,
@@ -2209,11 +2255,24 @@ impl Lake {
         let new_id = job_id.unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
         let project_dir = jobs.job_dir(&new_id).join("project");
         crate::snapshot::extract_snapshot(&jobs.snapshot_file(&job.id)?, &project_dir)?;
+        let project =
+            Project::load(&project_dir).map_err(|e| Error::InvalidInput(e.to_string()))?;
         Ok(RunOptions {
             project_dir,
             target: Some(target.unwrap_or_else(|| job.target.clone())),
             namespace: Some(job.namespace.clone()),
-            params: job.parameters.clone().into_iter().collect(),
+            // A secret comes from the stored project file again (the record holds its mask).
+            params: job
+                .parameters
+                .iter()
+                .filter(|(name, _)| {
+                    project
+                        .parameters
+                        .get(*name)
+                        .is_none_or(|s| s.ty != ParamType::Secret)
+                })
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
             no_cache,
             dry_run,
             strict: job.strict,

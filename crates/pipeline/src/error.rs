@@ -69,6 +69,11 @@ pub enum PipelineError {
     },
     #[error("parameter '{name}' is required: pass --param {name}=...")]
     ParameterRequired { name: String },
+    /// `--param` given for a secret: its value comes from the project file, sealed.
+    #[error("parameter '{name}' is a secret: its value comes from the project file, sealed by the lake; change it with `lakeplan parameter set {name} VALUE --type secret`, not --param")]
+    SecretOverride { name: String },
+    #[error("parameter '{name}' is a required secret without a value: set it with `lakeplan parameter set {name} VALUE --type secret`")]
+    SecretUnset { name: String },
     /// The analyzer could not be run or returned something unreadable.
     #[error("the Python analyzer failed: {0}")]
     Analyzer(String),
@@ -224,6 +229,8 @@ impl PipelineError {
             PipelineError::UnknownParameter { .. }
             | PipelineError::ParameterType { .. }
             | PipelineError::ParameterRequired { .. }
+            | PipelineError::SecretOverride { .. }
+            | PipelineError::SecretUnset { .. }
             | PipelineError::Analyzer(_) => {}
         }
         self

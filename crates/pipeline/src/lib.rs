@@ -28,7 +28,8 @@
 //! - Columns of a model input are checked against the upstream's output schema (or its
 //!   `@model(columns=...)`) when it declares one; SQL models declare none, so nothing is checked.
 //! - A parameter without `type` takes its default's YAML type (str when there is no default);
-//!   `secret` and `vault` parameters are not supported.
+//!   a `secret` parameter's default is a ciphertext (and `key`), opened by the lake at run time
+//!   for the Python models that declare it; SQL models cannot use it; `vault` is not supported.
 //! - `overwrite_filter` without `OVERWRITE_PARTITIONS` is an error, not silently ignored.
 //! - Memory units are powers of 1024 (`2GB` = `2GiB`), as in Docker.
 
@@ -57,7 +58,8 @@ pub use plan::{
     Resources,
 };
 pub use project::{
-    remove_parameter, resolve_parameters, set_parameter, ParamSpec, ParamType, ParamValue, Project,
+    remove_parameter, resolve_parameters, set_parameter, set_secret_parameter, ParamSpec,
+    ParamType, ParamValue, Project, SealedSecret, SECRET_MASK,
 };
 pub use scaffold::scaffold;
 

@@ -26,6 +26,9 @@ pub enum ParamType {
     Int,
     Float,
     Bool,
+    /// Stored encrypted in the project file (`default` is the ciphertext, `key` names the key
+    /// that sealed it); only the lake that owns the key can open it, at run time.
+    Secret,
 }
 
 impl ParamType {
@@ -35,6 +38,7 @@ impl ParamType {
             ParamType::Int => "int",
             ParamType::Float => "float",
             ParamType::Bool => "bool",
+            ParamType::Secret => "secret",
         }
     }
 
@@ -44,11 +48,13 @@ impl ParamType {
             "int" => Some(ParamType::Int),
             "float" => Some(ParamType::Float),
             "bool" => Some(ParamType::Bool),
+            "secret" => Some(ParamType::Secret),
             _ => None,
         }
     }
 
-    /// Parses a command-line value (`--param k=v`) as this type.
+    /// Parses a command-line value (`--param k=v`) as this type. A secret is never given as
+    /// text: its value is the sealed one of the project file.
     pub fn parse_value(self, name: &str, raw: &str) -> Result<ParamValue> {
         let bad = || PipelineError::ParameterType {
             name: name.to_string(),
@@ -70,6 +76,11 @@ impl ParamType {
                 "false" | "0" | "no" => ParamValue::Bool(false),
                 _ => return Err(bad()),
             },
+            ParamType::Secret => {
+                return Err(PipelineError::SecretOverride {
+                    name: name.to_string(),
+                })
+            }
         })
     }
 
@@ -93,6 +104,20 @@ impl fmt::Display for ParamType {
     }
 }
 
+/// A secret as the project file holds it: sealed by the lake's key. The plaintext is never in
+/// a plan; the lake opens it for the one function that declares the parameter.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SealedSecret {
+    /// The parameter's name (bound into the ciphertext: it opens under this name only).
+    pub name: String,
+    /// The project's id (the plaintext is `{project_id}={value}`, as Bauplan's is).
+    pub project_id: String,
+    /// Base64 of the ciphertext.
+    pub ciphertext: String,
+    /// Which key sealed it.
+    pub key: String,
+}
+
 /// A typed parameter value.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(untagged)]
@@ -101,6 +126,7 @@ pub enum ParamValue {
     Int(i64),
     Float(f64),
     Str(String),
+    Secret(SealedSecret),
 }
 
 impl ParamValue {
@@ -110,39 +136,40 @@ impl ParamValue {
             ParamValue::Int(_) => ParamType::Int,
             ParamValue::Float(_) => ParamType::Float,
             ParamValue::Bool(_) => ParamType::Bool,
+            ParamValue::Secret(_) => ParamType::Secret,
         }
     }
 
     /// The value as a SQL literal: strings quoted with `'` doubled, floats always with a `.`.
-    pub fn to_sql_literal(&self) -> String {
-        match self {
+    /// None for a secret, which SQL models cannot use (their text is logged and stored).
+    pub fn to_sql_literal(&self) -> Option<String> {
+        Some(match self {
             ParamValue::Str(s) => format!("'{}'", s.replace('\'', "''")),
             ParamValue::Int(i) => i.to_string(),
             ParamValue::Float(f) => format_float(*f),
             ParamValue::Bool(true) => "TRUE".to_string(),
             ParamValue::Bool(false) => "FALSE".to_string(),
-        }
+            ParamValue::Secret(_) => return None,
+        })
     }
 
-    /// The value as JSON (what the worker receives).
-    pub fn to_json(&self) -> serde_json::Value {
+    /// The project file's entry of this value (`default:`, and `key:` for a secret).
+    fn yaml_entries(&self) -> Vec<(&'static str, Value)> {
         match self {
-            ParamValue::Str(s) => serde_json::Value::String(s.clone()),
-            ParamValue::Int(i) => serde_json::Value::from(*i),
-            ParamValue::Float(f) => serde_json::Value::from(*f),
-            ParamValue::Bool(b) => serde_json::Value::Bool(*b),
-        }
-    }
-
-    fn to_yaml(&self) -> Value {
-        match self {
-            ParamValue::Str(s) => Value::String(s.clone()),
-            ParamValue::Int(i) => Value::from(*i),
-            ParamValue::Float(f) => Value::from(*f),
-            ParamValue::Bool(b) => Value::Bool(*b),
+            ParamValue::Str(s) => vec![("default", Value::String(s.clone()))],
+            ParamValue::Int(i) => vec![("default", Value::from(*i))],
+            ParamValue::Float(f) => vec![("default", Value::from(*f))],
+            ParamValue::Bool(b) => vec![("default", Value::Bool(*b))],
+            ParamValue::Secret(s) => vec![
+                ("default", Value::String(s.ciphertext.clone())),
+                ("key", Value::String(s.key.clone())),
+            ],
         }
     }
 }
+
+/// How a secret shows wherever values are shown (plans, `parameter ls`, job records).
+pub const SECRET_MASK: &str = "<secret>";
 
 fn format_float(f: f64) -> String {
     let s = f.to_string();
@@ -160,6 +187,7 @@ impl fmt::Display for ParamValue {
             ParamValue::Int(i) => write!(f, "{i}"),
             ParamValue::Float(x) => f.write_str(&format_float(*x)),
             ParamValue::Bool(b) => write!(f, "{b}"),
+            ParamValue::Secret(_) => f.write_str(SECRET_MASK),
         }
     }
 }
@@ -398,7 +426,7 @@ fn parse_project_text(file: &str, text: &str) -> Result<ParsedProject> {
                 let Some(pname) = k.as_str() else {
                     return Err(err("parameters", "parameter names must be strings".into()));
                 };
-                let spec = parse_param_spec(pname, v).map_err(|m| err(pname, m))?;
+                let spec = parse_param_spec(pname, v, id.as_deref()).map_err(|m| err(pname, m))?;
                 parameters.insert(pname.to_string(), spec);
             }
         }
@@ -443,7 +471,11 @@ fn parse_project_text(file: &str, text: &str) -> Result<ParsedProject> {
     })
 }
 
-fn parse_param_spec(name: &str, v: &Value) -> std::result::Result<ParamSpec, String> {
+fn parse_param_spec(
+    name: &str,
+    v: &Value,
+    project_id: Option<&str>,
+) -> std::result::Result<ParamSpec, String> {
     let m = match v {
         Value::Mapping(m) => m.clone(),
         // `rate: 2.0` shorthand: the default, typed by its YAML type.
@@ -456,6 +488,7 @@ fn parse_param_spec(name: &str, v: &Value) -> std::result::Result<ParamSpec, Str
     };
     let mut ty = None;
     let mut default = None;
+    let mut key = None;
     let mut required = false;
     let mut description = None;
     for (k, val) in &m {
@@ -464,14 +497,14 @@ fn parse_param_spec(name: &str, v: &Value) -> std::result::Result<ParamSpec, Str
                 let s = val.as_str().unwrap_or_default();
                 ty = Some(match ParamType::parse(s) {
                     Some(t) => t,
-                    None if matches!(s, "secret" | "vault") => {
+                    None if s == "vault" => {
                         return Err(format!(
-                            "parameter '{name}': type '{s}' is not supported by lakeplan (use str, int, float or bool)"
+                            "parameter '{name}': type 'vault' is not supported by lakeplan (use str, int, float, bool or secret)"
                         ))
                     }
                     None => {
                         return Err(format!(
-                            "parameter '{name}': unknown type {val:?} (expected str, int, float or bool)"
+                            "parameter '{name}': unknown type {val:?} (expected str, int, float, bool or secret)"
                         ))
                     }
                 });
@@ -487,10 +520,14 @@ fn parse_param_spec(name: &str, v: &Value) -> std::result::Result<ParamSpec, Str
                 Value::String(s) => description = Some(s.clone()),
                 _ => return Err(format!("parameter '{name}': description must be a string")),
             },
-            Some("key") => {}
+            Some("key") => match val {
+                Value::Null => {}
+                Value::String(s) => key = Some(s.clone()),
+                _ => return Err(format!("parameter '{name}': key must be a string")),
+            },
             _ => {
                 return Err(format!(
-                    "parameter '{name}': unknown key {k:?} (expected type, default, required, description)"
+                    "parameter '{name}': unknown key {k:?} (expected type, default, required, description, key)"
                 ))
             }
         }
@@ -504,9 +541,28 @@ fn parse_param_spec(name: &str, v: &Value) -> std::result::Result<ParamSpec, Str
         (None, Some(Value::Number(_))) => ParamType::Float,
         (None, _) => ParamType::Str,
     };
-    let default = match default {
-        None => None,
-        Some(d) => Some(ty.value_from_yaml(&d).ok_or_else(|| {
+    let default = match (ty, default) {
+        (_, None) => None,
+        // The default of a secret is its ciphertext (never shown: it is not quoted here).
+        (ParamType::Secret, Some(d)) => {
+            let Value::String(ciphertext) = d else {
+                return Err(format!(
+                    "parameter '{name}' is a secret: its default must be the base64 ciphertext that `lakeplan parameter set {name} VALUE --type secret` writes"
+                ));
+            };
+            let Some(key) = key else {
+                return Err(format!(
+                    "parameter '{name}' is a secret without `key` (the key that sealed it): set it again with `lakeplan parameter set {name} VALUE --type secret`"
+                ));
+            };
+            Some(ParamValue::Secret(SealedSecret {
+                name: name.to_string(),
+                project_id: project_id.unwrap_or_default().to_string(),
+                ciphertext,
+                key,
+            }))
+        }
+        (_, Some(d)) => Some(ty.value_from_yaml(&d).ok_or_else(|| {
             format!(
                 "parameter '{name}' has type {ty} but its default {} is not a {ty}",
                 yaml_scalar(&d)
@@ -628,10 +684,15 @@ pub fn resolve_parameters(
                 name: name.clone(),
                 known: project.parameters.keys().cloned().collect(),
             })?;
+        // A secret's value comes from the project file, sealed (as on Bauplan): a value on the
+        // command line would land in shell history, process lists and request URLs.
         values.insert(name.clone(), spec.ty.parse_value(name, raw)?);
         given.insert(name.clone());
     }
     for (name, spec) in &project.parameters {
+        if spec.required && spec.ty == ParamType::Secret && spec.default.is_none() {
+            return Err(PipelineError::SecretUnset { name: name.clone() });
+        }
         if spec.required && !given.contains(name) && spec.default.is_none() {
             return Err(PipelineError::ParameterRequired { name: name.clone() });
         }
@@ -664,7 +725,8 @@ fn write_project_yaml(path: &Path, file: &str, root: &Mapping) -> Result<()> {
 
 /// `lakeplan parameter set`: adds or updates a parameter in the project file of `dir`.
 /// `value` is parsed by `ty` (or the parameter's existing type, or `str`); `None` keeps the
-/// existing default. Returns the new declaration.
+/// existing default. Returns the new declaration. A secret's value is sealed by the lake first
+/// and written with [`set_secret_parameter`]; here it can only keep its sealed default.
 pub fn set_parameter(
     dir: impl AsRef<Path>,
     name: &str,
@@ -674,23 +736,7 @@ pub fn set_parameter(
 ) -> Result<ParamSpec> {
     let dir = dir.as_ref();
     let (path, file, mut root) = read_project_yaml(dir)?;
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        return Err(PipelineError::ProjectFile {
-            at: Location::file(format!("./{file}")),
-            message: format!("parameter name '{name}' must use only letters, digits and '_'"),
-        });
-    }
-    let existing = match root.get("parameters") {
-        Some(Value::Mapping(ps)) => ps
-            .get(name)
-            .map(|v| parse_param_spec(name, v))
-            .transpose()
-            .map_err(|m| PipelineError::ProjectFile {
-                at: Location::file(format!("./{file}")),
-                message: m,
-            })?,
-        _ => None,
-    };
+    let existing = existing_param(&root, &file, name)?;
     let ty = ty
         .or(existing.as_ref().map(|s| s.ty))
         .unwrap_or(ParamType::Str);
@@ -698,10 +744,91 @@ pub fn set_parameter(
         Some(raw) => Some(ty.parse_value(name, raw)?),
         None => match existing.as_ref().and_then(|s| s.default.clone()) {
             Some(d) if d.param_type() == ty => Some(d),
+            // A secret's plaintext is not here to convert: a new type needs a new value.
+            Some(ParamValue::Secret(_)) | None if ty == ParamType::Secret => None,
+            Some(ParamValue::Secret(_)) => {
+                return Err(PipelineError::ProjectFile {
+                    at: Location::file(format!("./{file}")),
+                    message: format!(
+                        "parameter '{name}' is a secret: give a value to make it a {ty} (`lakeplan parameter set {name} VALUE --type {ty}`)"
+                    ),
+                })
+            }
             Some(d) => Some(ty.parse_value(name, &d.to_string())?),
             None => None,
         },
     };
+    write_param(
+        &path,
+        &file,
+        &mut root,
+        name,
+        ty,
+        default,
+        existing,
+        description,
+    )
+}
+
+/// `lakeplan parameter set NAME VALUE --type secret`: writes the secret `sealed` (by the lake
+/// that will open it) as the parameter's default, `{type: secret, default: <ciphertext>, key:
+/// <key id>}`, as Bauplan's project files hold it.
+pub fn set_secret_parameter(
+    dir: impl AsRef<Path>,
+    sealed: SealedSecret,
+    description: Option<&str>,
+) -> Result<ParamSpec> {
+    let (path, file, mut root) = read_project_yaml(dir.as_ref())?;
+    let name = sealed.name.clone();
+    let existing = existing_param(&root, &file, &name)?;
+    write_param(
+        &path,
+        &file,
+        &mut root,
+        &name,
+        ParamType::Secret,
+        Some(ParamValue::Secret(sealed)),
+        existing,
+        description,
+    )
+}
+
+/// The current declaration of `name` in the project file, after checking the name.
+fn existing_param(root: &Mapping, file: &str, name: &str) -> Result<Option<ParamSpec>> {
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(PipelineError::ProjectFile {
+            at: Location::file(format!("./{file}")),
+            message: format!("parameter name '{name}' must use only letters, digits and '_'"),
+        });
+    }
+    let project_id = root
+        .get("project")
+        .and_then(|p| p.get("id"))
+        .and_then(|v| v.as_str());
+    match root.get("parameters") {
+        Some(Value::Mapping(ps)) => ps
+            .get(name)
+            .map(|v| parse_param_spec(name, v, project_id))
+            .transpose()
+            .map_err(|m| PipelineError::ProjectFile {
+                at: Location::file(format!("./{file}")),
+                message: m,
+            }),
+        _ => Ok(None),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn write_param(
+    path: &Path,
+    file: &str,
+    root: &mut Mapping,
+    name: &str,
+    ty: ParamType,
+    default: Option<ParamValue>,
+    existing: Option<ParamSpec>,
+    description: Option<&str>,
+) -> Result<ParamSpec> {
     let spec = ParamSpec {
         ty,
         default,
@@ -713,7 +840,9 @@ pub fn set_parameter(
     let mut entry = Mapping::new();
     entry.insert("type".into(), ty.as_str().into());
     if let Some(d) = &spec.default {
-        entry.insert("default".into(), d.to_yaml());
+        for (k, v) in d.yaml_entries() {
+            entry.insert(k.into(), v);
+        }
     }
     if spec.required {
         entry.insert("required".into(), true.into());
@@ -730,7 +859,7 @@ pub fn set_parameter(
     if let Value::Mapping(ps) = params {
         ps.insert(name.into(), Value::Mapping(entry));
     }
-    write_project_yaml(&path, &file, &root)?;
+    write_project_yaml(path, file, root)?;
     Ok(spec)
 }
 
@@ -875,10 +1004,107 @@ mod tests {
         write(
             d.path(),
             "lakeplan_project.yml",
-            "parameters:\n  s:\n    type: secret\n",
+            "parameters:\n  s:\n    type: vault\n",
         );
         let e = Project::load(d.path()).unwrap_err().to_string();
         assert!(e.contains(":2") && e.contains("not supported"), "{e}");
+    }
+
+    #[test]
+    fn secret_parameters_parse_mask_and_refuse_overrides() {
+        let d = tempfile::tempdir().unwrap();
+        write(
+            d.path(),
+            "bauplan_project.yml",
+            "project:\n  id: p-1\nparameters:\n  tok: {type: secret, default: QUJD, key: 'lakeplan:k1'}\n  other: {type: secret}\n",
+        );
+        let p = Project::load(d.path()).unwrap();
+        let spec = &p.parameters["tok"];
+        assert_eq!(spec.ty, ParamType::Secret);
+        let Some(ParamValue::Secret(s)) = &spec.default else {
+            panic!("{spec:?}")
+        };
+        assert_eq!(
+            (
+                s.name.as_str(),
+                s.project_id.as_str(),
+                s.ciphertext.as_str(),
+                s.key.as_str()
+            ),
+            ("tok", "p-1", "QUJD", "lakeplan:k1")
+        );
+        // Shown masked, never as its ciphertext, and never as SQL.
+        assert_eq!(spec.default.as_ref().unwrap().to_string(), SECRET_MASK);
+        assert_eq!(spec.default.as_ref().unwrap().to_sql_literal(), None);
+        // Overrides are refused without echoing the value.
+        let e = resolve_parameters(&p, &[("tok".into(), "plain".into())])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("'tok' is a secret") && !e.contains("plain"),
+            "{e}"
+        );
+        assert!(resolve_parameters(&p, &[]).is_ok());
+
+        // A secret needs its key, and a string ciphertext.
+        for bad in [
+            "parameters:\n  tok: {type: secret, default: QUJD}\n",
+            "parameters:\n  tok: {type: secret, default: 3, key: k}\n",
+        ] {
+            write(d.path(), "bauplan_project.yml", bad);
+            let e = Project::load(d.path()).unwrap_err().to_string();
+            assert!(e.contains("'tok' is a secret"), "{e}");
+        }
+        // A required secret without a value says how to set it.
+        write(
+            d.path(),
+            "bauplan_project.yml",
+            "parameters:\n  tok: {type: secret, required: true}\n",
+        );
+        let p = Project::load(d.path()).unwrap();
+        let e = resolve_parameters(&p, &[]).unwrap_err().to_string();
+        assert!(e.contains("parameter set tok VALUE --type secret"), "{e}");
+    }
+
+    #[test]
+    fn set_secret_parameter_writes_ciphertext_and_key() {
+        let d = tempfile::tempdir().unwrap();
+        write(d.path(), "bauplan_project.yml", "project:\n  id: p-1\n");
+        let sealed = SealedSecret {
+            name: "tok".into(),
+            project_id: "p-1".into(),
+            ciphertext: "Q0lQSEVS".into(),
+            key: "lakeplan:k1".into(),
+        };
+        set_secret_parameter(d.path(), sealed.clone(), Some("a token")).unwrap();
+        let text = std::fs::read_to_string(d.path().join("bauplan_project.yml")).unwrap();
+        assert!(
+            text.contains("type: secret")
+                && text.contains("default: Q0lQSEVS")
+                && text.contains("key: lakeplan:k1"),
+            "{text}"
+        );
+        let p = Project::load(d.path()).unwrap();
+        assert_eq!(
+            p.parameters["tok"].default,
+            Some(ParamValue::Secret(sealed))
+        );
+        // A description change keeps the sealed value; a plain value for a secret is refused;
+        // a new type needs a new value.
+        set_parameter(d.path(), "tok", None, None, Some("new")).unwrap();
+        let p = Project::load(d.path()).unwrap();
+        assert!(matches!(
+            p.parameters["tok"].default,
+            Some(ParamValue::Secret(_))
+        ));
+        assert!(set_parameter(d.path(), "tok", Some("x"), None, None).is_err());
+        let e = set_parameter(d.path(), "tok", None, Some(ParamType::Str), None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("give a value"), "{e}");
+        set_parameter(d.path(), "tok", Some("plain"), Some(ParamType::Str), None).unwrap();
+        let text = std::fs::read_to_string(d.path().join("bauplan_project.yml")).unwrap();
+        assert!(!text.contains("key:"), "{text}");
     }
 
     #[test]
@@ -949,9 +1175,12 @@ mod tests {
 
     #[test]
     fn sql_literals() {
-        assert_eq!(ParamValue::Str("it's".into()).to_sql_literal(), "'it''s'");
-        assert_eq!(ParamValue::Float(2.0).to_sql_literal(), "2.0");
-        assert_eq!(ParamValue::Int(-3).to_sql_literal(), "-3");
-        assert_eq!(ParamValue::Bool(true).to_sql_literal(), "TRUE");
+        assert_eq!(
+            ParamValue::Str("it's".into()).to_sql_literal().unwrap(),
+            "'it''s'"
+        );
+        assert_eq!(ParamValue::Float(2.0).to_sql_literal().unwrap(), "2.0");
+        assert_eq!(ParamValue::Int(-3).to_sql_literal().unwrap(), "-3");
+        assert_eq!(ParamValue::Bool(true).to_sql_literal().unwrap(), "TRUE");
     }
 }

@@ -345,7 +345,16 @@ fn substitute_params(
                         name,
                     });
                 };
-                out.push_str(&value.to_sql_literal());
+                // A SQL model's text is logged, stored with the job and shown in plans.
+                let Some(literal) = value.to_sql_literal() else {
+                    return Err(PipelineError::Sql {
+                        at: Location::at(display, line),
+                        message: format!(
+                            "parameter '{name}' is a secret, and SQL models cannot use secrets (their SQL is logged and stored); read it in a Python model that declares it"
+                        ),
+                    });
+                };
+                out.push_str(&literal);
                 used.insert(name, value.clone());
                 i = end;
             }

@@ -287,6 +287,8 @@ routes! {
         query ["limit:integer"], body [];
     post "/api/v1/runs" => run, "write", "Run a pipeline project (body: the project as a zip, Content-Type application/zip); 202 with the job id once it is recorded",
         query ["ref", "namespace", "param", "dry_run:boolean", "no_cache:boolean", "strict:boolean", "transaction:boolean", "strict_python:boolean", "preview", "arg", "priority:integer", "project_dir"], body [];
+    post "/api/v1/secrets" => seal_secret, "write", "Seal a secret parameter's value with the tenant's key (`lakeplan parameter set NAME VALUE --type secret`): returns {name, project_id, ciphertext, key} for the project file; the value is not stored, logged or audited",
+        query [], body ["name!", "value!", "project_id"];
     get "/api/v1/jobs" => list_jobs, "read", "Pipeline runs, newest first",
         query ["limit:integer"], body [];
     get "/api/v1/jobs/{id}" => get_job, "read", "One pipeline run",
@@ -974,6 +976,26 @@ fn shown_project_dir(v: &str) -> Result<String, ApiError> {
         ));
     }
     Ok(v.to_string())
+}
+
+#[derive(Deserialize, JsonSchema)]
+struct SealBody {
+    name: String,
+    value: String,
+    project_id: Option<String>,
+}
+
+/// Only the tenant's lake opens what it seals, at run time, for the functions that declare the
+/// parameter; a read-only key seals nothing (a secret is only for runs, which it cannot start).
+async fn seal_secret(c: Caller, Body(b): Body<SealBody>) -> ApiResult {
+    if c.principal.scope == crate::registry::Scope::Read {
+        return Err(ApiError::Forbidden(format!(
+            "key {} is read-only: it cannot set secret parameters",
+            c.principal.key_id
+        )));
+    }
+    ok(c.lake
+        .seal_secret(b.project_id.as_deref(), &b.name, &b.value)?)
 }
 
 /// A run executes the project's code, even a dry run: never for a read-only key; and it writes

@@ -1535,3 +1535,45 @@ async fn only_workers_reach_the_internal_routes() {
         "an answer for a task it does not hold"
     );
 }
+
+/// `POST /api/v1/secrets` seals with the caller's tenant key (one per tenant, in its own state
+/// folder), keeps no value (nor audits one), and is refused to a read-only key.
+#[tokio::test]
+async fn secrets_are_sealed_per_tenant_and_never_kept() {
+    let f = fixture();
+    let body = json!({"name": "api_key", "value": "sk-plain-value-123", "project_id": "p1"});
+    let (s, v) = f.post("/api/v1/secrets", &f.reader, body.clone()).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    let (s, acme) = f.post("/api/v1/secrets", &f.alice, body.clone()).await;
+    assert_eq!(s, StatusCode::OK, "{acme}");
+    assert_eq!(acme["name"], "api_key");
+    assert_eq!(acme["project_id"], "p1");
+    let ct = acme["ciphertext"].as_str().expect("ciphertext");
+    assert!(!ct.contains("sk-plain"), "{acme}");
+    let (s, globex) = f.post("/api/v1/secrets", &f.eve, body).await;
+    assert_eq!(s, StatusCode::OK, "{globex}");
+    // Each tenant has its own key, made on first use, readable by the server's user only.
+    assert_ne!(acme["key"], globex["key"]);
+    for t in ["acme", "globex"] {
+        let key = f.dir.path().join("meta/tenants").join(t).join("secret.key");
+        let mode = std::fs::metadata(&key).expect("key file").permissions();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+            0o600,
+            "{}",
+            key.display()
+        );
+    }
+    let (_, audit) = f.get("/api/v1/audit", &f.root).await;
+    let text = audit.to_string();
+    assert!(
+        text.contains("parameter.seal") && !text.contains("sk-plain"),
+        "{text}"
+    );
+    // A missing value is refused, naming the field.
+    let (s, v) = f
+        .post("/api/v1/secrets", &f.alice, json!({"name": "api_key"}))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(v.to_string().contains("value"), "{v}");
+}

@@ -31,6 +31,7 @@ in_both_modes!(
     rerun_replays_the_stored_code_at_the_recorded_inputs,
     an_unchanged_append_model_is_not_appended_twice,
     shared_memory_is_released_as_soon_as_nothing_reads_it,
+    secret_parameters_reach_only_the_functions_that_declare_them,
 );
 
 pub(crate) fn env_cache() -> String {
@@ -1538,4 +1539,321 @@ fn functions_without_resources_run_under_the_machines_default_limits() {
         r.error()
     );
     assert_ne!(before, before_limits);
+}
+
+const SECRET_PROJECT_YML: &str =
+    "project:\n  id: 7d0c5a1e-9b2f-4c3d-8e4f-a1b2c3d4e5f6\n  name: secrets\n  namespace: default\n";
+
+/// Two functions, run side by side: one declares the secret and writes its length and SHA-256
+/// into its output; the other does not, and scans what it can see (its environment, arguments,
+/// `/dev/shm`, `/tmp` and the project folder) for anything shaped like the secret.
+const SECRET_MODELS: &str = r#"
+import hashlib, os, re, sys, time
+import bauplan
+import pyarrow as pa
+
+
+@bauplan.model(materialization_strategy="REPLACE")
+@bauplan.python("3.11")
+def with_secret(trips=bauplan.Model("trips", columns=["trip_id"]), api_key=bauplan.Parameter("api_key")):
+    time.sleep(1.5)  # still running while the other one looks around
+    return pa.table({"n": [len(api_key)], "sha": [hashlib.sha256(api_key.encode()).hexdigest()]})
+
+
+@bauplan.model(materialization_strategy="REPLACE")
+@bauplan.python("3.11")
+def without_secret(trips=bauplan.Model("trips", columns=["trip_id"])):
+    time.sleep(0.5)
+    shape = re.compile(rb"sk-[A-Za-z0-9]{24}")
+    found = []
+    for v in list(os.environ.values()) + sys.argv:
+        found += shape.findall(v.encode())
+    scanned = 0
+    for root in ["/dev/shm", "/tmp", os.getcwd()]:
+        for dirpath, _, files in os.walk(root):
+            for f in files:
+                try:
+                    with open(os.path.join(dirpath, f), "rb") as fh:
+                        data = fh.read(1 << 22)
+                except OSError:
+                    continue
+                scanned += 1
+                found += shape.findall(data)
+    return pa.table({"found": [len(found)], "scanned": [scanned]})
+"#;
+
+/// Every file under `dir` that contains `needle`.
+fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        let Ok(ft) = e.file_type() else { continue };
+        if ft.is_dir() {
+            out.extend(files_containing(&p, needle));
+        } else if ft.is_file() {
+            if let Ok(bytes) = std::fs::read(&p) {
+                if bytes.windows(needle.len()).any(|w| w == needle) {
+                    out.push(p);
+                }
+            }
+        }
+    }
+    out
+}
+
+fn sha256_hex(s: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(s.as_bytes()))
+}
+
+fn secret_parameters_reach_only_the_functions_that_declare_them(l: &Lake) {
+    load_inputs(l);
+    let p = project(
+        l,
+        "secrets",
+        &[
+            ("bauplan_project.yml", SECRET_PROJECT_YML),
+            ("models.py", SECRET_MODELS),
+        ],
+    );
+    // A fresh value each time, so that finding it anywhere means this test leaked it.
+    let secret = format!("sk-{}", &uuid::Uuid::new_v4().simple().to_string()[..24]);
+    let out = l.ok(&[
+        "parameter",
+        "set",
+        "api_key",
+        &secret,
+        "--type",
+        "secret",
+        "-p",
+        &p,
+        "--description",
+        "the vendor's key",
+    ]);
+    assert!(out.contains("secret") && !out.contains(&secret), "{out}");
+    // The project file holds Bauplan's shape: type, ciphertext, key; never the value.
+    let yml = std::fs::read_to_string(Path::new(&p).join("bauplan_project.yml")).unwrap();
+    let doc: serde_yaml::Value = serde_yaml::from_str(&yml).unwrap();
+    let entry = &doc["parameters"]["api_key"];
+    assert_eq!(entry["type"].as_str(), Some("secret"), "{yml}");
+    assert!(
+        entry["default"].as_str().is_some_and(|c| c.len() > 40),
+        "{yml}"
+    );
+    assert!(
+        entry["key"]
+            .as_str()
+            .is_some_and(|k| k.starts_with("lakeplan:")),
+        "{yml}"
+    );
+    assert!(!yml.contains(&secret), "{yml}");
+    // Set again from stdin (out of shell history): a new ciphertext for the same value.
+    let mut child = l
+        .cmd(&["parameter", "set", "api_key", "--type", "secret", "-p", &p])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        writeln!(stdin, "{secret}").unwrap();
+    }
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let yml = std::fs::read_to_string(Path::new(&p).join("bauplan_project.yml")).unwrap();
+    let doc: serde_yaml::Value = serde_yaml::from_str(&yml).unwrap();
+    let entry = &doc["parameters"]["api_key"];
+    assert!(!yml.contains(&secret), "{yml}");
+    assert_eq!(
+        entry["description"].as_str(),
+        Some("the vendor's key"),
+        "{yml}"
+    );
+    // `parameter ls` shows it masked.
+    let ls = l.ok(&["parameter", "ls", "-p", &p]);
+    assert!(ls.contains("<secret>") && !ls.contains(&secret), "{ls}");
+
+    // The plan of a dry run shows the mask.
+    let o = l.run(&["run", "-p", &p, "--dry-run"]);
+    let shown = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(o.status.success(), "{shown}");
+    assert!(!shown.contains(&secret), "{shown}");
+
+    let r = run_ok(l, &p, &[]);
+    assert!(!r.stderr.contains(&secret) && !r.job.to_string().contains(&secret));
+    // The declaring function got the value; the other saw nothing shaped like it.
+    let got = &l.rows("SELECT n, sha FROM with_secret", &[])[0];
+    assert_eq!(got["n"].as_i64(), Some(secret.len() as i64), "{got}");
+    assert_eq!(
+        got["sha"].as_str(),
+        Some(sha256_hex(&secret).as_str()),
+        "{got}"
+    );
+    let seen = &l.rows("SELECT found, scanned FROM without_secret", &[])[0];
+    assert_eq!(seen["found"].as_i64(), Some(0), "{seen}");
+    assert!(seen["scanned"].as_i64().unwrap() > 0, "{seen}");
+
+    // The job record masks it; its log does not have it.
+    let id = r.id();
+    let job = l.json(&["job", "get", &id]);
+    assert_eq!(job["parameters"]["api_key"], "<secret>", "{job}");
+    let log = job_log(l, &id);
+    assert!(!log.contains(&secret), "{log}");
+
+    // A rerun opens it again from the stored project file (which holds only the ciphertext).
+    let o = l.run(&["-O", "json", "rerun", &id]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let again = &l.rows("SELECT sha FROM with_secret", &[])[0];
+    assert_eq!(again["sha"].as_str(), Some(sha256_hex(&secret).as_str()));
+
+    // Nowhere at rest: lake or server state (catalog, audit log, job records, logs, code
+    // snapshots), the project folder, the client's home.
+    let leaked = files_containing(l.dir.path(), secret.as_bytes());
+    assert!(leaked.is_empty(), "the secret is in {leaked:?}");
+    let audit = l.ok(&["-O", "json", "audit"]);
+    assert!(
+        !audit.contains(&secret) && audit.contains("parameter.seal"),
+        "{audit}"
+    );
+
+    // --param cannot override it (it would land in shell history and request URLs), and the
+    // refusal does not echo the value.
+    let e = l.err(&["run", "-p", &p, "--param", "api_key=sk-other"]);
+    assert!(
+        e.contains("'api_key' is a secret") && !e.contains("sk-other"),
+        "{e}"
+    );
+
+    // A changed ciphertext fails the run with the parameter's name, not a crash or a value.
+    let entry_ct = entry["default"].as_str().unwrap().to_string();
+    let mut broken = entry_ct.clone().into_bytes();
+    let i = broken.len() / 2;
+    broken[i] = if broken[i] == b'A' { b'B' } else { b'A' };
+    let broken = String::from_utf8(broken).unwrap();
+    std::fs::write(
+        Path::new(&p).join("bauplan_project.yml"),
+        yml.replace(&entry_ct, &broken),
+    )
+    .unwrap();
+    let r = run(l, &p, &[]);
+    assert!(!r.ok, "a changed ciphertext must fail");
+    let all = format!("{}{}", r.stderr, r.job);
+    assert!(all.contains("secret parameter 'api_key'"), "{all}");
+    assert!(!all.contains(&secret), "{all}");
+
+    // SQL models cannot use it: their SQL is logged and stored.
+    std::fs::write(Path::new(&p).join("bauplan_project.yml"), &yml).unwrap();
+    std::fs::write(
+        Path::new(&p).join("leak.sql"),
+        "SELECT trip_id FROM trips WHERE $api_key <> ''\n",
+    )
+    .unwrap();
+    let e = l.err(&["run", "-p", &p, "--dry-run"]);
+    assert!(
+        e.contains("'api_key' is a secret") && e.contains("leak.sql") && !e.contains(&secret),
+        "{e}"
+    );
+}
+
+/// On a server, secrets are per tenant: a project file whose secret tenant `acme` sealed, copied
+/// to tenant `globex`, fails there with the parameter's name, and no value.
+#[test]
+fn a_secret_sealed_for_one_tenant_does_not_open_for_another() {
+    let (acme, _server) =
+        crate::server::remote_lake(&[("LAKEPLAN_ENV_CACHE", crate::pipeline::env_cache())]);
+    load_inputs(&acme);
+    let p = project(
+        &acme,
+        "secrets",
+        &[
+            ("bauplan_project.yml", SECRET_PROJECT_YML),
+            ("models.py", SECRET_MODELS),
+        ],
+    );
+    let secret = format!("sk-{}", &uuid::Uuid::new_v4().simple().to_string()[..24]);
+    acme.ok(&[
+        "parameter",
+        "set",
+        "api_key",
+        &secret,
+        "--type",
+        "secret",
+        "-p",
+        &p,
+    ]);
+    run_ok(&acme, &p, &[]);
+
+    // Tenant globex on the same server, with its own key and profile.
+    let meta = format!("sqlite:{}", acme.file("server").display());
+    let admin = |args: &[&str]| {
+        let mut a = vec!["admin"];
+        a.extend_from_slice(args);
+        a.extend_from_slice(&["--metastore", &meta]);
+        acme.ok(&a)
+    };
+    admin(&["tenant", "create", "globex"]);
+    admin(&["user", "create", "tester", "--tenant", "globex", "--admin"]);
+    let key = admin(&[
+        "key", "create", "--tenant", "globex", "--user", "tester", "--scope", "admin",
+    ]);
+    let home = acme.file("home");
+    let config = home.join(".lakeplan/config.yaml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let endpoint = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("api_endpoint: "))
+        .unwrap()
+        .to_string();
+    std::fs::write(
+        &config,
+        format!(
+            "{text}  globex:\n    api_endpoint: {endpoint}\n    api_key: {}\n",
+            key.trim()
+        ),
+    )
+    .unwrap();
+    let mut globex = Lake::new();
+    globex.env = acme
+        .env
+        .iter()
+        .filter(|(k, _)| k != "LAKEPLAN_PROFILE")
+        .cloned()
+        .collect();
+    globex
+        .env
+        .push(("LAKEPLAN_PROFILE".into(), "globex".into()));
+    load_inputs(&globex);
+    let copy = globex.file("copied");
+    copy_dir(Path::new(&p), &copy);
+    let r = run(&globex, &copy.display().to_string(), &[]);
+    assert!(!r.ok, "globex opened acme's secret");
+    let all = format!("{}{}", r.stderr, r.job);
+    assert!(
+        all.contains("secret parameter 'api_key'") && all.contains("parameter set api_key"),
+        "{all}"
+    );
+    assert!(!all.contains(&secret), "{all}");
+    // Once globex seals its own value, the copy runs there.
+    globex.ok(&[
+        "parameter",
+        "set",
+        "api_key",
+        "sk-globexglobexglobexglobex12",
+        "--type",
+        "secret",
+        "-p",
+        &copy.display().to_string(),
+    ]);
+    run_ok(&globex, &copy.display().to_string(), &[]);
+    let got = &globex.rows("SELECT n FROM with_secret", &[])[0];
+    assert_eq!(got["n"].as_i64(), Some(29), "{got}");
 }
