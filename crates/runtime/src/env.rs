@@ -816,14 +816,16 @@ impl EnvManager {
         Ok(lock)
     }
 
-    /// Installs exactly `lock` (`uv pip sync`: anything else is removed).
+    /// Installs exactly `lock` (`uv pip sync`: anything else is removed), compiled to bytecode:
+    /// the sandbox mounts the environment read-only, so a worker could not cache what it
+    /// compiles, and would compile pyarrow's (numpy's, pandas'...) modules at every start.
     async fn sync(&self, tmp: &Path, requirements: &[String], lock: &[String]) -> Result<()> {
         let file = tmp.join(".lakeplan-lock.txt");
         std::fs::write(&file, format!("{}\n", lock.join("\n")))
             .map_err(io_ctx(format!("writing {}", file.display())))?;
         let out = self
             .uv_command()
-            .args(["pip", "sync", "--python"])
+            .args(["pip", "sync", "--compile-bytecode", "--python"])
             .arg(tmp.join("bin/python"))
             .arg(&file)
             .output()

@@ -34,6 +34,13 @@ async fn built_env_imports_pyarrow_and_is_reused_without_uv() {
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(stdout.trim(), format!("{version} {}", env.root.display()));
+    // Compiled at build time: a worker cannot write bytecode into the read-only environment.
+    let site = std::fs::read_dir(env.root.join("lib"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().join("site-packages/pyarrow/__pycache__"))
+        .find(|p| p.is_dir());
+    assert!(site.is_some(), "no bytecode under {}", env.root.display());
 
     // Warm: a manager whose uv does not exist finds the finished environment.
     let warm = EnvManager::new(shared_cache_dir(), "/nonexistent/uv".into())
