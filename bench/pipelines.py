@@ -18,6 +18,21 @@ first. A fresh lake gets `default.events` (EVENTS rows, generated once as Parque
   (every node a cache hit, nothing to publish). Wall time of the processes; medians;
   ratio second / first, goal <= 0.1. The second run's log is checked to hold 3 cache hits.
 
+`bench/run.sh env-numpy1` (this script's `env-numpy1`): the environment build of a function
+pinning numpy 1.x (`pip={"numpy": "1.26.4"}`: uv resolves it, redoes the resolution with
+pyarrow<26, installs numpy 1.26.4 + pyarrow 25). A fresh lake gets a 1000-row table; each of
+ROUNDS rounds times whole `lakeplan run --no-cache` processes (the worker runs every time):
+
+* cold: an empty uv cache (UV_CACHE_DIR of its own, so wheels are downloaded from PyPI) and an
+  empty environment cache (LAKEPLAN_ENV_CACHE of its own): the first run of that function.
+* uv-warm: a new environment cache, uv's cache from the cold run: the environment is built
+  again from cached wheels (what another project or lake on the machine pays).
+* cached: the same command again: the environment is reused (its marker), nothing is built.
+* plain: the same model without packages, its environment cached: the run without any
+  environment cost, for reference.
+
+Medians; the environment's build time is cold - cached (and uv-warm - cached).
+
 `bench/run.sh pipeline-tpch` (this script's `tpch`): a 3-node pipeline over TPC-H lineitem SF1
 vs the same logic as one plain pyarrow script. Data: bench/tpch.py's `generate` (DuckDB dbgen,
 OUT/../tpch/sf1/data, shared with `bench/run.sh tpch`), lineitem imported into a fresh lake with
@@ -226,6 +241,92 @@ def rerun_main(a):
     say(f"wrote {os.path.normpath(out)}")
 
 
+# ----- env-numpy1 ---------------------------------------------------------------------------
+
+ENV_YML = """project:
+  id: 00000000-0000-4000-8000-00000000b005
+  name: bench-env-numpy1
+"""
+
+ENV_PY = '''"""One function pinning numpy 1.x."""
+
+import pyarrow as pa
+
+import lakeplan
+
+
+@lakeplan.model(materialization_strategy="REPLACE")
+@lakeplan.python("3.11"PIP)
+def doubled(t=lakeplan.Model("numbers", columns=["n"])):
+BODY'''
+
+NUMPY_BODY = """    import numpy as np
+
+    return pa.table({"n2": pa.array(np.asarray(t["n"].to_numpy()) * 2), "numpy": [np.__version__] * t.num_rows})
+"""
+
+PLAIN_BODY = """    import pyarrow.compute as pc
+
+    return pa.table({"n2": pc.multiply(t["n"], 2), "numpy": ["none"] * t.num_rows})
+"""
+
+
+def env_numpy1_main(a):
+    lakeplan = os.path.join(a.bin, "lakeplan")
+    root = os.path.abspath(a.out)
+    shutil.rmtree(root, ignore_errors=True)
+    os.makedirs(root)
+    csv = os.path.join(root, "numbers.csv")
+    with open(csv, "w") as f:
+        f.write("n\n" + "".join(f"{i}\n" for i in range(1000)))
+    lake = os.path.join(root, "lake")
+    L = [lakeplan, "--lake", lake]
+    for step in ("create", "import"):
+        run(L + ["table", step, "numbers", "--search-uri", csv])
+    numpy1 = os.path.join(root, "numpy1")
+    plain = os.path.join(root, "plain")
+    write_project(numpy1, {"lakeplan_project.yml": ENV_YML, "models.py": ENV_PY.replace("PIP", ', pip={"numpy": "1.26.4"}').replace("BODY", NUMPY_BODY)})
+    write_project(plain, {"lakeplan_project.yml": ENV_YML, "models.py": ENV_PY.replace("PIP", "").replace("BODY", PLAIN_BODY)})
+    uv_cache = os.path.join(root, "uv-cache")
+
+    def timed(project, envs):
+        env = dict(os.environ, UV_CACHE_DIR=uv_cache, LAKEPLAN_ENV_CACHE=envs)
+        dt, p = run(L + ["run", "-p", project, "--no-cache"], env=env)
+        return dt, "built environment" in p.stdout + p.stderr, p.stdout + p.stderr
+
+    plain_envs = os.path.join(root, "envs-plain")
+    timed(plain, plain_envs)  # builds the plain environment once
+    rows = {"cold": [], "uv-warm": [], "cached": [], "plain": []}
+    installed, numpy = "", None
+    for i in range(a.rounds):
+        shutil.rmtree(uv_cache, ignore_errors=True)
+        envs = os.path.join(root, f"envs-{i}")
+        t_cold, built_cold, out = timed(numpy1, envs)
+        installed = next((ln for ln in out.splitlines() if "built environment" in ln), installed)
+        envs2 = os.path.join(root, f"envs-{i}-again")
+        t_warm, built_warm, _ = timed(numpy1, envs2)
+        t_cached, built_cached, _ = timed(numpy1, envs2)
+        if i == 0:
+            numpy = json.loads(run(L + ["-O", "json", "query", "SELECT DISTINCT numpy FROM doubled"])[1].stdout)
+        t_plain, built_plain, _ = timed(plain, plain_envs)
+        if not (built_cold and built_warm) or built_cached or built_plain:
+            sys.exit(f"unexpected builds: cold {built_cold}, uv-warm {built_warm}, cached {built_cached}, plain {built_plain}")
+        for k, v in (("cold", t_cold), ("uv-warm", t_warm), ("cached", t_cached), ("plain", t_plain)):
+            rows[k].append(v)
+        say(f"   round {i + 1}: cold {t_cold:.2f}s  uv-warm {t_warm:.2f}s  cached {t_cached:.2f}s  plain {t_plain:.2f}s")
+    m = {k: med(v) for k, v in rows.items()}
+    say(f"\n{installed.strip()}")
+    say(f"numpy in the function: {numpy}")
+    say(f"medians: cold {m['cold']:.2f}s, uv-warm {m['uv-warm']:.2f}s, cached {m['cached']:.2f}s, plain {m['plain']:.2f}s")
+    say(f"environment build: {m['cold'] - m['cached']:.2f}s with an empty uv cache, "
+        f"{m['uv-warm'] - m['cached']:.2f}s from uv's cache; reuse costs {m['cached'] - m['plain']:+.2f}s vs a function without packages")
+    summary = {"runs_s": rows, "medians_s": m, "build_cold_s": m["cold"] - m["cached"],
+               "build_uv_warm_s": m["uv-warm"] - m["cached"], "installed": installed.strip(), "numpy": numpy}
+    out = os.path.join(root, "..", "env-numpy1.json")
+    json.dump(summary, open(out, "w"), indent=1)
+    say(f"wrote {os.path.normpath(out)}")
+
+
 # ----- pipeline-tpch -----------------------------------------------------------------------
 
 TPCH_YML = """project:
@@ -426,7 +527,7 @@ def tpch_main(a):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("which", choices=["rerun", "tpch"])
+    ap.add_argument("which", choices=["rerun", "tpch", "env-numpy1"])
     ap.add_argument("--bin", required=True, help="folder with the release lakeplan binary")
     ap.add_argument("--out", required=True, help="work folder (the JSON summary goes to its parent)")
     ap.add_argument("--rounds", type=int, default=5)
@@ -435,6 +536,8 @@ def main():
     a = ap.parse_args()
     if a.which == "rerun":
         rerun_main(a)
+    elif a.which == "env-numpy1":
+        env_numpy1_main(a)
     else:
         if not a.tpch_data:
             ap.error("tpch needs --tpch-data")

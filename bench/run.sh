@@ -9,6 +9,7 @@
 #   bench/run.sh warmstart      # 6. pipelines: warm sandboxed worker start vs python -c 'import pyarrow'
 #   bench/run.sh rerun          # 7. pipelines: second (all cached) run of a 3-node pipeline vs the first
 #   bench/run.sh pipeline-tpch  # 8. pipelines: TPC-H Q1 as a 3-node pipeline over lineitem SF1 vs pyarrow
+#   bench/run.sh env-numpy1     # 8b. pipelines: environment build of a numpy-1.x function, cold and cached
 #   bench/run.sh server-load    # 9. server: 32 clients, mixed metadata workload over HTTP vs in process
 #   bench/run.sh flight         # 10. server: a 1 GB query result over Arrow Flight vs local Parquet
 #   bench/run.sh node-handoff   # 11. server: a node's 1 GB output to another worker over Flight vs pyarrow.flight, mmap
@@ -101,8 +102,13 @@ case "$cmd" in
         "$PY" "$BENCH/pipelines.py" tpch --bin "$BIN" --out "$OUT/pipeline-tpch" \
             --tpch-data "$OUT/tpch/sf1/data" "$@"
         ;;
+    env-numpy1)
+        build
+        venv
+        "$PY" "$BENCH/pipelines.py" env-numpy1 --bin "$BIN" --out "$OUT/env-numpy1" "$@"
+        ;;
     all)
-        for b in branch commits tpch import handoff warmstart rerun pipeline-tpch server-load flight node-handoff; do
+        for b in branch commits tpch import handoff warmstart rerun pipeline-tpch env-numpy1 server-load flight node-handoff; do
             "$0" "$b"
             BENCH_NO_BUILD=1
             export BENCH_NO_BUILD

@@ -740,6 +740,42 @@ def test_secret_parameters_through_the_sdk(server, pipeline, project, tmp_path):
     assert secret not in theirs.error
 
 
+def test_declared_numpy_1_runs_and_a_worker_that_cannot_start_says_why(server, pipeline, project, tmp_path):
+    alice = server.client("alice")
+    alice.create_branch("alice.deps", from_ref=pipeline)
+    head = alice.get_branch("alice.deps")
+
+    # A function pinning numpy 1.x gets a pyarrow that imports with it (pyarrow 26 does not).
+    pinned = variant(
+        project,
+        tmp_path / "pinned",
+        '@lakeplan.python("3.11")\ndef paid_trips(',
+        '@lakeplan.python("3.11", pip={"numpy": "1.26.4"})\ndef paid_trips(',
+    )
+    numpy1 = variant(
+        pinned,
+        tmp_path / "numpy1",
+        "    kept = ",
+        "    import numpy\n\n    assert numpy.__version__ == '1.26.4', numpy.__version__\n"
+        "    assert int(pyarrow.__version__.split('.')[0]) < 26, pyarrow.__version__\n    kept = ",
+    )
+    state = alice.run(numpy1, ref="alice.deps", parameters={"min_fare": 10})
+    assert (state.job_status, state.error) == ("SUCCESS", None), state.user_logs
+    assert count(alice, "paid_trips", "alice.deps") == count(alice, "trips WHERE fare > 0 AND fare >= 10", "alice.deps")
+
+    # A worker that dies at its start (a project file shadows pyarrow): the run's error is the
+    # Python error, not only an exit code.
+    alice.create_branch("alice.nostart", from_ref=pipeline)
+    shadowed = variant(project, tmp_path / "shadowed", "    kept = ", "    kept = ")
+    (shadowed / "pyarrow.py").write_text('"""Helpers, in a file named like the pyarrow package."""\n')
+    failed = alice.run(shadowed, ref="alice.nostart")
+    assert failed.job_status == "FAILED" and failed.job_id
+    assert "the worker failed to start: AttributeError: module 'pyarrow' has no attribute" in failed.error, failed.error
+    assert "without a result" not in failed.error
+    assert any("Traceback (most recent call last)" in line for line in failed.user_logs)
+    assert alice.get_branch("alice.deps") != head  # the first run published
+
+
 def test_runs_the_server_refuses_raise(server, pipeline, project):
     alice, reader = server.client("alice"), server.client("reader")
     main = alice.get_branch("main")

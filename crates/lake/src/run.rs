@@ -1559,11 +1559,19 @@ impl Lake {
                 node: node.name.clone(),
                 stderr: false,
                 line: format!(
-                    "built environment {} ({})",
+                    "built environment {} (asked {}; installed {})",
                     &env.key[..12],
-                    env.requirements.join(" ")
+                    env.requirements.join(" "),
+                    env.resolved.join(" ")
                 ),
             });
+            for note in &env.resolution_notes {
+                ctx.emit(RunEvent::Line {
+                    node: node.name.clone(),
+                    stderr: false,
+                    line: format!("environment {}: resolved with {note}", &env.key[..12]),
+                });
+            }
         }
         Ok(env)
     }
@@ -1748,7 +1756,18 @@ impl Lake {
         spec.result_file = Some(result_path.clone());
         // The worker starts (interpreter, pyarrow) while the inputs are scanned, and waits for
         // its task file; if preparing the inputs fails, dropping it kills the sandbox.
+        // The last lines of its stderr: a worker that dies before it writes a result (an
+        // import that fails at its start) is reported with the Python error they hold.
+        let stderr_tail = std::sync::Mutex::new(std::collections::VecDeque::new());
         let worker = run_worker(&spec, |n, stream, line| {
+            if matches!(stream, Stream::Stderr) {
+                if let Ok(mut tail) = stderr_tail.lock() {
+                    if tail.len() == STDERR_TAIL_LINES {
+                        tail.pop_front();
+                    }
+                    tail.push_back(line.to_string());
+                }
+            }
             ctx.emit(RunEvent::Line {
                 node: n.to_string(),
                 stderr: matches!(stream, Stream::Stderr),
@@ -1853,13 +1872,30 @@ impl Lake {
             }
             None => Err(node_err(
                 &node.name,
-                match (outcome.exit_code, outcome.signal, memory_hint(&spec)) {
-                    (_, Some(sig), _) => format!("the worker was killed by signal {sig}"),
-                    (Some(c), _, Some(hint)) if c != 0 => {
-                        format!("the worker exited with code {c} without a result ({hint})")
+                match (outcome.exit_code, outcome.signal) {
+                    (_, Some(sig)) => format!("the worker was killed by signal {sig}"),
+                    (Some(c), _) if c != 0 => {
+                        let tail: Vec<String> = stderr_tail
+                            .lock()
+                            .map(|t| t.iter().cloned().collect())
+                            .unwrap_or_default();
+                        match python_exception(&tail) {
+                            Some((exception, true)) => format!(
+                                "the worker failed to start: {exception} (exit code {c}; traceback in the log)"
+                            ),
+                            Some((exception, false)) => format!(
+                                "the worker exited with code {c} without a result: {exception} (traceback in the log)"
+                            ),
+                            None => match memory_hint(&spec) {
+                                Some(hint) => format!(
+                                    "the worker exited with code {c} without a result ({hint})"
+                                ),
+                                None => format!("the worker exited with code {c} without a result"),
+                            },
+                        }
                     }
-                    (Some(c), _, _) => format!("the worker exited with code {c} without a result"),
-                    (None, None, _) => "the worker ended without a result".to_string(),
+                    (Some(c), _) => format!("the worker exited with code {c} without a result"),
+                    (None, None) => "the worker ended without a result".to_string(),
                 },
             )),
         }
@@ -2132,6 +2168,29 @@ fn release_inputs<'p>(
     }
 }
 
+/// How many of a worker's last stderr lines are kept to explain a death without a result.
+const STDERR_TAIL_LINES: usize = 200;
+
+/// The exception line of the last Python traceback in a worker's stderr, and whether it ended
+/// the worker before it ran the function (no frame of the worker's `main`: the failure was in
+/// the imports of `lakeplan._worker` itself, e.g. a pyarrow that does not import).
+fn python_exception(stderr: &[String]) -> Option<(String, bool)> {
+    let start = stderr
+        .iter()
+        .rposition(|l| l.trim_end() == "Traceback (most recent call last):")?;
+    let trace = &stderr[start + 1..];
+    let exception = trace
+        .iter()
+        .rev()
+        .find(|l| !l.trim().is_empty() && !l.starts_with(' ') && !l.starts_with('\t'))?
+        .trim()
+        .to_string();
+    let in_main = trace
+        .iter()
+        .any(|l| l.contains("_worker.py\", line") && l.trim_end().ends_with(", in main"));
+    Some((exception, !in_main))
+}
+
 fn memory_hint(spec: &WorkerSpec) -> Option<String> {
     spec.memory_bytes
         .map(|m| format!("it may have hit its memory limit of {m} bytes"))
@@ -2286,5 +2345,53 @@ impl Lake {
             priority: job.priority,
             ..Default::default()
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::python_exception;
+
+    fn lines(text: &str) -> Vec<String> {
+        text.lines().map(String::from).collect()
+    }
+
+    #[test]
+    fn the_exception_of_a_worker_that_died_without_a_result() {
+        // An import that fails at the worker's start (no frame of its main).
+        let start = lines(
+            "some user noise\n\
+             Traceback (most recent call last):\n  \
+             File \"<frozen runpy>\", line 198, in _run_module_as_main\n  \
+             File \"/py/lakeplan/_worker.py\", line 28, in <module>\n    \
+             import pyarrow as pa\n  \
+             File \"pyarrow/lib.pyx\", line 42, in init pyarrow.lib\n\
+             ImportError: pyarrow requires NumPy 2.0 or newer, found 1.26.4\n",
+        );
+        assert_eq!(
+            python_exception(&start),
+            Some((
+                "ImportError: pyarrow requires NumPy 2.0 or newer, found 1.26.4".to_string(),
+                true
+            ))
+        );
+        // A failure after the function ran (writing the result), with a chained exception:
+        // the last exception line, and not a start failure.
+        let later = lines(
+            "Traceback (most recent call last):\n  File \"x.py\", line 1, in f\nValueError: a\n\n\
+             During handling of the above exception, another exception occurred:\n\n\
+             Traceback (most recent call last):\n  \
+             File \"/py/lakeplan/_worker.py\", line 340, in main\n    \
+             write_result(task[\"result\"], result)\n\
+             OSError: [Errno 28] No space left on device\n",
+        );
+        assert_eq!(
+            python_exception(&later),
+            Some((
+                "OSError: [Errno 28] No space left on device".to_string(),
+                false
+            ))
+        );
+        assert_eq!(python_exception(&lines("Killed\n")), None);
     }
 }

@@ -3,9 +3,26 @@
 //! `<cache_dir>/<key[..16]>/` is a virtual environment with a completion marker
 //! (`.lakeplan-env.json`). An environment with its marker is reused without running anything
 //! (the warm path). A missing one is built in a temporary folder next to it (`uv venv
-//! --relocatable`, then `uv pip install`), marked, and renamed into place; a lock file
-//! (`<key[..16]>.lock`, created with `create_new`) makes concurrent builders of one key wait for
-//! each other instead of installing twice.
+//! --relocatable`, then `uv pip compile` of the requested set to exact versions and `uv pip
+//! sync` of that resolution), marked, and renamed into place; a lock file (`<key[..16]>.lock`,
+//! created with `create_new`) makes concurrent builders of one key wait for each other instead
+//! of installing twice.
+//!
+//! The key names the *request* (interpreter and declared requirements, plus the pyarrow floor);
+//! the marker records the *resolution* (every installed `name==version`), and so does
+//! [`PreparedEnv::resolved`], on a cache hit too. A cached environment keeps the resolution made
+//! when it was built: a later build of the same request elsewhere may pick newer releases of what
+//! the function left unpinned (the run log of a build lists what it installed).
+//!
+//! Resolution: pyarrow is not pinned. The function's packages get `pyarrow>=PYARROW_FLOOR`
+//! (unless they declare a pyarrow of their own, which must not be older than the floor), so uv
+//! picks the newest pyarrow that fits them. Two facts that package metadata does not state are
+//! applied on top: pyarrow 26 and newer refuse to import with numpy 1.x, so a resolution with
+//! numpy 1.x is redone with `pyarrow<26`; and wheels built against numpy 1.x (pandas before
+//! 2.2.2, pyarrow before 16, ...) fail to import with numpy 2, so when an import of pyarrow or of
+//! a declared package fails with numpy's binary-incompatibility error, the resolution is redone
+//! with `numpy<2` (as a user of pip would have to). That import check runs in the sandbox,
+//! without network, once per build.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -19,14 +36,22 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{io_ctx, Result, RuntimeError};
 use crate::python::{self, Interpreter, Resolved};
+use crate::worker::{run_worker, Stream, WorkerSpec};
 
-/// The pyarrow every environment gets unless the function declares its own.
-pub const DEFAULT_PYARROW: &str = "26.0.1";
+/// The oldest pyarrow an environment may have: lakeplan's worker (`python/lakeplan/_worker.py`
+/// and the package it imports) needs `pyarrow.Table.from_pylist` (7.0) and the IPC file API,
+/// and its test suite (tests/python/test_worker.py) passes on 10.0.1, the first pyarrow with
+/// CPython 3.11 wheels.
+pub const PYARROW_FLOOR: &str = "10.0.1";
+
+/// The first pyarrow major version that refuses to import with numpy 1.x ("pyarrow requires
+/// NumPy 2.0 or newer"), which its metadata does not declare.
+const PYARROW_NEEDS_NUMPY2: u64 = 26;
 
 /// The completion marker inside a finished environment.
 const MARKER: &str = ".lakeplan-env.json";
 /// Bumped when the layout or the way environments are built changes.
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 const LOCK_POLL: Duration = Duration::from_millis(200);
 
 /// What a function declares: `@python("3.11", pip={"polars": "1.37"})`.
@@ -46,7 +71,7 @@ pub struct PreparedEnv {
     pub python: PathBuf,
     /// The environment's folder.
     pub root: PathBuf,
-    /// sha256 hex of the interpreter and the sorted requirements.
+    /// sha256 hex of the interpreter and the sorted requested requirements.
     pub key: String,
     /// E.g. the substitution of a Python version that is not installed.
     pub warnings: Vec<String>,
@@ -56,8 +81,14 @@ pub struct PreparedEnv {
     pub python_version: String,
     /// The interpreter's installation (`sys.base_prefix`); the sandbox binds it read-only.
     pub base_prefix: PathBuf,
-    /// The installed requirements, `name==version`, sorted.
+    /// The requested requirements (the declared packages and the pyarrow floor), sorted.
     pub requirements: Vec<String>,
+    /// What is installed, `name==version` for every package, as resolved when the environment
+    /// was built (read from its marker on a cache hit).
+    pub resolved: Vec<String>,
+    /// How the resolution departed from the plain request (e.g. `pyarrow<26` added because the
+    /// packages need numpy 1.x), when it did.
+    pub resolution_notes: Vec<String>,
 }
 
 /// An environment's key ([`EnvManager::key`]), for an environment that may be built elsewhere.
@@ -113,8 +144,9 @@ fn valid_version(v: &str, wildcard: bool) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'+' | b'!' | b'_' | b'-'))
 }
 
-/// `"name[extra]"`, `"version spec"` -> (normalised name, requirement string).
-fn requirement(name: &str, version: &str) -> Result<(String, String)> {
+/// `"name[extra]"`, `"version spec"` -> (normalised name, requirement string, specifier
+/// clauses).
+fn requirement(name: &str, version: &str) -> Result<(String, String, Vec<String>)> {
     let invalid = |reason: &str| RuntimeError::InvalidPackage {
         name: name.to_string(),
         version: version.to_string(),
@@ -145,13 +177,13 @@ fn requirement(name: &str, version: &str) -> Result<(String, String)> {
     }
     let norm = normalize_name(base);
     let v = version.trim();
-    let spec = if v.is_empty() || v == "*" {
-        String::new()
+    let clauses = if v.is_empty() || v == "*" {
+        Vec::new()
     } else if v.as_bytes()[0].is_ascii_digit() {
         if !valid_version(v, true) {
             return Err(invalid("not a valid version"));
         }
-        format!("=={v}")
+        vec![format!("=={v}")]
     } else {
         const OPS: [&str; 8] = ["===", "~=", "==", "!=", "<=", ">=", "<", ">"];
         let mut clauses = Vec::new();
@@ -171,18 +203,109 @@ fn requirement(name: &str, version: &str) -> Result<(String, String)> {
             }
             clauses.push(format!("{op}{ver}"));
         }
-        clauses.join(",")
+        clauses
     };
-    Ok((norm.clone(), format!("{norm}{extras}{spec}")))
+    Ok((
+        norm.clone(),
+        format!("{norm}{extras}{}", clauses.join(",")),
+        clauses,
+    ))
+}
+
+/// The numeric release segments of a version, `"10.0.1rc1"` -> `[10, 0, 1]` (what comparisons
+/// with [`PYARROW_FLOOR`] and major versions need).
+fn release(v: &str) -> Vec<u64> {
+    let v = v.split_once('!').map_or(v, |(_, rest)| rest);
+    let mut out = Vec::new();
+    for seg in v.split('.') {
+        let digits: String = seg.chars().take_while(|c| c.is_ascii_digit()).collect();
+        match digits.parse() {
+            Ok(n) => out.push(n),
+            Err(_) => break,
+        }
+        if digits.len() != seg.len() {
+            break;
+        }
+    }
+    out
+}
+
+/// `a` compared with `b`, missing segments being 0.
+fn cmp_release(a: &[u64], b: &[u64]) -> std::cmp::Ordering {
+    let n = a.len().max(b.len());
+    (0..n)
+        .map(|i| {
+            a.get(i)
+                .copied()
+                .unwrap_or(0)
+                .cmp(&b.get(i).copied().unwrap_or(0))
+        })
+        .find(|o| o.is_ne())
+        .unwrap_or(std::cmp::Ordering::Equal)
+}
+
+/// A declared pyarrow's specifier: its clauses plus `>=PYARROW_FLOOR` (an exact pin at or above
+/// the floor stays as it is). A declaration that only admits versions below the floor is
+/// refused.
+fn pyarrow_specifier(name: &str, version: &str, clauses: &[String]) -> Result<String> {
+    let floor = release(PYARROW_FLOOR);
+    let too_old = || {
+        RuntimeError::InvalidPackage {
+        name: name.to_string(),
+        version: version.to_string(),
+        reason: format!(
+            "lakeplan's worker needs pyarrow {PYARROW_FLOOR} or newer: declare a newer pyarrow, or none to get the newest that fits the other packages"
+        ),
+    }
+    };
+    let mut exact = false;
+    for c in clauses {
+        let (op, ver) = ["===", "~=", "==", "!=", "<=", ">=", "<", ">"]
+            .iter()
+            .find_map(|op| c.strip_prefix(op).map(|v| (*op, v)))
+            .unwrap_or(("", c.as_str()));
+        let below = match op {
+            "==" | "===" if ver.ends_with(".*") => {
+                let prefix = release(ver.trim_end_matches(".*"));
+                let n = prefix.len().min(floor.len());
+                cmp_release(&prefix, &floor[..n]).is_lt()
+            }
+            "==" | "===" => {
+                exact = true;
+                cmp_release(&release(ver), &floor).is_lt()
+            }
+            "<" => cmp_release(&release(ver), &floor).is_le(),
+            "<=" => cmp_release(&release(ver), &floor).is_lt(),
+            _ => false,
+        };
+        if below {
+            return Err(too_old());
+        }
+    }
+    let mut all: Vec<String> = clauses.to_vec();
+    if !exact {
+        all.push(format!(">={PYARROW_FLOOR}"));
+    }
+    Ok(all.join(","))
 }
 
 impl EnvSpec {
-    /// The requirements to install, validated and sorted: the declared packages plus
-    /// `pyarrow==DEFAULT_PYARROW` unless pyarrow is declared.
+    /// The requirements to resolve, validated and sorted: the declared packages, and pyarrow
+    /// with the floor the worker needs (`pyarrow>=PYARROW_FLOOR`, added to a declared pyarrow's
+    /// own specifier).
     pub fn requirements(&self) -> Result<Vec<String>> {
         let mut by_name: BTreeMap<String, String> = BTreeMap::new();
         for (name, version) in &self.pip {
-            let (norm, req) = requirement(name, version)?;
+            let (norm, mut req, clauses) = requirement(name, version)?;
+            if norm == "pyarrow" {
+                // `pyarrow[extras]` followed by the clauses: keep the first part.
+                let head = req.len() - clauses.join(",").len();
+                req = format!(
+                    "{}{}",
+                    &req[..head],
+                    pyarrow_specifier(name, version, &clauses)?
+                );
+            }
             if by_name.insert(norm.clone(), req).is_some() {
                 return Err(RuntimeError::InvalidPackage {
                     name: name.clone(),
@@ -191,9 +314,9 @@ impl EnvSpec {
                 });
             }
         }
-        if !by_name.contains_key("pyarrow") {
-            by_name.insert("pyarrow".to_string(), format!("pyarrow=={DEFAULT_PYARROW}"));
-        }
+        by_name
+            .entry("pyarrow".to_string())
+            .or_insert_with(|| format!("pyarrow>={PYARROW_FLOOR}"));
         let mut reqs: Vec<String> = by_name.into_values().collect();
         reqs.sort();
         Ok(reqs)
@@ -218,8 +341,76 @@ struct Marker {
     python_version: String,
     interpreter: PathBuf,
     base_prefix: PathBuf,
+    /// The requested requirements.
     requirements: Vec<String>,
+    /// `uv pip compile`'s resolution, what `uv pip sync` installed.
+    resolved: Vec<String>,
+    resolution_notes: Vec<String>,
+    /// When the resolution was made (seconds since the epoch).
+    resolved_at: u64,
 }
+
+/// The marker of a finished environment, when there is one that can be read.
+fn read_marker(root: &Path) -> Option<Marker> {
+    let text = std::fs::read(root.join(MARKER)).ok()?;
+    serde_json::from_slice(&text).ok()
+}
+
+/// The exact `name==version` lines of `uv pip compile`'s output.
+fn lock_lines(stdout: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with('-'))
+        .map(String::from)
+        .collect()
+}
+
+/// The release of `name` in a resolution (`name==1.2.3` -> `[1, 2, 3]`).
+fn locked_release(lock: &[String], name: &str) -> Option<Vec<u64>> {
+    lock.iter().find_map(|l| {
+        let (n, v) = l.split_once("==")?;
+        let n = n.split('[').next().unwrap_or(n).trim();
+        (normalize_name(n) == name).then(|| release(v.split(';').next().unwrap_or(v).trim()))
+    })
+}
+
+/// The major version of `name` in a resolution.
+fn locked_major(lock: &[String], name: &str) -> Option<u64> {
+    locked_release(lock, name).and_then(|r| r.first().copied())
+}
+
+/// Imports pyarrow and the top-level modules of the distributions named as arguments; prints
+/// the first failure that is numpy's binary incompatibility (a wheel built against numpy 1.x
+/// under numpy 2) as one JSON line, and nothing otherwise.
+const NUMPY_ABI_PROBE: &str = r#"
+import importlib, importlib.metadata as md, json, sys
+mods = ["pyarrow"]
+for dist in sys.argv[1:]:
+    try:
+        d = md.distribution(dist)
+    except md.PackageNotFoundError:
+        continue
+    top = (d.read_text("top_level.txt") or "").split()
+    if not top:
+        for f in d.files or []:
+            first = f.parts[0]
+            if len(f.parts) == 1 and first.endswith(".py"):
+                top.append(first[:-3])
+            elif len(f.parts) > 1 and first.isidentifier():
+                top.append(first)
+    mods += [m for m in top if m.isidentifier() and not m.startswith("_")]
+signs = ("numpy.dtype size changed", "compiled using NumPy 1.x", "_ARRAY_API not found",
+         "numpy.core.multiarray failed to import", "numpy.core._multiarray_umath failed to import")
+for m in dict.fromkeys(mods):
+    try:
+        importlib.import_module(m)
+    except BaseException as e:
+        text = f"{type(e).__name__}: {e}"
+        if any(s in text for s in signs):
+            print(json.dumps({"module": m, "error": text.splitlines()[0]}))
+            break
+"#;
 
 /// uv's stderr without its informational lines (which name our temporary folder), trimmed.
 fn uv_message(stderr: &[u8]) -> String {
@@ -397,7 +588,7 @@ impl EnvManager {
         let key = env_key(&interpreter, &requirements);
         let short = &key[..16];
         let root = self.cache_dir.join(short);
-        let prepared = |installed: bool| PreparedEnv {
+        let prepared = |installed: bool, marker: Marker| PreparedEnv {
             python: root.join("bin/python"),
             root: root.clone(),
             key: key.clone(),
@@ -406,18 +597,25 @@ impl EnvManager {
             python_version: interpreter.version.clone(),
             base_prefix: interpreter.base_prefix.clone(),
             requirements: requirements.clone(),
+            resolved: marker.resolved,
+            resolution_notes: marker.resolution_notes,
         };
-        if is_ready(&root) {
-            return Ok(prepared(false));
+        let ready = || is_ready(&root).then(|| read_marker(&root)).flatten();
+        if let Some(marker) = ready() {
+            return Ok(prepared(false, marker));
         }
         let lock = self.cache_dir.join(format!("{short}.lock"));
-        let Some(_guard) = self.acquire(&lock, &root).await? else {
+        let guard = self.acquire(&lock, &root).await?;
+        if let Some(marker) = ready() {
             // Another builder finished while we waited.
-            return Ok(prepared(false));
-        };
-        if is_ready(&root) {
-            return Ok(prepared(false));
+            return Ok(prepared(false, marker));
         }
+        let Some(_guard) = guard else {
+            return Err(RuntimeError::Io {
+                context: format!("environment {}", root.display()),
+                source: std::io::Error::other("its builder finished without a readable marker"),
+            });
+        };
         if root.exists() {
             // A leftover without its marker (or whose interpreter is gone): rebuild.
             std::fs::remove_dir_all(&root).map_err(io_ctx(format!(
@@ -430,24 +628,28 @@ impl EnvManager {
             std::process::id(),
             now_nanos()
         ));
-        let built = self
+        let marker = match self
             .build(&tmp, spec, &interpreter, &key, &requirements)
-            .await;
-        if let Err(e) = built {
-            let _ = std::fs::remove_dir_all(&tmp);
-            return Err(e);
-        }
+            .await
+        {
+            Ok(m) => m,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&tmp);
+                return Err(e);
+            }
+        };
         if let Err(e) = std::fs::rename(&tmp, &root) {
             let _ = std::fs::remove_dir_all(&tmp);
-            if !is_ready(&root) {
-                return Err(io_ctx(format!(
+            // Someone else (who took over a stale lock) finished first: use theirs.
+            return match ready() {
+                Some(theirs) => Ok(prepared(false, theirs)),
+                None => Err(io_ctx(format!(
                     "moving the environment to {}",
                     root.display()
-                ))(e));
-            }
-            // Someone else (who took over a stale lock) finished first: use theirs.
+                ))(e)),
+            };
         }
-        Ok(prepared(true))
+        Ok(prepared(true, marker))
     }
 
     async fn build(
@@ -457,7 +659,7 @@ impl EnvManager {
         interpreter: &Resolved,
         key: &str,
         requirements: &[String],
-    ) -> Result<()> {
+    ) -> Result<Marker> {
         let venv = self
             .uv_command()
             .arg("venv")
@@ -474,20 +676,36 @@ impl EnvManager {
                 message: uv_message(&venv.stderr),
             });
         }
-        let install = self
-            .uv_command()
-            .args(["pip", "install", "--python"])
-            .arg(tmp.join("bin/python"))
-            .arg("--")
-            .args(requirements)
-            .output()
-            .await
-            .map_err(|e| self.spawn_error(e))?;
-        if !install.status.success() {
-            return Err(RuntimeError::Install {
-                packages: requirements.join(" "),
-                message: uv_message(&install.stderr),
-            });
+        let mut notes = Vec::new();
+        let mut lock = self
+            .resolve_lock(tmp, requirements, &[], &mut notes)
+            .await?;
+        self.sync(tmp, requirements, &lock).await?;
+        if locked_major(&lock, "numpy").is_some_and(|m| m >= 2) {
+            if let Some(failure) = self.numpy_abi_failure(tmp, interpreter, spec).await {
+                // Something built against numpy 1.x: resolve again with numpy 1.x, unless the
+                // declared packages cannot have it (then the function reports the import error).
+                let mut retry_notes = Vec::new();
+                if let Ok(l) = self
+                    .resolve_lock(
+                        tmp,
+                        requirements,
+                        &["numpy<2".to_string()],
+                        &mut retry_notes,
+                    )
+                    .await
+                {
+                    self.sync(tmp, requirements, &l).await?;
+                    notes.push(format!(
+                        "numpy<2: with numpy {} {failure}",
+                        locked_release(&lock, "numpy")
+                            .map(|r| r.iter().map(u64::to_string).collect::<Vec<_>>().join("."))
+                            .unwrap_or_default()
+                    ));
+                    notes.extend(retry_notes);
+                    lock = l;
+                }
+            }
         }
         let marker = Marker {
             key: key.to_string(),
@@ -496,13 +714,180 @@ impl EnvManager {
             interpreter: interpreter.path.clone(),
             base_prefix: interpreter.base_prefix.clone(),
             requirements: requirements.to_vec(),
+            resolved: lock,
+            resolution_notes: notes,
+            resolved_at: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or_default(),
         };
         let json = serde_json::to_vec_pretty(&marker).map_err(|e| RuntimeError::Io {
             context: "encoding the environment marker".to_string(),
             source: std::io::Error::other(e),
         })?;
         std::fs::write(tmp.join(MARKER), json)
-            .map_err(io_ctx(format!("writing the marker in {}", tmp.display())))
+            .map_err(io_ctx(format!("writing the marker in {}", tmp.display())))?;
+        Ok(marker)
+    }
+
+    /// `uv pip compile` of `requirements` plus `extra` for the new environment's interpreter:
+    /// the exact versions to install. A resolution with numpy 1.x and a pyarrow that needs
+    /// numpy 2 is redone with an older pyarrow (noted in `notes`).
+    async fn resolve_lock(
+        &self,
+        tmp: &Path,
+        requirements: &[String],
+        extra: &[String],
+        notes: &mut Vec<String>,
+    ) -> Result<Vec<String>> {
+        let lock = self.compile(tmp, requirements, extra).await?;
+        let numpy1 = locked_major(&lock, "numpy").is_some_and(|m| m < 2);
+        if !(numpy1 && locked_major(&lock, "pyarrow").is_some_and(|m| m >= PYARROW_NEEDS_NUMPY2)) {
+            return Ok(lock);
+        }
+        let cap = format!("pyarrow<{PYARROW_NEEDS_NUMPY2}");
+        let mut more = extra.to_vec();
+        more.push(cap.clone());
+        let why = format!(
+            "pyarrow {PYARROW_NEEDS_NUMPY2} and newer import only with numpy 2 or newer, and these packages resolve numpy {}",
+            lock.iter()
+                .find(|l| l.starts_with("numpy=="))
+                .map_or("1.x", |l| &l["numpy==".len()..])
+        );
+        let lock = self
+            .compile(tmp, requirements, &more)
+            .await
+            .map_err(|e| match e {
+                RuntimeError::Install { packages, message } => RuntimeError::Install {
+                    packages,
+                    message: format!("{why}; with {cap}: {message}"),
+                },
+                other => other,
+            })?;
+        notes.push(format!("{cap}: {why}"));
+        Ok(lock)
+    }
+
+    async fn compile(
+        &self,
+        tmp: &Path,
+        requirements: &[String],
+        extra: &[String],
+    ) -> Result<Vec<String>> {
+        let input = tmp.join(".lakeplan-requirements.in");
+        let mut text = requirements.join("\n");
+        for e in extra {
+            text.push('\n');
+            text.push_str(e);
+        }
+        text.push('\n');
+        std::fs::write(&input, text).map_err(io_ctx(format!("writing {}", input.display())))?;
+        let out = self
+            .uv_command()
+            .args([
+                "pip",
+                "compile",
+                "--no-header",
+                "--no-annotate",
+                "--quiet",
+                "--python",
+            ])
+            .arg(tmp.join("bin/python"))
+            .arg(&input)
+            .output()
+            .await
+            .map_err(|e| self.spawn_error(e))?;
+        if !out.status.success() {
+            return Err(RuntimeError::Install {
+                packages: requirements.join(" "),
+                message: uv_message(&out.stderr),
+            });
+        }
+        let lock = lock_lines(&out.stdout);
+        if lock.is_empty() {
+            return Err(RuntimeError::Install {
+                packages: requirements.join(" "),
+                message: format!(
+                    "uv pip compile resolved nothing: {}",
+                    uv_message(&out.stderr)
+                ),
+            });
+        }
+        Ok(lock)
+    }
+
+    /// Installs exactly `lock` (`uv pip sync`: anything else is removed), compiled to bytecode:
+    /// the sandbox mounts the environment read-only, so a worker could not cache what it
+    /// compiles, and would compile pyarrow's (numpy's, pandas'...) modules at every start.
+    async fn sync(&self, tmp: &Path, requirements: &[String], lock: &[String]) -> Result<()> {
+        let file = tmp.join(".lakeplan-lock.txt");
+        std::fs::write(&file, format!("{}\n", lock.join("\n")))
+            .map_err(io_ctx(format!("writing {}", file.display())))?;
+        let out = self
+            .uv_command()
+            .args(["pip", "sync", "--compile-bytecode", "--python"])
+            .arg(tmp.join("bin/python"))
+            .arg(&file)
+            .output()
+            .await
+            .map_err(|e| self.spawn_error(e))?;
+        if !out.status.success() {
+            return Err(RuntimeError::Install {
+                packages: requirements.join(" "),
+                message: uv_message(&out.stderr),
+            });
+        }
+        Ok(())
+    }
+
+    /// Imports pyarrow and the declared packages in the new environment, in the sandbox without
+    /// network; returns the first numpy binary-incompatibility failure ("module: error").
+    /// Anything else (another import error, no sandbox here) is left to the function's run.
+    async fn numpy_abi_failure(
+        &self,
+        tmp: &Path,
+        interpreter: &Resolved,
+        spec: &EnvSpec,
+    ) -> Option<String> {
+        let env = PreparedEnv {
+            python: tmp.join("bin/python"),
+            root: tmp.to_path_buf(),
+            key: String::new(),
+            warnings: vec![],
+            installed: true,
+            python_version: interpreter.version.clone(),
+            base_prefix: interpreter.base_prefix.clone(),
+            requirements: vec![],
+            resolved: vec![],
+            resolution_notes: vec![],
+        };
+        let mut args = vec![
+            "-I".to_string(),
+            "-c".to_string(),
+            NUMPY_ABI_PROBE.to_string(),
+        ];
+        args.extend(
+            spec.pip
+                .keys()
+                .map(|n| normalize_name(n.split('[').next().unwrap_or(n)))
+                .filter(|n| n != "numpy" && n != "pyarrow"),
+        );
+        let mut probe = WorkerSpec::new("environment check", env, args);
+        probe.timeout = Some(Duration::from_secs(300));
+        let mut out = Vec::new();
+        run_worker(&probe, |_, stream, line| {
+            if stream == Stream::Stdout {
+                out.push(line.to_string());
+            }
+        })
+        .await
+        .ok()?;
+        let found: serde_json::Value = serde_json::from_str(out.last()?).ok()?;
+        Some(format!(
+            "import {} failed: {}",
+            found["module"].as_str()?,
+            found["error"].as_str()?
+        ))
     }
 
     fn uv_command(&self) -> tokio::process::Command {
@@ -586,7 +971,8 @@ mod tests {
     }
 
     #[test]
-    fn requirements_pin_and_default_pyarrow() {
+    fn requirements_pin_and_pyarrow_floor() {
+        let floor = format!("pyarrow>={PYARROW_FLOOR}");
         let r = spec(&[("Polars", "1.37"), ("requests", "*"), ("numpy", "")])
             .requirements()
             .unwrap();
@@ -595,17 +981,73 @@ mod tests {
             vec![
                 "numpy".to_string(),
                 "polars==1.37".to_string(),
-                format!("pyarrow=={DEFAULT_PYARROW}"),
+                floor.clone(),
                 "requests".to_string(),
             ]
         );
+        // A function that declares nothing still gets pyarrow, with the floor, not a pin.
+        assert_eq!(spec(&[]).requirements().unwrap(), vec![floor.clone()]);
+        // A declared pyarrow wins: an exact pin stays as it is, a range gets the floor too.
         let r = spec(&[("PyArrow", "25.0.0")]).requirements().unwrap();
         assert_eq!(r, vec!["pyarrow==25.0.0".to_string()]);
+        let r = spec(&[("pyarrow", "10.0.1")]).requirements().unwrap();
+        assert_eq!(r, vec!["pyarrow==10.0.1".to_string()]);
+        let r = spec(&[("pyarrow", ">=14,<20")]).requirements().unwrap();
+        assert_eq!(r, vec![format!("pyarrow>=14,<20,>={PYARROW_FLOOR}")]);
+        let r = spec(&[("pyarrow", "14.*")]).requirements().unwrap();
+        assert_eq!(r, vec![format!("pyarrow==14.*,>={PYARROW_FLOOR}")]);
+        let r = spec(&[("pyarrow", "*")]).requirements().unwrap();
+        assert_eq!(r, vec![floor.clone()]);
+        let r = spec(&[("pyarrow[pandas]", "<=10.0.1")])
+            .requirements()
+            .unwrap();
+        assert_eq!(
+            r,
+            vec![format!("pyarrow[pandas]<=10.0.1,>={PYARROW_FLOOR}")]
+        );
+        // ...but not below the floor.
+        for v in [
+            "9.0.0",
+            "10.0.0",
+            "==8.*",
+            "<10.0.1",
+            "<=10",
+            ">=5,<10",
+            "=== 7.0.0",
+        ] {
+            let e = spec(&[("pyarrow", v)]).requirements().unwrap_err();
+            assert!(
+                matches!(&e, RuntimeError::InvalidPackage { reason, .. }
+                    if reason.contains(&format!("pyarrow {PYARROW_FLOOR} or newer"))),
+                "{v}: {e}"
+            );
+        }
         let r = spec(&[("moto[Server,s3]", ">=5.0, <6"), ("zope.interface", "7.*")])
             .requirements()
             .unwrap();
         assert!(r.contains(&"moto[s3,server]>=5.0,<6".to_string()), "{r:?}");
         assert!(r.contains(&"zope-interface==7.*".to_string()), "{r:?}");
+    }
+
+    #[test]
+    fn releases_compare_numerically() {
+        assert_eq!(release("10.0.1"), vec![10, 0, 1]);
+        assert_eq!(release("1!2.3rc1"), vec![2, 3]);
+        assert_eq!(release("26.0.1.post1"), vec![26, 0, 1]);
+        assert!(cmp_release(&release("9.0.0"), &release("10.0.1")).is_lt());
+        assert!(cmp_release(&release("10"), &release("10.0.0")).is_eq());
+        let lock = vec![
+            "numpy==1.26.4".to_string(),
+            "pandas==2.2.0".to_string(),
+            "PyArrow==25.0.0".to_string(),
+        ];
+        assert_eq!(locked_major(&lock, "numpy"), Some(1));
+        assert_eq!(locked_major(&lock, "pyarrow"), Some(25));
+        assert_eq!(locked_major(&lock, "polars"), None);
+        assert_eq!(
+            lock_lines(b"numpy==1.26.4\n# via pandas\n\npandas==2.2.0\n"),
+            vec!["numpy==1.26.4".to_string(), "pandas==2.2.0".to_string()]
+        );
     }
 
     #[test]
@@ -772,12 +1214,26 @@ mod tests {
         let root = d.path().join(&key[..16]);
         std::fs::create_dir_all(root.join("bin")).unwrap();
         std::fs::write(root.join("bin/python"), "").unwrap();
-        std::fs::write(root.join(MARKER), "{}").unwrap();
+        let marker = Marker {
+            key: key.clone(),
+            spec: s.clone(),
+            python_version: "3.11.2".into(),
+            interpreter: "/usr/bin/python3.11".into(),
+            base_prefix: "/usr".into(),
+            requirements: s.requirements().unwrap(),
+            resolved: vec!["polars==1.37".into(), "pyarrow==25.0.0".into()],
+            resolution_notes: vec![],
+            resolved_at: 1,
+        };
+        std::fs::write(root.join(MARKER), serde_json::to_vec(&marker).unwrap()).unwrap();
         let env = m.ensure(&s, false).await.unwrap();
         assert!(!env.installed);
         assert_eq!(env.key, key);
         assert_eq!(env.python, root.join("bin/python"));
         assert_eq!(env.python_version, "3.11.2");
+        // A cache hit reports what the build resolved, not the request.
+        assert_eq!(env.resolved, marker.resolved);
+        assert_eq!(env.requirements, marker.requirements);
         // Invalid specs fail before anything else.
         let e = m
             .ensure(&spec(&[("bad name", "1")]), false)

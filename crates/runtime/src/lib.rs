@@ -39,7 +39,7 @@ pub mod python;
 pub mod sandbox;
 pub mod worker;
 
-pub use env::{EnvKey, EnvManager, EnvSpec, PreparedEnv, DEFAULT_PYARROW};
+pub use env::{EnvKey, EnvManager, EnvSpec, PreparedEnv, PYARROW_FLOOR};
 pub use error::{Result, RuntimeError};
 pub use python::{resolve, Interpreter, PyVersion, Resolved};
 pub use sandbox::{bwrap_available, Bind, SandboxOptions};

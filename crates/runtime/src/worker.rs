@@ -641,6 +641,8 @@ mod tests {
             python_version: "3.11.7".into(),
             base_prefix: "/usr".into(),
             requirements: vec![],
+            resolved: vec![],
+            resolution_notes: vec![],
         }
     }
 

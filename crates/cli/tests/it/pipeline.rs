@@ -32,6 +32,8 @@ in_both_modes!(
     an_unchanged_append_model_is_not_appended_twice,
     shared_memory_is_released_as_soon_as_nothing_reads_it,
     secret_parameters_reach_only_the_functions_that_declare_them,
+    declared_libraries_get_an_environment_they_import_with,
+    a_worker_that_cannot_start_reports_the_python_error,
 );
 
 pub(crate) fn env_cache() -> String {
@@ -1856,4 +1858,200 @@ fn a_secret_sealed_for_one_tenant_does_not_open_for_another() {
     run_ok(&globex, &copy.display().to_string(), &[]);
     let got = &globex.rows("SELECT n FROM with_secret", &[])[0];
     assert_eq!(got["n"].as_i64(), Some(29), "{got}");
+}
+
+/// Functions pinning what Bauplan pipelines often pin: numpy 1.x, pandas 1.5.3 and 2.2.0, and a
+/// pyarrow of their own. Each environment gets a pyarrow that imports with its numpy (pyarrow
+/// 26 refuses numpy 1.x; pandas 1.5.3's and pyarrow 14's wheels refuse numpy 2), and Arrow
+/// tables go in and out, from a scan and from an upstream function. Real installs from PyPI,
+/// kept in the suite's environment cache.
+const LIBRARIES_PY: &str = r#"import lakeplan
+import pyarrow as pa
+
+
+def with_versions(table, **libs):
+    n = table.num_rows
+    for name, version in sorted(libs.items()):
+        table = table.append_column(name, pa.array([version] * n, pa.string()))
+    return table.append_column("pyarrow", pa.array([pa.__version__] * n, pa.string()))
+
+
+@lakeplan.model(materialization_strategy="REPLACE")
+@lakeplan.python("3.11", pip={"numpy": "1.26.4"})
+def numpy_fares(trips=lakeplan.Model("trips", columns=["trip_id", "fare"])):
+    import numpy as np
+
+    doubled = np.asarray(trips["fare"].to_numpy()) * 2
+    out = pa.table({"trip_id": trips["trip_id"], "fare_x2": pa.array(doubled)})
+    return with_versions(out, numpy=np.__version__)
+
+
+@lakeplan.model(materialization_strategy="REPLACE")
+@lakeplan.python("3.11", pip={"pandas": "1.5.3"})
+def pandas153_fares(up=lakeplan.Model("numpy_fares", columns=["trip_id", "fare_x2"])):
+    import numpy as np
+    import pandas as pd
+
+    df = up.to_pandas()
+    df["fare_x4"] = df["fare_x2"] * 2
+    df["pandas"] = pd.__version__
+    df["numpy"] = np.__version__
+    df["pyarrow"] = pa.__version__
+    return df
+
+
+@lakeplan.model(materialization_strategy="REPLACE")
+@lakeplan.python("3.11", pip={"pandas": "2.2.0"})
+def pandas220_vendors(trips=lakeplan.Model("trips", columns=["vendor", "fare"])):
+    import pandas as pd
+
+    by_vendor = trips.to_pandas().groupby("vendor").agg(trips=("fare", "size"), fare=("fare", "sum"))
+    return with_versions(pa.Table.from_pandas(by_vendor.reset_index(), preserve_index=False), pandas=pd.__version__)
+
+
+@lakeplan.model(materialization_strategy="REPLACE")
+@lakeplan.python("3.11", pip={"pyarrow": "14.0.2"})
+def own_pyarrow(trips=lakeplan.Model("trips", columns=["trip_id", "fare"])):
+    return with_versions(trips)
+"#;
+
+fn declared_libraries_get_an_environment_they_import_with(l: &Lake) {
+    load_inputs(l);
+    let p = project(l, "libraries", &[("models.py", LIBRARIES_PY)]);
+    let r = run_ok(l, &p, &[]);
+    for n in [
+        "numpy_fares",
+        "pandas153_fares",
+        "pandas220_vendors",
+        "own_pyarrow",
+    ] {
+        assert_eq!(r.status(n), "succeeded", "{n}");
+    }
+    let trips = l.count("SELECT count(*) FROM trips", &[]);
+    let one = |sql: &str| -> Value {
+        let rows = l.rows(sql, &[]);
+        assert_eq!(rows.len(), 1, "{sql}: {rows:?}");
+        rows[0].clone()
+    };
+    let major = |v: &Value| -> u64 {
+        v.as_str()
+            .and_then(|s| s.split('.').next())
+            .and_then(|m| m.parse().ok())
+            .unwrap_or_else(|| panic!("a version: {v}"))
+    };
+    // numpy 1.26.4 with the newest pyarrow that imports with it (pyarrow 26 does not).
+    let v = one("SELECT DISTINCT numpy, pyarrow FROM numpy_fares");
+    assert_eq!(v["numpy"], "1.26.4");
+    assert!((10..26).contains(&major(&v["pyarrow"])), "{v}");
+    assert_eq!(l.count("SELECT count(*) FROM numpy_fares", &[]), trips);
+    // pandas 1.5.3 (whose wheels need numpy 1.x), fed by numpy_fares' output.
+    let v = one("SELECT DISTINCT pandas, numpy, pyarrow FROM pandas153_fares");
+    assert_eq!(v["pandas"], "1.5.3");
+    assert_eq!(major(&v["numpy"]), 1, "{v}");
+    let sums = one("SELECT (SELECT sum(fare) FROM trips) AS fare, \
+         (SELECT sum(fare_x4) FROM pandas153_fares) AS x4, \
+         (SELECT count(*) FROM pandas153_fares) AS n");
+    assert_eq!(sums["n"].as_i64(), Some(trips));
+    let (fare, x4) = (f64_of(&sums["fare"]), f64_of(&sums["x4"]));
+    assert!(
+        (x4 - 4.0 * fare).abs() < 1e-6 * fare.abs().max(1.0),
+        "{sums}"
+    );
+    // pandas 2.2.0: a group-by whose result is an Arrow table.
+    let v = one("SELECT DISTINCT pandas FROM pandas220_vendors");
+    assert_eq!(v["pandas"], "2.2.0");
+    let got = l.rows(
+        "SELECT vendor, trips FROM pandas220_vendors ORDER BY vendor",
+        &[],
+    );
+    let want = l.rows(
+        "SELECT vendor, count(*) AS trips FROM trips GROUP BY vendor ORDER BY vendor",
+        &[],
+    );
+    assert_eq!(got, want);
+    // The function's own pyarrow wins.
+    let v = one("SELECT DISTINCT pyarrow FROM own_pyarrow");
+    assert_eq!(v["pyarrow"], "14.0.2");
+    assert_eq!(l.count("SELECT count(*) FROM own_pyarrow", &[]), trips);
+
+    // A declared pyarrow below the worker's floor, and one that cannot import with the
+    // declared numpy, are refused with the reason.
+    let before = l.head("main");
+    let old = project(
+        l,
+        "old_pyarrow",
+        &[(
+            "models.py",
+            &model(
+                "def too_old(trips=lakeplan.Model(\"trips\", columns=[\"fare\"])):\n    return trips\n",
+            )
+            .replace(
+                "@lakeplan.python(\"3.11\")",
+                "@lakeplan.python(\"3.11\", pip={\"pyarrow\": \"9.0.0\"})",
+            ),
+        )],
+    );
+    let r = run(l, &old, &[]);
+    assert_failed(l, &r, &before, "node 'too_old'");
+    assert!(
+        r.error().contains("needs pyarrow 10.0.1 or newer"),
+        "{}",
+        r.error()
+    );
+    let clash = project(
+        l,
+        "clash",
+        &[(
+            "models.py",
+            &model(
+                "def clash(trips=lakeplan.Model(\"trips\", columns=[\"fare\"])):\n    return trips\n",
+            )
+            .replace(
+                "@lakeplan.python(\"3.11\")",
+                "@lakeplan.python(\"3.11\", pip={\"pyarrow\": \"26.0.1\", \"numpy\": \"1.26.4\"})",
+            ),
+        )],
+    );
+    let r = run(l, &clash, &[]);
+    assert_failed(l, &r, &before, "node 'clash'");
+    assert!(
+        r.error()
+            .contains("pyarrow 26 and newer import only with numpy 2 or newer"),
+        "{}",
+        r.error()
+    );
+}
+
+/// A worker that dies at its start, before it can write a result (here a project module named
+/// `pyarrow.py` shadows pyarrow), fails the run with the Python error itself, not only an
+/// exit code; the traceback is in the log.
+fn a_worker_that_cannot_start_reports_the_python_error(l: &Lake) {
+    load_inputs(l);
+    let before = l.head("main");
+    let p = project(
+        l,
+        "shadowed",
+        &[
+            (
+                "models.py",
+                &model(
+                    "def shadowed(trips=lakeplan.Model(\"trips\", columns=[\"fare\"])):\n    return trips\n",
+                ),
+            ),
+            ("pyarrow.py", "\"\"\"Helpers, in a file that shadows the pyarrow package.\"\"\"\n"),
+        ],
+    );
+    let r = run(l, &p, &[]);
+    assert_failed(l, &r, &before, "node 'shadowed'");
+    let err = r.error();
+    assert!(
+        err.contains(
+            "the worker failed to start: AttributeError: module 'pyarrow' has no attribute"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("traceback in the log"), "{err}");
+    assert!(!err.contains("without a result"), "{err}");
+    let log = job_log(l, &r.id());
+    assert!(log.contains("Traceback (most recent call last)"), "{log}");
 }

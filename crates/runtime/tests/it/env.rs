@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use lakeplan_runtime::{EnvManager, EnvSpec, RuntimeError, DEFAULT_PYARROW};
+use lakeplan_runtime::{EnvManager, EnvSpec, RuntimeError, PYARROW_FLOOR};
 
 use crate::{shared_cache_dir, shared_env, target_tmp, uv};
 
@@ -10,10 +10,15 @@ use crate::{shared_cache_dir, shared_env, target_tmp, uv};
 async fn built_env_imports_pyarrow_and_is_reused_without_uv() {
     let env = shared_env().await;
     assert!(env.root.starts_with(shared_cache_dir()));
-    assert_eq!(
-        env.requirements,
-        vec![format!("pyarrow=={DEFAULT_PYARROW}")]
-    );
+    assert_eq!(env.requirements, vec![format!("pyarrow>={PYARROW_FLOOR}")]);
+    // The resolution is recorded: exactly one pyarrow, at or above the floor.
+    let pinned: Vec<&String> = env
+        .resolved
+        .iter()
+        .filter(|r| r.starts_with("pyarrow=="))
+        .collect();
+    assert_eq!(pinned.len(), 1, "{:?}", env.resolved);
+    let version = pinned[0]["pyarrow==".len()..].to_string();
     // The environment was built in a temporary folder and renamed: it still works.
     let out = std::process::Command::new(&env.python)
         .args([
@@ -28,10 +33,14 @@ async fn built_env_imports_pyarrow_and_is_reused_without_uv() {
         String::from_utf8_lossy(&out.stderr)
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        stdout.trim(),
-        format!("{DEFAULT_PYARROW} {}", env.root.display())
-    );
+    assert_eq!(stdout.trim(), format!("{version} {}", env.root.display()));
+    // Compiled at build time: a worker cannot write bytecode into the read-only environment.
+    let site = std::fs::read_dir(env.root.join("lib"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().join("site-packages/pyarrow/__pycache__"))
+        .find(|p| p.is_dir());
+    assert!(site.is_some(), "no bytecode under {}", env.root.display());
 
     // Warm: a manager whose uv does not exist finds the finished environment.
     let warm = EnvManager::new(shared_cache_dir(), "/nonexistent/uv".into())
@@ -41,10 +50,11 @@ async fn built_env_imports_pyarrow_and_is_reused_without_uv() {
     assert!(!warm.installed);
     assert_eq!(warm.key, env.key);
     assert_eq!(warm.python, env.python);
-    // Declaring the default pyarrow explicitly is the same environment.
+    assert_eq!(warm.resolved, env.resolved);
+    // Declaring any pyarrow is the same environment as declaring none.
     let explicit = EnvSpec {
         python: None,
-        pip: BTreeMap::from([("pyarrow".to_string(), DEFAULT_PYARROW.to_string())]),
+        pip: BTreeMap::from([("pyarrow".to_string(), "*".to_string())]),
     };
     let same = EnvManager::new(shared_cache_dir(), "/nonexistent/uv".into())
         .ensure(&explicit, false)
@@ -128,7 +138,7 @@ async fn uv_failure_reports_uvs_message() {
         packages.contains("definitely-not-a-package-xyz==1.0"),
         "{packages}"
     );
-    assert!(packages.contains("pyarrow=="), "{packages}");
+    assert!(packages.contains("pyarrow>="), "{packages}");
     assert!(
         message.contains("definitely-not-a-package-xyz"),
         "{message}"
@@ -155,4 +165,68 @@ async fn invalid_package_is_rejected_before_uv() {
     assert!(matches!(err, RuntimeError::InvalidPackage { .. }), "{err}");
     assert!(err.to_string().contains("polars"), "{err}");
     assert!(!target_tmp().join("never-created").exists());
+}
+
+fn pip(pairs: &[(&str, &str)]) -> EnvSpec {
+    EnvSpec {
+        python: None,
+        pip: pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    }
+}
+
+fn locked<'a>(resolved: &'a [String], name: &str) -> &'a str {
+    resolved
+        .iter()
+        .find_map(|r| r.strip_prefix(&format!("{name}==")))
+        .unwrap_or_else(|| panic!("{name} not in {resolved:?}"))
+}
+
+/// Packages that need numpy 1.x get a pyarrow that imports with it, and a package built against
+/// numpy 1.x whose metadata does not say so (pandas 1.5.3) gets numpy 1.x. Real installs from PyPI; the cache under the target
+/// folder keeps them for the next run.
+#[tokio::test]
+async fn numpy_1_packages_get_a_pyarrow_that_imports() {
+    let m = EnvManager::new(target_tmp().join("runtime-envs-numpy1"), uv());
+    let numpy = m.ensure(&pip(&[("numpy", "1.26.4")]), false).await.unwrap();
+    assert_eq!(locked(&numpy.resolved, "numpy"), "1.26.4");
+    let pa = locked(&numpy.resolved, "pyarrow");
+    assert!(pa.starts_with("25."), "{pa}");
+    assert!(
+        numpy
+            .resolution_notes
+            .iter()
+            .any(|n| n.starts_with("pyarrow<26")),
+        "{:?}",
+        numpy.resolution_notes
+    );
+    let pandas = m.ensure(&pip(&[("pandas", "1.5.3")]), false).await.unwrap();
+    assert!(locked(&pandas.resolved, "numpy").starts_with("1."));
+    assert!(
+        pandas
+            .resolution_notes
+            .iter()
+            .any(|n| n.starts_with("numpy<2") && n.contains("import pandas failed")),
+        "{:?}",
+        pandas.resolution_notes
+    );
+    for env in [&numpy, &pandas] {
+        let out = std::process::Command::new(&env.python)
+            .args([
+                "-c",
+                "import pyarrow, numpy; print(pyarrow.__version__, numpy.__version__); \
+                 import importlib.util; \
+                 importlib.util.find_spec('pandas') and __import__('pandas')",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{:?}: {}",
+            env.resolved,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
