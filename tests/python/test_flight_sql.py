@@ -183,3 +183,24 @@ def test_use_ref_sets_the_sessions_ref(server, cookies):
         with pytest.raises(ProgrammingError, match="not found"):
             rows(conn, "SELECT count(*) AS n FROM trips")
 
+
+
+def test_unquoted_names_match_ignoring_case_quoted_names_exactly(server, tmp_path):
+    # Bauplan SQL names: PULocationID and bauplan.amountStatsTable unquoted find the column
+    # and table so spelled; quoted names are exact; `zone` matches both zone and Zone.
+    csv = tmp_path / "stats.csv"
+    csv.write_text("PULocationID,Fare_Amount,zone,Zone\n1,10.5,1,10\n2,20.0,2,20\n")
+    alice = server.client("alice")
+    alice.create_branch("alice.names", "main")
+    alice.create_namespace("bauplan", "alice.names")
+    alice.create_table("amountStatsTable", str(csv), branch="alice.names", namespace="bauplan")
+    alice.import_data("amountStatsTable", str(csv), branch="alice.names", namespace="bauplan")
+    with connect(server, ref="alice.names") as conn:
+        got = rows(conn, "SELECT PULocationID, fare_amount FROM bauplan.amountstatstable ORDER BY pulocationid")
+        assert got.column_names == ["PULocationID", "Fare_Amount"]
+        assert got.to_pylist() == [{"PULocationID": 1, "Fare_Amount": 10.5}, {"PULocationID": 2, "Fare_Amount": 20.0}]
+        with pytest.raises(ProgrammingError, match="No field named pulocationid"):
+            rows(conn, 'SELECT "pulocationid" FROM bauplan.amountStatsTable')
+        with pytest.raises(ProgrammingError, match='column name zone is ambiguous.*"Zone", "zone"'):
+            rows(conn, "SELECT zone FROM bauplan.amountStatsTable")
+        assert rows(conn, 'SELECT "Zone" FROM bauplan.amountStatsTable ORDER BY "Zone"')["Zone"].to_pylist() == [10, 20]

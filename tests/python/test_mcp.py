@@ -178,6 +178,28 @@ AGENT_USERS = [
 ]
 
 
+def test_query_names_match_ignoring_case_unless_quoted(local_env, tmp_path):
+    # Bauplan SQL names through the query tool: unquoted names match ignoring case when one
+    # name does; quoted names are exact; a name matching two columns is an error naming both.
+    csv = tmp_path / "stats.csv"
+    csv.write_text("PULocationID,Fare_Amount,zone,Zone\n1,10.5,1,10\n2,20.0,2,20\n")
+    for args in (
+        ["namespace", "create", "bauplan"],
+        ["table", "create", "bauplan.amountStatsTable", "--search-uri", str(csv)],
+        ["table", "import", "bauplan.amountStatsTable", "--search-uri", str(csv)],
+    ):
+        subprocess.run([lakeplan_bin(), *args], env=local_env, check=True, capture_output=True)
+
+    async def session():
+        async with stdio_session(local_env) as s:
+            got = ok(await call(s, "query", sql="SELECT PULocationID, fare_amount FROM BAUPLAN.amountstatstable ORDER BY pulocationid"))
+            assert got["rows"] == [{"PULocationID": 1, "Fare_Amount": 10.5}, {"PULocationID": 2, "Fare_Amount": 20.0}]
+            refused(await call(s, "query", sql='SELECT "pulocationid" FROM bauplan.amountStatsTable'), "No field named pulocationid")
+            refused(await call(s, "query", sql="SELECT zone FROM bauplan.amountStatsTable"), '"Zone", "zone"')
+
+    run(session())
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     with serve(tmp_path_factory.mktemp("mcp-server"), str(tmp_path_factory.mktemp("envs")), AGENT_USERS) as s:

@@ -282,6 +282,33 @@ impl CatalogView for PlanView<'_> {
         })
     }
 
+    fn namespaces(&self) -> Vec<String> {
+        self.lake
+            .catalog
+            .entries(&self.commit)
+            .map(|all| {
+                all.into_iter()
+                    .filter(|(_, e)| matches!(e, Entry::Namespace))
+                    .map(|(k, _)| k)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn table_names(&self, namespace: &str) -> Vec<String> {
+        let prefix = format!("{namespace}.");
+        self.lake
+            .catalog
+            .entries(&self.commit)
+            .map(|all| {
+                all.into_iter()
+                    .filter(|(_, e)| matches!(e, Entry::Table(_)))
+                    .filter_map(|(k, _)| k.strip_prefix(&prefix).map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     fn ref_label(&self) -> String {
         self.label.clone()
     }

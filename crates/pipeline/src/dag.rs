@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use crate::analyze::{AnalyzedFile, AnalyzedFunction, AnalyzedInput, FunctionKind};
 use crate::error::{Location, PipelineError, Result, UnknownColumns, UnknownInput};
-use crate::filter::{check_overwrite_filter, filter_columns, parse_filter};
+use crate::filter::{check_overwrite_filter, parse_filter, unknown_columns};
 use crate::namespace::NamespaceFrom;
 use crate::plan::{
     CacheStrategy, Field, InputSource, Materialization, NodeKind, Plan, PlanInput, PlanNode,
@@ -34,6 +34,10 @@ pub struct TableInfo {
 pub trait CatalogView {
     /// The table `namespace.name` at the ref, if it exists.
     fn table(&self, namespace: &str, name: &str) -> Option<TableInfo>;
+    /// The names of the namespaces at the ref.
+    fn namespaces(&self) -> Vec<String>;
+    /// The names of the tables of `namespace` at the ref.
+    fn table_names(&self, namespace: &str) -> Vec<String>;
     /// The ref, for messages: `branch 'main'`, `commit 1a2b3c`.
     fn ref_label(&self) -> String;
 }
@@ -230,6 +234,80 @@ fn resolve(
     }))
 }
 
+/// The name a SQL model's relation resolves to, as [`resolve`] takes it: each unquoted part
+/// finds the model, namespace or table it matches ignoring case when exactly one does (models
+/// before tables, as in [`resolve`]), as the query will when it runs; a quoted part is exact;
+/// an unquoted part that matches several is an error naming them. A part that matches nothing
+/// is folded to lower case, as DataFusion reads it.
+fn resolve_sql_relation(
+    rel: &crate::sql::SqlRelation,
+    by_name: &BTreeMap<&str, usize>,
+    catalog: &dyn CatalogView,
+    ns: &str,
+) -> std::result::Result<String, String> {
+    fn pick(
+        written: &str,
+        quoted: bool,
+        what: &str,
+        candidates: &[String],
+    ) -> std::result::Result<Option<String>, String> {
+        if quoted {
+            return Ok(candidates.iter().find(|c| *c == written).cloned());
+        }
+        let k = written.to_lowercase();
+        let mut matches: Vec<&String> = candidates
+            .iter()
+            .filter(|c| c.to_lowercase() == k)
+            .collect();
+        matches.sort();
+        matches.dedup();
+        match matches.as_slice() {
+            [] => Ok(None),
+            [one] => Ok(Some((*one).clone())),
+            many => Err(format!(
+                "{what} name {written} is ambiguous: unquoted names match ignoring case, and it matches {}; quote the one you mean",
+                many.iter()
+                    .map(|m| format!("\"{m}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        }
+    }
+    let fold = |written: &str, quoted: bool| match quoted {
+        true => written.to_string(),
+        false => written.to_ascii_lowercase(),
+    };
+    let namespace = match &rel.namespace {
+        None => None,
+        Some(n) => {
+            let mut known = catalog.namespaces();
+            known.push(ns.to_string());
+            Some(
+                pick(n, rel.namespace_quoted, "namespace", &known)?
+                    .unwrap_or_else(|| fold(n, rel.namespace_quoted)),
+            )
+        }
+    };
+    if namespace.as_deref().is_none_or(|n| n == ns) {
+        let models: Vec<String> = by_name.keys().map(|k| k.to_string()).collect();
+        if let Some(model) = pick(&rel.name, rel.name_quoted, "model", &models)? {
+            return Ok(model);
+        }
+    }
+    let in_ns = namespace.as_deref().unwrap_or(ns);
+    let table = pick(
+        &rel.name,
+        rel.name_quoted,
+        "table",
+        &catalog.table_names(in_ns),
+    )?
+    .unwrap_or_else(|| fold(&rel.name, rel.name_quoted));
+    Ok(match namespace {
+        Some(n) => format!("{n}.{table}"),
+        None => table,
+    })
+}
+
 type Deps = Vec<(usize, Option<usize>)>;
 
 #[allow(clippy::too_many_arguments)]
@@ -377,17 +455,10 @@ fn build_node(
                 opt(&h.cache_strategy),
             )?;
             for rel in &m.relations {
+                let name = resolve_sql_relation(rel, by_name, catalog, ns)
+                    .map_err(|m| PipelineError::invalid(def.at(Some(rel.line)), m))?;
                 let source = resolve_input(
-                    def,
-                    defs,
-                    by_name,
-                    catalog,
-                    ns,
-                    &rel.written(),
-                    rel.line,
-                    &None,
-                    &None,
-                    &mut deps,
+                    def, defs, by_name, catalog, ns, &name, rel.line, &None, &None, &mut deps,
                 )?;
                 inputs.push(PlanInput {
                     param: rel.written(),
@@ -540,10 +611,7 @@ fn resolve_input(
         };
         let expr = parse_filter(f).map_err(bad)?;
         if let Some(avail) = &available {
-            let unknown: Vec<String> = filter_columns(&expr)
-                .into_iter()
-                .filter(|c| !avail.contains(c))
-                .collect();
+            let unknown = unknown_columns(&expr, avail).map_err(bad)?;
             if !unknown.is_empty() {
                 return Err(bad(format!(
                     "unknown column(s) {} ({source_name} has: {})",
@@ -666,10 +734,7 @@ fn apply_options(
             }
             let expr = parse_filter(f).map_err(bad)?;
             check_overwrite_filter(&expr).map_err(|m| bad(format!("overwrite_filter: {m}")))?;
-            let outside: Vec<String> = filter_columns(&expr)
-                .into_iter()
-                .filter(|c| !node.partitioned_by.contains(c))
-                .collect();
+            let outside = unknown_columns(&expr, &node.partitioned_by).map_err(bad)?;
             if !outside.is_empty() {
                 return Err(bad(format!(
                     "overwrite_filter may only use partition columns ({}), not {}",

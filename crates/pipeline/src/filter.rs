@@ -42,24 +42,46 @@ pub fn parse_filter(filter: &str) -> Result<Expr, String> {
     Ok(expr)
 }
 
-/// The column names an expression reads (the last part of compound identifiers).
-pub fn filter_columns(expr: &Expr) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
+/// The column references of an expression that are not among `available`: a quoted name must
+/// be one exactly, an unquoted one must match exactly one ignoring case (as the filter does when
+/// it runs: see lakeplan-sql). An unquoted name that matches several is an error naming them.
+pub fn unknown_columns(expr: &Expr, available: &[String]) -> Result<Vec<String>, String> {
+    let mut refs = BTreeSet::new();
     let _ = visit_expressions(expr, |e: &Expr| {
-        match e {
-            Expr::Identifier(id) => {
-                out.insert(id.value.clone());
-            }
-            Expr::CompoundIdentifier(parts) => {
-                if let Some(last) = parts.last() {
-                    out.insert(last.value.clone());
-                }
-            }
-            _ => {}
+        let id = match e {
+            Expr::Identifier(id) => Some(id),
+            Expr::CompoundIdentifier(parts) => parts.last(),
+            _ => None,
+        };
+        if let Some(id) = id {
+            refs.insert((id.value.clone(), id.quote_style.is_some()));
         }
         ControlFlow::<()>::Continue(())
     });
-    out
+    let mut unknown = Vec::new();
+    for (name, quoted) in refs {
+        if quoted {
+            if !available.contains(&name) {
+                unknown.push(name);
+            }
+            continue;
+        }
+        let k = name.to_lowercase();
+        let matches: BTreeSet<&String> =
+            available.iter().filter(|a| a.to_lowercase() == k).collect();
+        match matches.len() {
+            0 => unknown.push(name),
+            1 => {}
+            _ => {
+                let list: Vec<String> = matches.iter().map(|m| format!("\"{m}\"")).collect();
+                return Err(format!(
+                    "column name {name} is ambiguous: unquoted names match ignoring case, and it matches {}; quote the one you mean",
+                    list.join(", ")
+                ));
+            }
+        }
+    }
+    Ok(unknown)
 }
 
 /// Checks an `overwrite_filter`: only `= != < > <= >= AND OR IN NOT IN` (and NOT, parentheses,
@@ -108,8 +130,27 @@ mod tests {
     #[test]
     fn parses_and_collects_columns() {
         let e = parse_filter("a > 3 AND t.b IS NOT NULL OR lower(c) = 'x'").unwrap();
-        let cols: Vec<_> = filter_columns(&e).into_iter().collect();
-        assert_eq!(cols, ["a", "b", "c"]);
+        assert_eq!(unknown_columns(&e, &[]).unwrap(), ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn unquoted_columns_match_ignoring_case() {
+        let avail: Vec<String> = ["PULocationID", "a", "A"].map(String::from).into();
+        let unknown = |s: &str| unknown_columns(&parse_filter(s).unwrap(), &avail);
+        assert_eq!(
+            unknown("pulocationid > 1 AND t.PULOCATIONID < 9").unwrap(),
+            Vec::<String>::new()
+        );
+        assert_eq!(unknown("\"pulocationid\" > 1").unwrap(), ["pulocationid"]);
+        assert_eq!(
+            unknown("\"a\" = 1 AND \"A\" = 2 OR nope").unwrap(),
+            ["nope"]
+        );
+        let err = unknown("a = 1").unwrap_err();
+        assert!(
+            err.contains("\"A\", \"a\"") && err.contains("quote"),
+            "{err}"
+        );
     }
 
     #[test]

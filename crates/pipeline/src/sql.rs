@@ -27,11 +27,14 @@ pub struct SqlHeader {
     pub cache_strategy: Option<(String, usize)>,
 }
 
-/// A table the query reads, as written (unquoted parts lower-cased like DataFusion does).
+/// A table the query reads, as written. Unquoted parts match names ignoring case (as the
+/// query does when it runs: see lakeplan-sql); quoted parts are exact.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct SqlRelation {
     pub namespace: Option<String>,
+    pub namespace_quoted: bool,
     pub name: String,
+    pub name_quoted: bool,
     /// Line of the first reference.
     pub line: usize,
 }
@@ -418,16 +421,16 @@ fn relations(query: &Query) -> std::result::Result<Vec<SqlRelation>, (usize, Str
         let mut parts = Vec::new();
         for part in &name.0 {
             match part {
-                ObjectNamePart::Identifier(id) => parts.push(normalize_ident(id)),
+                ObjectNamePart::Identifier(id) => parts.push(id),
                 ObjectNamePart::Function(_) => {
                     return Err((line.max(1), format!("unsupported table reference '{name}'")))
                 }
             }
         }
         let key = match parts.as_slice() {
-            [t] if c.ctes.contains(t) => continue,
-            [t] => (None, t.clone()),
-            [ns, t] => (Some(ns.clone()), t.clone()),
+            [t] if c.ctes.contains(&normalize_ident(t)) => continue,
+            [t] => (None, *t),
+            [ns, t] => (Some(*ns), *t),
             _ => {
                 return Err((
                     line.max(1),
@@ -437,10 +440,27 @@ fn relations(query: &Query) -> std::result::Result<Vec<SqlRelation>, (usize, Str
                 ))
             }
         };
-        if !out.iter().any(|r| r.namespace == key.0 && r.name == key.1) {
+        let same = |written: &str, quoted: bool, id: &sqlparser::ast::Ident| {
+            (quoted == id.quote_style.is_some())
+                && match quoted {
+                    true => written == id.value,
+                    false => written.eq_ignore_ascii_case(&id.value),
+                }
+        };
+        let seen = out.iter().any(|r| {
+            same(&r.name, r.name_quoted, key.1)
+                && match (&r.namespace, key.0) {
+                    (None, None) => true,
+                    (Some(n), Some(id)) => same(n, r.namespace_quoted, id),
+                    _ => false,
+                }
+        });
+        if !seen {
             out.push(SqlRelation {
-                namespace: key.0,
-                name: key.1,
+                namespace: key.0.map(|id| id.value.clone()),
+                namespace_quoted: key.0.is_some_and(|id| id.quote_style.is_some()),
+                name: key.1.value.clone(),
+                name_quoted: key.1.quote_style.is_some(),
                 line: line.max(1),
             });
         }

@@ -70,6 +70,18 @@ impl CatalogView for MockCatalog {
             .get(&(namespace.to_string(), name.to_string()))
             .cloned()
     }
+    fn namespaces(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.tables.keys().map(|(n, _)| n.clone()).collect();
+        out.dedup();
+        out
+    }
+    fn table_names(&self, namespace: &str) -> Vec<String> {
+        self.tables
+            .keys()
+            .filter(|(n, _)| n == namespace)
+            .map(|(_, t)| t.clone())
+            .collect()
+    }
     fn ref_label(&self) -> String {
         "branch 'main'".into()
     }
@@ -763,4 +775,62 @@ fn an_import_of_a_library_module_or_name_that_does_not_exist_is_a_problem() {
     // What exists plans: the store, a submodule imported by name, the client's modules.
     let ok = py("from bauplan.store import save_obj, load_obj\nfrom bauplan import store, Client\nimport bauplan.exceptions\n\n@bauplan.model()\ndef f(x=bauplan.Model('trips')):\n    return x\n");
     plan_files(&[("models.py", &ok)], &MockCatalog::sample()).unwrap();
+}
+
+#[test]
+fn sql_models_and_filters_find_names_ignoring_case_unless_quoted() {
+    let mut cat = MockCatalog::sample();
+    let info = |cols: &[&str]| TableInfo {
+        columns: cols
+            .iter()
+            .map(|c| (c.to_string(), "Int64".into()))
+            .collect(),
+        snapshot_id: Some(1),
+    };
+    cat.tables.insert(
+        ("Bauplan".into(), "taxiTrips".into()),
+        info(&["PULocationID", "Fare_Amount"]),
+    );
+    cat.tables
+        .insert(("default".into(), "Zones".into()), info(&["x"]));
+    let plan = plan_files(
+        &[
+            ("models.py", &py("@bauplan.model()\ndef amountStats(t=bauplan.Model('Bauplan.taxiTrips', filter='pulocationid > 5 AND \"Fare_Amount\" > 0')):\n    return t\n")),
+            ("top.sql", "SELECT PULocationID FROM AMOUNTSTATS JOIN bauplan.TAXITRIPS USING (PULocationID)"),
+        ],
+        &cat,
+    )
+    .unwrap();
+    let top = plan.nodes.iter().find(|n| n.name == "top").unwrap();
+    let sources: Vec<String> = top
+        .inputs
+        .iter()
+        .map(|i| match &i.source {
+            InputSource::Upstream { node, .. } => format!("model {node}"),
+            InputSource::Scan {
+                namespace, table, ..
+            } => format!("table {namespace}.{table}"),
+            InputSource::Param { name, .. } => name.clone(),
+        })
+        .collect();
+    assert_eq!(sources, ["model amountStats", "table Bauplan.taxiTrips"]);
+    // quoted names are exact
+    let plan_with = |files: &[(&str, &str)]| plan_files(files, &cat);
+    let err = plan_with(&[("top.sql", "SELECT 1 FROM \"bauplan\".taxitrips")])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("is neither a model"), "{err}");
+    // `zones` and `Zones` both exist: an unquoted `ZONES` is ambiguous, a quoted one exact
+    let err = plan_with(&[("top.sql", "SELECT * FROM ZONES")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("./top.sql:1") && err.contains("\"Zones\", \"zones\""),
+        "{err}"
+    );
+    assert!(plan_with(&[("top.sql", "SELECT * FROM \"Zones\"")]).is_ok());
+    let err = plan_with(&[("models.py", &py("@bauplan.model()\ndef f(t=bauplan.Model('Bauplan.taxiTrips', filter='\"fare_amount\" > 0')):\n    return t\n"))])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("unknown column(s) fare_amount"), "{err}");
 }

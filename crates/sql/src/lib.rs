@@ -12,6 +12,7 @@
 //!
 //! The `system` schema of the default catalog holds lakeplan's own tables (the audit log).
 
+mod names;
 mod providers;
 mod scan;
 mod types;
@@ -124,18 +125,20 @@ pub async fn execute_stream(ctx: &SessionContext, sql: &str) -> Result<SendableR
 ///
 /// The statement is parsed and its depth checked on a thread with a large stack
 /// ([`lakeplan_core::sql_limits`]): a statement too long or too deep is an error, never a
-/// crash of the process planning it.
+/// crash of the process planning it. Its unquoted names then find the tables and columns
+/// they match ignoring case ([`names`]).
 async fn read_only_frame(
     ctx: &SessionContext,
     sql: &str,
 ) -> Result<datafusion::dataframe::DataFrame> {
     let state = ctx.state();
     let dialect = state.config().options().sql_parser.dialect;
-    let statement = sql_limits::parse_within_limits(sql, || {
+    let mut statement = sql_limits::parse_within_limits(sql, || {
         let statement = state.sql_to_statement(sql, &dialect).map_err(sql_err)?;
         check_depth(&statement)?;
         Ok(statement)
     })??;
+    names::resolve(&state, &mut statement).await?;
     let plan = state.statement_to_plan(statement).await.map_err(sql_err)?;
     check_read_only(&plan)?;
     ctx.execute_logical_plan(plan).await.map_err(sql_err)

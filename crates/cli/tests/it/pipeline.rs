@@ -20,6 +20,7 @@ in_both_modes!(
     bauplans_run_flags_are_checked_and_recorded_in_the_job,
     a_failed_run_keeps_the_models_that_finished_on_its_temporary_branch,
     plan_errors_name_the_project_folder_as_the_user_gave_it,
+    mixed_case_names_in_sql_models_and_filters,
     failing_expectation_publishes_nothing_unless_not_strict,
     a_function_that_raises_or_returns_garbage_fails_the_run,
     time_and_memory_limits_kill_the_function,
@@ -747,6 +748,62 @@ fn a_runs_namespace_comes_from_the_run_the_project_the_lake_or_bauplan(l: &Lake)
         "{audit}"
     );
     assert_ne!(l.head("main"), before);
+}
+
+/// A SQL model and a Python model's filter written with Bauplan's SQL names: unquoted names
+/// match tables, models and columns ignoring case; a quoted name is exact.
+fn mixed_case_names_in_sql_models_and_filters(l: &Lake) {
+    let taxi = l.write(
+        "taxi.csv",
+        "PULocationID,Fare_Amount\n1,10.5\n2,20.0\n2,30.0\n3,5.0\n",
+    );
+    l.ok(&["namespace", "create", "bauplan"]);
+    l.load("bauplan.taxiTrips", &taxi, &[]);
+    let models = |filter: &str| {
+        format!(
+            "import bauplan\n\n\n@bauplan.model()\n@bauplan.python(\"3.11\")\n\
+             def bigFares(trips=bauplan.Model(\"bauplan.taxiTrips\", columns=[\"PULocationID\", \"Fare_Amount\"], filter='{filter}')):\n    return trips\n"
+        )
+    };
+    let sql = "-- bauplan: materialization_strategy=REPLACE\n\
+        SELECT b.PULocationID, sum(b.FARE_AMOUNT) AS Total, count(*) AS N FROM BIGFARES b\n\
+        JOIN (SELECT DISTINCT pulocationid FROM bauplan.TAXITRIPS) USING (PULocationID)\n\
+        GROUP BY b.PULocationID";
+    let p = project(
+        l,
+        "names",
+        &[
+            (
+                "models.py",
+                &models("fare_amount > 15 AND PULOCATIONID >= 1"),
+            ),
+            ("zone_totals.sql", sql),
+        ],
+    );
+    let r = run_ok(l, &p, &[]);
+    assert_eq!(r.status("zone_totals"), "succeeded");
+    // (a project that imports bauplan runs in namespace bauplan)
+    let rows = l.rows(
+        "SELECT PULocationID, total, n FROM bauplan.zone_totals",
+        &[],
+    );
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["PULocationID"], 2);
+    assert_eq!(rows[0]["total"], 50.0);
+    assert_eq!(rows[0]["n"], 2);
+    // a quoted name is exact: the planner refuses it before anything runs
+    let p = project(
+        l,
+        "quoted",
+        &[("models.py", &models(r#""fare_amount" > 15"#))],
+    );
+    let r = run(l, &p, &[]);
+    assert!(!r.ok);
+    assert!(
+        r.stderr.contains("unknown column(s) fare_amount"),
+        "{}",
+        r.stderr
+    );
 }
 
 fn failing_expectation_publishes_nothing_unless_not_strict(l: &Lake) {

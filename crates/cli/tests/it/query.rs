@@ -10,7 +10,45 @@ in_both_modes!(
     namespaces_select_the_default_schema,
     sql_errors_are_clear_and_writes_through_sql_are_refused,
     scans_report_row_counts_so_small_tables_are_the_join_build_side,
+    unquoted_names_match_ignoring_case_quoted_names_exactly,
 );
+
+/// Bauplan's SQL names: `PULocationID` and `bauplan.amountStatsTable` unquoted find the
+/// column and table so spelled; quoted names are exact; an unquoted name that matches two
+/// columns ignoring case is an error naming both.
+fn unquoted_names_match_ignoring_case_quoted_names_exactly(l: &Lake) {
+    let taxi = l.write(
+        "taxi.csv",
+        "PULocationID,Fare_Amount\n1,10.5\n2,20.0\n2,30.0\n",
+    );
+    l.ok(&["namespace", "create", "bauplan"]);
+    l.load("bauplan.amountStatsTable", &taxi, &[]);
+    let rows = l.rows(
+        "SELECT PULocationID, sum(Fare_Amount) AS Total FROM bauplan.amountStatsTable \
+         GROUP BY PULocationID ORDER BY total DESC",
+        &[],
+    );
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["PULocationID"], 2);
+    assert_eq!(rows[0]["total"], 50.0);
+    let err = l.err(&[
+        "query",
+        r#"SELECT "pulocationid" FROM bauplan.amountStatsTable"#,
+    ]);
+    assert!(err.contains("No field named pulocationid"), "{err}");
+    let clash = l.write("clash.csv", "zone,Zone\n1,10\n");
+    l.load("clash", &clash, &[]);
+    let err = l.err(&["query", "SELECT zone FROM clash"]);
+    assert!(
+        err.contains("column name zone is ambiguous") && err.contains(r#""Zone", "zone""#),
+        "{err}"
+    );
+    let rows = l.rows(r#"SELECT "zone", "Zone" FROM clash"#, &[]);
+    assert_eq!(
+        (rows[0]["zone"].as_i64(), rows[0]["Zone"].as_i64()),
+        (Some(1), Some(10))
+    );
+}
 
 fn every_ref_form_reads_its_own_state(l: &Lake) {
     l.load("trips", &data("trips_2024_01.csv"), &[]);

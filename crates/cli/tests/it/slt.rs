@@ -1,6 +1,7 @@
 //! SQL behaviour in sqllogictest files (`tests/slt/*.slt`). A statement that starts with
-//! `lakeplan ` runs the real binary on the file's lake (`$DATA` is the sample data folder);
-//! anything else is SQL run at the lake's active branch.
+//! `lakeplan ` runs the real binary on the file's lake (`$DATA` is the sample data folder,
+//! `$SLT` the folder of the .slt files and their own data); anything else is SQL run at the
+//! lake's active branch.
 
 use std::path::{Path, PathBuf};
 
@@ -34,7 +35,9 @@ impl sqllogictest::AsyncDB for LakeDb {
     async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, SltError> {
         let sql = sql.trim();
         if let Some(cmd) = sql.strip_prefix("lakeplan ") {
-            let cmd = cmd.replace("$DATA", &self.data);
+            let cmd = cmd
+                .replace("$DATA", &self.data)
+                .replace("$SLT", &slt_dir().display().to_string());
             let args = shell_words::split(&cmd).map_err(|e| SltError(e.to_string()))?;
             let out = std::process::Command::new(bin())
                 .env("LAKEPLAN_LAKE", &self.lake)
@@ -77,8 +80,12 @@ impl sqllogictest::AsyncDB for LakeDb {
     async fn shutdown(&mut self) {}
 }
 
+fn slt_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/slt")
+}
+
 fn slt_files() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/slt");
+    let dir = slt_dir();
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .expect("tests/slt exists")
         .map(|e| e.expect("entry").path())
