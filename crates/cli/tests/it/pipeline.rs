@@ -19,6 +19,7 @@ in_both_modes!(
     a_runs_namespace_comes_from_the_run_the_project_the_lake_or_bauplan,
     bauplans_run_flags_are_checked_and_recorded_in_the_job,
     a_failed_run_keeps_the_models_that_finished_on_its_temporary_branch,
+    a_bauplan_project_runs_unchanged_with_everything_at_once,
     plan_errors_name_the_project_folder_as_the_user_gave_it,
     mixed_case_names_in_sql_models_and_filters,
     failing_expectation_publishes_nothing_unless_not_strict,
@@ -464,6 +465,155 @@ fn bauplan_style_project_runs_unchanged(l: &Lake) {
             &[]
         )
     );
+}
+
+/// A project written the way Bauplan projects are, using at once what issue 16 made work:
+/// `bauplan_project.yml` with parameters of every type (a secret among them), `import
+/// bauplan` in both decorator styles, a pinned `pandas==2.2.0`, `bauplan.store`, Bauplan's
+/// mixed-case SQL names in a filter and a SQL model, bare names in Bauplan's namespace,
+/// and Bauplan's run flags. Nothing in it is lakeplan-specific.
+const BAUPLAN_SUITE_YML: &str = r#"project:
+  id: 2b7c1d9e-4f3a-4e8b-9c0d-5a6b7c8d9e0f
+  name: bauplan_suite
+parameters:
+  min_fare:
+    type: float
+    default: 5.0
+  top_n:
+    type: int
+    default: 2
+  keep_label:
+    type: bool
+    default: true
+  label:
+    type: str
+    default: fares
+"#;
+
+const BAUPLAN_SUITE_PY: &str = r#"from typing import Annotated
+
+import bauplan
+import pyarrow as pa
+from bauplan.store import load_obj, save_obj
+
+
+@bauplan.model(materialization_strategy="REPLACE")
+@bauplan.python("3.11", pip={"pandas": "2.2.0"})
+def fareStats(
+    trips=bauplan.Model("taxiTrips", columns=["PULocationID", "Fare_Amount"], filter="fare_amount >= 5"),
+    min_fare=bauplan.Parameter("min_fare"),
+    top_n=bauplan.Parameter("top_n"),
+    api_token=bauplan.Parameter("api_token"),
+):
+    import pandas as pd
+
+    assert pd.__version__ == "2.2.0", pd.__version__
+    df = trips.to_pandas()
+    df = df[df["Fare_Amount"] >= min_fare]
+    stats = df.groupby("PULocationID", as_index=False)["Fare_Amount"].mean()
+    stats = stats.sort_values("Fare_Amount", ascending=False).head(top_n)
+    stats["token_len"] = len(api_token)
+    save_obj("fare_model", {"mean": float(df["Fare_Amount"].mean()), "n": int(len(df))})
+    return pa.Table.from_pandas(stats, preserve_index=False)
+
+
+@bauplan.model(materialization_strategy="REPLACE")
+@bauplan.python("3.11")
+def modelCheck(
+    stats: Annotated[pa.Table, bauplan.Model("fareStats")],
+    label: Annotated[str, bauplan.Parameter("label")],
+    keep_label: Annotated[bool, bauplan.Parameter("keep_label")],
+) -> pa.Table:
+    m = load_obj("fare_model")
+    return pa.table({
+        "label": [label if keep_label else None],
+        "mean": [m["mean"]],
+        "n": [m["n"]],
+        "rows": [stats.num_rows],
+    })
+"#;
+
+fn a_bauplan_project_runs_unchanged_with_everything_at_once(l: &Lake) {
+    let taxi = l.write(
+        "taxi.csv",
+        "PULocationID,Fare_Amount\n1,10.0\n1,20.0\n2,30.0\n3,4.0\n3,6.0\n4,50.0\n",
+    );
+    l.ok(&["namespace", "create", "bauplan"]);
+    l.load("bauplan.taxiTrips", &taxi, &[]);
+    let p = project(
+        l,
+        "bauplan_suite",
+        &[
+            ("bauplan_project.yml", BAUPLAN_SUITE_YML),
+            ("models.py", BAUPLAN_SUITE_PY),
+            (
+                "topZones.sql",
+                "-- bauplan: materialization_strategy=REPLACE\n\
+                 SELECT PULocationID, Fare_Amount AS meanFare FROM FARESTATS ORDER BY meanFare DESC",
+            ),
+        ],
+    );
+    let token = format!("tok-{}", uuid::Uuid::new_v4().simple());
+    l.ok(&[
+        "parameter",
+        "set",
+        "api_token",
+        &token,
+        "--type",
+        "secret",
+        "-p",
+        &p,
+    ]);
+    let r = run_ok(l, &p, &["-a", "team=ml", "--priority", "8"]);
+    assert_eq!(r.job["namespace"], "bauplan", "{}", r.job);
+    assert_eq!(r.job["priority"], 8);
+    assert_eq!(r.job["args"]["team"], "ml");
+    for n in ["fareStats", "modelCheck", "topZones"] {
+        assert_eq!(r.status(n), "succeeded", "{n}");
+    }
+    // Fares >= 5 (the filter) and >= min_fare 5.0: zones 4 (50), 2 (30), 1 (15), 3 (6); top 2.
+    let stats = l.rows(
+        "SELECT PULocationID, Fare_Amount, token_len FROM bauplan.fareStats ORDER BY Fare_Amount DESC",
+        &[],
+    );
+    assert_eq!(stats.len(), 2, "{stats:?}");
+    assert_eq!(stats[0]["PULocationID"], 4);
+    assert_eq!(stats[1]["PULocationID"], 2);
+    assert_eq!(stats[0]["token_len"].as_i64(), Some(token.len() as i64));
+    let check = &l.rows("SELECT * FROM bauplan.modelCheck", &[])[0];
+    assert_eq!(check["label"], "fares");
+    assert_eq!(check["n"], 5);
+    assert_eq!(check["rows"], 2);
+    assert!((f64_of(&check["mean"]) - 23.2).abs() < 1e-9, "{check}");
+    let top = l.rows("SELECT * FROM bauplan.topZones", &[]);
+    assert_eq!(top.len(), 2);
+    // Columns keep the table's spelling; a new unquoted alias folds to lower case, as in
+    // DataFusion (and so on Bauplan).
+    assert_eq!(top[0]["PULocationID"], 4);
+    assert_eq!(top[0]["meanfare"], 50.0);
+    // The saved object is on main with the tables; the secret is nowhere in the job.
+    assert!(!l
+        .json(&["job", "get", &r.id()])
+        .to_string()
+        .contains(&token));
+    assert!(!job_log(l, &r.id()).contains(&token));
+    // Another set of parameter values, every type through --param.
+    run_ok(
+        l,
+        &p,
+        &[
+            "--param",
+            "top_n=1",
+            "--param",
+            "min_fare=40",
+            "--param",
+            "keep_label=false",
+        ],
+    );
+    let check = &l.rows("SELECT * FROM bauplan.modelCheck", &[])[0];
+    assert_eq!(check["label"], Value::Null);
+    assert_eq!(check["n"], 1);
+    assert_eq!(check["rows"], 1);
 }
 
 /// A run that fails after some models finished keeps them on its temporary branch (never the
