@@ -1751,10 +1751,6 @@ impl Lake {
         for dir in &ctx.extra_ro {
             sandbox = sandbox.ro(dir.clone());
         }
-        if let Some(objects) = self.local_objects_dir() {
-            // `bauplan.store` loads: the warehouse's immutable object files, read-only.
-            sandbox = sandbox.ro(objects);
-        }
         sandbox.network = node.internet_access;
         sandbox.pythonpath = vec![ctx.pysrc.clone(), ctx.project_dir.clone()];
         let mut spec = WorkerSpec::new(

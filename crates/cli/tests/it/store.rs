@@ -185,6 +185,22 @@ def retrain(trips=bauplan.Model("trips", columns=["fare"])):
     // So does a run on a branch made from it afterwards...
     l.ok(&["branch", "create", "alice.later", "--from-ref", "alice.dev"]);
     run_ok(l, &predict, &["-r", "alice.later", "-n", "default"]);
+    // ...from a copy of its own: the warehouse's folder of every branch's objects is not
+    // mounted into the sandbox.
+    let peek = project(
+        l,
+        "peek",
+        &[(
+            "models.py",
+            &PREDICT.replace(
+                "    m = load_obj(\"fare_model\")",
+                "    mounts = open(\"/proc/self/mountinfo\").read()\n    \
+                 assert \".lakeplan/objects\" not in mounts, mounts\n    \
+                 m = load_obj(\"fare_model\")",
+            ),
+        )],
+    );
+    run_ok(l, &peek, &["-r", "alice.later", "-n", "default"]);
 
     // ...but not one on a branch made before the save, nor on main: a clear error in the
     // function.

@@ -28,7 +28,7 @@ use super::{node_err, RunCtx, RunEvent};
 use crate::Lake;
 
 /// Where objects live under the warehouse: a folder no namespace can be named (namespaces are
-/// identifiers), so binding it into a sandbox shows objects only.
+/// identifiers). Sandboxes never see it: a function gets copies of the objects it may load.
 const OBJECTS_DIR: &str = ".lakeplan/objects";
 
 /// Objects by key.
@@ -89,14 +89,10 @@ impl Lake {
         Ok(json!({"objects": files, "save_dir": node_dir.join("objects")}))
     }
 
-    /// A local file holding `entry`: the warehouse's own file, or a copy in shared memory.
+    /// A copy of `entry` in the job's shared memory, which the sandbox reads. Never the
+    /// warehouse's folder of objects itself: it holds every branch's objects, and a function
+    /// sees only those of its input commit and its upstream nodes.
     async fn object_file(&self, ctx: &RunCtx, entry: &ObjectEntry) -> Result<PathBuf> {
-        if let Some(dir) = self.local_objects_dir() {
-            let path = PathBuf::from(entry.location.strip_prefix("file://").unwrap_or(""));
-            if path.parent() == Some(dir.as_path()) {
-                return Ok(path);
-            }
-        }
         let dest = ctx
             .shm
             .input_dir()
@@ -109,15 +105,6 @@ impl Lake {
             std::fs::rename(&tmp, &dest).map_err(|e| Error::io(dest.display(), e))?;
         }
         Ok(dest)
-    }
-
-    /// The warehouse's folder of objects, for a local warehouse (made if missing): bound
-    /// read-only into sandboxes.
-    pub(super) fn local_objects_dir(&self) -> Option<PathBuf> {
-        let root = self.warehouse.url().strip_prefix("file://")?;
-        let dir = Path::new(root).join(OBJECTS_DIR);
-        std::fs::create_dir_all(&dir).ok()?;
-        Some(dir)
     }
 
     /// Copies what the function saved (its result's `saved_objects`: key → file in `node_dir`)
