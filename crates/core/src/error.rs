@@ -64,6 +64,10 @@ pub enum Error {
     /// caller: another tenant's files), said without naming more than the request did.
     #[error("{0}")]
     NotFound(String),
+    /// A caller without the access an operation declares (a read-only key writing, a write
+    /// outside its zone): the policy's reason.
+    #[error("{0}")]
+    Forbidden(String),
     #[error("SQL error: {}", sql_message(.0))]
     Sql(String),
     #[error("storage error: {0}")]
@@ -149,6 +153,7 @@ impl Error {
             Error::SchemaConflict { .. } => "SchemaConflict",
             Error::InvalidInput(_) => "InvalidInput",
             Error::NotFound(_) => "NotFound",
+            Error::Forbidden(_) => "Forbidden",
             Error::Sql(_) => "Sql",
             Error::Storage(_) => "Storage",
             Error::Metastore(_) => "Metastore",

@@ -17,6 +17,7 @@ mod info;
 pub mod jobs;
 mod lake;
 mod node_cache;
+pub mod ops;
 mod pipeline_io;
 mod pysrc;
 mod query;

@@ -64,6 +64,7 @@ pub fn status_of(e: &Error) -> StatusCode {
         | Error::TableNotFound { .. }
         | Error::JobNotFound(_)
         | Error::NotFound(_) => StatusCode::NOT_FOUND,
+        Error::Forbidden(_) => StatusCode::FORBIDDEN,
         Error::RefExists { .. }
         | Error::Exists { .. }
         | Error::NamespaceExists(_)

@@ -1,0 +1,166 @@
+//! The operation boundary: every operation on a lake is one typed request, defined once with its
+//! defaults and the access it needs, and one typed output. Every surface (the CLI in both
+//! modes, `/api/v1`, MCP in both modes, ...) maps its own shape onto these requests and calls
+//! [`Service::call`]; none of them checks rights or fills defaults itself.
+//!
+//! ```text
+//! surface (CLI args, HTTP path+query+body, MCP tool arguments)
+//!    └─ a request, e.g. CreateRef { name, kind, from, if_not_exists }
+//!         └─ Service::call(request)              off the async runtime's threads
+//!              ├─ request.bind(lake)               defaults the lake owns (the active branch)
+//!              ├─ policy.allow(a) for a in request.access()   Open (embedded) or a key's rights
+//!              └─ request.execute(lake)            the lake's method: audit, commit, answer
+//! ```
+//!
+//! # The operations
+//!
+//! [`OPERATIONS`] is the table, in this order (request type: what it needs):
+//!
+//! | request | access | output |
+//! |---|---|---|
+//! | [`ListRefs`] | read | branches or tags |
+//! | [`GetRef`] | read | one ref and its head |
+//! | [`CreateRef`] | write the new ref | the ref |
+//! | [`DeleteRef`] | write the ref | whether it was there |
+//! | [`RenameRef`] | write the old and the new name | the renamed ref |
+//! | [`Merge`] | merge into the target (default: the active branch) | the merge |
+//! | [`Diff`] | read | changed tables and objects |
+//! | [`Commits`] | read | a ref's log |
+//! | [`ListNamespaces`] | read | namespaces at a ref |
+//! | [`CreateNamespace`], [`DropNamespace`] | write the branch | the commit |
+//! | [`ListTables`], [`GetTable`] | read | tables at a ref |
+//! | [`DropTable`], [`RevertTable`] | write the branch | the commit |
+//! | [`Settings`] | read | the lake's settings |
+//! | [`SetSetting`] | admin | the settings after the change |
+//! | [`AuditLog`] | read | the operations log, newest first |
+//! | [`SealSecret`] | write | a sealed secret parameter |
+//!
+//! Adding an operation: a request type with its [`Operation`] impl in this folder (the compiler
+//! asks for its access), a row in [`OPERATIONS`], and each surface's mapping onto it.
+//!
+//! # Not here yet
+//! Pipeline runs, imports, table plans and queries still go their own ways on each surface
+//! (they are dispatched to data-plane workers in server mode): see the issue's note.
+
+mod access;
+mod catalog;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use lakeplan_core::{Error, Result};
+
+use crate::Lake;
+
+pub use access::{Access, Open, Policy, ReadOnly};
+pub use catalog::*;
+
+/// One operation on a lake: a typed request and its typed answer.
+pub trait Operation: Send + 'static {
+    /// What the operation answers.
+    type Output: Send + 'static;
+    /// Its name in [`OPERATIONS`] (and in errors about it).
+    const NAME: &'static str;
+
+    /// Fills what the request left to the lake (a branch left out means the active one), so
+    /// that [`Operation::access`] names the refs the operation will really touch.
+    fn bind(&mut self, _lake: &Lake) -> Result<()> {
+        Ok(())
+    }
+
+    /// What the caller must be allowed. Required: an operation that does not say does not
+    /// compile.
+    fn access(&self) -> Vec<Access>;
+
+    /// Does it (the checks have passed).
+    fn execute(self, lake: &Lake) -> impl Future<Output = Result<Self::Output>>;
+}
+
+/// A row of [`OPERATIONS`].
+#[derive(Clone, Copy, Debug)]
+pub struct OperationDoc {
+    pub name: &'static str,
+    pub summary: &'static str,
+}
+
+/// The table of operations: each request type, once (its `NAME` is taken from the type, so a
+/// row cannot name a type that is not an operation).
+macro_rules! operations {
+    ($( $ty:ident => $summary:literal ),* $(,)?) => {
+        /// Every operation of the service, in the order of the module's table.
+        pub const OPERATIONS: &[OperationDoc] = &[
+            $( OperationDoc { name: <$ty as Operation>::NAME, summary: $summary } ),*
+        ];
+    };
+}
+
+operations! {
+    ListRefs => "list branches or tags",
+    GetRef => "one branch or tag and its head commit",
+    CreateRef => "create a branch or tag (O(1))",
+    DeleteRef => "delete a branch or tag",
+    RenameRef => "rename a branch or tag",
+    Merge => "merge a ref into a branch (three-way; conflicts write nothing)",
+    Diff => "tables and objects that differ between two refs",
+    Commits => "a ref's log: first parents, newest first, filtered",
+    ListNamespaces => "namespaces at a ref",
+    CreateNamespace => "create a namespace (a commit)",
+    DropNamespace => "remove an empty namespace (a commit)",
+    ListTables => "tables at a ref",
+    GetTable => "a table at a ref: schema, partitions, snapshots, size",
+    DropTable => "remove a table (a commit; data files stay for other refs)",
+    RevertTable => "restore a table as of another ref (a commit; no file copied)",
+    Settings => "the lake's settings",
+    SetSetting => "set or unset a lake setting",
+    AuditLog => "the append-only operations log",
+    SealSecret => "seal a secret parameter's value with the lake's key",
+}
+
+/// A lake as one caller sees it: the lake, and the policy that decides the caller's rights.
+#[derive(Clone)]
+pub struct Service {
+    lake: Lake,
+    policy: Arc<dyn Policy>,
+}
+
+impl Service {
+    /// `lake` under `policy`.
+    pub fn new(lake: Lake, policy: Arc<dyn Policy>) -> Service {
+        Service { lake, policy }
+    }
+
+    /// A lake on this machine: every operation allowed ([`Open`]).
+    pub fn open(lake: Lake) -> Service {
+        Service::new(lake, Arc::new(Open))
+    }
+
+    /// The lake behind the service (for what is not an operation yet).
+    pub fn lake(&self) -> &Lake {
+        &self.lake
+    }
+
+    /// Checks the caller's rights to `op` and runs it.
+    ///
+    /// All of it runs on tokio's blocking pool, never on an async worker thread: the metastore
+    /// is synchronous, and a slow one (PostgreSQL far away, or loaded) must not stall a server's
+    /// other requests, `/healthz` and worker heartbeats. A panic in an operation answers as an
+    /// internal error naming the operation; it does not take the process down.
+    pub async fn call<O: Operation>(&self, mut op: O) -> Result<O::Output> {
+        let lake = self.lake.clone();
+        let policy = self.policy.clone();
+        let handle = tokio::runtime::Handle::try_current()
+            .map_err(|e| Error::Internal(format!("operation {}: {e}", O::NAME)))?;
+        tokio::task::spawn_blocking(move || {
+            op.bind(&lake)?;
+            for access in op.access() {
+                policy.allow(&access)?;
+            }
+            handle.block_on(op.execute(&lake))
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("operation {} failed: {e}", O::NAME)))?
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,219 @@
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use lakeplan_core::{Error, RefKind, Result, MAIN_BRANCH};
+
+use super::*;
+use crate::{Lake, LakeConfig};
+
+fn lake(dir: &std::path::Path) -> Lake {
+    Lake::open(
+        dir,
+        LakeConfig {
+            actor: "tester".into(),
+            client: "test".into(),
+        },
+    )
+    .unwrap()
+}
+
+/// Records what it was asked and allows only reads and writes to `alice.*`.
+#[derive(Default)]
+struct Recording {
+    asked: Mutex<Vec<Access>>,
+}
+
+impl Policy for Recording {
+    fn allow(&self, access: &Access) -> Result<()> {
+        self.asked.lock().unwrap().push(access.clone());
+        match access {
+            Access::Read => Ok(()),
+            Access::WriteRef(r) | Access::MergeInto(r) if r.starts_with("alice.") => Ok(()),
+            other => Err(Error::Forbidden(format!("not allowed: {other}"))),
+        }
+    }
+}
+
+#[test]
+fn the_table_names_each_operation_once() {
+    let names: HashSet<_> = OPERATIONS.iter().map(|o| o.name).collect();
+    assert_eq!(names.len(), OPERATIONS.len(), "{OPERATIONS:?}");
+    assert!(names.contains(CreateRef::NAME) && names.contains(SealSecret::NAME));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_policy_decides_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = Arc::new(Recording::default());
+    let svc = Service::new(lake(dir.path()), policy.clone());
+
+    let refused = svc
+        .call(CreateRef {
+            name: "bob.dev".into(),
+            kind: RefKind::Branch,
+            from: None,
+            if_not_exists: false,
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(&refused, Error::Forbidden(m) if m.contains("write 'bob.dev'")));
+    assert_eq!(refused.kind(), "Forbidden");
+    let branches = svc
+        .call(ListRefs {
+            kind: RefKind::Branch,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        branches.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+        [MAIN_BRANCH],
+        "a refused create wrote nothing"
+    );
+
+    svc.call(CreateRef {
+        name: "alice.dev".into(),
+        kind: RefKind::Branch,
+        from: None,
+        if_not_exists: false,
+    })
+    .await
+    .unwrap();
+    // Renaming needs both names: into another zone is refused, and the ref stays.
+    let e = svc
+        .call(RenameRef {
+            name: "alice.dev".into(),
+            new_name: "bob.dev".into(),
+            kind: RefKind::Branch,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), "Forbidden");
+    svc.call(GetRef {
+        name: "alice.dev".into(),
+        kind: RefKind::Branch,
+    })
+    .await
+    .unwrap();
+    // Settings need admin.
+    let e = svc
+        .call(SetSetting {
+            name: "default_namespace".into(),
+            value: Some("x".into()),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), "Forbidden");
+    let asked = policy.asked.lock().unwrap().clone();
+    assert!(asked.contains(&Access::Admin), "{asked:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_left_out_branch_is_bound_before_the_policy_sees_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = Service::open(lake(dir.path()));
+    open.call(CreateRef {
+        name: "alice.work".into(),
+        kind: RefKind::Branch,
+        from: None,
+        if_not_exists: false,
+    })
+    .await
+    .unwrap();
+    open.lake().set_active_branch("alice.work").unwrap();
+
+    let policy = Arc::new(Recording::default());
+    let svc = Service::new(open.lake().clone(), policy.clone());
+    // No branch named: the active one, `alice.work`, is what the policy is asked about.
+    svc.call(CreateNamespace {
+        name: "staging".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    // A merge with no target merges into the active branch, not `main`.
+    open.lake().set_active_branch(MAIN_BRANCH).unwrap();
+    let e = svc
+        .call(Merge {
+            source: "alice.work".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), "Forbidden");
+    let asked = policy.asked.lock().unwrap().clone();
+    assert_eq!(
+        asked,
+        [
+            Access::WriteRef("alice.work".into()),
+            Access::MergeInto(MAIN_BRANCH.into())
+        ]
+    );
+    let at_work = svc
+        .call(ListNamespaces {
+            at: Some("alice.work".into()),
+        })
+        .await
+        .unwrap();
+    assert!(at_work.contains(&"staging".to_string()), "{at_work:?}");
+    let at_main = svc.call(ListNamespaces::default()).await.unwrap();
+    assert!(!at_main.contains(&"staging".to_string()), "{at_main:?}");
+}
+
+/// An operation that panics: the caller gets an error naming it, the process goes on.
+struct Panics;
+
+impl Operation for Panics {
+    type Output = ();
+    const NAME: &'static str = "panics";
+    fn access(&self) -> Vec<Access> {
+        vec![Access::Read]
+    }
+    async fn execute(self, _: &Lake) -> Result<()> {
+        panic!("boom")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_operation_is_an_internal_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::open(lake(dir.path()));
+    let e = svc.call(Panics).await.unwrap_err();
+    assert!(
+        matches!(&e, Error::Internal(m) if m.contains("panics")),
+        "{e}"
+    );
+    // The service still answers.
+    svc.call(Settings).await.unwrap();
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn operations_run_off_the_runtime_threads() {
+    // On a current-thread runtime an operation that blocked its thread would block the only
+    // one: this one blocks until the runtime, meanwhile, tells it to go on (or 30 s pass).
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::open(lake(dir.path()));
+    struct Waits(std::sync::mpsc::Receiver<()>);
+    impl Operation for Waits {
+        type Output = ();
+        const NAME: &'static str = "waits";
+        fn access(&self) -> Vec<Access> {
+            vec![Access::Read]
+        }
+        async fn execute(self, _: &Lake) -> Result<()> {
+            self.0
+                .recv_timeout(std::time::Duration::from_secs(30))
+                .map_err(|e| Error::Internal(format!("never told to go on: {e}")))
+        }
+    }
+    let (go, wait) = std::sync::mpsc::channel();
+    let waiting = tokio::spawn({
+        let svc = svc.clone();
+        async move { svc.call(Waits(wait)).await }
+    });
+    tokio::task::yield_now().await;
+    // Other work on the runtime goes on while the operation waits: a timer, another operation.
+    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    svc.call(Settings).await.unwrap();
+    go.send(()).unwrap();
+    waiting.await.unwrap().unwrap();
+}
