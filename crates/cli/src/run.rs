@@ -188,8 +188,10 @@ pub async fn run(cli: Cli) -> Result<()> {
                     client: "mcp".into(),
                     ..LakeConfig::default()
                 });
-                lakeplan_mcp::serve_stdio(std::sync::Arc::new(lakeplan_mcp::LocalBackend { lake }))
-                    .await?
+                lakeplan_mcp::serve_stdio(std::sync::Arc::new(lakeplan_mcp::LocalBackend::open(
+                    lake,
+                )))
+                .await?
             }
             Service::Remote(r) => r.mcp_bridge().await?,
         },

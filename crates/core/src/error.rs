@@ -50,6 +50,14 @@ pub enum Error {
     RequirementFailed { table: String, reason: String },
     #[error("cannot {op}: {reason}")]
     InvalidOperation { op: String, reason: String },
+    /// A revert (with Bauplan's rules) that would change nothing: the table on `into` is
+    /// already what it is at `source`.
+    #[error("table '{table}' on '{into}' is already what it is at '{source_ref}'")]
+    RevertUnchanged {
+        table: String,
+        into: String,
+        source_ref: String,
+    },
     #[error("{path}: {message}")]
     InvalidData { path: String, message: String },
     #[error("schema conflict in {path}: column '{column}': {message}")]
@@ -112,6 +120,7 @@ const KINDS: &[&str] = &[
     "MergeConflict",
     "RequirementFailed",
     "InvalidOperation",
+    "RevertUnchanged",
     "InvalidData",
     "SchemaConflict",
     "InvalidInput",
@@ -149,6 +158,7 @@ impl Error {
             Error::MergeConflict { .. } => "MergeConflict",
             Error::RequirementFailed { .. } => "RequirementFailed",
             Error::InvalidOperation { .. } => "InvalidOperation",
+            Error::RevertUnchanged { .. } => "RevertUnchanged",
             Error::InvalidData { .. } => "InvalidData",
             Error::SchemaConflict { .. } => "SchemaConflict",
             Error::InvalidInput(_) => "InvalidInput",

@@ -138,6 +138,25 @@ impl Op {
     }
 }
 
+impl Op {
+    /// Whether the tool is one operation of the lake's service ([`LocalBackend::metadata`]),
+    /// whose rights the service's policy checks.
+    pub fn is_catalog(&self) -> bool {
+        match self {
+            Op::ListBranches
+            | Op::ListTags
+            | Op::ListNamespaces { .. }
+            | Op::ListTables { .. }
+            | Op::GetTable { .. }
+            | Op::ListCommits { .. }
+            | Op::Diff { .. }
+            | Op::CreateBranch { .. }
+            | Op::Merge { .. } => true,
+            Op::Query { .. } | Op::ImportData { .. } | Op::RunPipeline { .. } => false,
+        }
+    }
+}
+
 /// What the tools run against.
 #[async_trait::async_trait]
 pub trait Backend: Send + Sync {

@@ -4,14 +4,16 @@
 use std::sync::Arc;
 
 use lakeplan_core::{Error, RefKind, MAIN_BRANCH};
+use lakeplan_lake::ops::{self, Service};
 use lakeplan_lake::{ImportOptions, Lake, LogFilter, RunOptions};
 use serde_json::{json, Value};
 
 use crate::{Backend, Op};
 
-/// A lake in this process.
+/// A lake as one caller sees it: in this process (every tool allowed), or a server's tenant
+/// under a key's rights (the server makes the service with the key's policy).
 pub struct LocalBackend {
-    pub lake: Lake,
+    pub service: Service,
 }
 
 fn to_json<T: serde::Serialize>(v: T) -> Result<Value, Error> {
@@ -19,29 +21,52 @@ fn to_json<T: serde::Serialize>(v: T) -> Result<Value, Error> {
 }
 
 impl LocalBackend {
+    /// A lake in this process: every tool allowed.
+    pub fn open(lake: Lake) -> LocalBackend {
+        LocalBackend {
+            service: Service::open(lake),
+        }
+    }
+
     fn at(at: &Option<String>) -> String {
         at.clone().unwrap_or_else(|| MAIN_BRANCH.to_string())
     }
 
-    /// The tools that only read or change metadata: the same for a local lake and a server's
-    /// (which checks the key's rights first).
+    /// The catalog's tools: each one operation of the service, which checks the caller's rights
+    /// (the same for a local lake and a server's).
     pub async fn metadata(&self, op: Op) -> Result<Value, Error> {
-        let lake = &self.lake;
+        let svc = &self.service;
         match op {
-            Op::ListBranches => to_json(lake.list_refs(RefKind::Branch)?),
-            Op::ListTags => to_json(lake.list_refs(RefKind::Tag)?),
-            Op::ListNamespaces { at } => to_json(lake.list_namespaces(Some(&Self::at(&at)))?),
+            Op::ListBranches => to_json(
+                svc.call(ops::ListRefs {
+                    kind: RefKind::Branch,
+                })
+                .await?,
+            ),
+            Op::ListTags => to_json(svc.call(ops::ListRefs { kind: RefKind::Tag }).await?),
+            Op::ListNamespaces { at } => {
+                let at = Some(Self::at(&at));
+                to_json(svc.call(ops::ListNamespaces { at }).await?)
+            }
             Op::ListTables { at, namespace } => {
-                to_json(lake.list_tables(Some(&Self::at(&at)), namespace.as_deref())?)
+                let at = Some(Self::at(&at));
+                to_json(svc.call(ops::ListTables { at, namespace }).await?)
             }
             Op::GetTable {
                 table,
                 at,
                 namespace,
-            } => to_json(
-                lake.get_table(&table, namespace.as_deref(), Some(&Self::at(&at)))
+            } => {
+                let at = Some(Self::at(&at));
+                to_json(
+                    svc.call(ops::GetTable {
+                        table,
+                        namespace,
+                        at,
+                    })
                     .await?,
-            ),
+                )
+            }
             Op::ListCommits {
                 at,
                 limit,
@@ -53,16 +78,31 @@ impl LocalBackend {
                     author: LogFilter::optional("author", author.as_deref())?,
                     properties: Vec::new(),
                 };
-                to_json(lake.commits(Some(&Self::at(&at)), &filter, Some(limit))?)
+                let op = ops::Commits {
+                    at: Some(Self::at(&at)),
+                    filter,
+                    limit: Some(limit),
+                };
+                to_json(svc.call(op).await?)
             }
-            Op::Diff { from, to } => to_json(lake.diff(&from, Some(&to))?),
-            Op::CreateBranch { name, from_ref } => to_json(lake.create_ref(
-                &name,
-                RefKind::Branch,
-                Some(from_ref.as_deref().unwrap_or(MAIN_BRANCH)),
-                false,
-            )?),
-            Op::Merge { source, into } => to_json(lake.merge(&source, Some(&into), None)?),
+            Op::Diff { from, to } => to_json(svc.call(ops::Diff { from, to: Some(to) }).await?),
+            Op::CreateBranch { name, from_ref } => to_json(
+                svc.call(ops::CreateRef {
+                    name,
+                    kind: RefKind::Branch,
+                    from: Some(from_ref.unwrap_or_else(|| MAIN_BRANCH.to_string())),
+                    if_not_exists: false,
+                })
+                .await?,
+            ),
+            Op::Merge { source, into } => to_json(
+                svc.call(ops::Merge {
+                    source,
+                    into: Some(into),
+                    ..Default::default()
+                })
+                .await?,
+            ),
             op => Err(Error::Internal(format!("{op:?} is not a metadata tool"))),
         }
     }
@@ -71,7 +111,7 @@ impl LocalBackend {
 #[async_trait::async_trait]
 impl Backend for LocalBackend {
     async fn call(&self, op: Op) -> Result<Value, Error> {
-        let lake = &self.lake;
+        let lake = self.service.lake();
         match op {
             Op::Query {
                 sql,
@@ -150,7 +190,8 @@ impl Backend for LocalBackend {
     }
 
     fn audit(&self, tool: &str, args: &Value, error: Option<&Error>) {
-        self.lake
+        self.service
+            .lake()
             .record(&format!("mcp.{tool}"), tool, args.clone(), error);
     }
 }

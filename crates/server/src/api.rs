@@ -14,7 +14,7 @@ use axum::Json;
 use base64::Engine;
 use lakeplan_catalog::LogFilter;
 use lakeplan_core::{Error, RefKind, MAIN_BRANCH};
-use lakeplan_lake::{CommitExtras, CreatePlan, Lake};
+use lakeplan_lake::{ops, CommitExtras, CreatePlan, Lake};
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -363,8 +363,8 @@ struct ListRefs {
     page_token: Option<String>,
 }
 
-fn list_refs(lake: &Lake, kind: RefKind, q: ListRefs) -> ApiResult {
-    let refs = lake.list_refs(kind)?;
+async fn list_refs(c: &Caller, kind: RefKind, q: ListRefs) -> ApiResult {
+    let refs = c.service().call(ops::ListRefs { kind }).await?;
     let refs: Vec<_> = refs
         .into_iter()
         .filter(|r| q.name.as_deref().is_none_or(|f| r.name.contains(f)))
@@ -377,11 +377,11 @@ fn list_refs(lake: &Lake, kind: RefKind, q: ListRefs) -> ApiResult {
 }
 
 async fn list_branches(c: Caller, Params(q): Params<ListRefs>) -> ApiResult {
-    list_refs(&c.lake, RefKind::Branch, q)
+    list_refs(&c, RefKind::Branch, q).await
 }
 
 async fn list_tags(c: Caller, Params(q): Params<ListRefs>) -> ApiResult {
-    list_refs(&c.lake, RefKind::Tag, q)
+    list_refs(&c, RefKind::Tag, q).await
 }
 
 #[derive(Deserialize, JsonSchema)]
@@ -392,29 +392,32 @@ struct CreateRef {
     if_not_exists: bool,
 }
 
-fn create_ref(c: &Caller, kind: RefKind, b: CreateRef) -> ApiResult {
-    c.principal.check_ref_write(&b.name)?;
-    let from = b.from_ref.as_deref().unwrap_or(MAIN_BRANCH);
-    created(
-        c.lake
-            .create_ref(&b.name, kind, Some(from), b.if_not_exists)?,
-    )
+async fn create_ref(c: &Caller, kind: RefKind, b: CreateRef) -> ApiResult {
+    let op = ops::CreateRef {
+        name: b.name,
+        kind,
+        from: Some(b.from_ref.unwrap_or_else(|| MAIN_BRANCH.to_string())),
+        if_not_exists: b.if_not_exists,
+    };
+    created(c.service().call(op).await?)
 }
 
 async fn create_branch(c: Caller, Body(b): Body<CreateRef>) -> ApiResult {
-    create_ref(&c, RefKind::Branch, b)
+    create_ref(&c, RefKind::Branch, b).await
 }
 
 async fn create_tag(c: Caller, Body(b): Body<CreateRef>) -> ApiResult {
-    create_ref(&c, RefKind::Tag, b)
+    create_ref(&c, RefKind::Tag, b).await
 }
 
 async fn get_branch(c: Caller, Path(name): Path<String>) -> ApiResult {
-    ok(c.lake.get_ref(&name, RefKind::Branch)?)
+    let kind = RefKind::Branch;
+    ok(c.service().call(ops::GetRef { name, kind }).await?)
 }
 
 async fn get_tag(c: Caller, Path(name): Path<String>) -> ApiResult {
-    ok(c.lake.get_ref(&name, RefKind::Tag)?)
+    let kind = RefKind::Tag;
+    ok(c.service().call(ops::GetRef { name, kind }).await?)
 }
 
 #[derive(Deserialize, JsonSchema)]
@@ -423,11 +426,13 @@ struct IfExists {
     if_exists: bool,
 }
 
-fn delete_ref(c: &Caller, kind: RefKind, name: &str, if_exists: bool) -> ApiResult {
-    // A missing ref is a 404 whatever the caller's zone: its existence is not a secret within
-    // the tenant, and the zone check is about changing refs.
-    c.principal.check_ref_write(name)?;
-    let deleted = c.lake.delete_ref(name, kind, if_exists)?;
+async fn delete_ref(c: &Caller, kind: RefKind, name: String, if_exists: bool) -> ApiResult {
+    let op = ops::DeleteRef {
+        name: name.clone(),
+        kind,
+        if_exists,
+    };
+    let deleted = c.service().call(op).await?.is_some();
     ok(json!({"name": name, "deleted": deleted}))
 }
 
@@ -436,11 +441,11 @@ async fn delete_branch(
     Path(name): Path<String>,
     Params(q): Params<IfExists>,
 ) -> ApiResult {
-    delete_ref(&c, RefKind::Branch, &name, q.if_exists)
+    delete_ref(&c, RefKind::Branch, name, q.if_exists).await
 }
 
 async fn delete_tag(c: Caller, Path(name): Path<String>, Params(q): Params<IfExists>) -> ApiResult {
-    delete_ref(&c, RefKind::Tag, &name, q.if_exists)
+    delete_ref(&c, RefKind::Tag, name, q.if_exists).await
 }
 
 #[derive(Deserialize, JsonSchema)]
@@ -448,18 +453,21 @@ struct Rename {
     new_name: String,
 }
 
-fn rename_ref(c: &Caller, kind: RefKind, old: &str, new: &str) -> ApiResult {
-    c.principal.check_ref_write(old)?;
-    c.principal.check_ref_write(new)?;
-    ok(c.lake.rename_ref(old, new, kind)?)
+async fn rename_ref(c: &Caller, kind: RefKind, name: String, new_name: String) -> ApiResult {
+    let op = ops::RenameRef {
+        name,
+        new_name,
+        kind,
+    };
+    ok(c.service().call(op).await?)
 }
 
 async fn rename_branch(c: Caller, Path(name): Path<String>, Body(b): Body<Rename>) -> ApiResult {
-    rename_ref(&c, RefKind::Branch, &name, &b.new_name)
+    rename_ref(&c, RefKind::Branch, name, b.new_name).await
 }
 
 async fn rename_tag(c: Caller, Path(name): Path<String>, Body(b): Body<Rename>) -> ApiResult {
-    rename_ref(&c, RefKind::Tag, &name, &b.new_name)
+    rename_ref(&c, RefKind::Tag, name, b.new_name).await
 }
 
 #[derive(Deserialize, JsonSchema)]
@@ -471,13 +479,13 @@ struct Merge {
 }
 
 async fn merge_branch(c: Caller, Path(name): Path<String>, Body(b): Body<Merge>) -> ApiResult {
-    let into = b.into.unwrap_or_else(|| MAIN_BRANCH.to_string());
-    c.principal.check_merge_into(&into)?;
-    ok(c.lake.with_commit_extras(b.commit)?.merge(
-        &name,
-        Some(&into),
-        b.commit_message.as_deref(),
-    )?)
+    let op = ops::Merge {
+        source: name,
+        into: Some(b.into.unwrap_or_else(|| MAIN_BRANCH.to_string())),
+        message: b.commit_message,
+        commit: b.commit,
+    };
+    ok(c.service().call(op).await?)
 }
 
 #[derive(Deserialize, JsonSchema)]
@@ -487,7 +495,11 @@ struct DiffQ {
 }
 
 async fn diff(c: Caller, Params(q): Params<DiffQ>) -> ApiResult {
-    ok(c.lake.diff(&q.from, Some(&q.to))?)
+    let op = ops::Diff {
+        from: q.from,
+        to: Some(q.to),
+    };
+    ok(c.service().call(op).await?)
 }
 
 async fn commits(
@@ -519,7 +531,12 @@ async fn commits(
             }
         }
     }
-    ok(c.lake.commits(Some(&r), &filter, Some(limit))?)
+    let op = ops::Commits {
+        at: Some(r),
+        filter,
+        limit: Some(limit),
+    };
+    ok(c.service().call(op).await?)
 }
 
 async fn list_namespaces(
@@ -527,7 +544,11 @@ async fn list_namespaces(
     Path(r): Path<String>,
     Params(page): Params<Page>,
 ) -> ApiResult {
-    paged(c.lake.list_namespaces(Some(&r))?, String::clone, &page)
+    let namespaces = c
+        .service()
+        .call(ops::ListNamespaces { at: Some(r) })
+        .await?;
+    paged(namespaces, String::clone, &page)
 }
 
 #[derive(Deserialize, JsonSchema)]
@@ -542,13 +563,16 @@ async fn create_namespace(
     Path(branch): Path<String>,
     Body(b): Body<NewNamespace>,
 ) -> ApiResult {
-    c.principal.check_ref_write(&branch)?;
-    let lake = c.lake.with_commit_extras(b.commit)?;
-    created(lake.create_namespace(&b.name, Some(&branch)).await?)
+    let op = ops::CreateNamespace {
+        name: b.name,
+        branch: Some(branch),
+        commit: b.commit,
+    };
+    created(c.service().call(op).await?)
 }
 
 async fn list_settings(c: Caller) -> ApiResult {
-    ok(c.lake.settings()?)
+    ok(c.service().call(ops::Settings).await?)
 }
 
 #[derive(Deserialize, JsonSchema, Default)]
@@ -562,10 +586,11 @@ async fn set_setting(
     Path(name): Path<String>,
     OptBody(b): OptBody<SettingBody>,
 ) -> ApiResult {
-    c.principal.check_admin()?;
-    let setting = lakeplan_lake::Setting::parse(&name)?;
-    c.lake.set_setting(setting, b.value.as_deref())?;
-    ok(c.lake.settings()?)
+    let op = ops::SetSetting {
+        name,
+        value: b.value,
+    };
+    ok(c.service().call(op).await?)
 }
 
 async fn delete_namespace(
@@ -573,9 +598,12 @@ async fn delete_namespace(
     Path((branch, ns)): Path<(String, String)>,
     OptBody(extras): OptBody<CommitExtras>,
 ) -> ApiResult {
-    c.principal.check_ref_write(&branch)?;
-    let lake = c.lake.with_commit_extras(extras)?;
-    ok(lake.drop_namespace(&ns, Some(&branch)).await?)
+    let op = ops::DropNamespace {
+        name: ns,
+        branch: Some(branch),
+        commit: extras,
+    };
+    ok(c.service().call(op).await?)
 }
 
 #[derive(Deserialize, JsonSchema)]
@@ -591,7 +619,11 @@ struct ListTables {
 }
 
 async fn list_tables(c: Caller, Path(r): Path<String>, Params(q): Params<ListTables>) -> ApiResult {
-    let tables = c.lake.list_tables(Some(&r), q.namespace.as_deref())?;
+    let op = ops::ListTables {
+        at: Some(r),
+        namespace: q.namespace,
+    };
+    let tables = c.service().call(op).await?;
     let page = Page {
         limit: q.limit,
         page_token: q.page_token,
@@ -604,9 +636,12 @@ async fn get_table(
     Path((r, table)): Path<(String, String)>,
     Params(q): Params<NsQ>,
 ) -> ApiResult {
-    ok(c.lake
-        .get_table(&table, q.namespace.as_deref(), Some(&r))
-        .await?)
+    let op = ops::GetTable {
+        table,
+        namespace: q.namespace,
+        at: Some(r),
+    };
+    ok(c.service().call(op).await?)
 }
 
 #[derive(Deserialize, JsonSchema)]
@@ -622,11 +657,14 @@ async fn delete_table(
     Params(q): Params<DropQ>,
     OptBody(extras): OptBody<CommitExtras>,
 ) -> ApiResult {
-    c.principal.check_ref_write(&branch)?;
-    ok(c.lake
-        .with_commit_extras(extras)?
-        .drop_table(&table, q.namespace.as_deref(), Some(&branch), q.if_exists)
-        .await?)
+    let op = ops::DropTable {
+        table,
+        namespace: q.namespace,
+        branch: Some(branch),
+        if_exists: q.if_exists,
+        commit: extras,
+    };
+    ok(c.service().call(op).await?)
 }
 
 /// Where imports may read from. Never from another tenant's warehouse (the server's storage
@@ -805,11 +843,15 @@ async fn revert_table(
     Path((branch, table)): Path<(String, String)>,
     Body(b): Body<Revert>,
 ) -> ApiResult {
-    c.principal.check_ref_write(&branch)?;
-    ok(c.lake
-        .with_commit_extras(b.commit)?
-        .revert_table(&table, b.namespace.as_deref(), &b.source_ref, Some(&branch))
-        .await?)
+    let op = ops::RevertTable {
+        table,
+        namespace: b.namespace,
+        source_ref: b.source_ref,
+        into: Some(branch),
+        commit: b.commit,
+        bauplan_rules: None,
+    };
+    ok(c.service().call(op).await?)
 }
 
 #[derive(Deserialize, JsonSchema)]
@@ -888,7 +930,10 @@ struct LimitQ {
 }
 
 async fn audit(c: Caller, Params(q): Params<LimitQ>) -> ApiResult {
-    ok(c.lake.audit_log(Some(q.limit.unwrap_or(100)))?)
+    let op = ops::AuditLog {
+        limit: Some(q.limit.unwrap_or(100)),
+    };
+    ok(c.service().call(op).await?)
 }
 
 /// Starts a pipeline run from an uploaded project and answers once its job is recorded (or with
@@ -988,14 +1033,12 @@ struct SealBody {
 /// Only the tenant's lake opens what it seals, at run time, for the functions that declare the
 /// parameter; a read-only key seals nothing (a secret is only for runs, which it cannot start).
 async fn seal_secret(c: Caller, Body(b): Body<SealBody>) -> ApiResult {
-    if c.principal.scope == crate::registry::Scope::Read {
-        return Err(ApiError::Forbidden(format!(
-            "key {} is read-only: it cannot set secret parameters",
-            c.principal.key_id
-        )));
-    }
-    ok(c.lake
-        .seal_secret(b.project_id.as_deref(), &b.name, &b.value)?)
+    let op = ops::SealSecret {
+        project_id: b.project_id,
+        name: b.name,
+        value: b.value,
+    };
+    ok(c.service().call(op).await?)
 }
 
 /// A run executes the project's code, even a dry run: never for a read-only key; and it writes

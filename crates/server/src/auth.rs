@@ -8,6 +8,10 @@
 //!
 //! Tenants are separated by construction: a key resolves to one tenant's lake, so another
 //! tenant's refs, tables and jobs are simply not there (404, never 403).
+//!
+//! A [`Principal`] is the server's [`Policy`]: a handler makes the caller's
+//! [`Service`](lakeplan_lake::ops::Service) with [`Caller::service`], and the service asks the
+//! policy about the access each operation declares. Handlers do not check rights themselves.
 
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::header;
@@ -15,7 +19,10 @@ use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use lakeplan_core::MAIN_BRANCH;
+use lakeplan_lake::ops::{Access, Policy, Service};
 use lakeplan_lake::{Lake, LakeConfig};
+
+use lakeplan_core::Error::Forbidden;
 
 use crate::error::ApiError;
 use crate::registry::{Principal, Scope};
@@ -27,12 +34,12 @@ impl Principal {
     }
 
     /// May this key change branch (or tag) `name`: create, delete, rename, write tables on it?
-    pub fn check_ref_write(&self, name: &str) -> Result<(), ApiError> {
+    pub fn check_ref_write(&self, name: &str) -> lakeplan_core::Result<()> {
         if let (Some(glob), Scope::Write | Scope::Admin) = (&self.branches, self.scope) {
             return if crate::registry::glob_match(glob, name) {
                 Ok(())
             } else {
-                Err(ApiError::Forbidden(format!(
+                Err(Forbidden(format!(
                     "key {} writes only to refs matching '{glob}'; '{name}' does not",
                     self.key_id
                 )))
@@ -40,14 +47,14 @@ impl Principal {
         }
         match self.scope {
             Scope::Admin => Ok(()),
-            Scope::Read => Err(ApiError::Forbidden(format!(
+            Scope::Read => Err(Forbidden(format!(
                 "key {} is read-only: it cannot change '{name}'",
                 self.key_id
             ))),
             Scope::Write if name.starts_with(&self.zone()) && name.len() > self.zone().len() => {
                 Ok(())
             }
-            Scope::Write => Err(ApiError::Forbidden(format!(
+            Scope::Write => Err(Forbidden(format!(
                 "user '{}' writes only to refs in its zone '{}*'; '{name}' is outside it",
                 self.user.name,
                 self.zone()
@@ -57,7 +64,7 @@ impl Principal {
 
     /// May this key merge into `into`? Into `main` only for users allowed to merge into main
     /// (or with an admin key); into other branches by the zone rule.
-    pub fn check_merge_into(&self, into: &str) -> Result<(), ApiError> {
+    pub fn check_merge_into(&self, into: &str) -> lakeplan_core::Result<()> {
         // A key limited to some branches merges only into those (an agent's key never into
         // `main`, unless its glob names it).
         if self.branches.is_some() {
@@ -67,7 +74,7 @@ impl Principal {
             return if self.user.can_merge_main {
                 Ok(())
             } else {
-                Err(ApiError::Forbidden(format!(
+                Err(Forbidden(format!(
                     "user '{}' may not merge into '{MAIN_BRANCH}'",
                     self.user.name
                 )))
@@ -76,14 +83,38 @@ impl Principal {
         self.check_ref_write(into)
     }
 
-    pub fn check_admin(&self) -> Result<(), ApiError> {
+    /// May this key write at all (seal a secret, say)?
+    pub fn check_write(&self) -> lakeplan_core::Result<()> {
+        if self.scope == Scope::Read {
+            Err(Forbidden(format!(
+                "key {} is read-only: it cannot write",
+                self.key_id
+            )))
+        } else {
+            Ok(())
+        }
+    }
+
+    pub fn check_admin(&self) -> lakeplan_core::Result<()> {
         if self.scope == Scope::Admin {
             Ok(())
         } else {
-            Err(ApiError::Forbidden(format!(
+            Err(Forbidden(format!(
                 "key {} is not an admin key",
                 self.key_id
             )))
+        }
+    }
+}
+
+impl Policy for Principal {
+    fn allow(&self, access: &Access) -> lakeplan_core::Result<()> {
+        match access {
+            Access::Read => Ok(()),
+            Access::WriteRef(r) => self.check_ref_write(r),
+            Access::MergeInto(r) => self.check_merge_into(r),
+            Access::Write => self.check_write(),
+            Access::Admin => self.check_admin(),
         }
     }
 }
@@ -122,6 +153,16 @@ pub fn principal_of(
 pub struct Caller {
     pub principal: Principal,
     pub lake: Lake,
+}
+
+impl Caller {
+    /// The caller's lake under its key's rights: what every operation goes through.
+    pub fn service(&self) -> Service {
+        Service::new(
+            self.lake.clone(),
+            std::sync::Arc::new(self.principal.clone()),
+        )
+    }
 }
 
 impl FromRequestParts<AppState> for Caller {

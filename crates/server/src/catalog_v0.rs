@@ -20,6 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use lakeplan_core::{Error, RefKind, MAIN_BRANCH};
+use lakeplan_lake::ops::{self, Operation};
 use lakeplan_lake::{CommitExtras, CommitInfo, LogFilter, RefInfo, TableInfo};
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
@@ -52,9 +53,11 @@ impl BauplanError {
     fn new(e: ApiError, about: About, forbidden: &'static str) -> Self {
         let (status, _, message, _) = e.parts();
         let (kind, context) = match &e {
+            ApiError::Forbidden(_) | ApiError::Service(Error::Forbidden(_)) => {
+                (forbidden.to_string(), json!({}))
+            }
             ApiError::Service(err) => kind_of(err, about),
             ApiError::Unauthorized => ("UNAUTHORIZED".into(), json!({})),
-            ApiError::Forbidden(_) => (forbidden.to_string(), json!({})),
             ApiError::NotFound(_) => ("NOT_FOUND".into(), json!({})),
             ApiError::BadRequest(_) => ("BAD_REQUEST".into(), json!({})),
             _ => (String::new(), json!({})),
@@ -146,6 +149,15 @@ fn on(about: About, forbidden: &'static str) -> impl Fn(ApiError) -> BauplanErro
 
 fn svc(e: Error) -> ApiError {
     ApiError::Service(e)
+}
+
+/// `op` through the caller's service (its rights checked there), errors in Bauplan's shape.
+async fn call<O: Operation>(
+    c: &Caller,
+    op: O,
+    err: impl Fn(ApiError) -> BauplanError,
+) -> Result<O::Output, BauplanError> {
+    c.service().call(op).await.map_err(svc).map_err(err)
 }
 
 /// `{"data": ..., "ref": ..., "metadata": {...}}`.
@@ -395,7 +407,7 @@ struct NewTag {
     from_ref: Option<String>,
 }
 
-fn create_ref(
+async fn create_ref(
     c: &Caller,
     name: &str,
     kind: RefKind,
@@ -403,13 +415,13 @@ fn create_ref(
     about: About,
     forbidden: &'static str,
 ) -> BpResult {
-    let err = on(about, forbidden);
-    c.principal.check_ref_write(name).map_err(&err)?;
-    let r = c
-        .lake
-        .create_ref(name, kind, Some(from.unwrap_or(MAIN_BRANCH)), false)
-        .map_err(svc)
-        .map_err(&err)?;
+    let op = ops::CreateRef {
+        name: name.to_string(),
+        kind,
+        from: Some(from.unwrap_or(MAIN_BRANCH).to_string()),
+        if_not_exists: false,
+    };
+    let r = call(c, op, on(about, forbidden)).await?;
     let j = ref_json(&r);
     answer(j.clone(), Some(j), None)
 }
@@ -423,6 +435,7 @@ async fn create_branch(c: Caller, BpBody(b): BpBody<NewBranch>) -> BpResult {
         About::Branch,
         "CREATE_BRANCH_FORBIDDEN",
     )
+    .await
 }
 
 async fn create_tag(c: Caller, BpBody(b): BpBody<NewTag>) -> BpResult {
@@ -434,22 +447,24 @@ async fn create_tag(c: Caller, BpBody(b): BpBody<NewTag>) -> BpResult {
         About::Tag,
         "CREATE_TAG_FORBIDDEN",
     )
+    .await
 }
 
-fn delete_ref(
+async fn delete_ref(
     c: &Caller,
     name: &str,
     kind: RefKind,
     about: About,
     forbidden: &'static str,
 ) -> BpResult {
-    let err = on(about, forbidden);
-    c.principal.check_ref_write(name).map_err(&err)?;
-    let r = c.lake.get_ref(name, kind).map_err(svc).map_err(&err)?;
-    c.lake
-        .delete_ref(name, kind, false)
-        .map_err(svc)
-        .map_err(&err)?;
+    let op = ops::DeleteRef {
+        name: name.to_string(),
+        kind,
+        if_exists: false,
+    };
+    let r = call(c, op, on(about, forbidden))
+        .await?
+        .ok_or_else(|| BauplanError::new(svc(Error::RefNotFound(name.into())), about, forbidden))?;
     answer(ref_json(&r), None, None)
 }
 
@@ -461,10 +476,11 @@ async fn delete_branch(c: Caller, Path(name): Path<String>) -> BpResult {
         About::Branch,
         "DELETE_BRANCH_FORBIDDEN",
     )
+    .await
 }
 
 async fn delete_tag(c: Caller, Path(name): Path<String>) -> BpResult {
-    delete_ref(&c, &name, RefKind::Tag, About::Tag, "DELETE_TAG_FORBIDDEN")
+    delete_ref(&c, &name, RefKind::Tag, About::Tag, "DELETE_TAG_FORBIDDEN").await
 }
 
 #[derive(Default, Deserialize, JsonSchema)]
@@ -477,7 +493,7 @@ struct RenameTag {
     tag_name: String,
 }
 
-fn rename_ref(
+async fn rename_ref(
     c: &Caller,
     old: &str,
     new: &str,
@@ -485,14 +501,12 @@ fn rename_ref(
     about: About,
     forbidden: &'static str,
 ) -> BpResult {
-    let err = on(about, forbidden);
-    c.principal.check_ref_write(old).map_err(&err)?;
-    c.principal.check_ref_write(new).map_err(&err)?;
-    let r = c
-        .lake
-        .rename_ref(old, new, kind)
-        .map_err(svc)
-        .map_err(&err)?;
+    let op = ops::RenameRef {
+        name: old.to_string(),
+        new_name: new.to_string(),
+        kind,
+    };
+    let r = call(c, op, on(about, forbidden)).await?;
     let j = ref_json(&r);
     answer(j.clone(), Some(j), None)
 }
@@ -510,6 +524,7 @@ async fn rename_branch(
         About::Branch,
         "RENAME_BRANCH_FORBIDDEN",
     )
+    .await
 }
 
 async fn rename_tag(c: Caller, Path(name): Path<String>, BpBody(b): BpBody<RenameTag>) -> BpResult {
@@ -521,6 +536,7 @@ async fn rename_tag(c: Caller, Path(name): Path<String>, BpBody(b): BpBody<Renam
         About::Tag,
         "RENAME_TAG_FORBIDDEN",
     )
+    .await
 }
 
 #[derive(Default, Deserialize, JsonSchema)]
@@ -535,17 +551,13 @@ async fn merge(
     Path((source, into)): Path<(String, String)>,
     BpBody(b): BpBody<MergeBody>,
 ) -> BpResult {
-    let err = on(About::Other, "MERGE_FORBIDDEN");
-    c.principal.check_merge_into(&into).map_err(&err)?;
-    let lake = c
-        .lake
-        .with_commit_extras(b.commit)
-        .map_err(svc)
-        .map_err(&err)?;
-    let m = lake
-        .merge(&source, Some(&into), b.commit_message.as_deref())
-        .map_err(svc)
-        .map_err(&err)?;
+    let op = ops::Merge {
+        source,
+        into: Some(into),
+        message: b.commit_message,
+        commit: b.commit,
+    };
+    let m = call(&c, op, on(About::Other, "MERGE_FORBIDDEN")).await?;
     let at = json!({"type": "BRANCH", "name": m.into, "hash": m.hash});
     answer(json!({"outcome": m.outcome}), Some(at), None)
 }
@@ -669,18 +681,12 @@ async fn create_namespace(
     Path(branch): Path<String>,
     BpBody(b): BpBody<NewNamespace>,
 ) -> BpResult {
-    let err = on(About::Other, "CREATE_NAMESPACE_FORBIDDEN");
-    c.principal.check_ref_write(&branch).map_err(&err)?;
-    let lake = c
-        .lake
-        .with_commit_extras(b.commit)
-        .map_err(svc)
-        .map_err(&err)?;
-    let w = lake
-        .create_namespace(&b.namespace_name, Some(&branch))
-        .await
-        .map_err(svc)
-        .map_err(&err)?;
+    let op = ops::CreateNamespace {
+        name: b.namespace_name.clone(),
+        branch: Some(branch),
+        commit: b.commit,
+    };
+    let w = call(&c, op, on(About::Other, "CREATE_NAMESPACE_FORBIDDEN")).await?;
     answer(
         json!({"name": b.namespace_name}),
         Some(branch_ref(&w.branch, w.hash.as_deref().unwrap_or_default())),
@@ -693,18 +699,12 @@ async fn delete_namespace(
     Path((branch, ns)): Path<(String, String)>,
     BpBody(extras): BpBody<CommitExtras>,
 ) -> BpResult {
-    let err = on(About::Other, "DELETE_NAMESPACE_FORBIDDEN");
-    c.principal.check_ref_write(&branch).map_err(&err)?;
-    let lake = c
-        .lake
-        .with_commit_extras(extras)
-        .map_err(svc)
-        .map_err(&err)?;
-    let w = lake
-        .drop_namespace(&ns, Some(&branch))
-        .await
-        .map_err(svc)
-        .map_err(&err)?;
+    let op = ops::DropNamespace {
+        name: ns.clone(),
+        branch: Some(branch),
+        commit: extras,
+    };
+    let w = call(&c, op, on(About::Other, "DELETE_NAMESPACE_FORBIDDEN")).await?;
     answer(
         json!({"name": ns}),
         Some(branch_ref(&w.branch, w.hash.as_deref().unwrap_or_default())),
@@ -808,18 +808,14 @@ async fn delete_table(
     BpQuery(q): BpQuery<NsQ>,
     BpBody(extras): BpBody<CommitExtras>,
 ) -> BpResult {
-    let err = on(About::Other, "DELETE_TABLE_FORBIDDEN");
-    c.principal.check_ref_write(&branch).map_err(&err)?;
-    let lake = c
-        .lake
-        .with_commit_extras(extras)
-        .map_err(svc)
-        .map_err(&err)?;
-    let w = lake
-        .drop_table(&table, q.namespace.as_deref(), Some(&branch), false)
-        .await
-        .map_err(svc)
-        .map_err(&err)?;
+    let op = ops::DropTable {
+        table,
+        namespace: q.namespace,
+        branch: Some(branch),
+        if_exists: false,
+        commit: extras,
+    };
+    let w = call(&c, op, on(About::Other, "DELETE_TABLE_FORBIDDEN")).await?;
     answer(
         Value::Null,
         Some(branch_ref(&w.branch, w.hash.as_deref().unwrap_or_default())),
@@ -841,56 +837,35 @@ async fn revert_table(
     BpQuery(q): BpQuery<NsQ>,
     BpBody(b): BpBody<RevertBody>,
 ) -> BpResult {
-    let err = on(About::Other, "REVERT_TABLE_FORBIDDEN");
-    c.principal.check_ref_write(&into).map_err(&err)?;
-    // Bauplan refuses a revert that changes nothing, and without `replace` one onto a table
-    // that exists.
-    let ns = q.namespace.as_deref();
-    let dest = match c.lake.get_table(&table, ns, Some(&into)).await {
-        Ok(t) => Some(t),
-        Err(Error::TableNotFound { .. }) => None,
-        Err(e) => return Err(err(svc(e))),
+    let op = ops::RevertTable {
+        table,
+        namespace: q.namespace,
+        source_ref: source,
+        into: Some(into),
+        commit: b.commit,
+        bauplan_rules: Some(ops::BauplanRevert { replace: b.replace }),
     };
-    if let Some(d) = &dest {
-        let src = c
-            .lake
-            .get_table(&table, ns, Some(&source))
-            .await
-            .map_err(svc)
-            .map_err(&err)?;
-        if src.metadata_location == d.metadata_location {
-            return Err(BauplanError {
+    let w = c
+        .service()
+        .call(op)
+        .await
+        .map_err(|e| match (e.to_string(), e) {
+            (message, Error::RevertUnchanged { table, .. }) => BauplanError {
                 status: StatusCode::CONFLICT,
                 kind: "REVERT_IDENTICAL_TABLE".into(),
+                message,
+                context: json!({"source_table_name": table, "destination_table_name": table}),
+            },
+            (_, Error::TableExists(t)) => BauplanError {
+                status: StatusCode::CONFLICT,
+                kind: "REVERT_DESTINATION_TABLE_EXISTS".into(),
                 message: format!(
-                    "table '{}' on '{into}' is already what it is at '{source}'",
-                    d.fqn
+                    "table '{t}' exists on the destination: revert with replace to overwrite it"
                 ),
-                context: json!({"source_table_name": d.fqn, "destination_table_name": d.fqn}),
-            });
-        }
-    }
-    if let (false, Some(t)) = (b.replace, &dest) {
-        return Err(BauplanError {
-            status: StatusCode::CONFLICT,
-            kind: "REVERT_DESTINATION_TABLE_EXISTS".into(),
-            message: format!(
-                "table '{}' exists on '{into}': revert with replace to overwrite it",
-                t.fqn
-            ),
-            context: json!({"source_table_name": t.fqn, "destination_table_name": t.fqn}),
-        });
-    }
-    let lake = c
-        .lake
-        .with_commit_extras(b.commit)
-        .map_err(svc)
-        .map_err(&err)?;
-    let w = lake
-        .revert_table(&table, q.namespace.as_deref(), &source, Some(&into))
-        .await
-        .map_err(svc)
-        .map_err(&err)?;
+                context: json!({"source_table_name": t, "destination_table_name": t}),
+            },
+            (_, e) => on(About::Other, "REVERT_TABLE_FORBIDDEN")(svc(e)),
+        })?;
     answer(
         Value::Null,
         Some(branch_ref(&w.branch, w.hash.as_deref().unwrap_or_default())),

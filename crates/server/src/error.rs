@@ -71,6 +71,7 @@ pub fn status_of(e: &Error) -> StatusCode {
         | Error::TableExists(_)
         | Error::Conflict { .. }
         | Error::RequirementFailed { .. }
+        | Error::RevertUnchanged { .. }
         | Error::MergeConflict { .. } => StatusCode::CONFLICT,
         Error::InvalidRefName { .. }
         | Error::InvalidRef { .. }

@@ -3,7 +3,7 @@
 //! lake's method that does it (which audits it).
 
 use lakeplan_catalog::{AuditRecord, LogFilter};
-use lakeplan_core::{RefKind, Result};
+use lakeplan_core::{Error, RefKind, Result};
 use lakeplan_pipeline::SealedSecret;
 
 use super::{Access, Operation};
@@ -96,7 +96,7 @@ impl Operation for CreateRef {
     }
 }
 
-/// Deletes a branch or tag; answers whether it was there.
+/// Deletes a branch or tag; answers it as it was (none when it was not there).
 #[derive(Clone, Debug)]
 pub struct DeleteRef {
     pub name: String,
@@ -106,13 +106,19 @@ pub struct DeleteRef {
 }
 
 impl Operation for DeleteRef {
-    type Output = bool;
+    type Output = Option<RefInfo>;
     const NAME: &'static str = "delete_ref";
     fn access(&self) -> Vec<Access> {
         vec![Access::WriteRef(self.name.clone())]
     }
     async fn execute(self, lake: &Lake) -> Result<Self::Output> {
-        lake.delete_ref(&self.name, self.kind, self.if_exists)
+        let was = match lake.get_ref(&self.name, self.kind) {
+            Ok(r) => Some(r),
+            Err(Error::RefNotFound(_)) => None,
+            Err(e) => return Err(e),
+        };
+        let deleted = lake.delete_ref(&self.name, self.kind, self.if_exists)?;
+        Ok(was.filter(|_| deleted))
     }
 }
 
@@ -346,6 +352,42 @@ pub struct RevertTable {
     pub source_ref: String,
     pub into: Option<String>,
     pub commit: CommitExtras,
+    /// Bauplan's rules: a revert that would change nothing is an error
+    /// ([`Error::RevertUnchanged`]), and so, unless `replace`, is one onto a table that exists
+    /// ([`Error::TableExists`]). Without them (lakeplan's own surfaces) a revert replaces.
+    pub bauplan_rules: Option<BauplanRevert>,
+}
+
+/// [`RevertTable::bauplan_rules`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BauplanRevert {
+    pub replace: bool,
+}
+
+impl RevertTable {
+    /// Bauplan's refusals, checked before anything is written.
+    async fn check_bauplan_rules(&self, lake: &Lake, rules: BauplanRevert) -> Result<()> {
+        let (ns, into) = (self.namespace.as_deref(), bound(&self.into));
+        let dest = match lake.get_table(&self.table, ns, Some(&into)).await {
+            Ok(t) => t,
+            Err(Error::TableNotFound { .. }) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let src = lake
+            .get_table(&self.table, ns, Some(&self.source_ref))
+            .await?;
+        if src.metadata_location == dest.metadata_location {
+            return Err(Error::RevertUnchanged {
+                table: dest.fqn,
+                into,
+                source_ref: self.source_ref.clone(),
+            });
+        }
+        if !rules.replace {
+            return Err(Error::TableExists(dest.fqn));
+        }
+        Ok(())
+    }
 }
 
 impl Operation for RevertTable {
@@ -358,6 +400,9 @@ impl Operation for RevertTable {
         vec![Access::WriteRef(bound(&self.into))]
     }
     async fn execute(self, lake: &Lake) -> Result<Self::Output> {
+        if let Some(rules) = self.bauplan_rules {
+            self.check_bauplan_rules(lake, rules).await?;
+        }
         with_extras(lake, self.commit)?
             .revert_table(
                 &self.table,
