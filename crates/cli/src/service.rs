@@ -3,6 +3,7 @@
 
 use lakeplan_catalog::AuditRecord;
 use lakeplan_core::{RefKind, Result};
+use lakeplan_lake::ops;
 use lakeplan_lake::{
     CommitExtras, CommitInfo, CreatePlan, DiffInfo, ImportOptions, ImportReport, JobRecord, Lake,
     LogFilter, MergeInfo, ProgressFn, QueryResult, RefInfo, SettingValue, TableInfo, TableSummary,
@@ -14,6 +15,11 @@ use crate::remote::{CommitFilter, Remote};
 pub enum Service {
     Local(Lake),
     Remote(Remote),
+}
+
+/// The local lake's service: every operation allowed (the user's own lake).
+fn open(l: &Lake) -> ops::Service {
+    ops::Service::open(l.clone())
 }
 
 /// Dispatches a call to the local lake or the server.
@@ -41,11 +47,13 @@ impl Service {
     }
 
     pub async fn list_refs(&self, kind: RefKind) -> Result<Vec<RefInfo>> {
-        dispatch!(self, l => l.list_refs(kind), r => r.list_refs(kind).await)
+        dispatch!(self, l => open(l).call(ops::ListRefs { kind }).await, r => r.list_refs(kind).await)
     }
 
     pub async fn get_ref(&self, name: &str, kind: RefKind) -> Result<RefInfo> {
-        dispatch!(self, l => l.get_ref(name, kind), r => r.get_ref(name, kind).await)
+        dispatch!(self,
+            l => open(l).call(ops::GetRef { name: name.into(), kind }).await,
+            r => r.get_ref(name, kind).await)
     }
 
     pub async fn create_ref(
@@ -56,22 +64,34 @@ impl Service {
         if_not_exists: bool,
     ) -> Result<RefInfo> {
         dispatch!(self,
-            l => l.create_ref(name, kind, from, if_not_exists),
+            l => open(l).call(ops::CreateRef {
+                name: name.into(),
+                kind,
+                from: from.map(Into::into),
+                if_not_exists,
+            }).await,
             r => r.create_ref(name, kind, from, if_not_exists).await)
     }
 
     pub async fn delete_ref(&self, name: &str, kind: RefKind, if_exists: bool) -> Result<bool> {
         dispatch!(self,
-            l => l.delete_ref(name, kind, if_exists),
+            l => Ok(open(l)
+                .call(ops::DeleteRef { name: name.into(), kind, if_exists })
+                .await?
+                .is_some()),
             r => r.delete_ref(name, kind, if_exists).await)
     }
 
     pub async fn rename_ref(&self, old: &str, new: &str, kind: RefKind) -> Result<RefInfo> {
-        dispatch!(self, l => l.rename_ref(old, new, kind), r => r.rename_ref(old, new, kind).await)
+        dispatch!(self,
+            l => open(l).call(ops::RenameRef { name: old.into(), new_name: new.into(), kind }).await,
+            r => r.rename_ref(old, new, kind).await)
     }
 
     pub async fn diff(&self, a: &str, b: Option<&str>) -> Result<Vec<DiffInfo>> {
-        dispatch!(self, l => l.diff(a, b), r => r.diff(a, b).await)
+        dispatch!(self,
+            l => open(l).call(ops::Diff { from: a.into(), to: b.map(Into::into) }).await,
+            r => r.diff(a, b).await)
     }
 
     pub async fn merge(
@@ -80,7 +100,14 @@ impl Service {
         into: Option<&str>,
         message: Option<&str>,
     ) -> Result<MergeInfo> {
-        dispatch!(self, l => l.merge(source, into, message), r => r.merge(source, into, message).await)
+        dispatch!(self,
+            l => open(l).call(ops::Merge {
+                source: source.into(),
+                into: into.map(Into::into),
+                message: message.map(Into::into),
+                ..Default::default()
+            }).await,
+            r => r.merge(source, into, message).await)
     }
 
     pub async fn commits(
@@ -96,7 +123,12 @@ impl Service {
                     author: LogFilter::optional("--author", filter.author.as_deref())?,
                     properties: filter.properties.clone(),
                 };
-                l.commits(at, &f, Some(limit))
+                let op = ops::Commits {
+                    at: at.map(Into::into),
+                    filter: f,
+                    limit: Some(limit),
+                };
+                open(l).call(op).await
             }
             Service::Remote(r) => r.commits(at, filter, limit).await,
         }
@@ -104,7 +136,7 @@ impl Service {
 
     /// The lake's settings (`lakeplan lake config`).
     pub async fn settings(&self) -> Result<Vec<SettingValue>> {
-        dispatch!(self, l => l.settings(), r => r.settings().await)
+        dispatch!(self, l => open(l).call(ops::Settings).await, r => r.settings().await)
     }
 
     /// Seals a secret parameter's value with the lake's (or the tenant's) key.
@@ -115,30 +147,48 @@ impl Service {
         value: &str,
     ) -> Result<lakeplan_lake::pipeline::SealedSecret> {
         dispatch!(self,
-            l => l.seal_secret(project_id, name, value),
+            l => open(l).call(ops::SealSecret {
+                project_id: project_id.map(Into::into),
+                name: name.into(),
+                value: value.into(),
+            }).await,
             r => r.seal_secret(project_id, name, value).await)
     }
 
     /// Sets or (with None) unsets a lake setting; returns every setting after the change.
     pub async fn set_setting(&self, name: &str, value: Option<&str>) -> Result<Vec<SettingValue>> {
         dispatch!(self,
-            l => {
-                l.set_setting(lakeplan_lake::Setting::parse(name)?, value)?;
-                l.settings()
-            },
+            l => open(l).call(ops::SetSetting {
+                name: name.into(),
+                value: value.map(Into::into),
+            }).await,
             r => r.set_setting(name, value).await)
     }
 
     pub async fn list_namespaces(&self, at: Option<&str>) -> Result<Vec<String>> {
-        dispatch!(self, l => l.list_namespaces(at), r => r.list_namespaces(at).await)
+        dispatch!(self,
+            l => open(l).call(ops::ListNamespaces { at: at.map(Into::into) }).await,
+            r => r.list_namespaces(at).await)
     }
 
     pub async fn create_namespace(&self, ns: &str, branch: Option<&str>) -> Result<WriteInfo> {
-        dispatch!(self, l => l.create_namespace(ns, branch).await, r => r.create_namespace(ns, branch).await)
+        dispatch!(self,
+            l => open(l).call(ops::CreateNamespace {
+                name: ns.into(),
+                branch: branch.map(Into::into),
+                ..Default::default()
+            }).await,
+            r => r.create_namespace(ns, branch).await)
     }
 
     pub async fn drop_namespace(&self, ns: &str, branch: Option<&str>) -> Result<WriteInfo> {
-        dispatch!(self, l => l.drop_namespace(ns, branch).await, r => r.drop_namespace(ns, branch).await)
+        dispatch!(self,
+            l => open(l).call(ops::DropNamespace {
+                name: ns.into(),
+                branch: branch.map(Into::into),
+                ..Default::default()
+            }).await,
+            r => r.drop_namespace(ns, branch).await)
     }
 
     pub async fn list_tables(
@@ -146,7 +196,12 @@ impl Service {
         at: Option<&str>,
         ns: Option<&str>,
     ) -> Result<Vec<TableSummary>> {
-        dispatch!(self, l => l.list_tables(at, ns), r => r.list_tables(at, ns).await)
+        dispatch!(self,
+            l => open(l).call(ops::ListTables {
+                at: at.map(Into::into),
+                namespace: ns.map(Into::into),
+            }).await,
+            r => r.list_tables(at, ns).await)
     }
 
     pub async fn get_table(
@@ -155,7 +210,13 @@ impl Service {
         ns: Option<&str>,
         at: Option<&str>,
     ) -> Result<TableInfo> {
-        dispatch!(self, l => l.get_table(table, ns, at).await, r => r.get_table(table, ns, at).await)
+        dispatch!(self,
+            l => open(l).call(ops::GetTable {
+                table: table.into(),
+                namespace: ns.map(Into::into),
+                at: at.map(Into::into),
+            }).await,
+            r => r.get_table(table, ns, at).await)
     }
 
     pub async fn drop_table(
@@ -166,7 +227,13 @@ impl Service {
         if_exists: bool,
     ) -> Result<WriteInfo> {
         dispatch!(self,
-            l => l.drop_table(table, ns, branch, if_exists).await,
+            l => open(l).call(ops::DropTable {
+                table: table.into(),
+                namespace: ns.map(Into::into),
+                branch: branch.map(Into::into),
+                if_exists,
+                ..Default::default()
+            }).await,
             r => r.drop_table(table, ns, branch, if_exists).await)
     }
 
@@ -211,7 +278,13 @@ impl Service {
         into: Option<&str>,
     ) -> Result<WriteInfo> {
         dispatch!(self,
-            l => l.revert_table(table, ns, source_ref, into).await,
+            l => open(l).call(ops::RevertTable {
+                table: table.into(),
+                namespace: ns.map(Into::into),
+                source_ref: source_ref.into(),
+                into: into.map(Into::into),
+                ..Default::default()
+            }).await,
             r => r.revert_table(table, ns, source_ref, into).await)
     }
 
@@ -253,6 +326,8 @@ impl Service {
     }
 
     pub async fn audit_log(&self, limit: usize) -> Result<Vec<AuditRecord>> {
-        dispatch!(self, l => l.audit_log(Some(limit)), r => r.audit_log(limit).await)
+        dispatch!(self,
+            l => open(l).call(ops::AuditLog { limit: Some(limit) }).await,
+            r => r.audit_log(limit).await)
     }
 }

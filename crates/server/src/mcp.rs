@@ -34,24 +34,13 @@ pub fn router(state: AppState) -> axum::Router<AppState> {
             .get::<Principal>()
             .cloned()
             .ok_or_else(|| Error::InvalidInput("a valid API key is required".into()))?;
-        let lake = connect_state
-            .tenants
-            .lake(&principal.tenant)?
-            .acting_as(LakeConfig {
-                actor: principal.user.name.clone(),
-                client: "mcp".into(),
-            });
         // The worker serves a query's rows only to the key that ran it: this one.
         let key = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
             .cloned()
             .ok_or_else(|| Error::InvalidInput("a valid API key is required".into()))?;
-        Ok(Arc::new(ServerBackend {
-            state: connect_state.clone(),
-            caller: Caller { principal, lake },
-            key,
-        }) as Arc<dyn Backend>)
+        Ok(Arc::new(backend(&connect_state, principal, key)?) as Arc<dyn Backend>)
     });
     axum::Router::new()
         .nest_service("/mcp", lakeplan_mcp::http_service(connect))
@@ -72,7 +61,28 @@ async fn session_closed(req: axum::extract::Request, next: axum::middleware::Nex
     resp
 }
 
-struct ServerBackend {
+/// The tools as `principal` calls them, with `key` (its `Authorization` header) for the worker
+/// that serves a query's rows.
+pub(crate) fn backend(
+    state: &AppState,
+    principal: Principal,
+    key: axum::http::HeaderValue,
+) -> Result<ServerBackend, Error> {
+    let lake = state
+        .tenants
+        .lake(&principal.tenant)?
+        .acting_as(LakeConfig {
+            actor: principal.user.name.clone(),
+            client: "mcp".into(),
+        });
+    Ok(ServerBackend {
+        state: state.clone(),
+        caller: Caller { principal, lake },
+        key,
+    })
+}
+
+pub(crate) struct ServerBackend {
     state: AppState,
     caller: Caller,
     /// The request's `Authorization` header, for the worker that serves a query's rows.

@@ -10,6 +10,8 @@ use serde_json::{json, Value};
 use tower::ServiceExt;
 
 use crate::registry::Scope;
+
+mod contract;
 use crate::state::{AppState, MetastoreUrl, ServerConfig};
 
 /// A server state on a temporary folder with two tenants:
