@@ -12,7 +12,7 @@ fallback for types this client does not know yet. Catch by HTTP meaning (`NotFou
     └─ LakeplanHTTPError(status, type, message, context)
        ├─ BadRequestError 400 ─ InvalidRefError ─ NotAWriteBranchRefError; InvalidDataError
        │                        ─ SchemaConflictError; InvalidNameError; InvalidOperationError;
-       │                        NamespaceIsNotEmptyError; SqlError
+       │                        NamespaceIsNotEmptyError; SqlError; PlanError
        ├─ UnauthorizedError 401, ForbiddenError 403
        ├─ NotFoundError 404 ─ ResourceNotFoundError ─ RefNotFoundError ─ BranchNotFoundError,
        │                      TagNotFoundError; TableNotFoundError; NamespaceNotFoundError; JobNotFoundError
@@ -121,6 +121,13 @@ class InvalidOperationError(BadRequestError):
 
 class NamespaceIsNotEmptyError(BadRequestError):
     """Deleting a namespace that still holds tables."""
+
+
+class PlanError(BadRequestError):
+    """A pipeline project that does not plan: `context["file"]` (as the user named it) and
+    `context["line"]` say where."""
+
+    status = 400
 
 
 class SqlError(BadRequestError):
@@ -265,6 +272,7 @@ _BY_TYPE = {
     "InvalidOperation": InvalidOperationError,
     "NamespaceNotEmpty": NamespaceIsNotEmptyError,
     "Sql": SqlError,
+    "PlanError": PlanError,
     "Unauthorized": UnauthorizedError,
     "Forbidden": ForbiddenError,
     "NotFound": NotFoundError,
@@ -281,6 +289,10 @@ _BY_TYPE = {
     "NamespaceExists": NamespaceExistsError,
     "Conflict": BranchHeadChangedError,
     "MergeConflict": MergeConflictError,
+    "Exists": ConflictError,
+    "RequirementFailed": UpdateConflictError,
+    "RevertUnchanged": UpdateConflictError,
+    "ServiceUnavailable": ServiceUnavailableError,
     "PayloadTooLarge": PayloadTooLargeError,
     "Storage": InternalError,
     "Metastore": InternalError,

@@ -804,6 +804,21 @@ def test_runs_the_server_refuses_raise(server, pipeline, project):
         alice.run(project / "models.py", ref=pipeline)
 
 
+def test_a_project_that_does_not_plan_raises_with_its_file_and_line(server, pipeline, project, tmp_path):
+    alice = server.client("alice")
+    broken = tmp_path / "broken"
+    shutil.copytree(project, broken)
+    models = broken / "models.py"
+    models.write_text(models.read_text() + "\ndef oops(:\n")
+    line = models.read_text().count("\n")
+    with pytest.raises(exc.PlanError) as e:
+        alice.run(broken, ref=pipeline)
+    assert e.value.status == 400 and e.value.type == "PlanError"
+    assert e.value.context["file"].endswith("models.py"), e.value.context
+    assert e.value.context["line"] == line, (e.value.context, line)
+    assert isinstance(e.value, exc.BadRequestError)
+
+
 def test_detach_returns_at_once_and_timeouts_say_which_job(server, pipeline, slow_project):
     alice = server.client("alice")
     alice.create_branch("alice.bg", from_ref=pipeline)

@@ -53,7 +53,8 @@ fn main() -> ExitCode {
             if verbose {
                 eprintln!("kind: {}", e.kind());
             }
-            ExitCode::FAILURE
+            // By kind (lakeplan_core::ERROR_KINDS; the README lists the codes).
+            ExitCode::from(e.exit_code())
         }
     }
 }

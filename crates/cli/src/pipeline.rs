@@ -16,7 +16,7 @@ use crate::args::*;
 use crate::output;
 
 fn perr(e: pipeline::PipelineError) -> Error {
-    Error::InvalidInput(e.to_string())
+    e.into_plan_error()
 }
 
 fn parse_params(raw: &[String]) -> Result<Vec<(String, String)>> {

@@ -90,6 +90,14 @@ pub enum Error {
     },
     #[error("internal error: {0}")]
     Internal(String),
+    /// A pipeline project that does not plan: where (the file as the user named it, and the
+    /// line when known) and the planner's message (which names them too).
+    #[error("{message}")]
+    Plan {
+        file: Option<String>,
+        line: Option<usize>,
+        message: String,
+    },
     /// An error a lakeplan server answered (remote mode): its kind and message as the server's
     /// service layer made them, so that the CLI prints what embedded mode would.
     #[error("{message}")]
@@ -99,42 +107,6 @@ pub enum Error {
         message: String,
     },
 }
-
-/// Every kind [`Error::kind`] names, for errors that come back from a server as text.
-const KINDS: &[&str] = &[
-    "InvalidRef",
-    "InvalidName",
-    "RefNotFound",
-    "CommitNotFound",
-    "AmbiguousCommit",
-    "RefExists",
-    "NotAWriteBranch",
-    "NamespaceNotFound",
-    "NamespaceExists",
-    "NamespaceNotEmpty",
-    "TableNotFound",
-    "JobNotFound",
-    "Exists",
-    "TableExists",
-    "Conflict",
-    "MergeConflict",
-    "RequirementFailed",
-    "InvalidOperation",
-    "RevertUnchanged",
-    "InvalidData",
-    "SchemaConflict",
-    "InvalidInput",
-    "Sql",
-    "Storage",
-    "Metastore",
-    "Io",
-    "Internal",
-    "Unauthorized",
-    "Forbidden",
-    "BadRequest",
-    "NotFound",
-    "PayloadTooLarge",
-];
 
 impl Error {
     /// A short stable name for the kind of error, used by `-O json` output and by the audit log.
@@ -169,11 +141,49 @@ impl Error {
             Error::Metastore(_) => "Metastore",
             Error::Io { .. } => "Io",
             Error::Internal(_) => "Internal",
-            Error::Remote { kind, .. } => KINDS
-                .iter()
-                .find(|k| **k == kind.as_str())
-                .copied()
+            Error::Plan { .. } => "PlanError",
+            Error::Remote { kind, .. } => crate::error_kinds::error_kind(kind)
+                .map(|k| k.kind)
                 .unwrap_or("Remote"),
+        }
+    }
+
+    /// Its row of the one table ([`crate::ERROR_KINDS`]): HTTP status, exit code, SDK class.
+    pub fn row(&self) -> Option<&'static crate::ErrorKind> {
+        crate::error_kinds::error_kind(self.kind())
+    }
+
+    /// The HTTP status the API answers it with (a relayed server's own, for a remote error).
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Error::Remote { status, .. } => *status,
+            e => e.row().map_or(500, |r| r.http_status),
+        }
+    }
+
+    /// The CLI's exit code for it.
+    pub fn exit_code(&self) -> u8 {
+        self.row()
+            .map_or(crate::error_kinds::EXIT_INTERNAL, |r| r.exit_code)
+    }
+
+    /// Machine-readable details, for clients that act on them: the tables of a conflict, the
+    /// file and line of a planning error.
+    pub fn context(&self) -> serde_json::Value {
+        use serde_json::json;
+        match self {
+            Error::Conflict { branch, tables } => json!({"branch": branch, "tables": tables}),
+            Error::MergeConflict {
+                source_ref,
+                into,
+                tables,
+            } => json!({"source_ref": source_ref, "into": into, "tables": tables}),
+            Error::RefNotFound(r) | Error::CommitNotFound(r) => json!({"ref": r}),
+            Error::RefExists { kind, name } => json!({"kind": kind, "ref": name}),
+            Error::TableNotFound { table, at } => json!({"table": table, "ref": at}),
+            Error::NamespaceNotFound(ns) => json!({"namespace": ns}),
+            Error::Plan { file, line, .. } => json!({"file": file, "line": line}),
+            _ => json!({}),
         }
     }
 

@@ -4,6 +4,7 @@
 //! Nothing in this crate does I/O.
 
 mod error;
+mod error_kinds;
 mod ids;
 mod names;
 mod refs;
@@ -11,6 +12,10 @@ pub mod sql_limits;
 mod tree;
 
 pub use error::{Error, Result};
+pub use error_kinds::{
+    error_kind, ErrorKind, ERROR_KINDS, EXIT_CONFLICT, EXIT_DATA, EXIT_DENIED, EXIT_INTERNAL,
+    EXIT_INVALID, EXIT_NOT_FOUND, EXIT_PLAN, EXIT_SQL, EXIT_UNAVAILABLE, EXIT_USAGE,
+};
 pub use ids::{sha256_hex, CommitId};
 pub use names::{validate_identifier, TableName, BAUPLAN_NAMESPACE, DEFAULT_NAMESPACE};
 pub use refs::{validate_ref_name, RefExpr, RefKind, RefPoint, MAIN_BRANCH};

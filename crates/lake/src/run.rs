@@ -740,7 +740,7 @@ impl Lake {
                 Ok(dir) => e.shown_as(&dir, &shown),
                 Err(_) => e,
             };
-            Error::InvalidInput(e.to_string())
+            e.into_plan_error()
         })
     }
 
@@ -2337,8 +2337,7 @@ impl Lake {
         let new_id = job_id.unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
         let project_dir = jobs.job_dir(&new_id).join("project");
         crate::snapshot::extract_snapshot(&jobs.snapshot_file(&job.id)?, &project_dir)?;
-        let project =
-            Project::load(&project_dir).map_err(|e| Error::InvalidInput(e.to_string()))?;
+        let project = Project::load(&project_dir).map_err(|e| e.into_plan_error())?;
         Ok(RunOptions {
             project_dir,
             target: Some(target.unwrap_or_else(|| job.target.clone())),

@@ -375,7 +375,7 @@ impl LakeMcp {
         Ok(match out {
             Ok(v) => CallToolResult::structured(wrap(v)),
             Err(e) => {
-                let body = json!({"error": {"type": e.kind(), "message": e.to_string()}});
+                let body = json!({"error": {"type": e.kind(), "message": e.to_string(), "context": e.context()}});
                 let mut r = CallToolResult::error(vec![ContentBlock::text(e.to_string())]);
                 r.structured_content = Some(body);
                 r

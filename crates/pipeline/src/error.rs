@@ -183,6 +183,38 @@ impl PipelineError {
 }
 
 impl PipelineError {
+    /// Where in the project the error is, when it is about a place.
+    pub fn location(&self) -> Option<&Location> {
+        match self {
+            PipelineError::ProjectFile { at, .. }
+            | PipelineError::Syntax { at, .. }
+            | PipelineError::Problem { at, .. }
+            | PipelineError::Sql { at, .. }
+            | PipelineError::Cycle { at, .. }
+            | PipelineError::BadFilter { at, .. }
+            | PipelineError::UnknownNodeParameter { at, .. }
+            | PipelineError::ParameterWithoutValue { at, .. }
+            | PipelineError::Invalid { at, .. } => Some(at),
+            PipelineError::UnknownInput(u) => Some(&u.at),
+            PipelineError::UnknownColumn(u) => Some(&u.at),
+            PipelineError::DuplicateModel { second, .. } => Some(second),
+            _ => None,
+        }
+    }
+
+    /// As the service layer's error: [`lakeplan_core::Error::Plan`], with the place as data.
+    pub fn into_plan_error(self) -> lakeplan_core::Error {
+        let (file, line) = match self.location() {
+            Some(at) => (Some(at.file.clone()), at.line),
+            None => (None, None),
+        };
+        lakeplan_core::Error::Plan {
+            file,
+            line,
+            message: self.to_string(),
+        }
+    }
+
     /// The error with its paths named as the user named the project folder: `my_project/models.py:31`
     /// for `-p my_project`, `./models.py:31` for `-p .`, where planning names them relative to
     /// the project (`./models.py`) or by the folder it read (`dir`, absolute, or a server's

@@ -55,61 +55,14 @@ impl From<Error> for ApiError {
     }
 }
 
-/// The status of a service-layer error: the one table every route uses.
+/// The status of a service-layer error: its row of the one table (`lakeplan_core::ERROR_KINDS`).
 pub fn status_of(e: &Error) -> StatusCode {
-    match e {
-        Error::RefNotFound(_)
-        | Error::CommitNotFound(_)
-        | Error::NamespaceNotFound(_)
-        | Error::TableNotFound { .. }
-        | Error::JobNotFound(_)
-        | Error::NotFound(_) => StatusCode::NOT_FOUND,
-        Error::Forbidden(_) => StatusCode::FORBIDDEN,
-        Error::RefExists { .. }
-        | Error::Exists { .. }
-        | Error::NamespaceExists(_)
-        | Error::TableExists(_)
-        | Error::Conflict { .. }
-        | Error::RequirementFailed { .. }
-        | Error::RevertUnchanged { .. }
-        | Error::MergeConflict { .. } => StatusCode::CONFLICT,
-        Error::InvalidRefName { .. }
-        | Error::InvalidRef { .. }
-        | Error::InvalidName { .. }
-        | Error::AmbiguousCommit(_)
-        | Error::NotAWriteBranch(_)
-        | Error::NamespaceNotEmpty { .. }
-        | Error::InvalidOperation { .. }
-        | Error::InvalidData { .. }
-        | Error::SchemaConflict { .. }
-        | Error::InvalidInput(_)
-        | Error::Sql(_) => StatusCode::BAD_REQUEST,
-        Error::Storage(_) | Error::Metastore(_) | Error::Io { .. } | Error::Internal(_) => {
-            StatusCode::INTERNAL_SERVER_ERROR
-        }
-        // A server relaying another server's answer keeps its status.
-        Error::Remote { status, .. } => {
-            StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
-        }
-    }
+    StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::BAD_GATEWAY)
 }
 
-/// Machine-readable details of an error, for clients that act on them (the tables of a
-/// conflict, say).
+/// Machine-readable details of an error, for clients that act on them.
 fn context_of(e: &Error) -> serde_json::Value {
-    match e {
-        Error::Conflict { branch, tables } => json!({"branch": branch, "tables": tables}),
-        Error::MergeConflict {
-            source_ref,
-            into,
-            tables,
-        } => json!({"source_ref": source_ref, "into": into, "tables": tables}),
-        Error::RefNotFound(r) | Error::CommitNotFound(r) => json!({"ref": r}),
-        Error::RefExists { kind, name } => json!({"kind": kind, "ref": name}),
-        Error::TableNotFound { table, at } => json!({"table": table, "ref": at}),
-        Error::NamespaceNotFound(ns) => json!({"namespace": ns}),
-        _ => json!({}),
-    }
+    e.context()
 }
 
 impl ApiError {

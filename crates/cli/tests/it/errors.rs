@@ -1,10 +1,50 @@
 use crate::util::{data, Lake};
 
 in_both_modes!(
+    exit_codes_say_the_kind_of_error,
     bad_input_gets_a_one_line_error_and_changes_nothing,
     concurrent_writers_on_one_branch_lose_nothing,
     malformed_files_are_refused_at_create_and_import_naming_file_and_line,
 );
+
+/// The exit code of a failed command (and that it printed a one-line error).
+fn exit_code(l: &Lake, args: &[&str]) -> (i32, String) {
+    let e = l.err(args);
+    (l.run(args).status.code().unwrap_or(-1), e)
+}
+
+/// The CLI's exit codes are by kind of error (lakeplan_core::ERROR_KINDS, listed in the README),
+/// the same in embedded and remote mode.
+fn exit_codes_say_the_kind_of_error(l: &Lake) {
+    use lakeplan_core::{EXIT_CONFLICT, EXIT_INVALID, EXIT_NOT_FOUND, EXIT_PLAN, EXIT_SQL};
+    let code = |args: &[&str]| exit_code(l, args).0;
+    assert_eq!(
+        code(&["table", "get", "missing"]),
+        i32::from(EXIT_NOT_FOUND)
+    );
+    assert_eq!(
+        code(&["namespace", "create", "default"]),
+        i32::from(EXIT_CONFLICT)
+    );
+    assert_eq!(code(&["query", "SELEC 1"]), i32::from(EXIT_SQL));
+    assert_eq!(
+        code(&["namespace", "create", "a.b"]),
+        i32::from(EXIT_INVALID)
+    );
+    // A project that does not plan: 9, and the message names the file and line.
+    let project = l.path().join("broken");
+    std::fs::create_dir_all(&project).expect("dir");
+    std::fs::write(
+        project.join("lakeplan_project.yml"),
+        "project:\n  id: 00000000-0000-0000-0000-000000000001\n  name: broken\n",
+    )
+    .expect("project file");
+    std::fs::write(project.join("models.py"), "import lakeplan\n\ndef oops(:\n").expect("models");
+    let dir = project.display().to_string();
+    let (c, e) = exit_code(l, &["run", "-p", &dir]);
+    assert_eq!(c, i32::from(EXIT_PLAN), "{e}");
+    assert!(e.contains("models.py:3"), "{e}");
+}
 
 fn bad_input_gets_a_one_line_error_and_changes_nothing(l: &Lake) {
     l.load("trips", &data("trips_2024_01.csv"), &[]);
