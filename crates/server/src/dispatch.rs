@@ -492,4 +492,50 @@ mod tests {
         assert_eq!(err.status, 503);
         assert!(err.message.contains("--workers"), "{}", err.message);
     }
+
+    #[tokio::test]
+    async fn a_report_is_read_as_its_tasks_answer() {
+        let d = Dispatcher::start(quick());
+        let w = d.register("http://127.0.0.1:1".into(), vec![]);
+        let report = |ok: Value| TaskReport {
+            worker_id: w.clone(),
+            ok: Some(ok),
+            error: None,
+        };
+        let ticket = serde_json::json!({
+            "endpoint": "http://127.0.0.1:1",
+            "ticket": "t",
+            "expires_at": "2026-12-07T22:00:00Z",
+            "columns": [{"name": "n", "type": "Int64"}],
+            "schema": "",
+        });
+        let good = d.submit(task("good"), None);
+        let bad = d.submit(task("bad"), None);
+        for _ in 0..2 {
+            d.next_task(&w, Duration::from_secs(1))
+                .await
+                .expect("poll")
+                .expect("a task");
+        }
+        let other = TaskReport {
+            worker_id: "nobody".into(),
+            ..report(ticket.clone())
+        };
+        assert_eq!(d.report("good", other).expect_err("not its").parts().0, 404);
+        d.report("good", report(ticket.clone())).expect("report");
+        assert_eq!(good.await.expect("outcome"), Ok(ticket));
+
+        let refused = d
+            .report("bad", report(serde_json::json!({"job_id": "j"})))
+            .expect_err("a run's answer to a query");
+        assert_eq!(refused.parts().0, 400);
+        let err = bad.await.expect("outcome").expect_err("failed");
+        assert_eq!((err.status, err.kind.as_str()), (502, "BadGateway"));
+        assert!(
+            err.message.contains(&format!("worker {w}"))
+                && err.message.contains("missing field `endpoint`"),
+            "{}",
+            err.message
+        );
+    }
 }
