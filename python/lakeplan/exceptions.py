@@ -1,7 +1,7 @@
 """The errors `lakeplan.Client` raises, with Bauplan's names (`bauplan.exceptions` re-exports them).
 
 Every error the server answers has one shape, `{"error": {"type", "message", "context"}}`, and
-one status (crates/server/src/error.rs). `error_from_response` turns it into an exception
+one status (crates/dataplane/src/error.rs). `error_from_response` turns it into an exception
 through one table, `_BY_TYPE`: the server's `type` picks the class, the HTTP status is the
 fallback for types this client does not know yet. Catch by HTTP meaning (`NotFoundError`,
 `ConflictError`) or by what is missing or in conflict (`BranchNotFoundError`,
@@ -255,7 +255,7 @@ class GatewayTimeoutError(ServerError):
 
 
 # The one table: the server's error `type` (crates/core/src/error.rs `Error::kind` and
-# crates/server/src/error.rs) → class. A `(type, kind)` row refines it by the kind of ref: the
+# crates/dataplane/src/error.rs) → class. A `(type, kind)` row refines it by the kind of ref: the
 # server's `context["kind"]` (`RefExists` has it), else the request's (a tag named in the path).
 # A name that is neither a branch nor a tag is a missing branch, whichever method named it
 # (`get_branch`, `import_data(branch=)`, `merge_branch`, `query(ref=)`, `get_tables`, ...): one

@@ -1,6 +1,6 @@
 //! The control plane's side of the data plane (DESIGN §8): queries, table plans (schema
-//! inference), imports and pipeline runs are tasks that data-plane workers pull, run and answer; the control plane never reads table
-//! data itself.
+//! inference), imports and pipeline runs are tasks that data-plane workers (crate
+//! `lakeplan-dataplane`) pull, run and answer; the control plane never reads table data itself.
 //!
 //! ```text
 //! worker ── POST /internal/v1/workers ─────────────▶ registered: an id, how to open lakes
@@ -8,6 +8,10 @@
 //!        ── POST /internal/v1/workers/{id}/heartbeat (every second or two)
 //!        ── POST /internal/v1/tasks/{id}/result ───▶ the task's answer or its error
 //! ```
+//!
+//! The bodies are the types of [`lakeplan_dataplane::protocol`]. A worker's answer is decoded
+//! as the answer its task's work gives ([`Dispatcher::report`]); one that is not fails the task
+//! with 502, naming the worker and what was wrong.
 //!
 //! A worker not heard from for `worker_timeout` is lost: the tasks it held fail with 503 (they
 //! may be retried; nothing they would have committed was), and a run it held is marked failed
@@ -18,107 +22,19 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
+use lakeplan_dataplane::protocol::{AnswerKind, TaskReport};
+pub use lakeplan_dataplane::protocol::{RunProject, RunTask, Task, TaskKind, Work};
 use serde_json::Value;
 use tokio::sync::{oneshot, Notify};
 
 use crate::error::{ApiError, WireError};
-use crate::registry::Tenant;
 
-/// What a task answers: a JSON value, or the API error it ended with.
+/// What a task answers, as the API relays it: its answer's JSON (a checked
+/// [`lakeplan_dataplane::Answer`]), or the API error it ended with.
 pub type Outcome = Result<Value, WireError>;
 
 /// Called with the lost worker's id when a task's worker is lost mid-task.
 pub type OnLost = Box<dyn FnOnce(&str) + Send>;
-
-/// One unit of data-plane work, run as `user` on `tenant`'s lake.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Task {
-    pub id: String,
-    pub tenant: Tenant,
-    pub user: String,
-    /// The id of the API key that asked: a query's ticket is redeemed with that key only.
-    #[serde(default)]
-    pub key_id: String,
-    pub work: Work,
-    /// Added to the commits the task's writes make.
-    #[serde(default)]
-    pub commit: lakeplan_lake::CommitExtras,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Work {
-    /// Plan one read-only statement; the answer is a short-lived ticket for its rows and their
-    /// schema (with `describe`, the schema only: nothing is kept for a fetch).
-    Query {
-        sql: String,
-        at: String,
-        namespace: Option<String>,
-        max_rows: Option<usize>,
-        #[serde(default)]
-        describe: bool,
-    },
-    /// Infer a new table's schema and partitioning from files (the answer is the plan).
-    PlanTable {
-        table: String,
-        namespace: Option<String>,
-        search_uri: String,
-        branch: String,
-        partitioned_by: Option<String>,
-        replace: bool,
-    },
-    /// Append files to a table: one commit, or nothing.
-    Import {
-        table: String,
-        namespace: Option<String>,
-        search_uri: String,
-        branch: String,
-        continue_on_error: bool,
-        import_duplicate_files: bool,
-    },
-    /// A whole pipeline run: the worker taking it coordinates it, and its Python nodes come
-    /// back to the queue as [`Work::Node`] tasks.
-    Run(RunTask),
-    /// One Python node of a run, in a sandbox of the worker that takes it; its output stays
-    /// there, served over Arrow Flight.
-    Node(Box<lakeplan_lake::NodeTask>),
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct RunTask {
-    pub job_id: String,
-    pub project: RunProject,
-    pub target: String,
-    pub namespace: Option<String>,
-    pub params: Vec<(String, String)>,
-    pub dry_run: bool,
-    pub no_cache: bool,
-    pub strict: bool,
-    pub transaction: bool,
-    pub strict_python: bool,
-    /// Each model's first (true) or last (false) N rows in the job's log.
-    #[serde(default)]
-    pub preview: Option<(bool, usize)>,
-    /// The project folder as the client named it, for messages (`my_project/models.py:31`).
-    #[serde(default)]
-    pub project_shown: Option<String>,
-    /// Bauplan's `args` and `priority`, recorded in the job ([`lakeplan_lake::RunOptions`]).
-    #[serde(default)]
-    pub args: std::collections::BTreeMap<String, String>,
-    #[serde(default)]
-    pub priority: Option<u8>,
-}
-
-/// Where a run's code comes from.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(tag = "from", rename_all = "snake_case")]
-pub enum RunProject {
-    /// A project uploaded as a zip (base64).
-    Upload { zip_base64: String },
-    /// The stored code, parameters and input commit of an earlier job (`lakeplan rerun`).
-    Rerun { job_id: String },
-}
 
 struct WorkerEntry {
     endpoint: String,
@@ -126,43 +42,6 @@ struct WorkerEntry {
     tasks: Vec<String>,
     /// The kinds of task it takes (every kind when empty).
     kinds: Vec<TaskKind>,
-}
-
-/// The kinds of task a worker may be limited to (`lakeplan worker --tasks`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TaskKind {
-    /// Queries (and their schemas).
-    Query,
-    /// Table plans and imports.
-    Import,
-    /// Pipeline runs: the worker coordinates them.
-    Run,
-    /// Pipeline nodes: Python functions in sandboxes.
-    Node,
-}
-
-impl TaskKind {
-    pub const ALL: [&'static str; 4] = ["query", "import", "run", "node"];
-
-    pub fn parse(s: &str) -> Option<TaskKind> {
-        match s.trim() {
-            "query" => Some(TaskKind::Query),
-            "import" => Some(TaskKind::Import),
-            "run" => Some(TaskKind::Run),
-            "node" => Some(TaskKind::Node),
-            _ => None,
-        }
-    }
-
-    pub fn of(work: &Work) -> TaskKind {
-        match work {
-            Work::Query { .. } => TaskKind::Query,
-            Work::PlanTable { .. } | Work::Import { .. } => TaskKind::Import,
-            Work::Run(_) => TaskKind::Run,
-            Work::Node(_) => TaskKind::Node,
-        }
-    }
 }
 
 /// The job of a run task.
@@ -183,6 +62,8 @@ struct Queued {
 
 struct InFlight {
     worker: String,
+    /// What its answer must be.
+    answer: AnswerKind,
     /// The job, for a run task.
     job: Option<String>,
     reply: oneshot::Sender<Outcome>,
@@ -221,6 +102,10 @@ pub struct Dispatcher {
     inner: Mutex<Inner>,
     ready: Notify,
     config: DispatchConfig,
+}
+
+fn not_held(task: &str, worker: &str) -> ApiError {
+    ApiError::NotFound(format!("task '{task}' is not held by worker '{worker}'"))
 }
 
 fn unavailable(m: String) -> WireError {
@@ -354,6 +239,7 @@ impl Dispatcher {
                         q.task.id.clone(),
                         InFlight {
                             worker: worker.to_string(),
+                            answer: AnswerKind::of(&q.task.work),
                             job: job_of(&q.task),
                             reply: q.reply,
                             on_lost: q.on_lost,
@@ -383,17 +269,46 @@ impl Dispatcher {
         rx
     }
 
+    /// A worker's report for `task`, its answer decoded as the task's work answers. A malformed
+    /// report fails the task (with 502, naming the worker and what was wrong) and is refused
+    /// with 400, so that the worker logs it too.
+    pub fn report(&self, task: &str, report: TaskReport) -> Result<(), ApiError> {
+        let worker = report.worker_id.clone();
+        let kind = match self.lock().in_flight.get(task) {
+            Some(f) if f.worker == worker => f.answer,
+            _ => return Err(not_held(task, &worker)),
+        };
+        let outcome = report.outcome(kind).and_then(|o| match o {
+            Ok(answer) => answer.to_json().map(Ok),
+            Err(e) => Ok(Err(e)),
+        });
+        match outcome {
+            Ok(outcome) => self.complete(&worker, task, outcome),
+            Err(e) => {
+                let message = format!("the data-plane worker {worker} answered wrongly: {e}");
+                eprintln!("warning: task {task}: {message}");
+                self.complete(
+                    &worker,
+                    task,
+                    Err(WireError {
+                        status: 502,
+                        kind: "BadGateway".into(),
+                        message,
+                        context: serde_json::json!({}),
+                    }),
+                )?;
+                Err(ApiError::BadRequest(e.to_string()))
+            }
+        }
+    }
+
     /// A worker's answer for `task`. Answers for tasks the worker no longer holds (it was
     /// declared lost meanwhile) are refused, so the worker learns its work was abandoned.
     pub fn complete(&self, worker: &str, task: &str, outcome: Outcome) -> Result<(), ApiError> {
         let mut inner = self.lock();
         match inner.in_flight.get(task) {
             Some(f) if f.worker == worker => {}
-            _ => {
-                return Err(ApiError::NotFound(format!(
-                    "task '{task}' is not held by worker '{worker}'"
-                )))
-            }
+            _ => return Err(not_held(task, worker)),
         }
         let Some(f) = inner.in_flight.remove(task) else {
             return Ok(());
@@ -491,6 +406,7 @@ impl Dispatcher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::registry::Tenant;
 
     fn task(id: &str) -> Task {
         Task {
@@ -575,5 +491,51 @@ mod tests {
             .expect_err("no worker");
         assert_eq!(err.status, 503);
         assert!(err.message.contains("--workers"), "{}", err.message);
+    }
+
+    #[tokio::test]
+    async fn a_report_is_read_as_its_tasks_answer() {
+        let d = Dispatcher::start(quick());
+        let w = d.register("http://127.0.0.1:1".into(), vec![]);
+        let report = |ok: Value| TaskReport {
+            worker_id: w.clone(),
+            ok: Some(ok),
+            error: None,
+        };
+        let ticket = serde_json::json!({
+            "endpoint": "http://127.0.0.1:1",
+            "ticket": "t",
+            "expires_at": "2026-12-07T22:00:00Z",
+            "columns": [{"name": "n", "type": "Int64"}],
+            "schema": "",
+        });
+        let good = d.submit(task("good"), None);
+        let bad = d.submit(task("bad"), None);
+        for _ in 0..2 {
+            d.next_task(&w, Duration::from_secs(1))
+                .await
+                .expect("poll")
+                .expect("a task");
+        }
+        let other = TaskReport {
+            worker_id: "nobody".into(),
+            ..report(ticket.clone())
+        };
+        assert_eq!(d.report("good", other).expect_err("not its").parts().0, 404);
+        d.report("good", report(ticket.clone())).expect("report");
+        assert_eq!(good.await.expect("outcome"), Ok(ticket));
+
+        let refused = d
+            .report("bad", report(serde_json::json!({"job_id": "j"})))
+            .expect_err("a run's answer to a query");
+        assert_eq!(refused.parts().0, 400);
+        let err = bad.await.expect("outcome").expect_err("failed");
+        assert_eq!((err.status, err.kind.as_str()), (502, "BadGateway"));
+        assert!(
+            err.message.contains(&format!("worker {w}"))
+                && err.message.contains("missing field `endpoint`"),
+            "{}",
+            err.message
+        );
     }
 }

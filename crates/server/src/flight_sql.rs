@@ -47,6 +47,7 @@ use crate::auth::{principal_of, Caller};
 use crate::dispatch::Work;
 use crate::error::ApiError;
 use crate::state::AppState;
+use lakeplan_dataplane::protocol::{decode, AnswerKind, QuerySchema, QueryTicket};
 
 /// The call header naming the ref statements read.
 pub const REF_HEADER: &str = "x-lakeplan-ref";
@@ -238,20 +239,24 @@ impl FlightSql {
             max_rows: None,
             describe,
         };
+        let kind = AnswerKind::of(&work);
         let v = answer(self.state.dispatcher.submit(task(&c, work), None))
             .await
             .map_err(status)?;
-        let ipc = v["schema"]
-            .as_str()
-            .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
-            .ok_or_else(|| Status::internal("the worker answered no schema"))?;
+        let malformed = |e: lakeplan_dataplane::ProtocolError| Status::internal(e.to_string());
+        let (schema, rows) = if describe {
+            let a: QuerySchema = decode(kind, v).map_err(malformed)?;
+            (a.schema, None)
+        } else {
+            let a: QueryTicket = decode(kind, v).map_err(malformed)?;
+            (a.schema, Some((a.endpoint, a.ticket)))
+        };
+        let ipc = base64::engine::general_purpose::STANDARD
+            .decode(schema)
+            .map_err(|e| Status::internal(format!("the worker's schema: {e}")))?;
         let schema = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(ipc), None)
             .map_err(|e| Status::internal(format!("the worker's schema: {e}")))?
             .schema();
-        let rows = match (v["endpoint"].as_str(), v["ticket"].as_str()) {
-            (Some(e), Some(t)) => Some((e.to_string(), t.to_string())),
-            _ => None,
-        };
         Ok((schema.as_ref().clone(), rows))
     }
 

@@ -1,5 +1,6 @@
 //! The control plane's internal routes, for data-plane workers only (see [`crate::dispatch`]).
-//! They take the server's worker token, not an API key, and are not in `/openapi.json`.
+//! They take the server's worker token, not an API key, and are not in `/openapi.json`; their
+//! bodies are the types of [`lakeplan_dataplane::protocol`], which the worker uses too.
 
 use std::time::Duration;
 
@@ -9,13 +10,13 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use schemars::JsonSchema;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use lakeplan_dataplane::protocol::{
+    HeartbeatReply, NewTask, Register, Registered, TaskReply, TaskReport,
+};
 use sha2::{Digest, Sha256};
 
 use crate::api::Body;
-use crate::error::{ApiError, WireError};
+use crate::error::ApiError;
 use crate::state::AppState;
 
 /// How long a worker's `next` waits for a task before answering 204.
@@ -53,15 +54,6 @@ pub async fn require_worker_token(
     next.run(req).await
 }
 
-#[derive(Deserialize, JsonSchema)]
-struct Register {
-    endpoint: String,
-    /// The kinds of task the worker takes (all when absent or empty).
-    #[serde(default)]
-    #[schemars(with = "Vec<String>")]
-    tasks: Vec<crate::dispatch::TaskKind>,
-}
-
 async fn register(State(state): State<AppState>, Body(b): Body<Register>) -> Response {
     if !(b.endpoint.starts_with("http://") || b.endpoint.starts_with("https://")) {
         return ApiError::BadRequest(format!(
@@ -70,8 +62,12 @@ async fn register(State(state): State<AppState>, Body(b): Body<Register>) -> Res
         ))
         .into_response();
     }
-    let id = state.dispatcher.register(b.endpoint, b.tasks);
-    Json(json!({"worker_id": id, "metastore": state.config.metastore})).into_response()
+    let worker_id = state.dispatcher.register(b.endpoint, b.tasks);
+    Json(Registered {
+        worker_id,
+        metastore: state.config.metastore.clone(),
+    })
+    .into_response()
 }
 
 async fn next(State(state): State<AppState>, Path(id): Path<String>) -> Response {
@@ -84,21 +80,9 @@ async fn next(State(state): State<AppState>, Path(id): Path<String>) -> Response
 
 async fn heartbeat(State(state): State<AppState>, Path(id): Path<String>) -> Response {
     match state.dispatcher.heartbeat(&id) {
-        Ok(cancel) => Json(json!({"cancel": cancel})).into_response(),
+        Ok(cancel) => Json(HeartbeatReply { cancel }).into_response(),
         Err(e) => e.into_response(),
     }
-}
-
-/// A task a worker queues for another (a run's coordinator, its nodes): as the task, less its id.
-#[derive(Deserialize, JsonSchema)]
-struct NewTask {
-    #[schemars(with = "Value")]
-    tenant: crate::registry::Tenant,
-    user: String,
-    #[schemars(with = "Value")]
-    work: crate::dispatch::Work,
-    #[serde(default)]
-    commit: lakeplan_lake::CommitExtras,
 }
 
 /// Gives up the task when the request that waits for it goes away (the run stopped).
@@ -136,34 +120,19 @@ async fn submit(State(state): State<AppState>, Body(b): Body<NewTask>) -> Respon
     let outcome = state.dispatcher.submit(task, None).await;
     guard.done = true;
     match outcome {
-        Ok(Ok(v)) => Json(json!({"ok": v})).into_response(),
-        Ok(Err(e)) => Json(json!({"error": e})).into_response(),
+        Ok(outcome) => Json(TaskReply::new(outcome)).into_response(),
         Err(_) => ApiError::Unavailable("the task's answer was lost: retry".into()).into_response(),
     }
 }
 
-#[derive(Deserialize, JsonSchema)]
-struct TaskResult {
-    worker_id: String,
-    ok: Option<Value>,
-    #[schemars(with = "Option<Value>")]
-    error: Option<WireError>,
-}
-
+/// `POST /internal/v1/tasks/{id}/result`: a worker's answer, checked against what its task
+/// answers (see [`crate::dispatch::Dispatcher::report`]).
 async fn result(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Body(b): Body<TaskResult>,
+    Body(b): Body<TaskReport>,
 ) -> Response {
-    let outcome = match (b.ok, b.error) {
-        (_, Some(e)) => Err(e),
-        (Some(v), None) => Ok(v),
-        (None, None) => {
-            return ApiError::BadRequest("a task result needs 'ok' or 'error'".into())
-                .into_response()
-        }
-    };
-    match state.dispatcher.complete(&b.worker_id, &id, outcome) {
+    match state.dispatcher.report(&id, b) {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => e.into_response(),
     }

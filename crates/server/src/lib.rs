@@ -11,16 +11,13 @@ pub mod api;
 pub mod auth;
 pub mod catalog_v0;
 pub mod dispatch;
-pub mod error;
 pub mod flight_sql;
 pub mod iceberg;
 mod internal;
 pub mod mcp;
 pub mod metrics;
-pub mod nodes;
 pub mod openapi;
 pub mod registry;
-pub mod results;
 pub mod state;
 #[cfg(test)]
 mod tests;
@@ -34,7 +31,8 @@ use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use lakeplan_core::{Error, Result};
+use lakeplan_core::Result;
+pub use lakeplan_dataplane::{bind, error, results};
 use tower::ServiceExt;
 use tower_http::timeout::TimeoutLayer;
 
@@ -218,11 +216,4 @@ pub async fn serve(
             _ = &mut shutdown => return Ok(()),
         }
     }
-}
-
-/// Binds `addr` (`127.0.0.1:8080`), mapping failures to a clear error.
-pub async fn bind(addr: &str) -> Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| Error::InvalidInput(format!("cannot listen on {addr}: {e}")))
 }

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use lakeplan_catalog::{AuditRecord, Metastore};
 use lakeplan_core::{sha256_hex, Error, Result};
+pub use lakeplan_dataplane::tenants::Tenant;
 use lakeplan_lake::Reach;
 use serde::{Deserialize, Serialize};
 
@@ -51,15 +52,6 @@ impl Scope {
             Scope::Admin => "admin",
         }
     }
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Tenant {
-    pub name: String,
-    /// Where the tenant's tables live: a folder or `s3://bucket/prefix`, not shared with any
-    /// other tenant.
-    pub warehouse: String,
-    pub created_at: DateTime<Utc>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -128,6 +128,20 @@ impl Fixture {
         (status, v)
     }
 
+    /// Registers a worker by the internal route, as `lakeplan worker` does: its id.
+    async fn register_worker(&self) -> String {
+        let (s, v) = self
+            .call(
+                "POST",
+                "/internal/v1/workers",
+                WORKER_TOKEN,
+                Some(json!({"endpoint": "http://127.0.0.1:9"})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        v["worker_id"].as_str().expect("id").to_string()
+    }
+
     async fn call(
         &self,
         method: &str,
@@ -1494,16 +1508,7 @@ async fn only_workers_reach_the_internal_routes() {
         )
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
-    let (s, v) = f
-        .call(
-            "POST",
-            "/internal/v1/workers",
-            WORKER_TOKEN,
-            Some(json!({"endpoint": "http://127.0.0.1:9"})),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK, "{v}");
-    let id = v["worker_id"].as_str().expect("id").to_string();
+    let id = f.register_worker().await;
     let (s, v) = f
         .call(
             "POST",
@@ -1578,4 +1583,53 @@ async fn secrets_are_sealed_per_tenant_and_never_kept() {
         .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
     assert!(v.to_string().contains("value"), "{v}");
+}
+
+/// A worker whose answer is not what its task answers fails the task, for the client and the
+/// worker alike, saying what was wrong (never a default: no redirect to `/results/`).
+#[tokio::test]
+async fn a_worker_that_answers_wrongly_fails_the_task_saying_what_was_wrong() {
+    let f = fixture();
+    let id = f.register_worker().await;
+    let client = f.call(
+        "POST",
+        "/api/v1/query",
+        &f.alice,
+        Some(json!({"sql": "SELECT 1"})),
+    );
+    let worker = async {
+        let (s, task) = f
+            .call(
+                "POST",
+                &format!("/internal/v1/workers/{id}/next"),
+                WORKER_TOKEN,
+                None,
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{task}");
+        assert_eq!(task["work"]["kind"], "query");
+        let task_id = task["id"].as_str().expect("task id").to_string();
+        f.call(
+            "POST",
+            &format!("/internal/v1/tasks/{task_id}/result"),
+            WORKER_TOKEN,
+            Some(json!({"worker_id": id, "ok": {"endpoint": "http://127.0.0.1:9"}})),
+        )
+        .await
+    };
+    let ((s, v), (worker_status, refused)) = tokio::join!(client, worker);
+    assert_eq!(s, StatusCode::BAD_GATEWAY, "{v}");
+    assert_eq!(error_type(&v), "BadGateway");
+    let message = v["error"]["message"].as_str().expect("message");
+    assert!(
+        message.contains(&format!("worker {id}")) && message.contains("missing field `ticket`"),
+        "{message}"
+    );
+    assert_eq!(worker_status, StatusCode::BAD_REQUEST, "{refused}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("the answer to a query task is malformed")),
+        "{refused}"
+    );
 }

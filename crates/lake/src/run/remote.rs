@@ -86,7 +86,8 @@ pub struct NodeTaskResult {
     pub lost_inputs: Vec<String>,
 }
 
-/// How a coordinator reaches the other workers (implemented by the server's worker).
+/// How a coordinator reaches the other workers (implemented by the data plane's worker:
+/// `lakeplan_dataplane::nodes`).
 pub trait NodeDispatch: Send + Sync {
     /// Runs a node on some worker; an `Err` is the transport's (no worker, worker lost), a
     /// node's own failure is [`NodeTaskResult::error`].

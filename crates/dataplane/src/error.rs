@@ -37,6 +37,49 @@ pub struct WireError {
     pub context: serde_json::Value,
 }
 
+/// The error body of every route: `{"error": {"type", "message", "context"}}`.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ErrorDetail {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub message: String,
+    #[serde(default)]
+    pub context: serde_json::Value,
+}
+
+impl ErrorBody {
+    fn new(kind: String, message: String, context: serde_json::Value) -> ErrorBody {
+        ErrorBody {
+            error: ErrorDetail {
+                kind,
+                message,
+                context,
+            },
+        }
+    }
+
+    /// The error as a worker passes it on, with the status it came with.
+    pub fn into_wire(self, status: u16) -> WireError {
+        WireError {
+            status,
+            kind: self.error.kind,
+            message: self.error.message,
+            context: self.error.context,
+        }
+    }
+
+    fn into_response(self, status: StatusCode) -> Response {
+        // Through a JSON value, as every other body: the same key order.
+        let body = serde_json::to_value(self).unwrap_or_else(|e| json!({"error": e.to_string()}));
+        (status, axum::Json(body)).into_response()
+    }
+}
+
 impl From<ApiError> for WireError {
     fn from(e: ApiError) -> Self {
         let (status, kind, message, context) = e.parts();
@@ -114,8 +157,7 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, kind, message, context) = self.parts();
-        let body = json!({"error": {"type": kind, "message": message, "context": context}});
-        let mut resp = (status, axum::Json(body)).into_response();
+        let mut resp = ErrorBody::new(kind, message, context).into_response(status);
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -132,8 +174,7 @@ pub fn rejection(status: StatusCode, message: String) -> Response {
     } else {
         "BadRequest"
     };
-    let body = json!({"error": {"type": kind, "message": message, "context": {}}});
-    (status, axum::Json(body)).into_response()
+    ErrorBody::new(kind.into(), message, json!({})).into_response(status)
 }
 
 #[cfg(test)]
@@ -177,5 +218,19 @@ mod tests {
                 "internal details stay in the log"
             );
         }
+    }
+
+    #[test]
+    fn an_error_body_reads_back_with_its_status() {
+        let (status, kind, message, context) = ApiError::Unavailable("busy".into()).parts();
+        let body = ErrorBody::new(kind, message, context);
+        let v = serde_json::to_value(&body).expect("json");
+        assert_eq!(
+            v,
+            json!({"error": {"type": "ServiceUnavailable", "message": "busy", "context": {}}})
+        );
+        let back: ErrorBody = serde_json::from_value(v).expect("read");
+        let wire = back.into_wire(status.as_u16());
+        assert_eq!((wire.status, wire.message.as_str()), (503, "busy"));
     }
 }

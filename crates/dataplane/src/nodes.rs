@@ -15,6 +15,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::error::{ApiError, WireError};
+use crate::protocol::{Answer, AnswerKind, NewTask, TaskOutcome, Work};
+use crate::tenants::Tenant;
+use crate::worker::ControlPlane;
 use arrow::record_batch::RecordBatch;
 use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::error::FlightError;
@@ -26,12 +30,6 @@ use lakeplan_core::{Error, Result};
 use lakeplan_lake::{
     CommitExtras, Lake, NodeDispatch, NodeTask, NodeTaskResult, RemoteOutput, ShmJobDir,
 };
-use serde_json::json;
-
-use crate::dispatch::{Outcome, Work};
-use crate::error::{ApiError, WireError};
-use crate::registry::Tenant;
-use crate::worker::ControlPlane;
 
 /// Tickets of node outputs start with this (query tickets are plain hex).
 pub const OUTPUT_TICKET_PREFIX: &str = "node-output-";
@@ -281,49 +279,30 @@ pub struct WorkerNodes {
 impl NodeDispatch for WorkerNodes {
     fn run(&self, task: NodeTask) -> BoxFuture<'static, Result<NodeTaskResult>> {
         let cp = self.cp.clone();
-        let body = json!({
-            "tenant": self.tenant,
-            "user": self.user,
-            "commit": self.commit,
-            "work": Work::Node(Box::new(task)),
-        });
+        let body = NewTask {
+            tenant: self.tenant.clone(),
+            user: self.user.clone(),
+            commit: self.commit.clone(),
+            work: Work::Node(Box::new(task)),
+        };
         async move {
             let mut retried = Vec::new();
             loop {
-                let resp = cp
-                    .post("/internal/v1/tasks")
-                    .json(&body)
-                    .send()
-                    .await
-                    .map_err(|e| Error::Internal(format!("queueing a node task: {e}")))?;
-                let status = resp.status();
-                let v: serde_json::Value = resp
-                    .json()
-                    .await
-                    .map_err(|e| Error::Internal(format!("a node task's answer: {e}")))?;
-                let error: Option<WireError> = match (&v["ok"], &v["error"]) {
-                    (ok, serde_json::Value::Null) if status.is_success() && !ok.is_null() => {
-                        let mut answer: NodeTaskResult = serde_json::from_value(ok.clone())
-                            .map_err(|e| Error::Internal(format!("a node task's answer: {e}")))?;
+                let error = match cp.submit::<NodeTaskResult>(&body, AnswerKind::Node).await? {
+                    Ok(mut answer) => {
                         answer.retried = retried;
                         return Ok(answer);
                     }
-                    (_, serde_json::Value::Null) => None,
-                    (_, e) => serde_json::from_value(e.clone()).ok(),
+                    Err(e) => e,
                 };
-                let message = error
-                    .as_ref()
-                    .map(|e| e.message.clone())
-                    .or_else(|| v["error"]["message"].as_str().map(str::to_string))
-                    .unwrap_or_else(|| format!("the control plane answered {status}"));
-                let retry = error.as_ref().map_or(status.as_u16(), |e| e.status) == 503;
-                if retry && retried.len() < NODE_RETRIES {
-                    retried.push(message);
+                // A worker lost, or none took it: queued again (a few times).
+                if error.status == 503 && retried.len() < NODE_RETRIES {
+                    retried.push(error.message);
                     continue;
                 }
                 return Err(Error::InvalidOperation {
                     op: "run a node task".into(),
-                    reason: message,
+                    reason: error.message,
                 });
             }
         }
@@ -392,7 +371,7 @@ pub async fn run_node(
     instance: &str,
     endpoint: &str,
     stopped: tokio::sync::oneshot::Receiver<()>,
-) -> Outcome {
+) -> TaskOutcome {
     let wire = |e: Error| WireError::from(ApiError::from(e));
     let label = format!(
         "{}-{}-{}",
@@ -437,8 +416,7 @@ pub async fn run_node(
             retried: Vec::new(),
             lost_inputs: lost.into_iter().map(|(up, _)| up).collect(),
         };
-        return serde_json::to_value(answer)
-            .map_err(|e| wire(Error::Internal(format!("a node task's answer: {e}"))));
+        return Ok(Answer::Node(Box::new(answer)));
     }
     // As a run: its future is driven on a blocking thread (pipeline code paths need not be
     // Send), and dropped (killing the sandbox) when stopped.
@@ -470,6 +448,5 @@ pub async fn run_node(
             path,
         });
     }
-    serde_json::to_value(result)
-        .map_err(|e| wire(Error::Internal(format!("a node task's answer: {e}"))))
+    Ok(Answer::Node(Box::new(result)))
 }
