@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod blocking;
 pub mod catalog_v0;
 pub mod dispatch;
 pub mod error;
@@ -38,6 +39,7 @@ use lakeplan_core::{Error, Result};
 use tower::ServiceExt;
 use tower_http::timeout::TimeoutLayer;
 
+pub use blocking::blocking;
 pub use registry::{ApiKey, Principal, Registry, Scope, Tenant, User};
 pub use state::{AppState, MetastoreUrl, ServerConfig};
 

@@ -301,6 +301,108 @@ fn two_servers_on_one_postgres_metastore_lose_no_commit() {
     });
 }
 
+/// A slow PostgreSQL stalls neither `/healthz` nor a worker's heartbeat (issue 17). A proxy
+/// holds every message to PostgreSQL for 30 s while more API requests than the server has
+/// runtime threads (and than the metastore has connections) wait on it; `/healthz` and a
+/// registered worker's heartbeat, which need no metastore, must still answer within 5 s.
+/// Before the fix, each waiting request held a runtime thread (its key was checked against the
+/// metastore right there) and both timed out.
+#[test]
+fn a_slow_metastore_stalls_neither_healthz_nor_heartbeats() {
+    use std::time::Duration;
+
+    use lakeplan_catalog::testing::{SlowProxy, TestPostgres};
+
+    let pg = TestPostgres::shared().expect("PostgreSQL for tests");
+    let proxy = SlowProxy::start(pg.port(), Duration::ZERO).expect("proxy");
+    let url = proxy.postgres_url();
+    let lake = Lake::new();
+    let state = lake.file("state").display().to_string();
+    let admin = |args: &[&str]| {
+        let mut a = vec!["admin"];
+        a.extend_from_slice(args);
+        a.extend_from_slice(&["--metastore", &url, "--state-dir", &state]);
+        lake.ok(&a).trim().to_string()
+    };
+    // A tenant of its own: the PostgreSQL server is shared by the tests.
+    admin(&["tenant", "create", "slowpg"]);
+    admin(&["user", "create", "root", "--tenant", "slowpg", "--admin"]);
+    let key = admin(&[
+        "key", "create", "--tenant", "slowpg", "--user", "root", "--scope", "admin",
+    ]);
+    let token = "slow-metastore-worker-token".to_string();
+    let server = serve_with_env(
+        &url,
+        &["--state-dir", &state, "--workers", "0"],
+        &[("LAKEPLAN_WORKER_TOKEN", token.clone())],
+    );
+    let base = server.base.clone();
+    // Enough to occupy every runtime thread of the server, and every metastore connection.
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let waiting = 2 * threads + lakeplan_catalog::postgres::POOL_SIZE;
+    let within = Duration::from_secs(5);
+    rt().block_on(async {
+        let (s, v) = call(
+            "POST",
+            &format!("{base}/internal/v1/workers"),
+            &token,
+            Some(json!({"endpoint": "http://127.0.0.1:9"})),
+        )
+        .await;
+        assert_eq!(s, 200, "{v}");
+        let worker = v["worker_id"].as_str().expect("worker id").to_string();
+        // The tenant's lake is open before PostgreSQL turns slow.
+        let (s, v) = call("GET", &format!("{base}/api/v1/branches"), &key, None).await;
+        assert_eq!(s, 200, "{v}");
+
+        proxy.set_delay(Duration::from_secs(30));
+        let stuck: Vec<_> = (0..waiting)
+            .map(|_| {
+                let (base, key) = (base.clone(), key.clone());
+                tokio::spawn(async move {
+                    call("GET", &format!("{base}/api/v1/branches"), &key, None).await
+                })
+            })
+            .collect();
+        let since = std::time::Instant::now();
+        while proxy.held() == 0 && since.elapsed() < Duration::from_secs(30) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(proxy.held() > 0, "no request reached the metastore");
+        // Time for the rest to reach it too (they stay there for 30 s).
+        tokio::time::sleep(Duration::from_secs(1)).await;
+
+        let client = reqwest::Client::new();
+        let health = tokio::time::timeout(within, async {
+            let r = client.get(format!("{base}/healthz")).send().await?;
+            Ok::<_, reqwest::Error>((r.status().as_u16(), r.text().await?))
+        })
+        .await;
+        assert!(
+            matches!(&health, Ok(Ok((200, body))) if body == "ok"),
+            "/healthz while the metastore is slow: {health:?}"
+        );
+        let beat = tokio::time::timeout(within, async {
+            let r = client
+                .post(format!("{base}/internal/v1/workers/{worker}/heartbeat"))
+                .bearer_auth(&token)
+                .send()
+                .await?;
+            Ok::<_, reqwest::Error>((r.status().as_u16(), r.text().await?))
+        })
+        .await;
+        assert!(
+            matches!(&beat, Ok(Ok((200, _)))),
+            "a heartbeat while the metastore is slow: {beat:?}"
+        );
+        assert!(proxy.held() > 0, "the slow requests were still waiting");
+        for t in stuck {
+            t.abort();
+        }
+    });
+    drop(server);
+}
+
 /// Jobs are records of the shared metastore: a run through one server (its log and code on
 /// that server's disk) is listed, its log read and the job rerun through another server with a
 /// state folder of its own, whose worker (`--state-dir`: another machine's folder) finds every
