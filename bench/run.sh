@@ -13,6 +13,7 @@
 #   bench/run.sh server-load    # 9. server: 32 clients, mixed metadata workload over HTTP vs in process
 #   bench/run.sh flight         # 10. server: a 1 GB query result over Arrow Flight vs local Parquet
 #   bench/run.sh node-handoff   # 11. server: a node's 1 GB output to another worker over Flight vs pyarrow.flight, mmap
+#   bench/run.sh slow-metastore # 12. server: /healthz and heartbeat latency, metastore calls delayed 200 ms vs not
 #   bench/run.sh all
 #
 # Builds the release binaries first (CARGO_TARGET_DIR is honoured; BENCH_NO_BUILD=1 skips the
@@ -32,7 +33,7 @@ build() {
         echo "== cargo build --release -p lakeplan-bench -p lakeplan-cli (target: $TARGET)" >&2
         (cd "$ROOT" && CARGO_TARGET_DIR="$TARGET" cargo build --release -p lakeplan-bench -p lakeplan-cli)
     fi
-    for b in lakeplan bench-branch bench-commits bench-tpch bench-warmstart bench-server-load; do
+    for b in lakeplan bench-branch bench-commits bench-tpch bench-warmstart bench-server-load bench-slow-metastore; do
         [ -x "$BIN/$b" ] || { echo "missing $BIN/$b (build it, or set CARGO_TARGET_DIR)" >&2; exit 1; }
     done
 }
@@ -81,6 +82,10 @@ case "$cmd" in
         build
         "$BIN/bench-server-load" --cli "$BIN/lakeplan" --dir "$OUT" --json "$OUT/server-load.json" "$@"
         ;;
+    slow-metastore)
+        build
+        "$BIN/bench-slow-metastore" --cli "$BIN/lakeplan" --dir "$OUT" --json "$OUT/slow-metastore.json" "$@"
+        ;;
     flight)
         build
         venv
@@ -108,14 +113,14 @@ case "$cmd" in
         "$PY" "$BENCH/pipelines.py" env-numpy1 --bin "$BIN" --out "$OUT/env-numpy1" "$@"
         ;;
     all)
-        for b in branch commits tpch import handoff warmstart rerun pipeline-tpch env-numpy1 server-load flight node-handoff; do
+        for b in branch commits tpch import handoff warmstart rerun pipeline-tpch env-numpy1 server-load flight node-handoff slow-metastore; do
             "$0" "$b"
             BENCH_NO_BUILD=1
             export BENCH_NO_BUILD
         done
         ;;
     *)
-        sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
         exit 2
         ;;
 esac

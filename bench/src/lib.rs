@@ -1,6 +1,10 @@
 //! Shared helpers of the lakeplan benchmarks (`bench/README.md` says how to run them): timing
-//! statistics and fake table entries for catalog-level benchmarks.
+//! statistics, fake table entries for catalog-level benchmarks, and a `lakeplan serve` process
+//! for the server's.
 
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use lakeplan_catalog::{Catalog, CommitMeta};
@@ -67,6 +71,96 @@ pub fn populate(catalog: &Catalog, tables: usize) -> lakeplan_core::Result<Commi
         head = catalog.commit("main", &head, &changes, &meta)?;
     }
     Ok(head)
+}
+
+/// The error type of the benchmark programs.
+pub type Res<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+/// A `lakeplan serve` process, killed on drop.
+pub struct Server {
+    child: Child,
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `lakeplan admin ARGS --metastore META [--state-dir DIR]`: its standard output, trimmed.
+pub fn admin(cli: &Path, metastore: &[&str], args: &[&str]) -> Res<String> {
+    let out = Command::new(cli)
+        .arg("admin")
+        .args(args)
+        .args(metastore)
+        .output()?;
+    if !out.status.success() {
+        return Err(format!(
+            "lakeplan admin {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// A scratch folder in `dir` (made if missing; removed when dropped) and a multi-threaded
+/// runtime for a benchmark's clients.
+pub fn scratch_and_runtime(dir: &Path) -> Res<(tempfile::TempDir, tokio::runtime::Runtime)> {
+    std::fs::create_dir_all(dir)?;
+    let tmp = tempfile::tempdir_in(dir)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    Ok((tmp, rt))
+}
+
+/// Makes tenant `tenant` with an admin user `root` through `lakeplan admin`; returns an admin
+/// key of that user.
+pub fn admin_key(cli: &Path, metastore: &[&str], tenant: &str) -> Res<String> {
+    admin(cli, metastore, &["tenant", "create", tenant])?;
+    admin(
+        cli,
+        metastore,
+        &["user", "create", "root", "--tenant", tenant, "--admin"],
+    )?;
+    admin(
+        cli,
+        metastore,
+        &[
+            "key", "create", "--tenant", tenant, "--user", "root", "--scope", "admin",
+        ],
+    )
+}
+
+/// Starts `lakeplan serve --listen 127.0.0.1:0 ARGS` with `env` added, and reads its base URL
+/// from the first line it prints.
+pub fn start_server(cli: &Path, args: &[&str], env: &[(&str, &str)]) -> Res<Server> {
+    let mut child = Command::new(cli)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut server = Server {
+        child,
+        base: String::new(),
+    };
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    server.base = line
+        .trim()
+        .rsplit(' ')
+        .next()
+        .filter(|b| b.starts_with("http://"))
+        .ok_or_else(|| format!("unexpected first line from lakeplan serve: {line}"))?
+        .to_string();
+    Ok(server)
 }
 
 /// Prints a line and flushes, so progress shows when stdout is a pipe.

@@ -16,14 +16,12 @@
 //! publishes under 15 ms).
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use lakeplan_bench::{percentile, say};
+use lakeplan_bench::{admin_key, percentile, say, scratch_and_runtime, start_server, Res};
 use lakeplan_core::RefKind;
 use lakeplan_lake::{Lake, LakeConfig};
 use serde_json::json;
@@ -48,58 +46,10 @@ struct Args {
     json: Option<PathBuf>,
 }
 
-type Res<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
-
 const OPS: [&str; 5] = ["list", "get", "create", "commit", "delete"];
 
 /// Latencies in seconds, by operation.
 type Samples = BTreeMap<&'static str, Vec<f64>>;
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn admin(cli: &Path, meta: &str, args: &[&str]) -> Res<String> {
-    let out = Command::new(cli)
-        .arg("admin")
-        .args(args)
-        .args(["--metastore", meta])
-        .output()?;
-    if !out.status.success() {
-        return Err(format!(
-            "lakeplan admin {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-        .into());
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
-/// Starts `lakeplan serve` on a free port; returns it and its base URL.
-fn start_server(cli: &Path, meta: &str) -> Res<(Server, String)> {
-    let mut child = Command::new(cli)
-        .args(["serve", "--listen", "127.0.0.1:0", "--metastore", meta])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()?;
-    let stdout = child.stdout.take().ok_or("no stdout")?;
-    let server = Server(child);
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line)?;
-    let base = line
-        .trim()
-        .rsplit(' ')
-        .next()
-        .filter(|b| b.starts_with("http://"))
-        .ok_or_else(|| format!("unexpected first line from lakeplan serve: {line}"))?
-        .to_string();
-    Ok((server, base))
-}
 
 async fn timed<F, Fut, T>(samples: &mut Samples, op: &'static str, f: F) -> Res<T>
 where
@@ -269,28 +219,14 @@ fn figures(s: &Samples, wall: f64) -> Figures {
 
 fn main() -> Res<()> {
     let args = Args::parse();
-    std::fs::create_dir_all(&args.dir)?;
-    let tmp = tempfile::tempdir_in(&args.dir)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let (tmp, rt) = scratch_and_runtime(&args.dir)?;
 
     // The server: one tenant, one admin key.
     let meta = format!("sqlite:{}", tmp.path().join("server").display());
-    admin(&args.cli, &meta, &["tenant", "create", "bench"])?;
-    admin(
-        &args.cli,
-        &meta,
-        &["user", "create", "root", "--tenant", "bench", "--admin"],
-    )?;
-    let key = admin(
-        &args.cli,
-        &meta,
-        &[
-            "key", "create", "--tenant", "bench", "--user", "root", "--scope", "admin",
-        ],
-    )?;
-    let (server, base) = start_server(&args.cli, &meta)?;
+    let meta = ["--metastore", meta.as_str()];
+    let key = admin_key(&args.cli, &meta, "bench")?;
+    let server = start_server(&args.cli, &meta, &[])?;
+    let base = server.base.clone();
     say(format!(
         "HTTP: {} clients for {} s against {base}",
         args.clients, args.secs

@@ -22,6 +22,9 @@
 //! `PATH`. PostgreSQL refuses to run as root, so when the tests run as root `initdb` and `pg_ctl`
 //! run as the `postgres` system user (`runuser -u postgres --`; Debian's package creates it), and
 //! the directory is handed to that user.
+//!
+//! [`SlowProxy`] puts a delay in front of such a server, to test and measure what a slow
+//! PostgreSQL does to its callers.
 
 use std::ffi::OsString;
 use std::fs::OpenOptions;
@@ -37,6 +40,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use lakeplan_core::{Error, Result};
 
 use crate::postgres::PostgresMetastore;
+
+mod slow_proxy;
+pub use slow_proxy::SlowProxy;
 
 /// The user the server runs as and every test connects as (trusted: no password).
 pub const USER: &str = "postgres";

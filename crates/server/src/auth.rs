@@ -122,7 +122,7 @@ impl Policy for Principal {
 /// Middleware: resolves the bearer key into a [`Principal`] (401 otherwise) and stores it in the
 /// request's extensions for the handlers.
 pub async fn require_key(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    match principal_of(&state, req.headers()) {
+    match principal_of(&state, req.headers()).await {
         Ok(p) => {
             req.extensions_mut().insert(p);
             next.run(req).await
@@ -132,7 +132,12 @@ pub async fn require_key(State(state): State<AppState>, mut req: Request, next: 
 }
 
 /// The principal of a request's bearer key: 401 without one, or for an unknown or revoked key.
-pub fn principal_of(
+///
+/// The key is looked up in the registry on every request, so a revocation takes effect at the
+/// next request; the lookup reads the metastore, so it runs on the blocking pool
+/// ([`crate::blocking`]): a slow metastore delays the requests that need it, never the runtime
+/// threads that serve `/healthz` and the workers' heartbeats.
+pub async fn principal_of(
     state: &AppState,
     headers: &axum::http::HeaderMap,
 ) -> Result<Principal, ApiError> {
@@ -140,11 +145,11 @@ pub fn principal_of(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
+        .map(|s| s.trim().to_string())
         .ok_or(ApiError::Unauthorized)?;
-    state
-        .registry
-        .authenticate(secret)?
+    let registry = state.registry.clone();
+    crate::blocking(move || registry.authenticate(&secret))
+        .await?
         .ok_or(ApiError::Unauthorized)
 }
 
@@ -174,7 +179,9 @@ impl FromRequestParts<AppState> for Caller {
             .get::<Principal>()
             .cloned()
             .ok_or(ApiError::Unauthorized)?;
-        let lake = state.tenants.lake(&principal.tenant)?;
+        // Opening a tenant's lake (on its first request) connects to its metastore.
+        let (tenants, tenant) = (state.tenants.clone(), principal.tenant.clone());
+        let lake = crate::blocking(move || tenants.lake(&tenant)).await?;
         let lake = lake.acting_as(LakeConfig {
             actor: principal.user.name.clone(),
             client: "api".into(),

@@ -203,12 +203,15 @@ fn location(endpoint: &str) -> String {
 }
 
 impl FlightSql {
-    fn caller(&self, m: &MetadataMap) -> Result<Caller, Status> {
-        let principal = principal_of(&self.state, &m.clone().into_headers()).map_err(status)?;
-        let lake = self
-            .state
-            .tenants
-            .lake(&principal.tenant)
+    /// The key's principal and its tenant's lake, both read off the runtime's threads (see
+    /// [`crate::blocking`]).
+    async fn caller(&self, m: &MetadataMap) -> Result<Caller, Status> {
+        let principal = principal_of(&self.state, &m.clone().into_headers())
+            .await
+            .map_err(status)?;
+        let (tenants, tenant) = (self.state.tenants.clone(), principal.tenant.clone());
+        let lake = crate::blocking(move || tenants.lake(&tenant))
+            .await
             .map_err(|e| status(e.into()))?
             .acting_as(lakeplan_lake::LakeConfig {
                 actor: principal.user.name.clone(),
@@ -231,7 +234,7 @@ impl FlightSql {
         sql: String,
         describe: bool,
     ) -> Result<(Schema, Option<(String, String)>), Status> {
-        let c = self.caller(m)?;
+        let c = self.caller(m).await?;
         let work = Work::Query {
             sql,
             at: self.ref_of(m, &c),
@@ -343,13 +346,13 @@ impl FlightSql {
     /// `USE REF 'r'`: checks that `r` resolves for the caller, and answers a `FlightInfo` whose
     /// ticket (on the control plane) returns `r`; `r` becomes the session's ref, kept for the
     /// connection and in a cookie (for clients that keep cookies across connections).
-    fn use_ref_info(
+    async fn use_ref_info(
         &self,
         m: &MetadataMap,
         r: String,
         descriptor: FlightDescriptor,
     ) -> Result<Response<FlightInfo>, Status> {
-        let c = self.caller(m)?;
+        let c = self.caller(m).await?;
         c.lake.iceberg_reader(&r).map_err(|e| status(e.into()))?;
         let ticket = Any {
             type_url: USE_REF_TYPE.to_string(),
@@ -366,8 +369,8 @@ impl FlightSql {
     }
 
     /// The catalogs a client can browse: `lake` (the call's ref), and every branch and tag.
-    fn catalogs(&self, m: &MetadataMap) -> Result<(Caller, Vec<(String, String)>), Status> {
-        let c = self.caller(m)?;
+    async fn catalogs(&self, m: &MetadataMap) -> Result<(Caller, Vec<(String, String)>), Status> {
+        let c = self.caller(m).await?;
         let session = self.ref_of(m, &c);
         let mut out = vec![(SESSION_CATALOG.to_string(), session)];
         for kind in [RefKind::Branch, RefKind::Tag] {
@@ -414,7 +417,7 @@ impl FlightSqlService for FlightSql {
                 .parse()
                 .map_err(|_| Status::unauthenticated("malformed key"))?;
         m.insert("authorization", bearer.clone());
-        self.caller(&m)?;
+        self.caller(&m).await?;
         let out = futures::stream::iter([Ok(HandshakeResponse {
             protocol_version: 0,
             payload: key.clone().into_bytes().into(),
@@ -436,7 +439,7 @@ impl FlightSqlService for FlightSql {
         }
         let (m, _, descriptor) = request.into_parts();
         if let Some(r) = use_ref(&query.query) {
-            return self.use_ref_info(&m, r, descriptor);
+            return self.use_ref_info(&m, r, descriptor).await;
         }
         self.flight_info(&m, query.query, descriptor).await
     }
@@ -454,7 +457,7 @@ impl FlightSqlService for FlightSql {
                 message.type_url
             )));
         }
-        self.caller(request.metadata())?;
+        self.caller(request.metadata()).await?;
         let r = String::from_utf8(message.value.to_vec())
             .map_err(|_| Status::invalid_argument("a malformed USE REF ticket"))?;
         let batch = arrow::record_batch::RecordBatch::try_new(
@@ -476,7 +479,7 @@ impl FlightSqlService for FlightSql {
             .map_err(|_| Status::invalid_argument("not a lakeplan prepared statement handle"))?;
         let (m, _, descriptor) = request.into_parts();
         if let Some(r) = use_ref(&sql) {
-            return self.use_ref_info(&m, r, descriptor);
+            return self.use_ref_info(&m, r, descriptor).await;
         }
         self.flight_info(&m, sql, descriptor).await
     }
@@ -518,7 +521,7 @@ impl FlightSqlService for FlightSql {
         request: Request<Action>,
     ) -> Result<(), Status> {
         // Nothing is kept for a prepared statement; the caller must still be one.
-        self.caller(request.metadata())?;
+        self.caller(request.metadata()).await?;
         Ok(())
     }
 
@@ -527,7 +530,7 @@ impl FlightSqlService for FlightSql {
         query: CommandGetCatalogs,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.caller(request.metadata())?;
+        self.caller(request.metadata()).await?;
         let schema = query.into_builder().schema();
         metadata_info(&schema, query.as_any(), request.into_inner())
     }
@@ -537,7 +540,7 @@ impl FlightSqlService for FlightSql {
         query: CommandGetCatalogs,
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        let (_, catalogs) = self.catalogs(request.metadata())?;
+        let (_, catalogs) = self.catalogs(request.metadata()).await?;
         let mut b = query.into_builder();
         for (name, _) in catalogs {
             b.append(name);
@@ -550,7 +553,7 @@ impl FlightSqlService for FlightSql {
         query: CommandGetDbSchemas,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.caller(request.metadata())?;
+        self.caller(request.metadata()).await?;
         let schema = query.clone().into_builder().schema();
         metadata_info(&schema, query.as_any(), request.into_inner())
     }
@@ -561,7 +564,7 @@ impl FlightSqlService for FlightSql {
         query: CommandGetDbSchemas,
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        let (c, catalogs) = self.catalogs(request.metadata())?;
+        let (c, catalogs) = self.catalogs(request.metadata()).await?;
         let only = query.catalog.clone();
         let mut b = query.into_builder();
         for (catalog, at) in catalogs {
@@ -584,7 +587,7 @@ impl FlightSqlService for FlightSql {
         query: CommandGetTables,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.caller(request.metadata())?;
+        self.caller(request.metadata()).await?;
         let schema = query.clone().into_builder().schema();
         metadata_info(&schema, query.as_any(), request.into_inner())
     }
@@ -596,7 +599,7 @@ impl FlightSqlService for FlightSql {
         query: CommandGetTables,
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        let (c, catalogs) = self.catalogs(request.metadata())?;
+        let (c, catalogs) = self.catalogs(request.metadata()).await?;
         let only = query.catalog.clone();
         let with_schema = query.include_schema;
         let mut b = query.into_builder();
@@ -632,7 +635,7 @@ impl FlightSqlService for FlightSql {
         query: CommandGetTableTypes,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.caller(request.metadata())?;
+        self.caller(request.metadata()).await?;
         let schema = query.into_builder().schema();
         metadata_info(&schema, query.as_any(), request.into_inner())
     }
@@ -642,7 +645,7 @@ impl FlightSqlService for FlightSql {
         query: CommandGetTableTypes,
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        self.caller(request.metadata())?;
+        self.caller(request.metadata()).await?;
         let mut b = query.into_builder();
         b.append("TABLE");
         Ok(batch_stream(b.build().map_err(arrow_err)?))
@@ -653,7 +656,7 @@ impl FlightSqlService for FlightSql {
         query: CommandGetSqlInfo,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.caller(request.metadata())?;
+        self.caller(request.metadata()).await?;
         let info = sql_info()?;
         let schema = query.clone().into_builder(&info).schema();
         metadata_info(&schema, query.as_any(), request.into_inner())
@@ -664,7 +667,7 @@ impl FlightSqlService for FlightSql {
         query: CommandGetSqlInfo,
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        self.caller(request.metadata())?;
+        self.caller(request.metadata()).await?;
         let info = sql_info()?;
         let batch = query.into_builder(&info).build().map_err(arrow_err)?;
         Ok(batch_stream(batch))

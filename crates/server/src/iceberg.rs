@@ -141,7 +141,7 @@ impl<S: Send + Sync, T: DeserializeOwned + JsonSchema + 'static> axum::extract::
 
 /// Bearer key → principal, with the spec's 401.
 async fn require_key(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    match principal_of(&state, req.headers()) {
+    match principal_of(&state, req.headers()).await {
         Ok(p) => {
             req.extensions_mut().insert(p);
             next.run(req).await

@@ -2,13 +2,17 @@
 //! tenants. See `docs/server.md`.
 //!
 //! ```text
-//! request ─▶ timeout ─▶ body limit ─▶ route ─▶ metrics ─▶ bearer key → Principal ─▶ handler
-//!                                                                       │
-//!                                       tenant's Lake acting as the user ◀┘ (lakeplan_lake)
+//! request ─▶ timeout ─▶ body limit ─▶ route ─▶ metrics ─▶ blocking pool ─▶ bearer key → Principal ─▶ handler
+//!                                                                                        │
+//!                                                        tenant's Lake acting as the user ◀┘ (lakeplan_lake)
 //! ```
+//!
+//! The API routes run on the blocking pool ([`blocking::off_the_runtime`]); `/healthz` and the
+//! workers' internal routes stay on the runtime's threads, which no metastore call may hold.
 
 pub mod api;
 pub mod auth;
+pub mod blocking;
 pub mod catalog_v0;
 pub mod dispatch;
 pub mod flight_sql;
@@ -36,6 +40,7 @@ pub use lakeplan_dataplane::{bind, error, results};
 use tower::ServiceExt;
 use tower_http::timeout::TimeoutLayer;
 
+pub use blocking::blocking;
 pub use registry::{ApiKey, Principal, Registry, Scope, Tenant, User};
 pub use state::{AppState, MetastoreUrl, ServerConfig};
 
@@ -98,6 +103,9 @@ pub fn router(state: AppState) -> Router {
         .merge(iceberg::router(state.clone()))
         .merge(mcp::router(state.clone()))
         .merge(catalog_v0::router(state.clone()))
+        // Handlers that call the synchronous service layer run off the runtime's threads: a
+        // slow metastore delays them, not `/healthz` nor the workers' routes (added below).
+        .route_layer(axum::middleware::from_fn(blocking::off_the_runtime))
         .merge(internal::router().route_layer(from_fn_with_state(
             state.clone(),
             internal::require_worker_token,

@@ -301,6 +301,197 @@ fn two_servers_on_one_postgres_metastore_lose_no_commit() {
     });
 }
 
+/// A `lakeplan serve` on a PostgreSQL metastore behind a [`SlowProxy`] (no delay yet), with a
+/// tenant of its own, an admin key and a registered worker, for the slow-metastore tests.
+struct SlowMetastore {
+    proxy: lakeplan_catalog::testing::SlowProxy,
+    server: Server,
+    key: String,
+    token: String,
+    worker: String,
+    _dirs: Lake,
+}
+
+impl SlowMetastore {
+    fn start(tenant: &str) -> SlowMetastore {
+        use lakeplan_catalog::testing::{SlowProxy, TestPostgres};
+
+        let pg = TestPostgres::shared().expect("PostgreSQL for tests");
+        let proxy = SlowProxy::start(pg.port(), std::time::Duration::ZERO).expect("proxy");
+        let url = proxy.postgres_url();
+        let lake = Lake::new();
+        let state = lake.file("state").display().to_string();
+        let admin = |args: &[&str]| {
+            let mut a = vec!["admin"];
+            a.extend_from_slice(args);
+            a.extend_from_slice(&["--metastore", &url, "--state-dir", &state]);
+            lake.ok(&a).trim().to_string()
+        };
+        // A tenant of its own: the PostgreSQL server is shared by the tests.
+        admin(&["tenant", "create", tenant]);
+        admin(&["user", "create", "root", "--tenant", tenant, "--admin"]);
+        let key = admin(&[
+            "key", "create", "--tenant", tenant, "--user", "root", "--scope", "admin",
+        ]);
+        let token = format!("{tenant}-worker-token");
+        let server = serve_with_env(
+            &url,
+            &["--state-dir", &state, "--workers", "0"],
+            &[("LAKEPLAN_WORKER_TOKEN", token.clone())],
+        );
+        let worker = rt().block_on(async {
+            let (s, v) = call(
+                "POST",
+                &format!("{}/internal/v1/workers", server.base),
+                &token,
+                Some(json!({"endpoint": "http://127.0.0.1:9"})),
+            )
+            .await;
+            assert_eq!(s, 200, "{v}");
+            let worker = v["worker_id"].as_str().expect("worker id").to_string();
+            // The tenant's lake is open before PostgreSQL turns slow.
+            let (s, v) = call(
+                "GET",
+                &format!("{}/api/v1/branches", server.base),
+                &key,
+                None,
+            )
+            .await;
+            assert_eq!(s, 200, "{v}");
+            worker
+        });
+        SlowMetastore {
+            proxy,
+            server,
+            key,
+            token,
+            worker,
+            _dirs: lake,
+        }
+    }
+
+    /// More requests than the server has runtime threads, and than a metastore has connections.
+    fn enough_to_fill_every_thread() -> usize {
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        2 * threads + lakeplan_catalog::postgres::POOL_SIZE
+    }
+
+    /// Sends `n` `GET /api/v1/branches` in the background.
+    fn list_branches(&self, n: usize) -> Vec<tokio::task::JoinHandle<(u16, Value)>> {
+        (0..n)
+            .map(|_| {
+                let (url, key) = (
+                    format!("{}/api/v1/branches", self.server.base),
+                    self.key.clone(),
+                );
+                tokio::spawn(async move { call("GET", &url, &key, None).await })
+            })
+            .collect()
+    }
+
+    /// `/healthz` and the worker's heartbeat each answer 200 within 5 s (a generous bound: they
+    /// need no metastore and take milliseconds unless the runtime is stalled).
+    async fn assert_alive(&self, client: &reqwest::Client, when: &str) {
+        let within = std::time::Duration::from_secs(5);
+        let base = &self.server.base;
+        let health = tokio::time::timeout(within, async {
+            let r = client.get(format!("{base}/healthz")).send().await?;
+            Ok::<_, reqwest::Error>((r.status().as_u16(), r.text().await?))
+        })
+        .await;
+        assert!(
+            matches!(&health, Ok(Ok((200, body))) if body == "ok"),
+            "/healthz {when}: {health:?}"
+        );
+        let beat = tokio::time::timeout(within, async {
+            let r = client
+                .post(format!(
+                    "{base}/internal/v1/workers/{}/heartbeat",
+                    self.worker
+                ))
+                .bearer_auth(&self.token)
+                .send()
+                .await?;
+            Ok::<_, reqwest::Error>((r.status().as_u16(), r.text().await?))
+        })
+        .await;
+        assert!(
+            matches!(&beat, Ok(Ok((200, _)))),
+            "a heartbeat {when}: {beat:?}"
+        );
+    }
+}
+
+/// A slow PostgreSQL stalls neither `/healthz` nor a worker's heartbeat (issue 17). A proxy
+/// holds every message to PostgreSQL for 30 s while more API requests than the server has
+/// runtime threads (and than the metastore has connections) wait on it in their key check;
+/// `/healthz` and a registered worker's heartbeat, which need no metastore, must still answer
+/// within 5 s. Before the fix, each waiting request held a runtime thread (its key was looked
+/// up right there) and both timed out.
+#[test]
+fn requests_waiting_for_their_key_check_stall_neither_healthz_nor_heartbeats() {
+    let slow = SlowMetastore::start("slowkeys");
+    rt().block_on(async {
+        slow.proxy.set_delay(std::time::Duration::from_secs(30));
+        let stuck = slow.list_branches(SlowMetastore::enough_to_fill_every_thread());
+        let since = std::time::Instant::now();
+        while slow.proxy.held() == 0 && since.elapsed().as_secs() < 30 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert!(slow.proxy.held() > 0, "no request reached the metastore");
+        // Time for the rest to reach it too (they stay there for 30 s).
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        slow.assert_alive(
+            &reqwest::Client::new(),
+            "while keys are checked on a slow metastore",
+        )
+        .await;
+        assert!(
+            slow.proxy.held() > 0,
+            "the slow requests were still waiting"
+        );
+        for t in stuck {
+            t.abort();
+        }
+    });
+}
+
+/// The same once the requests are past their key check and in their handlers, which call the
+/// synchronous service layer: every PostgreSQL message is held 2 s, and `/healthz` and the
+/// heartbeat are asked every half second until every request has answered (each must, with
+/// 200). Before handlers ran off the runtime's threads, the requests that reached their
+/// handlers together held every runtime thread for seconds on end.
+#[test]
+fn requests_waiting_in_their_handlers_stall_neither_healthz_nor_heartbeats() {
+    let slow = SlowMetastore::start("slowhandlers");
+    rt().block_on(async {
+        slow.proxy.set_delay(std::time::Duration::from_secs(2));
+        let mut stuck = slow.list_branches(SlowMetastore::enough_to_fill_every_thread());
+        let client = reqwest::Client::new();
+        let since = std::time::Instant::now();
+        while !stuck.is_empty() {
+            assert!(
+                since.elapsed().as_secs() < 300,
+                "{} requests still unanswered after 300 s",
+                stuck.len()
+            );
+            slow.assert_alive(&client, "while handlers wait on a slow metastore")
+                .await;
+            let mut waiting = Vec::new();
+            for t in stuck {
+                if t.is_finished() {
+                    let (s, v) = t.await.expect("request");
+                    assert_eq!(s, 200, "{v}");
+                } else {
+                    waiting.push(t);
+                }
+            }
+            stuck = waiting;
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+    });
+}
+
 /// Jobs are records of the shared metastore: a run through one server (its log and code on
 /// that server's disk) is listed, its log read and the job rerun through another server with a
 /// state folder of its own, whose worker (`--state-dir`: another machine's folder) finds every
