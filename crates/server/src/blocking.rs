@@ -23,6 +23,10 @@ where
     T: Send + 'static,
     E: From<Error> + Send + 'static,
 {
+    if lakeplan_lake::ops::is_off_the_runtime() {
+        // Already a blocking-pool thread driving a request ([`off_the_runtime`]): no hand-off.
+        return f();
+    }
     match tokio::task::spawn_blocking(f).await {
         Ok(result) => result,
         Err(e) if e.is_panic() => Err(Error::Internal(format!(
@@ -45,7 +49,8 @@ where
 /// still streamed by the runtime's threads.
 pub async fn off_the_runtime(req: Request, next: Next) -> Response {
     let handle = tokio::runtime::Handle::current();
-    match tokio::task::spawn_blocking(move || handle.block_on(next.run(req))).await {
+    let drive = move || lakeplan_lake::ops::off_the_runtime(|| handle.block_on(next.run(req)));
+    match tokio::task::spawn_blocking(drive).await {
         Ok(resp) => resp,
         Err(e) => {
             let why = if e.is_panic() {
