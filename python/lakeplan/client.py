@@ -97,8 +97,9 @@ TRUNCATED_KEY = b"lakeplan.truncated"
 DEFAULT_JOB_TIMEOUT = 1800.0
 # The largest project zip `run` uploads: the server's default body limit (`--max-body-mib`).
 MAX_PROJECT_BYTES = 16 * 1024 * 1024
-# The error type of a project that does not plan (answered by the run route before any job).
-_PLANNING_ERROR = "InvalidInput"
+# The error types of a project that does not plan (answered by the run route before any job):
+# a plan error (with its file and line in the context), or a parameter the run cannot take.
+_PLANNING_ERRORS = ("PlanError", "InvalidInput")
 # The first page of the commit log; each next page asks for twice as many.
 _COMMITS_PAGE = 100
 
@@ -1116,9 +1117,10 @@ class Client:
                 content_type="application/zip",
             )
         except BadRequestError as e:
-            if e.type != _PLANNING_ERROR:
+            if e.type not in _PLANNING_ERRORS:
                 raise
-            return RunState(job_id=None, job_status="FAILED", error=e.message, ctx=ctx)
+            where = {k: e.context[k] for k in ("file", "line") if k in e.context} or None
+            return RunState(job_id=None, job_status="FAILED", error=e.message, ctx=ctx, error_location=where)
         job_id = started["job_id"]
         if detach:
             return RunState.from_job(self._json("GET", f"/api/v1/jobs/{_seg(job_id)}"), ctx)

@@ -360,7 +360,9 @@ class RunState:
 
     Beyond Bauplan's names: `job` (the job record, `job.raw` the server's JSON), `nodes` (each
     node's outcome: `node`, `status`, `rows`, `seconds`, `error`, `table`), `result_commit` (the
-    commit the run published) and `tx_ref` (the temporary branch it materialized into)."""
+    commit the run published), `tx_ref` (the temporary branch it materialized into) and, for a
+    project that did not plan, `error_location` (`{"file": ..., "line": ...}`, the file as the
+    caller named it)."""
 
     job_id: Optional[str]
     job_status: str
@@ -368,6 +370,7 @@ class RunState:
     ctx: RunExecutionContext
     user_logs: List[str] = field(default_factory=list)
     job: Optional[Job] = field(default=None, repr=False)
+    error_location: Optional[Dict[str, Any]] = None
 
     @classmethod
     def from_job(cls, d: Dict[str, Any], ctx: RunExecutionContext, logs: Optional[str] = None) -> "RunState":

@@ -804,19 +804,22 @@ def test_runs_the_server_refuses_raise(server, pipeline, project):
         alice.run(project / "models.py", ref=pipeline)
 
 
-def test_a_project_that_does_not_plan_raises_with_its_file_and_line(server, pipeline, project, tmp_path):
+def test_a_project_that_does_not_plan_says_its_file_and_line_as_data(server, pipeline, project, tmp_path):
     alice = server.client("alice")
     broken = tmp_path / "broken"
     shutil.copytree(project, broken)
     models = broken / "models.py"
     models.write_text(models.read_text() + "\ndef oops(:\n")
     line = models.read_text().count("\n")
-    with pytest.raises(exc.PlanError) as e:
-        alice.run(broken, ref=pipeline)
-    assert e.value.status == 400 and e.value.type == "PlanError"
-    assert e.value.context["file"].endswith("models.py"), e.value.context
-    assert e.value.context["line"] == line, (e.value.context, line)
-    assert isinstance(e.value, exc.BadRequestError)
+    # Returned, not raised (Bauplan's RunState), with the place as data.
+    state = alice.run(broken, ref=pipeline)
+    assert (state.job_id, state.job_status) == (None, "FAILED")
+    assert state.error_location == {"file": f"{broken}/models.py", "line": line}, state
+    # The error's type is PlanError wherever it is raised from an answer.
+    body = b'{"error": {"type": "PlanError", "message": "m", "context": {"file": "f.py", "line": 3}}}'
+    e = exc.error_from_response(400, body)
+    assert type(e) is exc.PlanError and isinstance(e, exc.BadRequestError)
+    assert e.context == {"file": "f.py", "line": 3}
 
 
 def test_detach_returns_at_once_and_timeouts_say_which_job(server, pipeline, slow_project):
