@@ -103,11 +103,6 @@ pub fn status_of(e: &Error) -> StatusCode {
     StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::BAD_GATEWAY)
 }
 
-/// Machine-readable details of an error, for clients that act on them.
-fn context_of(e: &Error) -> serde_json::Value {
-    e.context()
-}
-
 impl ApiError {
     pub fn parts(&self) -> (StatusCode, String, String, serde_json::Value) {
         let (status, kind, message, context) = self.static_parts();
@@ -148,7 +143,7 @@ impl ApiError {
                 } else {
                     e.to_string()
                 };
-                (status, e.kind(), message, context_of(e))
+                (status, e.kind(), message, e.context())
             }
         }
     }

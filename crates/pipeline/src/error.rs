@@ -183,8 +183,9 @@ impl PipelineError {
 }
 
 impl PipelineError {
-    /// Where in the project the error is, when it is about a place.
-    pub fn location(&self) -> Option<&Location> {
+    /// The places in the project the error is about (two for a duplicate definition: the
+    /// first, then the second).
+    fn locations_mut(&mut self) -> Vec<&mut Location> {
         match self {
             PipelineError::ProjectFile { at, .. }
             | PipelineError::Syntax { at, .. }
@@ -194,17 +195,26 @@ impl PipelineError {
             | PipelineError::BadFilter { at, .. }
             | PipelineError::UnknownNodeParameter { at, .. }
             | PipelineError::ParameterWithoutValue { at, .. }
-            | PipelineError::Invalid { at, .. } => Some(at),
-            PipelineError::UnknownInput(u) => Some(&u.at),
-            PipelineError::UnknownColumn(u) => Some(&u.at),
-            PipelineError::DuplicateModel { second, .. } => Some(second),
-            _ => None,
+            | PipelineError::Invalid { at, .. } => vec![at],
+            PipelineError::UnknownInput(u) => vec![&mut u.at],
+            PipelineError::UnknownColumn(u) => vec![&mut u.at],
+            PipelineError::DuplicateModel { first, second, .. } => vec![first, second],
+            PipelineError::Io { .. }
+            | PipelineError::NoProjectFile { .. }
+            | PipelineError::ProjectFileAmbiguous { .. }
+            | PipelineError::UnknownParameter { .. }
+            | PipelineError::ParameterType { .. }
+            | PipelineError::ParameterRequired { .. }
+            | PipelineError::SecretOverride { .. }
+            | PipelineError::SecretUnset { .. }
+            | PipelineError::Analyzer(_) => vec![],
         }
     }
 
-    /// As the service layer's error: [`lakeplan_core::Error::Plan`], with the place as data.
-    pub fn into_plan_error(self) -> lakeplan_core::Error {
-        let (file, line) = match self.location() {
+    /// As the service layer's error: [`lakeplan_core::Error::Plan`], with the place as data (the
+    /// last place it names: a duplicate definition's second).
+    pub fn into_plan_error(mut self) -> lakeplan_core::Error {
+        let (file, line) = match self.locations_mut().pop() {
             Some(at) => (Some(at.file.clone()), at.line),
             None => (None, None),
         };
@@ -243,27 +253,7 @@ impl PipelineError {
             PipelineError::Io { path, .. } => repath(path),
             PipelineError::NoProjectFile { dir }
             | PipelineError::ProjectFileAmbiguous { dir, .. } => repath(dir),
-            PipelineError::ProjectFile { at, .. }
-            | PipelineError::Syntax { at, .. }
-            | PipelineError::Problem { at, .. }
-            | PipelineError::Sql { at, .. }
-            | PipelineError::Cycle { at, .. }
-            | PipelineError::BadFilter { at, .. }
-            | PipelineError::UnknownNodeParameter { at, .. }
-            | PipelineError::ParameterWithoutValue { at, .. }
-            | PipelineError::Invalid { at, .. } => relabel(at),
-            PipelineError::UnknownInput(u) => relabel(&mut u.at),
-            PipelineError::UnknownColumn(u) => relabel(&mut u.at),
-            PipelineError::DuplicateModel { first, second, .. } => {
-                relabel(first);
-                relabel(second);
-            }
-            PipelineError::UnknownParameter { .. }
-            | PipelineError::ParameterType { .. }
-            | PipelineError::ParameterRequired { .. }
-            | PipelineError::SecretOverride { .. }
-            | PipelineError::SecretUnset { .. }
-            | PipelineError::Analyzer(_) => {}
+            e => e.locations_mut().into_iter().for_each(relabel),
         }
         self
     }

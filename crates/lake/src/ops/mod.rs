@@ -173,10 +173,7 @@ impl Service {
     pub async fn call<O: Operation>(&self, mut op: O) -> Result<O::Output> {
         if is_off_the_runtime() {
             // Already on a blocking-pool thread (a server's request): no second hand-off.
-            op.bind(&self.lake)?;
-            for access in op.access() {
-                self.policy.allow(&access)?;
-            }
+            authorize(&mut op, &self.lake, self.policy.as_ref())?;
             return op.execute(&self.lake).await;
         }
         let lake = self.lake.clone();
@@ -184,15 +181,18 @@ impl Service {
         let handle = tokio::runtime::Handle::try_current()
             .map_err(|e| Error::Internal(format!("operation {}: {e}", O::NAME)))?;
         tokio::task::spawn_blocking(move || {
-            op.bind(&lake)?;
-            for access in op.access() {
-                policy.allow(&access)?;
-            }
+            authorize(&mut op, &lake, policy.as_ref())?;
             handle.block_on(op.execute(&lake))
         })
         .await
         .map_err(|e| Error::Internal(format!("operation {} failed: {e}", O::NAME)))?
     }
+}
+
+/// Binds `op`'s lake-owned defaults, then asks `policy` about each access it declares.
+fn authorize<O: Operation>(op: &mut O, lake: &Lake, policy: &dyn Policy) -> Result<()> {
+    op.bind(lake)?;
+    op.access().iter().try_for_each(|a| policy.allow(a))
 }
 
 #[cfg(test)]
