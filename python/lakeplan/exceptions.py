@@ -262,6 +262,7 @@ class GatewayTimeoutError(ServerError):
 # condition, one class, and `BranchNotFoundError` is a `RefNotFoundError` for those who catch that.
 _BY_TYPE = {
     "BadRequest": BadRequestError,
+    "BadGateway": BadGatewayError,
     "InvalidInput": BadRequestError,
     "InvalidRef": InvalidRefError,
     "AmbiguousCommit": InvalidRefError,

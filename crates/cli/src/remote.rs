@@ -178,6 +178,10 @@ impl Remote {
             kind,
             status,
             message,
+            context: match &v["error"]["context"] {
+                c @ Value::Object(_) => c.clone(),
+                _ => Value::Object(Default::default()),
+            },
         })
     }
 

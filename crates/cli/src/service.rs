@@ -247,12 +247,21 @@ impl Service {
         replace: bool,
     ) -> Result<CreatePlan> {
         dispatch!(self,
-            l => l.plan_table(table, ns, search_uri, branch, partitioned_by, replace).await,
+            l => open(l).call(ops::PlanTable {
+                table: table.into(),
+                namespace: ns.map(Into::into),
+                search_uri: search_uri.into(),
+                branch: branch.map(Into::into),
+                partitioned_by: partitioned_by.map(Into::into),
+                replace,
+            }).await,
             r => r.plan_table(table, ns, search_uri, branch, partitioned_by, replace).await)
     }
 
     pub async fn apply_plan(&self, plan: &CreatePlan) -> Result<WriteInfo> {
-        dispatch!(self, l => l.apply_plan(plan).await, r => r.apply_plan(plan).await)
+        dispatch!(self,
+            l => open(l).call(ops::ApplyPlan { plan: plan.clone(), commit: CommitExtras::default() }).await,
+            r => r.apply_plan(plan).await)
     }
 
     /// An import; the progress display is local only (a server answers when it is done).
@@ -265,9 +274,33 @@ impl Service {
         opts: &ImportOptions,
         progress: ProgressFn,
     ) -> Result<(ImportReport, WriteInfo)> {
-        dispatch!(self,
-            l => l.import(table, ns, search_uri, branch, opts, progress).await,
-            r => r.import(table, ns, search_uri, branch, opts.continue_on_error, opts.import_duplicate_files).await)
+        match self {
+            Service::Local(l) => {
+                let op = ops::Import {
+                    table: table.into(),
+                    namespace: ns.map(Into::into),
+                    search_uri: search_uri.into(),
+                    branch: branch.map(Into::into),
+                    continue_on_error: opts.continue_on_error,
+                    import_duplicate_files: opts.import_duplicate_files,
+                    ..Default::default()
+                };
+                let data = std::sync::Arc::new(ops::InProcess::with_progress(progress));
+                let done = open(l).with_data_plane(data).call(op).await?;
+                Ok((done.report, done.commit))
+            }
+            Service::Remote(r) => {
+                r.import(
+                    table,
+                    ns,
+                    search_uri,
+                    branch,
+                    opts.continue_on_error,
+                    opts.import_duplicate_files,
+                )
+                .await
+            }
+        }
     }
 
     pub async fn revert_table(
@@ -299,20 +332,20 @@ impl Service {
     }
 
     pub async fn jobs(&self, limit: usize) -> Result<Vec<JobRecord>> {
-        dispatch!(self, l => l.jobs()?.list(limit), r => r.jobs(limit).await)
+        dispatch!(self,
+            l => open(l).call(ops::ListJobs { limit: Some(limit) }).await,
+            r => r.jobs(limit).await)
     }
 
     pub async fn job(&self, id: &str) -> Result<JobRecord> {
-        dispatch!(self, l => l.jobs()?.get(id), r => r.job(id).await)
+        dispatch!(self, l => open(l).call(ops::GetJob { id: id.into() }).await, r => r.job(id).await)
     }
 
     pub async fn job_logs(&self, id: &str) -> Result<(String, String)> {
         match self {
             Service::Local(l) => {
-                let jobs = l.jobs()?;
-                let job = jobs.get(id)?;
-                let text = jobs.log_text(&job.id)?;
-                Ok((job.id, text))
+                let log = open(l).call(ops::JobLog { id: id.into() }).await?;
+                Ok((log.id, log.text))
             }
             Service::Remote(r) => {
                 let job = r.job(id).await?;
@@ -322,7 +355,7 @@ impl Service {
     }
 
     pub async fn stop_job(&self, id: &str) -> Result<JobRecord> {
-        dispatch!(self, l => l.stop_job(id), r => r.stop_job(id).await)
+        dispatch!(self, l => open(l).call(ops::CancelJob::new(id)).await, r => r.stop_job(id).await)
     }
 
     pub async fn audit_log(&self, limit: usize) -> Result<Vec<AuditRecord>> {

@@ -90,6 +90,10 @@ pub enum Error {
     },
     #[error("internal error: {0}")]
     Internal(String),
+    /// The work cannot be taken now (no data-plane worker, or the one running it was lost):
+    /// it may be retried.
+    #[error("{0}")]
+    Unavailable(String),
     /// A pipeline project that does not plan: where (the file as the user named it, and the
     /// line when known) and the planner's message (which names them too).
     #[error("{message}")]
@@ -105,6 +109,8 @@ pub enum Error {
         kind: String,
         status: u16,
         message: String,
+        /// Its structured context (ref, table, file, line...), as [`Error::context`] gave it.
+        context: serde_json::Value,
     },
 }
 
@@ -141,6 +147,7 @@ impl Error {
             Error::Metastore(_) => "Metastore",
             Error::Io { .. } => "Io",
             Error::Internal(_) => "Internal",
+            Error::Unavailable(_) => "ServiceUnavailable",
             Error::Plan { .. } => "PlanError",
             Error::Remote { kind, .. } => crate::error_kinds::error_kind(kind)
                 .map(|k| k.kind)
@@ -183,6 +190,7 @@ impl Error {
             Error::TableNotFound { table, at } => json!({"table": table, "ref": at}),
             Error::NamespaceNotFound(ns) => json!({"namespace": ns}),
             Error::Plan { file, line, .. } => json!({"file": file, "line": line}),
+            Error::Remote { context, .. } => context.clone(),
             _ => json!({}),
         }
     }

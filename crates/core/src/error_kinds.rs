@@ -81,6 +81,7 @@ kinds! {
     "Forbidden" => 403, EXIT_DENIED, "ForbiddenError";
     "PlanError" => 400, EXIT_PLAN, "PlanError";
     "ServiceUnavailable" => 503, EXIT_UNAVAILABLE, "ServiceUnavailableError";
+    "BadGateway" => 502, EXIT_INTERNAL, "BadGatewayError";
     "Storage" => 500, EXIT_INTERNAL, "InternalError";
     "Metastore" => 500, EXIT_INTERNAL, "InternalError";
     "Io" => 500, EXIT_INTERNAL, "InternalError";

@@ -92,6 +92,18 @@ impl From<ApiError> for WireError {
     }
 }
 
+/// A worker's error as the service layer's: its kind, status, message and context kept.
+impl From<WireError> for Error {
+    fn from(w: WireError) -> Self {
+        Error::Remote {
+            kind: w.kind,
+            status: w.status,
+            message: w.message,
+            context: w.context,
+        }
+    }
+}
+
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
         ApiError::Service(e)
@@ -133,6 +145,19 @@ impl ApiError {
                 w.kind.as_str(),
                 w.message.clone(),
                 w.context.clone(),
+            ),
+            // Another process's answer (a worker's): passed on as it was made there, where
+            // its internal details were kept out already.
+            ApiError::Service(Error::Remote {
+                kind,
+                status,
+                message,
+                context,
+            }) => (
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY),
+                kind.as_str(),
+                message.clone(),
+                context.clone(),
             ),
             ApiError::Service(e) => {
                 // Internal details (paths on the server, database messages) stay in the log.

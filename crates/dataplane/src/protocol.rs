@@ -17,7 +17,7 @@ use std::fmt;
 
 use arrow::datatypes::SchemaRef;
 use chrono::{DateTime, Utc};
-use lakeplan_lake::{CommitExtras, CreatePlan, ImportReport, NodeTaskResult, WriteInfo};
+use lakeplan_lake::{CommitExtras, CreatePlan, NodeTaskResult};
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -55,23 +55,10 @@ pub enum Work {
         describe: bool,
     },
     /// Infer a new table's schema and partitioning from files (the answer is the plan).
-    PlanTable {
-        table: String,
-        namespace: Option<String>,
-        search_uri: String,
-        branch: String,
-        partitioned_by: Option<String>,
-        replace: bool,
-    },
-    /// Append files to a table: one commit, or nothing.
-    Import {
-        table: String,
-        namespace: Option<String>,
-        search_uri: String,
-        branch: String,
-        continue_on_error: bool,
-        import_duplicate_files: bool,
-    },
+    PlanTable(lakeplan_lake::ops::PlanTable),
+    /// Append files to a table: one commit, or nothing (the service's request, bound: its
+    /// branch is set).
+    Import(lakeplan_lake::ops::Import),
     /// A whole pipeline run: the worker taking it coordinates it, and its Python nodes come
     /// back to the queue as [`Work::Node`] tasks.
     Run(RunTask),
@@ -80,40 +67,8 @@ pub enum Work {
     Node(Box<lakeplan_lake::NodeTask>),
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct RunTask {
-    pub job_id: String,
-    pub project: RunProject,
-    pub target: String,
-    pub namespace: Option<String>,
-    pub params: Vec<(String, String)>,
-    pub dry_run: bool,
-    pub no_cache: bool,
-    pub strict: bool,
-    pub transaction: bool,
-    pub strict_python: bool,
-    /// Each model's first (true) or last (false) N rows in the job's log.
-    #[serde(default)]
-    pub preview: Option<(bool, usize)>,
-    /// The project folder as the client named it, for messages (`my_project/models.py:31`).
-    #[serde(default)]
-    pub project_shown: Option<String>,
-    /// Bauplan's `args` and `priority`, recorded in the job ([`lakeplan_lake::RunOptions`]).
-    #[serde(default)]
-    pub args: std::collections::BTreeMap<String, String>,
-    #[serde(default)]
-    pub priority: Option<u8>,
-}
-
-/// Where a run's code comes from.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(tag = "from", rename_all = "snake_case")]
-pub enum RunProject {
-    /// A project uploaded as a zip (base64).
-    Upload { zip_base64: String },
-    /// The stored code, parameters and input commit of an earlier job (`lakeplan rerun`).
-    Rerun { job_id: String },
-}
+/// A pipeline run and where its code comes from: the service's request types, sent as they are.
+pub use lakeplan_lake::ops::{RunProject, RunTask};
 
 /// The kinds of task a worker may be limited to (`lakeplan worker --tasks`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -145,7 +100,7 @@ impl TaskKind {
     pub fn of(work: &Work) -> TaskKind {
         match work {
             Work::Query { .. } => TaskKind::Query,
-            Work::PlanTable { .. } | Work::Import { .. } => TaskKind::Import,
+            Work::PlanTable(_) | Work::Import(_) => TaskKind::Import,
             Work::Run(_) => TaskKind::Run,
             Work::Node(_) => TaskKind::Node,
         }
@@ -174,8 +129,8 @@ impl AnswerKind {
         match work {
             Work::Query { describe: true, .. } => AnswerKind::Schema,
             Work::Query { .. } => AnswerKind::Rows,
-            Work::PlanTable { .. } => AnswerKind::Plan,
-            Work::Import { .. } => AnswerKind::Import,
+            Work::PlanTable(_) => AnswerKind::Plan,
+            Work::Import(_) => AnswerKind::Import,
             Work::Run(_) => AnswerKind::Run,
             Work::Node(_) => AnswerKind::Node,
         }
@@ -237,12 +192,8 @@ pub struct QuerySchema {
     pub schema: String,
 }
 
-/// An import's report and the commit it made.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ImportAnswer {
-    pub report: ImportReport,
-    pub commit: WriteInfo,
-}
+/// An import's answer: the service's own.
+pub use lakeplan_lake::ops::Imported as ImportAnswer;
 
 /// A pipeline run that ended: its job record says how.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -459,6 +410,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use lakeplan_lake::{ImportReport, WriteInfo};
 
     fn ticket() -> QueryTicket {
         let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));

@@ -44,16 +44,16 @@ use datafusion::physical_plan::SendableRecordBatchStream;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use lakeplan_core::{Error, Result};
-use lakeplan_lake::{ImportOptions, JobStatus, Lake, LakeConfig, Nodes, RunOptions};
+use lakeplan_lake::ops::{DataPlane, InProcess};
+use lakeplan_lake::{Lake, LakeConfig, Nodes, RunOptions};
 use tonic::{Request as GrpcRequest, Response as GrpcResponse, Status, Streaming};
 
 use crate::directory::{Directory, OpenDirectory};
 use crate::error::{ApiError, ErrorBody, WireError};
 use crate::nodes::{output_stream, OutputStore, WorkerNodes, OUTPUT_TICKET_PREFIX, RELEASE_ACTION};
 use crate::protocol::{
-    Answer, Column, HeartbeatReply, ImportAnswer, NewTask, ProtocolError, QuerySchema, QueryTicket,
-    Register, Registered, RunAnswer, RunProject, RunTask, Task, TaskKind, TaskOutcome, TaskReply,
-    TaskReport, Work,
+    Answer, Column, HeartbeatReply, NewTask, ProtocolError, QuerySchema, QueryTicket, Register,
+    Registered, RunAnswer, RunTask, Task, TaskKind, TaskOutcome, TaskReply, TaskReport, Work,
 };
 use crate::results::{self, ARROW_STREAM};
 use crate::tenants::{MetastoreUrl, Tenants};
@@ -279,7 +279,7 @@ impl WorkerCtx {
             })
             .with_commit_extras(task.commit)
             .map_err(wire)?;
-        if matches!(task.work, Work::PlanTable { .. } | Work::Import { .. }) {
+        if matches!(task.work, Work::PlanTable(_) | Work::Import(_)) {
             // Source files are resolved here, so their reach is checked here, on this
             // machine's paths.
             let reach = self
@@ -322,56 +322,20 @@ impl WorkerCtx {
                     schema: schema_ipc,
                 }))
             }
-            Work::PlanTable {
-                table,
-                namespace,
-                search_uri,
-                branch,
-                partitioned_by,
-                replace,
-            } => {
-                let plan = lake
-                    .plan_table(
-                        &table,
-                        namespace.as_deref(),
-                        &search_uri,
-                        Some(&branch),
-                        partitioned_by.as_deref(),
-                        replace,
-                    )
+            // Source files are read as they would be in the user's own process, within the
+            // tenant's reach.
+            Work::PlanTable(req) => Ok(Answer::Plan(
+                InProcess::default()
+                    .plan_table(&lake, req)
                     .await
-                    .map_err(wire)?;
-                Ok(Answer::Plan(plan))
-            }
-            Work::Import {
-                table,
-                namespace,
-                search_uri,
-                branch,
-                continue_on_error,
-                import_duplicate_files,
-            } => {
-                let opts = ImportOptions {
-                    continue_on_error,
-                    import_duplicate_files,
-                    ..ImportOptions::default()
-                };
-                let (report, written) = lake
-                    .import(
-                        &table,
-                        namespace.as_deref(),
-                        &search_uri,
-                        Some(&branch),
-                        &opts,
-                        Arc::new(|_| {}),
-                    )
+                    .map_err(wire)?,
+            )),
+            Work::Import(req) => Ok(Answer::Import(
+                InProcess::default()
+                    .import(&lake, req)
                     .await
-                    .map_err(wire)?;
-                Ok(Answer::Import(ImportAnswer {
-                    report,
-                    commit: written,
-                }))
-            }
+                    .map_err(wire)?,
+            )),
             Work::Run(run) => {
                 let (stop, stopped) = tokio::sync::oneshot::channel();
                 self.stops_lock().insert(task.id.clone(), stop);
@@ -432,49 +396,8 @@ async fn run_task(
     nodes: Nodes,
     stopped: tokio::sync::oneshot::Receiver<()>,
 ) -> TaskOutcome {
-    let (opts, upload) = match run.project {
-        RunProject::Upload { zip_base64 } => {
-            let zip = base64::engine::general_purpose::STANDARD
-                .decode(zip_base64.as_bytes())
-                .map_err(|e| {
-                    WireError::from(ApiError::BadRequest(format!("the uploaded project: {e}")))
-                })?;
-            let project = lake.unpack_project(&zip).map_err(wire)?;
-            let upload = project.parent().map(std::path::Path::to_path_buf);
-            let opts = RunOptions {
-                project_dir: project,
-                target: Some(run.target),
-                namespace: run.namespace,
-                params: run.params,
-                no_cache: run.no_cache,
-                dry_run: run.dry_run,
-                strict: run.strict,
-                transaction: run.transaction,
-                strict_python: run.strict_python,
-                preview: run.preview,
-                job_id: Some(run.job_id.clone()),
-                // Plan errors name the folder the client named, never the upload's.
-                project_shown: Some(run.project_shown.unwrap_or_else(|| ".".into())),
-                args: run.args,
-                priority: run.priority,
-                ..Default::default()
-            };
-            (opts, upload)
-        }
-        RunProject::Rerun { job_id } => {
-            let job = lake.jobs().map_err(wire)?.get(&job_id).map_err(wire)?;
-            let opts = lake
-                .rerun_options(
-                    &job,
-                    Some(run.target),
-                    run.dry_run,
-                    run.no_cache,
-                    Some(run.job_id.clone()),
-                )
-                .map_err(wire)?;
-            (opts, None)
-        }
-    };
+    let id = run.job_id.clone();
+    let (opts, upload) = run.options(&lake).map_err(wire)?;
     let opts = RunOptions {
         // The worker serves other tasks: its process must never be signalled to stop a run.
         shared_process: true,
@@ -482,28 +405,9 @@ async fn run_task(
         nodes: Some(nodes),
         ..opts
     };
-    // The run's future is driven on a blocking thread of its own: it lives as long as the run,
-    // and pipeline code paths are not required to be Send.
-    let handle = tokio::runtime::Handle::current();
-    let id = run.job_id;
-    let job = id.clone();
-    let res = tokio::task::spawn_blocking(move || {
-        let res = handle.block_on(async {
-            tokio::select! {
-                res = lake.run_pipeline(&opts, Arc::new(|_| {})) => res.map(|_| ()),
-                Ok(()) = stopped => lake
-                    .end_job(&job, JobStatus::Cancelled, "stopped through the API")
-                    .map(|_| ()),
-            }
-        });
-        if let Some(dir) = upload {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-        res
-    })
-    .await
-    .map_err(|e| wire(Error::Internal(format!("run {id}: {e}"))))?;
-    res.map_err(wire)?;
+    lakeplan_lake::ops::data::drive_run(lake, opts, upload, stopped)
+        .await
+        .map_err(wire)?;
     Ok(Answer::Run(RunAnswer { job_id: id }))
 }
 

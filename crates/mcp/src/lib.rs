@@ -117,9 +117,9 @@ impl Op {
         }
     }
 
-    /// Whether the tool only reads the lake. Every tool is named here (no wildcard), so a tool
-    /// added later is classified on purpose; a server lets a key call a tool without a rights
-    /// check of its own only if it is read-only. The tools' `readOnlyHint` says the same.
+    /// Whether the tool only reads the lake (its `readOnlyHint`). Every tool is named here (no
+    /// wildcard), so a tool added later is classified on purpose. Rights are not decided here:
+    /// each tool is an operation of the service, whose policy decides.
     pub fn read_only(&self) -> bool {
         match self {
             Op::ListBranches
@@ -134,25 +134,6 @@ impl Op {
             | Op::ImportData { .. }
             | Op::RunPipeline { .. }
             | Op::Merge { .. } => false,
-        }
-    }
-}
-
-impl Op {
-    /// Whether the tool is one operation of the lake's service ([`LocalBackend::metadata`]),
-    /// whose rights the service's policy checks.
-    pub fn is_catalog(&self) -> bool {
-        match self {
-            Op::ListBranches
-            | Op::ListTags
-            | Op::ListNamespaces { .. }
-            | Op::ListTables { .. }
-            | Op::GetTable { .. }
-            | Op::ListCommits { .. }
-            | Op::Diff { .. }
-            | Op::CreateBranch { .. }
-            | Op::Merge { .. } => true,
-            Op::Query { .. } | Op::ImportData { .. } | Op::RunPipeline { .. } => false,
         }
     }
 }

@@ -1,12 +1,10 @@
 //! The tools over a lake in this process (`lakeplan mcp` in embedded mode): each [`Op`] is one
 //! call into the service layer, acting as the lake handle's user with client `mcp`.
 
-use std::sync::Arc;
-
 use lakeplan_core::{Error, RefKind, MAIN_BRANCH};
 use lakeplan_lake::ops::{self, Service};
-use lakeplan_lake::{ImportOptions, Lake, LogFilter, RunOptions};
-use serde_json::{json, Value};
+use lakeplan_lake::{Lake, LogFilter};
+use serde_json::Value;
 
 use crate::{Backend, Op};
 
@@ -28,13 +26,30 @@ impl LocalBackend {
         }
     }
 
+    /// Job `id` once it ended (a tool answers a run when it is over), without the folders of
+    /// the machine that ran it.
+    async fn finished_job(&self, id: String) -> Result<Value, Error> {
+        loop {
+            let job = self.service.call(ops::GetJob { id: id.clone() }).await?;
+            if job.status.is_finished() {
+                let mut v = to_json(job)?;
+                if let Some(o) = v.as_object_mut() {
+                    o.remove("project_dir");
+                    o.remove("log_path");
+                }
+                return Ok(v);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+
     fn at(at: &Option<String>) -> String {
         at.clone().unwrap_or_else(|| MAIN_BRANCH.to_string())
     }
 
-    /// The catalog's tools: each one operation of the service, which checks the caller's rights
-    /// (the same for a local lake and a server's).
-    pub async fn metadata(&self, op: Op) -> Result<Value, Error> {
+    /// Every tool but `query`: each one operation of the service, which checks the caller's
+    /// rights and runs the work on its data plane (the same for a local lake and a server's).
+    pub async fn operation(&self, op: Op) -> Result<Value, Error> {
         let svc = &self.service;
         match op {
             Op::ListBranches => to_json(
@@ -103,7 +118,38 @@ impl LocalBackend {
                 })
                 .await?,
             ),
-            op => Err(Error::Internal(format!("{op:?} is not a metadata tool"))),
+            Op::ImportData {
+                table,
+                search_uri,
+                branch,
+                namespace,
+                create_table,
+            } => {
+                let op = ops::Import {
+                    table,
+                    namespace,
+                    search_uri,
+                    branch: Some(branch),
+                    create_table,
+                    ..Default::default()
+                };
+                to_json(self.service.call(op).await?)
+            }
+            Op::RunPipeline {
+                branch,
+                files,
+                parameters,
+                dry_run,
+            } => {
+                let mut run = ops::RunTask::upload(&lakeplan_lake::zip_files(&files)?, branch);
+                run.params = parameters.into_iter().collect();
+                run.dry_run = dry_run;
+                let id = self.service.call(ops::StartRun { run }).await?;
+                self.finished_job(id).await
+            }
+            op @ Op::Query { .. } => Err(Error::Internal(format!(
+                "{op:?} is not an operation of the service"
+            ))),
         }
     }
 }
@@ -129,63 +175,7 @@ impl Backend for LocalBackend {
                     .await?;
                 lakeplan_lake::json_rows(&r.schema, &r.batches, r.truncated)
             }
-            Op::ImportData {
-                table,
-                search_uri,
-                branch,
-                namespace,
-                create_table,
-            } => {
-                let ns = namespace.as_deref();
-                if create_table && !lake.has_table(&table, ns, Some(&branch))? {
-                    let plan = lake
-                        .plan_table(&table, ns, &search_uri, Some(&branch), None, false)
-                        .await?;
-                    lake.apply_plan(&plan).await?;
-                }
-                let (report, commit) = lake
-                    .import(
-                        &table,
-                        ns,
-                        &search_uri,
-                        Some(&branch),
-                        &ImportOptions::default(),
-                        Arc::new(|_| {}),
-                    )
-                    .await?;
-                Ok(json!({"report": report, "commit": commit}))
-            }
-            Op::RunPipeline {
-                branch,
-                files,
-                parameters,
-                dry_run,
-            } => {
-                let project = lake.unpack_project(&lakeplan_lake::zip_files(&files)?)?;
-                let upload = project.parent().map(std::path::Path::to_path_buf);
-                let opts = RunOptions {
-                    project_dir: project,
-                    target: Some(branch),
-                    params: parameters.into_iter().collect(),
-                    dry_run,
-                    ..Default::default()
-                };
-                // A run's future is not Send (its sandboxes' handles): it is driven on a blocking
-                // thread of its own, as the server's workers drive runs.
-                let handle = tokio::runtime::Handle::current();
-                let lake = lake.clone();
-                let job = tokio::task::spawn_blocking(move || {
-                    let job = handle.block_on(lake.run_pipeline(&opts, Arc::new(|_| {})));
-                    if let Some(dir) = upload {
-                        let _ = std::fs::remove_dir_all(dir);
-                    }
-                    job
-                })
-                .await
-                .map_err(|e| Error::Internal(format!("the run: {e}")))?;
-                to_json(job?)
-            }
-            op => self.metadata(op).await,
+            op => self.operation(op).await,
         }
     }
 

@@ -11,7 +11,6 @@ use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use base64::Engine;
 use lakeplan_catalog::LogFilter;
 use lakeplan_core::{Error, RefKind, MAIN_BRANCH};
 use lakeplan_lake::{ops, CommitExtras, CreatePlan, Lake};
@@ -22,7 +21,7 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 
 use crate::auth::Caller;
-use crate::dispatch::{OnLost, Outcome, RunProject, RunTask, Task, Work};
+use crate::dispatch::Work;
 use crate::error::{rejection, ApiError};
 use crate::openapi::RouteDoc;
 use crate::state::AppState;
@@ -667,34 +666,6 @@ async fn delete_table(
     ok(c.service().call(op).await?)
 }
 
-/// Where imports may read from. Never from another tenant's warehouse (the server's storage
-/// credentials could reach it), and from the server's own disk only when the server was started
-/// with `--allow-local-paths`.
-pub(crate) fn check_source(state: &AppState, c: &Caller, uri: &str) -> Result<(), ApiError> {
-    let is_s3 = uri.starts_with("s3://");
-    if !is_s3 && !state.config.allow_local_paths {
-        return Err(ApiError::Forbidden(format!(
-            "'{uri}': this server imports only from s3:// URIs (it was not started with --allow-local-paths)"
-        )));
-    }
-    if !is_s3 && uri.split('/').any(|seg| seg == "..") {
-        return Err(ApiError::BadRequest(format!(
-            "'{uri}': '..' is not allowed in a path"
-        )));
-    }
-    // An early answer for a location out of reach as named; the worker that resolves the
-    // files checks each one it would read (globs, folders and links resolved).
-    reach(state, c)?.check(uri)?;
-    Ok(())
-}
-
-/// Where the caller's tenant may read source files, on the control plane's machine.
-pub(crate) fn reach(state: &AppState, c: &Caller) -> Result<lakeplan_lake::Reach, ApiError> {
-    Ok(state
-        .registry
-        .reach(&c.principal.tenant, state.config.metastore.state_dir())?)
-}
-
 #[derive(Deserialize, JsonSchema)]
 struct CreateTable {
     table: String,
@@ -708,39 +679,22 @@ struct CreateTable {
 }
 
 async fn create_table(
-    State(state): State<AppState>,
     c: Caller,
     Path(branch): Path<String>,
     Body(b): Body<CreateTable>,
 ) -> ApiResult {
-    c.principal.check_ref_write(&branch)?;
-    check_source(&state, &c, &b.search_uri)?;
-    let lake = c.lake.with_commit_extras(b.commit)?;
-    let plan = plan_on_worker(
-        &state,
-        &c,
-        Work::PlanTable {
+    let op = ops::CreateTable {
+        plan: ops::PlanTable {
             table: b.table,
             namespace: b.namespace,
             search_uri: b.search_uri,
-            branch,
+            branch: Some(branch),
             partitioned_by: b.partitioned_by,
             replace: b.replace,
         },
-    )
-    .await?;
-    created(lake.apply_plan(&plan).await?)
-}
-
-/// A table's plan, inferred by a worker from the files (which the control plane never reads).
-pub(crate) async fn plan_on_worker(
-    state: &AppState,
-    c: &Caller,
-    work: Work,
-) -> Result<CreatePlan, ApiError> {
-    let v = answer(state.dispatcher.submit(task(c, work), None)).await?;
-    serde_json::from_value(v)
-        .map_err(|e| Error::Internal(format!("a worker's table plan: {e}")).into())
+        commit: b.commit,
+    };
+    created(c.service().call(op).await?)
 }
 
 #[derive(Deserialize, JsonSchema)]
@@ -754,22 +708,16 @@ struct PlanTable {
     replace: bool,
 }
 
-async fn plan_table(
-    State(state): State<AppState>,
-    c: Caller,
-    Body(b): Body<PlanTable>,
-) -> ApiResult {
-    c.principal.check_ref_write(&b.branch)?;
-    check_source(&state, &c, &b.search_uri)?;
-    let work = Work::PlanTable {
+async fn plan_table(c: Caller, Body(b): Body<PlanTable>) -> ApiResult {
+    let op = ops::PlanTable {
         table: b.table,
         namespace: b.namespace,
         search_uri: b.search_uri,
-        branch: b.branch,
+        branch: Some(b.branch),
         partitioned_by: b.partitioned_by,
         replace: b.replace,
     };
-    ok(plan_on_worker(&state, &c, work).await?)
+    ok(c.service().call(op).await?)
 }
 
 #[derive(Deserialize, JsonSchema)]
@@ -780,18 +728,12 @@ struct ApplyPlan {
     commit: CommitExtras,
 }
 
-async fn apply_plan(
-    State(state): State<AppState>,
-    c: Caller,
-    Body(b): Body<ApplyPlan>,
-) -> ApiResult {
-    c.principal.check_ref_write(&b.plan.branch)?;
-    check_source(&state, &c, &b.plan.search_uri)?;
-    for f in &b.plan.files {
-        check_source(&state, &c, &f.path)?;
-    }
-    let lake = c.lake.with_commit_extras(b.commit)?;
-    created(lake.apply_plan(&b.plan).await?)
+async fn apply_plan(c: Caller, Body(b): Body<ApplyPlan>) -> ApiResult {
+    let op = ops::ApplyPlan {
+        plan: b.plan,
+        commit: b.commit,
+    };
+    created(c.service().call(op).await?)
 }
 
 #[derive(Deserialize, JsonSchema)]
@@ -807,27 +749,21 @@ struct Import {
 }
 
 async fn import(
-    State(state): State<AppState>,
     c: Caller,
     Path((branch, table)): Path<(String, String)>,
     Body(b): Body<Import>,
 ) -> ApiResult {
-    c.principal.check_ref_write(&branch)?;
-    check_source(&state, &c, &b.search_uri)?;
-    b.commit.validate()?;
-    let work = Work::Import {
+    let op = ops::Import {
         table,
         namespace: b.namespace,
         search_uri: b.search_uri,
-        branch,
+        branch: Some(branch),
         continue_on_error: b.continue_on_error,
         import_duplicate_files: b.import_duplicate_files,
-    };
-    let task = Task {
+        create_table: false,
         commit: b.commit,
-        ..task(&c, work)
     };
-    ok(answer(state.dispatcher.submit(task, None)).await?)
+    ok(c.service().call(op).await?)
 }
 
 #[derive(Deserialize, JsonSchema)]
@@ -867,12 +803,7 @@ struct QueryBody {
 /// `Accept: application/vnd.lakeplan.flight+json` the answer is that ticket (for Arrow Flight
 /// `DoGet` on the worker's endpoint); otherwise it is a redirect (303) to the rows on the worker,
 /// as JSON or as an Arrow IPC stream. The rows never pass through the control plane.
-async fn query(
-    State(state): State<AppState>,
-    c: Caller,
-    headers: HeaderMap,
-    Body(b): Body<QueryBody>,
-) -> ApiResult {
+async fn query(c: Caller, headers: HeaderMap, Body(b): Body<QueryBody>) -> ApiResult {
     let work = Work::Query {
         sql: b.sql,
         at: b.at.unwrap_or_else(|| MAIN_BRANCH.to_string()),
@@ -880,7 +811,7 @@ async fn query(
         max_rows: b.max_rows,
         describe: false,
     };
-    let v = answer(state.dispatcher.submit(task(&c, work), None)).await?;
+    let v = c.workers().submit(work).await?;
     let wants_ticket = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -901,29 +832,6 @@ async fn query(
         .into_response())
 }
 
-/// A task of the caller's, for the data plane.
-pub(crate) fn task(c: &Caller, work: Work) -> Task {
-    Task {
-        id: uuid::Uuid::new_v4().simple().to_string(),
-        tenant: c.principal.tenant.clone(),
-        user: c.principal.user.name.clone(),
-        key_id: c.principal.key_id.clone(),
-        work,
-        commit: CommitExtras::default(),
-    }
-}
-
-/// The answer of a task handed to the data plane.
-pub(crate) async fn answer(rx: tokio::sync::oneshot::Receiver<Outcome>) -> Result<Value, ApiError> {
-    match rx.await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(ApiError::Relayed(e)),
-        Err(_) => Err(ApiError::Unavailable(
-            "the data plane dropped the task: retry".into(),
-        )),
-    }
-}
-
 #[derive(Deserialize, JsonSchema)]
 struct LimitQ {
     limit: Option<usize>,
@@ -940,29 +848,11 @@ async fn audit(c: Caller, Params(q): Params<LimitQ>) -> ApiResult {
 /// the error that stopped it before: a planning error, say). The run goes on in the background;
 /// its functions run in sandboxed worker processes, never in the server.
 async fn run(
-    State(state): State<AppState>,
     c: Caller,
     Params(q): Params<Vec<(String, String)>>,
     body: axum::body::Bytes,
 ) -> ApiResult {
-    let mut run = RunTask {
-        job_id: uuid::Uuid::new_v4().simple().to_string(),
-        project: RunProject::Upload {
-            zip_base64: base64::engine::general_purpose::STANDARD.encode(&body),
-        },
-        target: MAIN_BRANCH.to_string(),
-        namespace: None,
-        params: Vec::new(),
-        dry_run: false,
-        no_cache: false,
-        strict: true,
-        transaction: true,
-        strict_python: false,
-        preview: None,
-        project_shown: None,
-        args: Default::default(),
-        priority: None,
-    };
+    let mut run = ops::RunTask::upload(&body, MAIN_BRANCH);
     // Bauplan's switches are 'on'/'off' too.
     let flag = |k: &str, v: &str| match v.to_ascii_lowercase().as_str() {
         "true" | "on" => Ok(true),
@@ -1007,9 +897,7 @@ async fn run(
             }
         }
     }
-    lakeplan_lake::check_run_flags(run.priority, &run.args)?;
-    check_run(&c, &run.target, run.dry_run)?;
-    start_run(&state, c, run).await
+    started(c.service().call(ops::StartRun { run }).await?)
 }
 
 /// The project folder as the client named it, shown in its plan errors: one line of at most
@@ -1041,66 +929,10 @@ async fn seal_secret(c: Caller, Body(b): Body<SealBody>) -> ApiResult {
     ok(c.service().call(op).await?)
 }
 
-/// A run executes the project's code, even a dry run: never for a read-only key; and it writes
-/// its target unless dry.
-pub(crate) fn check_run(c: &Caller, target: &str, dry_run: bool) -> Result<(), ApiError> {
-    if c.principal.scope == crate::registry::Scope::Read {
-        return Err(ApiError::Forbidden(format!(
-            "key {} is read-only: it cannot run pipelines",
-            c.principal.key_id
-        )));
-    }
-    if !dry_run {
-        c.principal.check_ref_write(target)?;
-    }
-    Ok(())
-}
-
-/// Hands the run to the data plane and answers once its job is recorded (202 with its id), or
-/// with the error that stopped it before (a planning error, say). The run goes on on its
-/// worker; if that worker is lost, the job is marked failed.
-async fn start_run(state: &AppState, c: Caller, run: RunTask) -> ApiResult {
-    let id = submit_run(state, &c, run).await?;
-    Ok((StatusCode::ACCEPTED, Json(json!({"job_id": id}))).into_response())
-}
-
-/// Hands a run to the data plane; its job id once the job is recorded.
-pub(crate) async fn submit_run(
-    state: &AppState,
-    c: &Caller,
-    run: RunTask,
-) -> Result<String, ApiError> {
-    let id = run.job_id.clone();
-    let jobs = c.lake.jobs()?;
-    let on_lost: OnLost = {
-        let lake = state.tenants.lake(&c.principal.tenant)?;
-        let id = id.clone();
-        Box::new(move |worker: &str| {
-            let why = format!(
-                "the data-plane worker {worker} running this job was lost; nothing was published"
-            );
-            if let Err(e) = lake.end_job(&id, lakeplan_lake::JobStatus::Failed, &why) {
-                eprintln!("warning: job {id}: {e}");
-            }
-        })
-    };
-    let mut done = state
-        .dispatcher
-        .submit(task(c, Work::Run(run)), Some(on_lost));
-    loop {
-        if jobs.get(&id).is_ok() {
-            return Ok(id);
-        }
-        match done.try_recv() {
-            Ok(Err(e)) => return Err(ApiError::Relayed(e)),
-            Ok(Ok(_)) => continue,
-            Err(tokio::sync::oneshot::error::TryRecvError::Closed) => {
-                return Err(Error::Internal(format!("run {id} ended without a job record")).into())
-            }
-            Err(tokio::sync::oneshot::error::TryRecvError::Empty) => {}
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+/// A run's answer: 202 with its job id, once the job is recorded. The run goes on on its
+/// worker; if that worker is lost, the job is recorded failed.
+fn started(job_id: String) -> ApiResult {
+    Ok((StatusCode::ACCEPTED, Json(json!({ "job_id": job_id }))).into_response())
 }
 
 #[derive(Deserialize, JsonSchema)]
@@ -1114,34 +946,14 @@ struct RerunQ {
 }
 
 /// `lakeplan rerun` over the API: the job's stored code, parameters and input commit.
-async fn rerun(
-    State(state): State<AppState>,
-    c: Caller,
-    Path(id): Path<String>,
-    Params(q): Params<RerunQ>,
-) -> ApiResult {
-    check_job_id(&id)?;
-    let job = c.lake.jobs()?.get(&id)?;
-    let target = q.at.unwrap_or_else(|| job.target.clone());
-    check_run(&c, &target, q.dry_run)?;
-    let run = RunTask {
-        job_id: uuid::Uuid::new_v4().simple().to_string(),
-        project: RunProject::Rerun { job_id: job.id },
-        target,
-        namespace: None,
-        params: Vec::new(),
+async fn rerun(c: Caller, Path(id): Path<String>, Params(q): Params<RerunQ>) -> ApiResult {
+    let op = ops::Rerun {
+        job_id: id,
+        at: q.at,
         dry_run: q.dry_run,
         no_cache: q.no_cache,
-        // Taken from the job by the worker.
-        strict: job.strict,
-        transaction: job.transactional,
-        strict_python: job.strict_python,
-        preview: None,
-        project_shown: None,
-        args: Default::default(),
-        priority: None,
     };
-    start_run(&state, c, run).await
+    started(c.service().call(op).await?)
 }
 
 /// The server's own folders stay private: job records and logs name paths under the tenant's
@@ -1160,32 +972,17 @@ fn redacted<T: serde::Serialize>(lake: &Lake, v: &T) -> ApiResult {
 }
 
 async fn list_jobs(c: Caller, Params(q): Params<LimitQ>) -> ApiResult {
-    redacted(&c.lake, &c.lake.jobs()?.list(q.limit.unwrap_or(50))?)
-}
-
-/// Job ids are generated by lakeplan (hex and dashes); anything else cannot name a job, and must
-/// never reach a path.
-fn check_job_id(id: &str) -> Result<(), ApiError> {
-    if !id.is_empty()
-        && id.len() <= 64
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-    {
-        Ok(())
-    } else {
-        Err(ApiError::NotFound(format!("job '{id}' not found")))
-    }
+    let op = ops::ListJobs { limit: q.limit };
+    redacted(&c.lake, &c.service().call(op).await?)
 }
 
 async fn get_job(c: Caller, Path(id): Path<String>) -> ApiResult {
-    check_job_id(&id)?;
-    redacted(&c.lake, &c.lake.jobs()?.get(&id)?)
+    redacted(&c.lake, &c.service().call(ops::GetJob { id }).await?)
 }
 
 async fn job_logs(c: Caller, Path(id): Path<String>) -> ApiResult {
-    check_job_id(&id)?;
-    let jobs = c.lake.jobs()?;
-    let job = jobs.get(&id)?;
-    let text = redact(&c.lake, &jobs.log_text(&job.id)?);
+    let log = c.service().call(ops::JobLog { id }).await?;
+    let text = redact(&c.lake, &log.text);
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
 }
 
@@ -1274,9 +1071,8 @@ impl LogTail {
 async fn job_log_stream(c: Caller, Path(id): Path<String>) -> ApiResult {
     use axum::response::sse::{KeepAlive, Sse};
     use futures::StreamExt;
-    check_job_id(&id)?;
+    let job = c.service().call(ops::GetJob { id }).await?;
     let jobs = c.lake.jobs()?;
-    let job = jobs.get(&id)?;
     let tail = LogTail {
         root: c.lake.root().display().to_string(),
         id: job.id,
@@ -1293,29 +1089,6 @@ async fn job_log_stream(c: Caller, Path(id): Path<String>) -> ApiResult {
         .into_response())
 }
 
-async fn cancel_job(State(state): State<AppState>, c: Caller, Path(id): Path<String>) -> ApiResult {
-    check_job_id(&id)?;
-    let job = c.lake.jobs()?.get(&id)?;
-    c.principal.check_ref_write(&job.target)?;
-    if job.pid.is_some() || job.status.is_finished() {
-        return redacted(&c.lake, &c.lake.stop_job(&id)?);
-    }
-    // A run on a worker: the worker stops it and records the job cancelled.
-    if !state.dispatcher.cancel_run(&id) {
-        return Err(Error::InvalidOperation {
-            op: format!("stop job {id}"),
-            reason: "no worker is running it now (it may have just ended, or its worker was lost)"
-                .into(),
-        }
-        .into());
-    }
-    let jobs = c.lake.jobs()?;
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let job = jobs.get(&id)?;
-        if job.status.is_finished() || tokio::time::Instant::now() > deadline {
-            return redacted(&c.lake, &job);
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+async fn cancel_job(c: Caller, Path(id): Path<String>) -> ApiResult {
+    redacted(&c.lake, &c.service().call(ops::CancelJob::new(id)).await?)
 }

@@ -9,9 +9,10 @@
 //! Tenants are separated by construction: a key resolves to one tenant's lake, so another
 //! tenant's refs, tables and jobs are simply not there (404, never 403).
 //!
-//! A [`Principal`] is the server's [`Policy`]: a handler makes the caller's
-//! [`Service`](lakeplan_lake::ops::Service) with [`Caller::service`], and the service asks the
-//! policy about the access each operation declares. Handlers do not check rights themselves.
+//! A [`KeyPolicy`] (a key's [`Principal`] and the server's rules for source files) is the
+//! server's [`Policy`]: a handler makes the caller's [`Service`] with [`Caller::service`], and
+//! the service asks the policy about the access each operation declares. Handlers do not check
+//! rights themselves.
 
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::header;
@@ -107,15 +108,57 @@ impl Principal {
     }
 }
 
-impl Policy for Principal {
+/// A key's rights on this server: its principal's, and where it may have source files read.
+pub struct KeyPolicy {
+    pub principal: Principal,
+    pub state: AppState,
+}
+
+impl Policy for KeyPolicy {
     fn allow(&self, access: &Access) -> lakeplan_core::Result<()> {
+        let p = &self.principal;
         match access {
             Access::Read => Ok(()),
-            Access::WriteRef(r) => self.check_ref_write(r),
-            Access::MergeInto(r) => self.check_merge_into(r),
-            Access::Write => self.check_write(),
-            Access::Admin => self.check_admin(),
+            Access::WriteRef(r) => p.check_ref_write(r),
+            Access::MergeInto(r) => p.check_merge_into(r),
+            Access::Write => p.check_write(),
+            Access::Admin => p.check_admin(),
+            Access::Execute if p.scope == Scope::Read => Err(Forbidden(format!(
+                "key {} is read-only: it cannot run pipelines",
+                p.key_id
+            ))),
+            Access::Execute => Ok(()),
+            Access::ReadSource(uri) => self.check_source(uri),
         }
+    }
+
+    fn reach(&self) -> lakeplan_core::Result<lakeplan_lake::Reach> {
+        self.state.registry.reach(
+            &self.principal.tenant,
+            self.state.config.metastore.state_dir(),
+        )
+    }
+}
+
+impl KeyPolicy {
+    /// Where sources may be read from. Never from another tenant's warehouse (the server's
+    /// storage credentials could reach it), and from the server's own disk only when the
+    /// server was started with `--allow-local-paths`. This is an early answer on the location
+    /// as named; the worker that resolves the files checks each one it would read (globs,
+    /// folders and links resolved) against the same reach.
+    fn check_source(&self, uri: &str) -> lakeplan_core::Result<()> {
+        let is_s3 = uri.starts_with("s3://");
+        if !is_s3 && !self.state.config.allow_local_paths {
+            return Err(Forbidden(format!(
+                "'{uri}': this server imports only from s3:// URIs (it was not started with --allow-local-paths)"
+            )));
+        }
+        if !is_s3 && uri.split('/').any(|seg| seg == "..") {
+            return Err(lakeplan_core::Error::InvalidInput(format!(
+                "'{uri}': '..' is not allowed in a path"
+            )));
+        }
+        self.reach()?.check(uri)
     }
 }
 
@@ -158,15 +201,31 @@ pub async fn principal_of(
 pub struct Caller {
     pub principal: Principal,
     pub lake: Lake,
+    pub state: AppState,
 }
 
 impl Caller {
-    /// The caller's lake under its key's rights: what every operation goes through.
+    /// The caller's lake under its key's rights, its files read and its code run by the
+    /// data-plane workers: what every operation goes through.
     pub fn service(&self) -> Service {
-        Service::new(
-            self.lake.clone(),
-            std::sync::Arc::new(self.principal.clone()),
-        )
+        Service::new(self.lake.clone(), std::sync::Arc::new(self.policy()))
+            .with_data_plane(std::sync::Arc::new(self.workers()))
+    }
+
+    /// The caller's rights (for what is not an operation of the service yet).
+    pub fn policy(&self) -> KeyPolicy {
+        KeyPolicy {
+            principal: self.principal.clone(),
+            state: self.state.clone(),
+        }
+    }
+
+    /// The data-plane workers, taking tasks as this caller.
+    pub fn workers(&self) -> crate::workers::Workers {
+        crate::workers::Workers {
+            state: self.state.clone(),
+            principal: self.principal.clone(),
+        }
     }
 }
 
@@ -186,7 +245,11 @@ impl FromRequestParts<AppState> for Caller {
             actor: principal.user.name.clone(),
             client: "api".into(),
         });
-        Ok(Caller { principal, lake })
+        Ok(Caller {
+            principal,
+            lake,
+            state: state.clone(),
+        })
     }
 }
 

@@ -42,7 +42,6 @@ use prost::Message;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::api::{answer, task};
 use crate::auth::{principal_of, Caller};
 use crate::dispatch::Work;
 use crate::error::ApiError;
@@ -217,7 +216,11 @@ impl FlightSql {
                 actor: principal.user.name.clone(),
                 client: "flight-sql".into(),
             });
-        Ok(Caller { principal, lake })
+        Ok(Caller {
+            principal,
+            lake,
+            state: self.state.clone(),
+        })
     }
 
     /// The ref `c`'s statements on this call read (see [`session_ref`]).
@@ -243,9 +246,11 @@ impl FlightSql {
             describe,
         };
         let kind = AnswerKind::of(&work);
-        let v = answer(self.state.dispatcher.submit(task(&c, work), None))
+        let v = c
+            .workers()
+            .submit(work)
             .await
-            .map_err(status)?;
+            .map_err(|e| status(e.into()))?;
         let malformed = |e: lakeplan_dataplane::ProtocolError| Status::internal(e.to_string());
         let (schema, rows) = if describe {
             let a: QuerySchema = decode(kind, v).map_err(malformed)?;

@@ -34,6 +34,7 @@ use axum::{Json, Router};
 use iceberg::spec::{Schema, SortOrder, UnboundPartitionSpec};
 use iceberg::{TableRequirement, TableUpdate};
 use lakeplan_core::{Error, TableName, MAIN_BRANCH};
+use lakeplan_lake::ops;
 use lakeplan_lake::{IcebergChange, IcebergTable};
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
@@ -213,7 +214,12 @@ async fn config(c: Caller, Query(q): Query<ConfigQ>) -> IceResult {
         .filter(|w| !w.trim().is_empty())
         .unwrap_or_else(|| MAIN_BRANCH.to_string());
     // The ref must resolve now, so that a typo fails at connect time.
-    c.lake.iceberg_reader(&r)?;
+    let op = ops::Commits {
+        at: Some(r.clone()),
+        filter: Default::default(),
+        limit: Some(1),
+    };
+    c.service().call(op).await?;
     let prefix: String = url_segment(&r);
     Ok(Json(json!({"defaults": {}, "overrides": {"prefix": prefix}})).into_response())
 }
@@ -261,12 +267,6 @@ fn table_name(ns: &str, table: &str) -> Result<TableName, IcebergError> {
     Ok(TableName::new(&namespace(ns)?, table)?)
 }
 
-/// A write needs a branch in the key's zone.
-fn writable(c: &Caller, prefix: &str) -> Result<(), IcebergError> {
-    c.principal.check_ref_write(prefix)?;
-    Ok(())
-}
-
 fn no_content() -> IceResult {
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -294,7 +294,10 @@ async fn list_namespaces(
         // One level: no namespace has children.
         return Ok(Json(json!({"namespaces": []})).into_response());
     }
-    let names = c.lake.list_namespaces(Some(&prefix))?;
+    let names = c
+        .service()
+        .call(ops::ListNamespaces { at: Some(prefix) })
+        .await?;
     let list: Vec<Value> = names.into_iter().map(|n| json!([n])).collect();
     Ok(Json(json!({"namespaces": list})).into_response())
 }
@@ -311,46 +314,62 @@ async fn create_namespace(
     Path(prefix): Path<String>,
     IceBody(b): IceBody<CreateNamespace>,
 ) -> IceResult {
-    writable(&c, &prefix)?;
     let ns = namespace_of_list(&b.namespace)?;
     if !b.properties.is_empty() {
         return Err(IcebergError::unsupported(
             "namespace properties are not stored by lakeplan: create the namespace without them",
         ));
     }
-    c.lake.create_namespace(&ns, Some(&prefix)).await?;
+    let op = ops::CreateNamespace {
+        name: ns.clone(),
+        branch: Some(prefix),
+        ..Default::default()
+    };
+    c.service().call(op).await?;
     Ok(Json(json!({"namespace": [ns], "properties": {}})).into_response())
 }
 
-fn require_namespace(c: &Caller, prefix: &str, ns: &str) -> Result<(), IcebergError> {
-    Ok(c.lake.require_namespace(ns, Some(prefix))?)
+async fn require_namespace(c: &Caller, prefix: &str, ns: &str) -> Result<(), IcebergError> {
+    let op = ops::GetNamespace {
+        name: ns.to_string(),
+        at: Some(prefix.to_string()),
+    };
+    c.service().call(op).await?;
+    Ok(())
 }
 
 async fn load_namespace(c: Caller, Path((prefix, ns)): Path<(String, String)>) -> IceResult {
     let ns = namespace(&ns)?;
-    require_namespace(&c, &prefix, &ns)?;
+    require_namespace(&c, &prefix, &ns).await?;
     Ok(Json(json!({"namespace": [ns], "properties": {}})).into_response())
 }
 
 async fn namespace_exists(c: Caller, Path((prefix, ns)): Path<(String, String)>) -> IceResult {
-    require_namespace(&c, &prefix, &namespace(&ns)?)?;
+    require_namespace(&c, &prefix, &namespace(&ns)?).await?;
     no_content()
 }
 
 async fn drop_namespace(c: Caller, Path((prefix, ns)): Path<(String, String)>) -> IceResult {
-    writable(&c, &prefix)?;
-    c.lake
-        .drop_namespace(&namespace(&ns)?, Some(&prefix))
-        .await?;
+    let op = ops::DropNamespace {
+        name: namespace(&ns)?,
+        branch: Some(prefix),
+        ..Default::default()
+    };
+    c.service().call(op).await?;
     no_content()
 }
 
 async fn list_tables(c: Caller, Path((prefix, ns)): Path<(String, String)>) -> IceResult {
     let ns = namespace(&ns)?;
-    require_namespace(&c, &prefix, &ns)?;
+    require_namespace(&c, &prefix, &ns).await?;
+    let op = ops::ListTables {
+        at: Some(prefix),
+        namespace: Some(ns),
+    };
     let ids: Vec<Value> = c
-        .lake
-        .list_tables(Some(&prefix), Some(&ns))?
+        .service()
+        .call(op)
+        .await?
         .into_iter()
         .map(|t| json!({"namespace": [t.namespace], "name": t.name}))
         .collect();
@@ -379,7 +398,6 @@ async fn create_table(
     Path((prefix, ns)): Path<(String, String)>,
     IceBody(b): IceBody<CreateTable>,
 ) -> IceResult {
-    writable(&c, &prefix)?;
     let name = table_name(&ns, &b.name)?;
     if b.stage_create {
         return Err(IcebergError::unsupported(
@@ -396,26 +414,14 @@ async fn create_table(
             "sort orders are not supported yet: create the table without 'write-order'",
         ));
     }
-    let message = format!("Create table {name} through the Iceberg REST catalog");
-    let (t, _) = c
-        .lake
-        .iceberg_write(
-            &prefix,
-            "iceberg.create_table",
-            &name.to_string(),
-            message,
-            |s| {
-                let name = name.clone();
-                async move {
-                    let t = s
-                        .create(&name, b.schema, b.partition_spec, b.properties, false)
-                        .await?;
-                    IcebergTable::of(&t)
-                }
-            },
-        )
-        .await?;
-    load_result(&t)
+    let op = ops::IcebergCreateTable {
+        branch: prefix,
+        table: name,
+        schema: b.schema,
+        partition_spec: b.partition_spec,
+        properties: b.properties,
+    };
+    load_result(&c.service().call(op).await?)
 }
 
 #[derive(Deserialize, JsonSchema)]
@@ -428,70 +434,21 @@ struct Register {
 }
 
 async fn register_table(
-    State(state): State<AppState>,
     c: Caller,
     Path((prefix, ns)): Path<(String, String)>,
     IceBody(b): IceBody<Register>,
 ) -> IceResult {
-    writable(&c, &prefix)?;
     if b.overwrite {
         return Err(IcebergError::unsupported(
             "register with overwrite is not supported: drop the table first",
         ));
     }
-    crate::api::check_source(&state, &c, &b.metadata_location)?;
-    let reach = crate::api::reach(&state, &c)?;
-    let name = table_name(&ns, &b.name)?;
-    let message = format!(
-        "Register table {name} from {} through the Iceberg REST catalog",
-        b.metadata_location
-    );
-    let location = b.metadata_location;
-    let (t, _) = c
-        .lake
-        .iceberg_write(
-            &prefix,
-            "iceberg.register_table",
-            &name.to_string(),
-            message,
-            |s| {
-                let name = name.clone();
-                async move {
-                    use iceberg::Catalog;
-                    let ident = ident(&name);
-                    let t = s
-                        .register_table(&ident, location.clone())
-                        .await
-                        .map_err(register_error)?;
-                    // The metadata may name another tenant's files (a copy of its metadata,
-                    // say): each file the table reads must be within the caller's reach.
-                    reach.check_table(&location, &t, None).await?;
-                    IcebergTable::of(&t)
-                }
-            },
-        )
-        .await?;
-    load_result(&t)
-}
-
-fn ident(name: &TableName) -> iceberg::TableIdent {
-    iceberg::TableIdent::new(
-        iceberg::NamespaceIdent::new(name.namespace.clone()),
-        name.name.clone(),
-    )
-}
-
-/// Errors of `Catalog::register_table`, in lakeplan's terms.
-fn register_error(e: iceberg::Error) -> Error {
-    match e.kind() {
-        iceberg::ErrorKind::TableAlreadyExists => Error::TableExists(e.message().to_string()),
-        iceberg::ErrorKind::NamespaceNotFound => Error::NamespaceNotFound(e.message().to_string()),
-        iceberg::ErrorKind::FeatureUnsupported => Error::InvalidOperation {
-            op: "register a table".into(),
-            reason: e.message().to_string(),
-        },
-        _ => Error::InvalidInput(format!("cannot read the table's metadata file: {e}")),
-    }
+    let op = ops::IcebergRegisterTable {
+        branch: prefix,
+        table: table_name(&ns, &b.name)?,
+        metadata_location: b.metadata_location,
+    };
+    load_result(&c.service().call(op).await?)
 }
 
 async fn load_table(
@@ -499,8 +456,11 @@ async fn load_table(
     Path((prefix, ns, table)): Path<(String, String, String)>,
 ) -> IceResult {
     let name = table_name(&ns, &table)?;
-    let t = c.lake.iceberg_reader(&prefix)?.load(&name).await?;
-    load_result(&IcebergTable::of(&t)?)
+    let op = ops::IcebergLoadTable {
+        at: prefix,
+        table: name,
+    };
+    load_result(&c.service().call(op).await?)
 }
 
 async fn table_exists(
@@ -508,7 +468,11 @@ async fn table_exists(
     Path((prefix, ns, table)): Path<(String, String, String)>,
 ) -> IceResult {
     let name = table_name(&ns, &table)?;
-    if c.lake.iceberg_reader(&prefix)?.table_exists_(&name)? {
+    let op = ops::IcebergTableExists {
+        at: prefix.clone(),
+        table: name.clone(),
+    };
+    if c.service().call(op).await? {
         no_content()
     } else {
         Err(Error::TableNotFound {
@@ -523,10 +487,13 @@ async fn drop_table(
     c: Caller,
     Path((prefix, ns, table)): Path<(String, String, String)>,
 ) -> IceResult {
-    writable(&c, &prefix)?;
-    c.lake
-        .drop_table(&table, Some(&namespace(&ns)?), Some(&prefix), false)
-        .await?;
+    let op = ops::DropTable {
+        table,
+        namespace: Some(namespace(&ns)?),
+        branch: Some(prefix),
+        ..Default::default()
+    };
+    c.service().call(op).await?;
     no_content()
 }
 
@@ -566,12 +533,10 @@ fn check_change(table: &TableName, reqs: &[TableRequirement]) -> Result<(), Iceb
 }
 
 async fn commit_table(
-    State(state): State<AppState>,
     c: Caller,
     Path((prefix, ns, table)): Path<(String, String, String)>,
     IceBody(b): IceBody<CommitTable>,
 ) -> IceResult {
-    writable(&c, &prefix)?;
     let name = table_name(&ns, &table)?;
     if let Some(id) = &b.identifier {
         if id.table()? != name {
@@ -587,11 +552,11 @@ async fn commit_table(
         requirements: b.requirements,
         updates: b.updates,
     };
-    let (mut tables, _) = c
-        .lake
-        .within(crate::api::reach(&state, &c)?)
-        .iceberg_commit(&prefix, vec![change])
-        .await?;
+    let op = ops::IcebergCommit {
+        branch: prefix,
+        changes: vec![change],
+    };
+    let mut tables = c.service().call(op).await?;
     let t = tables
         .pop()
         .ok_or_else(|| Error::Internal("a commit answered no table".into()))?;
@@ -610,12 +575,10 @@ struct Transaction {
 /// Several tables' commits as one lakeplan commit: all of them, or (on any failed requirement)
 /// none.
 async fn commit_transaction(
-    State(state): State<AppState>,
     c: Caller,
     Path(prefix): Path<String>,
     IceBody(b): IceBody<Transaction>,
 ) -> IceResult {
-    writable(&c, &prefix)?;
     let mut changes = Vec::with_capacity(b.table_changes.len());
     for t in b.table_changes {
         let table = t
@@ -635,10 +598,11 @@ async fn commit_transaction(
             "a transaction needs at least one table change",
         ));
     }
-    c.lake
-        .within(crate::api::reach(&state, &c)?)
-        .iceberg_commit(&prefix, changes)
-        .await?;
+    let op = ops::IcebergCommit {
+        branch: prefix,
+        changes,
+    };
+    c.service().call(op).await?;
     no_content()
 }
 
@@ -653,36 +617,12 @@ async fn rename_table(
     Path(prefix): Path<String>,
     IceBody(b): IceBody<Rename>,
 ) -> IceResult {
-    writable(&c, &prefix)?;
-    let (from, to) = (b.source.table()?, b.destination.table()?);
-    let message = format!("Rename table {from} to {to} through the Iceberg REST catalog");
-    let at = prefix.clone();
-    c.lake
-        .iceberg_write(
-            &prefix,
-            "iceberg.rename_table",
-            &from.to_string(),
-            message,
-            |s| async move {
-                use iceberg::Catalog;
-                s.rename_table(&ident(&from), &ident(&to))
-                    .await
-                    .map_err(|e| match e.kind() {
-                        iceberg::ErrorKind::TableNotFound => Error::TableNotFound {
-                            table: from.to_string(),
-                            at,
-                        },
-                        iceberg::ErrorKind::TableAlreadyExists => {
-                            Error::TableExists(to.to_string())
-                        }
-                        iceberg::ErrorKind::NamespaceNotFound => {
-                            Error::NamespaceNotFound(to.namespace.clone())
-                        }
-                        _ => Error::Storage(e.to_string()),
-                    })
-            },
-        )
-        .await?;
+    let op = ops::IcebergRenameTable {
+        branch: prefix,
+        from: b.source.table()?,
+        to: b.destination.table()?,
+    };
+    c.service().call(op).await?;
     no_content()
 }
 
@@ -692,7 +632,11 @@ async fn report_metrics(
     Path((prefix, ns, table)): Path<(String, String, String)>,
 ) -> IceResult {
     let name = table_name(&ns, &table)?;
-    c.lake.iceberg_reader(&prefix)?.load(&name).await?;
+    let op = ops::IcebergLoadTable {
+        at: prefix,
+        table: name,
+    };
+    c.service().call(op).await?;
     no_content()
 }
 

@@ -26,6 +26,7 @@ pub mod state;
 #[cfg(test)]
 mod tests;
 pub mod worker;
+pub mod workers;
 
 use std::future::Future;
 

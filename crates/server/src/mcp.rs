@@ -6,7 +6,6 @@
 //! answers them inline. Every call is in the tenant's audit log as `mcp.<tool>`.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::http::StatusCode;
 use axum::middleware::from_fn_with_state;
@@ -16,10 +15,8 @@ use lakeplan_lake::LakeConfig;
 use lakeplan_mcp::{Backend, LocalBackend, Op};
 use serde_json::{json, Value};
 
-use crate::api::{answer, check_run, check_source, plan_on_worker, submit_run, task};
 use crate::auth::Caller;
-use crate::dispatch::{RunProject, RunTask, Work};
-use crate::error::ApiError;
+use crate::dispatch::Work;
 use crate::registry::Principal;
 use crate::state::AppState;
 
@@ -76,32 +73,19 @@ pub(crate) fn backend(
             client: "mcp".into(),
         });
     Ok(ServerBackend {
-        state: state.clone(),
-        caller: Caller { principal, lake },
+        caller: Caller {
+            principal,
+            lake,
+            state: state.clone(),
+        },
         key,
     })
 }
 
 pub(crate) struct ServerBackend {
-    state: AppState,
     caller: Caller,
     /// The request's `Authorization` header, for the worker that serves a query's rows.
     key: axum::http::HeaderValue,
-}
-
-/// An API error as the service layer's, for the tool's error result.
-fn service(e: ApiError) -> Error {
-    match e {
-        ApiError::Service(e) => e,
-        other => {
-            let (status, kind, message, _) = other.parts();
-            Error::Remote {
-                kind,
-                status: status.as_u16(),
-                message,
-            }
-        }
-    }
 }
 
 impl ServerBackend {
@@ -111,44 +95,17 @@ impl ServerBackend {
         }
     }
 
-    /// The key's rights for one tool call that is not yet an operation of the service: each
-    /// writing tool's own check; a read-only tool is open to every key of the tenant; a catalog
-    /// tool is checked by the service's policy when it runs; any other tool is refused.
-    fn check(&self, op: &Op) -> Result<(), ApiError> {
-        let p = &self.caller.principal;
-        match op {
-            op if op.is_catalog() => Ok(()),
-            Op::ImportData {
-                branch, search_uri, ..
-            } => {
-                p.check_ref_write(branch)?;
-                check_source(&self.state, &self.caller, search_uri)
-            }
-            Op::RunPipeline {
-                branch, dry_run, ..
-            } => check_run(&self.caller, branch, *dry_run),
-            op if op.read_only() => Ok(()),
-            // A tool that writes and has no rights check here is closed to every key.
-            op => Err(ApiError::Forbidden(format!(
-                "the tool '{}' changes the lake and this server has no rights check for it",
-                op.tool()
-            ))),
-        }
-    }
-
-    async fn data_plane(&self, work: Work) -> Result<Value, ApiError> {
-        answer(self.state.dispatcher.submit(task(&self.caller, work), None)).await
-    }
-
     async fn query(
         &self,
         sql: String,
         at: Option<String>,
         namespace: Option<String>,
         max_rows: usize,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<Value, Error> {
         let t = self
-            .data_plane(Work::Query {
+            .caller
+            .workers()
+            .submit(Work::Query {
                 sql,
                 at: at.unwrap_or_else(|| MAIN_BRANCH.to_string()),
                 namespace,
@@ -166,121 +123,35 @@ impl ServerBackend {
             .header(reqwest::header::AUTHORIZATION, self.key.clone())
             .send()
             .await
-            .map_err(|e| {
-                ApiError::Unavailable(format!("fetching the rows from the worker: {e}"))
-            })?;
+            .map_err(|e| Error::Unavailable(format!("fetching the rows from the worker: {e}")))?;
         let ok = resp.status().is_success();
         let body: Value = resp
             .json()
             .await
-            .map_err(|e| ApiError::Unavailable(format!("the worker's rows: {e}")))?;
+            .map_err(|e| Error::Unavailable(format!("the worker's rows: {e}")))?;
         if !ok {
             let message = body["error"]["message"]
                 .as_str()
                 .unwrap_or("the query failed");
-            return Err(Error::Sql(message.to_string()).into());
+            return Err(Error::Sql(message.to_string()));
         }
         Ok(body)
-    }
-
-    async fn run(
-        &self,
-        branch: String,
-        files: std::collections::BTreeMap<String, String>,
-        parameters: std::collections::BTreeMap<String, String>,
-        dry_run: bool,
-    ) -> Result<Value, ApiError> {
-        use base64::Engine;
-        let zip = lakeplan_lake::zip_files(&files)?;
-        let run = RunTask {
-            job_id: uuid::Uuid::new_v4().simple().to_string(),
-            project: RunProject::Upload {
-                zip_base64: base64::engine::general_purpose::STANDARD.encode(zip),
-            },
-            target: branch,
-            namespace: None,
-            params: parameters.into_iter().collect(),
-            dry_run,
-            no_cache: false,
-            strict: true,
-            transaction: true,
-            strict_python: false,
-            preview: None,
-            project_shown: None,
-            args: Default::default(),
-            priority: None,
-        };
-        let id = submit_run(&self.state, &self.caller, run).await?;
-        let jobs = self.caller.lake.jobs()?;
-        loop {
-            let job = jobs.get(&id)?;
-            if job.status.is_finished() {
-                let mut v = serde_json::to_value(&job)
-                    .map_err(|e| Error::Internal(format!("job {id}: {e}")))?;
-                // Not the server's folders (as the job routes show them).
-                if let Some(o) = v.as_object_mut() {
-                    o.remove("project_dir");
-                    o.remove("log_path");
-                }
-                return Ok(v);
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
     }
 }
 
 #[async_trait::async_trait]
 impl Backend for ServerBackend {
     async fn call(&self, op: Op) -> Result<Value, Error> {
-        self.check(&op).map_err(service)?;
-        let out = match op {
+        match op {
+            // Its rows come back through the control plane: a tool answers them inline.
             Op::Query {
                 sql,
                 at,
                 namespace,
                 max_rows,
             } => self.query(sql, at, namespace, max_rows).await,
-            Op::ImportData {
-                table,
-                search_uri,
-                branch,
-                namespace,
-                create_table,
-            } => {
-                let lake = &self.caller.lake;
-                if create_table && !lake.has_table(&table, namespace.as_deref(), Some(&branch))? {
-                    let work = Work::PlanTable {
-                        table: table.clone(),
-                        namespace: namespace.clone(),
-                        search_uri: search_uri.clone(),
-                        branch: branch.clone(),
-                        partitioned_by: None,
-                        replace: false,
-                    };
-                    let plan = plan_on_worker(&self.state, &self.caller, work)
-                        .await
-                        .map_err(service)?;
-                    lake.apply_plan(&plan).await?;
-                }
-                self.data_plane(Work::Import {
-                    table,
-                    namespace,
-                    search_uri,
-                    branch,
-                    continue_on_error: false,
-                    import_duplicate_files: false,
-                })
-                .await
-            }
-            Op::RunPipeline {
-                branch,
-                files,
-                parameters,
-                dry_run,
-            } => self.run(branch, files, parameters, dry_run).await,
-            op => return self.local().metadata(op).await,
-        };
-        out.map_err(service)
+            op => self.local().operation(op).await,
+        }
     }
 
     fn audit(&self, tool: &str, args: &Value, error: Option<&Error>) {

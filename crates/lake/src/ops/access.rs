@@ -6,6 +6,7 @@
 //! rights itself: it picks the policy once, when it makes the service for a caller.
 
 use lakeplan_core::{Error, Result};
+use lakeplan_storage::Reach;
 
 /// One thing an operation needs to be allowed to do.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,6 +22,13 @@ pub enum Access {
     Write,
     /// Change the lake's own settings, which are every user's defaults.
     Admin,
+    /// Read source files at a location (a path, `file://` or `s3://` URL) on the caller's behalf:
+    /// an import's or a table plan's files, an Iceberg table registered by its metadata. The
+    /// policy decides on the location as named; whoever resolves it (globs, folders, links)
+    /// checks each file it will read against the same rules.
+    ReadSource(String),
+    /// Run the project's code (a pipeline run, even a dry one).
+    Execute,
 }
 
 impl std::fmt::Display for Access {
@@ -31,6 +39,8 @@ impl std::fmt::Display for Access {
             Access::MergeInto(r) => write!(f, "merge into '{r}'"),
             Access::Write => f.write_str("write"),
             Access::Admin => f.write_str("admin"),
+            Access::ReadSource(l) => write!(f, "read '{l}'"),
+            Access::Execute => f.write_str("run code"),
         }
     }
 }
@@ -39,6 +49,13 @@ impl std::fmt::Display for Access {
 /// says why (never naming more than the caller already knows).
 pub trait Policy: Send + Sync {
     fn allow(&self, access: &Access) -> Result<()>;
+
+    /// Where files read on the caller's behalf may be (each file an import, a plan or an
+    /// Iceberg commit names is checked against it once resolved): everywhere, unless the
+    /// policy says less.
+    fn reach(&self) -> Result<Reach> {
+        Ok(Reach::everywhere())
+    }
 }
 
 /// Everything allowed: a lake on the user's own machine (embedded mode), whose files the user

@@ -6,7 +6,7 @@ use lakeplan_catalog::{AuditRecord, LogFilter};
 use lakeplan_core::{Error, RefKind, Result};
 use lakeplan_pipeline::SealedSecret;
 
-use super::{Access, Operation};
+use super::{Access, Operation, Service};
 use crate::{
     CommitExtras, CommitInfo, DiffInfo, Lake, MergeInfo, RefInfo, SettingValue, TableInfo,
     TableSummary, WriteInfo,
@@ -14,7 +14,7 @@ use crate::{
 
 /// `lake` with a request's commit extras, when it has any (otherwise the handle's own, which a
 /// CLI invocation sets once for all its writes).
-fn with_extras(lake: &Lake, extras: CommitExtras) -> Result<Lake> {
+pub(super) fn with_extras(lake: &Lake, extras: CommitExtras) -> Result<Lake> {
     if extras.is_empty() {
         Ok(lake.clone())
     } else {
@@ -23,7 +23,7 @@ fn with_extras(lake: &Lake, extras: CommitExtras) -> Result<Lake> {
 }
 
 /// `r`, or the lake's active branch when the request left it out.
-fn bind_branch(lake: &Lake, r: &mut Option<String>) -> Result<()> {
+pub(super) fn bind_branch(lake: &Lake, r: &mut Option<String>) -> Result<()> {
     if r.is_none() {
         *r = Some(lake.active_branch()?);
     }
@@ -31,7 +31,7 @@ fn bind_branch(lake: &Lake, r: &mut Option<String>) -> Result<()> {
 }
 
 /// A bound branch as `access` and `execute` see it (`bind` has run).
-fn bound(r: &Option<String>) -> String {
+pub(super) fn bound(r: &Option<String>) -> String {
     r.clone().unwrap_or_default()
 }
 
@@ -47,7 +47,8 @@ impl Operation for ListRefs {
     fn access(&self) -> Vec<Access> {
         vec![Access::Read]
     }
-    async fn execute(self, lake: &Lake) -> Result<Self::Output> {
+    async fn execute(self, on: &Service) -> Result<Self::Output> {
+        let lake = on.lake();
         lake.list_refs(self.kind)
     }
 }
@@ -65,7 +66,8 @@ impl Operation for GetRef {
     fn access(&self) -> Vec<Access> {
         vec![Access::Read]
     }
-    async fn execute(self, lake: &Lake) -> Result<Self::Output> {
+    async fn execute(self, on: &Service) -> Result<Self::Output> {
+        let lake = on.lake();
         lake.get_ref(&self.name, self.kind)
     }
 }
@@ -86,7 +88,8 @@ impl Operation for CreateRef {
     fn access(&self) -> Vec<Access> {
         vec![Access::WriteRef(self.name.clone())]
     }
-    async fn execute(self, lake: &Lake) -> Result<Self::Output> {
+    async fn execute(self, on: &Service) -> Result<Self::Output> {
+        let lake = on.lake();
         lake.create_ref(
             &self.name,
             self.kind,
@@ -111,7 +114,8 @@ impl Operation for DeleteRef {
     fn access(&self) -> Vec<Access> {
         vec![Access::WriteRef(self.name.clone())]
     }
-    async fn execute(self, lake: &Lake) -> Result<Self::Output> {
+    async fn execute(self, on: &Service) -> Result<Self::Output> {
+        let lake = on.lake();
         let was = match lake.get_ref(&self.name, self.kind) {
             Ok(r) => Some(r),
             Err(Error::RefNotFound(_)) => None,
@@ -139,7 +143,8 @@ impl Operation for RenameRef {
             Access::WriteRef(self.new_name.clone()),
         ]
     }
-    async fn execute(self, lake: &Lake) -> Result<Self::Output> {
+    async fn execute(self, on: &Service) -> Result<Self::Output> {
+        let lake = on.lake();
         lake.rename_ref(&self.name, &self.new_name, self.kind)
     }
 }
@@ -162,7 +167,8 @@ impl Operation for Merge {
     fn access(&self) -> Vec<Access> {
         vec![Access::MergeInto(bound(&self.into))]
     }
-    async fn execute(self, lake: &Lake) -> Result<Self::Output> {
+    async fn execute(self, on: &Service) -> Result<Self::Output> {
+        let lake = on.lake();
         with_extras(lake, self.commit)?.merge(
             &self.source,
             self.into.as_deref(),
@@ -184,7 +190,8 @@ impl Operation for Diff {
     fn access(&self) -> Vec<Access> {
         vec![Access::Read]
     }
-    async fn execute(self, lake: &Lake) -> Result<Self::Output> {
+    async fn execute(self, on: &Service) -> Result<Self::Output> {
+        let lake = on.lake();
         lake.diff(&self.from, self.to.as_deref())
     }
 }
@@ -203,7 +210,8 @@ impl Operation for Commits {
     fn access(&self) -> Vec<Access> {
         vec![Access::Read]
     }
-    async fn execute(self, lake: &Lake) -> Result<Self::Output> {
+    async fn execute(self, on: &Service) -> Result<Self::Output> {
+        let lake = on.lake();
         lake.commits(self.at.as_deref(), &self.filter, self.limit)
     }
 }
@@ -220,8 +228,30 @@ impl Operation for ListNamespaces {
     fn access(&self) -> Vec<Access> {
         vec![Access::Read]
     }
-    async fn execute(self, lake: &Lake) -> Result<Self::Output> {
+    async fn execute(self, on: &Service) -> Result<Self::Output> {
+        let lake = on.lake();
         lake.list_namespaces(self.at.as_deref())
+    }
+}
+
+/// One namespace at `at` (the active branch when left out): its name, or
+/// [`Error::NamespaceNotFound`].
+#[derive(Clone, Debug, Default)]
+pub struct GetNamespace {
+    pub name: String,
+    pub at: Option<String>,
+}
+
+impl Operation for GetNamespace {
+    type Output = String;
+    const NAME: &'static str = "get_namespace";
+    fn access(&self) -> Vec<Access> {
+        vec![Access::Read]
+    }
+    async fn execute(self, on: &Service) -> Result<Self::Output> {
+        on.lake()
+            .require_namespace(&self.name, self.at.as_deref())?;
+        Ok(self.name)
     }
 }
 
@@ -242,7 +272,8 @@ impl Operation for CreateNamespace {
     fn access(&self) -> Vec<Access> {
         vec![Access::WriteRef(bound(&self.branch))]
     }
-    async fn execute(self, lake: &Lake) -> Result<Self::Output> {
+    async fn execute(self, on: &Service) -> Result<Self::Output> {
+        let lake = on.lake();
         with_extras(lake, self.commit)?
             .create_namespace(&self.name, self.branch.as_deref())
             .await
@@ -266,7 +297,8 @@ impl Operation for DropNamespace {
     fn access(&self) -> Vec<Access> {
         vec![Access::WriteRef(bound(&self.branch))]
     }
-    async fn execute(self, lake: &Lake) -> Result<Self::Output> {
+    async fn execute(self, on: &Service) -> Result<Self::Output> {
+        let lake = on.lake();
         with_extras(lake, self.commit)?
             .drop_namespace(&self.name, self.branch.as_deref())
             .await
@@ -286,7 +318,8 @@ impl Operation for ListTables {
     fn access(&self) -> Vec<Access> {
         vec![Access::Read]
     }
-    async fn execute(self, lake: &Lake) -> Result<Self::Output> {
+    async fn execute(self, on: &Service) -> Result<Self::Output> {
+        let lake = on.lake();
         lake.list_tables(self.at.as_deref(), self.namespace.as_deref())
     }
 }
@@ -306,7 +339,8 @@ impl Operation for GetTable {
     fn access(&self) -> Vec<Access> {
         vec![Access::Read]
     }
-    async fn execute(self, lake: &Lake) -> Result<Self::Output> {
+    async fn execute(self, on: &Service) -> Result<Self::Output> {
+        let lake = on.lake();
         lake.get_table(&self.table, self.namespace.as_deref(), self.at.as_deref())
             .await
     }
@@ -332,7 +366,8 @@ impl Operation for DropTable {
     fn access(&self) -> Vec<Access> {
         vec![Access::WriteRef(bound(&self.branch))]
     }
-    async fn execute(self, lake: &Lake) -> Result<Self::Output> {
+    async fn execute(self, on: &Service) -> Result<Self::Output> {
+        let lake = on.lake();
         with_extras(lake, self.commit)?
             .drop_table(
                 &self.table,
@@ -399,7 +434,8 @@ impl Operation for RevertTable {
     fn access(&self) -> Vec<Access> {
         vec![Access::WriteRef(bound(&self.into))]
     }
-    async fn execute(self, lake: &Lake) -> Result<Self::Output> {
+    async fn execute(self, on: &Service) -> Result<Self::Output> {
+        let lake = on.lake();
         if let Some(rules) = self.bauplan_rules {
             self.check_bauplan_rules(lake, rules).await?;
         }
@@ -424,7 +460,8 @@ impl Operation for Settings {
     fn access(&self) -> Vec<Access> {
         vec![Access::Read]
     }
-    async fn execute(self, lake: &Lake) -> Result<Self::Output> {
+    async fn execute(self, on: &Service) -> Result<Self::Output> {
+        let lake = on.lake();
         lake.settings()
     }
 }
@@ -442,7 +479,8 @@ impl Operation for SetSetting {
     fn access(&self) -> Vec<Access> {
         vec![Access::Admin]
     }
-    async fn execute(self, lake: &Lake) -> Result<Self::Output> {
+    async fn execute(self, on: &Service) -> Result<Self::Output> {
+        let lake = on.lake();
         lake.set_setting(crate::Setting::parse(&self.name)?, self.value.as_deref())?;
         lake.settings()
     }
@@ -460,7 +498,8 @@ impl Operation for AuditLog {
     fn access(&self) -> Vec<Access> {
         vec![Access::Read]
     }
-    async fn execute(self, lake: &Lake) -> Result<Self::Output> {
+    async fn execute(self, on: &Service) -> Result<Self::Output> {
+        let lake = on.lake();
         lake.audit_log(self.limit)
     }
 }
@@ -480,7 +519,8 @@ impl Operation for SealSecret {
     fn access(&self) -> Vec<Access> {
         vec![Access::Write]
     }
-    async fn execute(self, lake: &Lake) -> Result<Self::Output> {
+    async fn execute(self, on: &Service) -> Result<Self::Output> {
+        let lake = on.lake();
         lake.seal_secret(self.project_id.as_deref(), &self.name, &self.value)
     }
 }

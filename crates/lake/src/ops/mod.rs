@@ -26,7 +26,7 @@
 //! | [`Merge`] | merge into the target (default: the active branch) | the merge |
 //! | [`Diff`] | read | changed tables and objects |
 //! | [`Commits`] | read | a ref's log |
-//! | [`ListNamespaces`] | read | namespaces at a ref |
+//! | [`ListNamespaces`], [`GetNamespace`] | read | namespaces at a ref |
 //! | [`CreateNamespace`], [`DropNamespace`] | write the branch | the commit |
 //! | [`ListTables`], [`GetTable`] | read | tables at a ref |
 //! | [`DropTable`], [`RevertTable`] | write the branch | the commit |
@@ -34,16 +34,30 @@
 //! | [`SetSetting`] | admin | the settings after the change |
 //! | [`AuditLog`] | read | the operations log, newest first |
 //! | [`SealSecret`] | write | a sealed secret parameter |
+//! | [`PlanTable`] | write the branch, read the source | a new table's plan |
+//! | [`ApplyPlan`] | write the plan's branch, read its files | the commit |
+//! | [`CreateTable`] | write the branch, read the source | the commit |
+//! | [`Import`] | write the branch, read the source | the report and the commit |
+//! | [`StartRun`], [`Rerun`] | run code; write the target unless dry | the job's id |
+//! | [`ListJobs`], [`GetJob`], [`JobLog`] | read | job records, a log |
+//! | [`CancelJob`] | write the job's target | the job as it ended |
+//! | [`IcebergLoadTable`], [`IcebergTableExists`] | read | a table's Iceberg metadata |
+//! | [`IcebergCreateTable`], [`IcebergCommit`], [`IcebergRenameTable`] | write the branch | the commit's tables |
+//! | [`IcebergRegisterTable`] | write the branch, read the metadata's files | the table |
 //!
 //! Adding an operation: a request type with its [`Operation`] impl in this folder (the compiler
 //! asks for its access), a row in [`OPERATIONS`], and each surface's mapping onto it.
 //!
+//! The operations that read source files or run code ([`data`]) do that half on the service's
+//! [`DataPlane`]: this process ([`InProcess`]) or a server's workers.
+//!
 //! # Not here yet
-//! Pipeline runs, imports, table plans and queries still go their own ways on each surface
-//! (they are dispatched to data-plane workers in server mode): see the note.
+//! Queries still go their own ways on each surface (their rows stream from where they run).
 
 mod access;
 mod catalog;
+pub mod data;
+mod iceberg;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -54,6 +68,11 @@ use crate::Lake;
 
 pub use access::{Access, Open, Policy, ReadOnly};
 pub use catalog::*;
+pub use data::{
+    ApplyPlan, CancelJob, CreateTable, DataPlane, GetJob, Import, Imported, InProcess, JobLog,
+    JobLogText, ListJobs, PlanTable, Rerun, RunProject, RunTask, StartRun,
+};
+pub use iceberg::*;
 
 /// One operation on a lake: a typed request and its typed answer.
 pub trait Operation: Send + 'static {
@@ -72,8 +91,8 @@ pub trait Operation: Send + 'static {
     /// compile.
     fn access(&self) -> Vec<Access>;
 
-    /// Does it (the checks have passed).
-    fn execute(self, lake: &Lake) -> impl Future<Output = Result<Self::Output>>;
+    /// Does it (the checks have passed), on `on`'s lake and data plane.
+    fn execute(self, on: &Service) -> impl Future<Output = Result<Self::Output>>;
 }
 
 /// A row of [`OPERATIONS`].
@@ -104,6 +123,7 @@ operations! {
     Diff => "tables and objects that differ between two refs",
     Commits => "a ref's log: first parents, newest first, filtered",
     ListNamespaces => "namespaces at a ref",
+    GetNamespace => "one namespace at a ref",
     CreateNamespace => "create a namespace (a commit)",
     DropNamespace => "remove an empty namespace (a commit)",
     ListTables => "tables at a ref",
@@ -114,6 +134,22 @@ operations! {
     SetSetting => "set or unset a lake setting",
     AuditLog => "the append-only operations log",
     SealSecret => "seal a secret parameter's value with the lake's key",
+    PlanTable => "a new table's schema and partitioning, inferred from files",
+    ApplyPlan => "create a table from a plan (a commit)",
+    CreateTable => "create a table from files: plan and apply (a commit)",
+    Import => "append files to a table (one commit, or nothing)",
+    StartRun => "start a pipeline run; its job id once recorded",
+    Rerun => "run an earlier job's code, parameters and inputs again",
+    ListJobs => "jobs, newest first",
+    GetJob => "a job's record",
+    JobLog => "a job's log",
+    CancelJob => "stop a running job (nothing is published)",
+    IcebergLoadTable => "a table's Iceberg metadata at a ref",
+    IcebergTableExists => "whether a table is there at a ref",
+    IcebergCreateTable => "create an empty table from an Iceberg schema (a commit)",
+    IcebergRegisterTable => "register a table by its metadata file (a commit)",
+    IcebergCommit => "Iceberg table changes as one commit, or none",
+    IcebergRenameTable => "rename a table (a commit)",
 }
 
 thread_local! {
@@ -145,12 +181,33 @@ pub fn is_off_the_runtime() -> bool {
 pub struct Service {
     lake: Lake,
     policy: Arc<dyn Policy>,
+    data: Arc<dyn DataPlane>,
 }
 
 impl Service {
-    /// `lake` under `policy`.
+    /// `lake` under `policy`, its files read and its code run in this process.
     pub fn new(lake: Lake, policy: Arc<dyn Policy>) -> Service {
-        Service { lake, policy }
+        Service {
+            lake,
+            policy,
+            data: Arc::new(InProcess::default()),
+        }
+    }
+
+    /// The same service with its files read and its code run by `data` (a server's workers).
+    pub fn with_data_plane(mut self, data: Arc<dyn DataPlane>) -> Service {
+        self.data = data;
+        self
+    }
+
+    /// Where files read on the caller's behalf may be ([`Policy::reach`]).
+    pub fn reach(&self) -> Result<crate::Reach> {
+        self.policy.reach()
+    }
+
+    /// Where the service reads source files and runs code.
+    pub fn data_plane(&self) -> &dyn DataPlane {
+        self.data.as_ref()
     }
 
     /// A lake on this machine: every operation allowed ([`Open`]).
@@ -174,15 +231,14 @@ impl Service {
         if is_off_the_runtime() {
             // Already on a blocking-pool thread (a server's request): no second hand-off.
             authorize(&mut op, &self.lake, self.policy.as_ref())?;
-            return op.execute(&self.lake).await;
+            return op.execute(self).await;
         }
-        let lake = self.lake.clone();
-        let policy = self.policy.clone();
+        let on = self.clone();
         let handle = tokio::runtime::Handle::try_current()
             .map_err(|e| Error::Internal(format!("operation {}: {e}", O::NAME)))?;
         tokio::task::spawn_blocking(move || {
-            authorize(&mut op, &lake, policy.as_ref())?;
-            handle.block_on(op.execute(&lake))
+            authorize(&mut op, &on.lake, on.policy.as_ref())?;
+            handle.block_on(op.execute(&on))
         })
         .await
         .map_err(|e| Error::Internal(format!("operation {} failed: {e}", O::NAME)))?

@@ -168,7 +168,7 @@ impl Operation for Panics {
     fn access(&self) -> Vec<Access> {
         vec![Access::Read]
     }
-    async fn execute(self, _: &Lake) -> Result<()> {
+    async fn execute(self, _: &Service) -> Result<()> {
         panic!("boom")
     }
 }
@@ -199,7 +199,7 @@ async fn operations_run_off_the_runtime_threads() {
         fn access(&self) -> Vec<Access> {
             vec![Access::Read]
         }
-        async fn execute(self, _: &Lake) -> Result<()> {
+        async fn execute(self, _: &Service) -> Result<()> {
             self.0
                 .recv_timeout(std::time::Duration::from_secs(30))
                 .map_err(|e| Error::Internal(format!("never told to go on: {e}")))
@@ -229,7 +229,7 @@ async fn on_a_blocking_thread_an_operation_runs_right_there() {
         fn access(&self) -> Vec<Access> {
             vec![Access::Read]
         }
-        async fn execute(self, _: &Lake) -> Result<std::thread::ThreadId> {
+        async fn execute(self, _: &Service) -> Result<std::thread::ThreadId> {
             Ok(std::thread::current().id())
         }
     }
