@@ -28,6 +28,8 @@ pub fn run_contract_suite(make: &dyn Fn() -> Arc<dyn Metastore>) {
     commit_and_cas_atomicity(make().as_ref());
     audit_append_only(make().as_ref());
     settings(make().as_ref());
+    setting_cas(make().as_ref());
+    setting_cas_is_atomic_under_threads(make());
 }
 
 fn cid(seed: &str) -> CommitId {
@@ -493,5 +495,64 @@ fn settings(m: &dyn Metastore) {
     assert_eq!(
         m.last_settings("", 1).expect("last of all"),
         vec![("warehouse".to_string(), "s3://b/c".to_string())]
+    );
+}
+
+fn setting_cas(m: &dyn Metastore) {
+    assert!(
+        !m.cas_setting("absent", "", "x").expect("cas on nothing"),
+        "a compare-and-set never creates a setting"
+    );
+    assert_eq!(m.get_setting("absent").expect("get"), None);
+    m.set_setting("job/1", "running").expect("set");
+    assert!(!m.cas_setting("job/1", "runnin", "failed").expect("cas"));
+    assert!(!m.cas_setting("job/1", "running ", "failed").expect("cas"));
+    assert_eq!(
+        m.get_setting("job/1").expect("get").as_deref(),
+        Some("running"),
+        "a stale expectation writes nothing"
+    );
+    assert!(m.cas_setting("job/1", "running", "failed").expect("cas"));
+    assert_eq!(
+        m.get_setting("job/1").expect("get").as_deref(),
+        Some("failed")
+    );
+    assert!(
+        m.cas_setting("job/1", "failed", "failed").expect("cas"),
+        "an unchanged value is still a match"
+    );
+    assert!(m.delete_setting("job/1").expect("delete"));
+    assert!(
+        !m.cas_setting("job/1", "failed", "again").expect("cas"),
+        "a deleted setting is not brought back"
+    );
+    assert_eq!(m.get_setting("job/1").expect("get"), None);
+}
+
+/// Writers that each read a counter and compare-and-set it one higher, retrying when they lose,
+/// lose no increment.
+fn setting_cas_is_atomic_under_threads(m: Arc<dyn Metastore>) {
+    m.set_setting("counter", "0").expect("set");
+    let (threads, rounds) = (8, 5);
+    let barrier = Barrier::new(threads);
+    let increment = || loop {
+        let now = m.get_setting("counter").expect("get").expect("counter");
+        let next = (now.parse::<u32>().expect("number") + 1).to_string();
+        if m.cas_setting("counter", &now, &next).expect("cas") {
+            return;
+        }
+    };
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                barrier.wait();
+                (0..rounds).for_each(|_| increment());
+            });
+        }
+    });
+    assert_eq!(
+        m.get_setting("counter").expect("get").as_deref(),
+        Some((threads * rounds).to_string().as_str()),
+        "every compare-and-set that won is counted, and only those"
     );
 }

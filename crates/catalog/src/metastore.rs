@@ -62,6 +62,10 @@ pub trait Metastore: Send + Sync {
     /// Inserts a setting unless the key has one, in one step (servers sharing a metastore may
     /// race to create the same key: one wins); true if it was inserted.
     fn insert_setting(&self, key: &str, value: &str) -> Result<bool>;
+    /// Replaces a setting's value with `new` if it is exactly `expected`, in one step (what
+    /// makes a read-modify-write of a stored record safe among writers); false, writing
+    /// nothing, if the value differs or the setting is gone.
+    fn cas_setting(&self, key: &str, expected: &str, new: &str) -> Result<bool>;
     /// Removes a setting; true if there was one.
     fn delete_setting(&self, key: &str) -> Result<bool>;
     /// Every setting whose key starts with `prefix` (taken literally: `%` and `_` are not

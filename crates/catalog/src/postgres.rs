@@ -153,6 +153,7 @@ struct Sql {
     get_setting: String,
     set_setting: String,
     insert_setting: String,
+    cas_setting: String,
     delete_setting: String,
     list_settings: String,
     last_settings: String,
@@ -234,6 +235,9 @@ impl Sql {
             insert_setting: format!(
                 "INSERT INTO {s}.settings (key, value) VALUES ($1, $2) \
                  ON CONFLICT (key) DO NOTHING"
+            ),
+            cas_setting: format!(
+                "UPDATE {s}.settings SET value = $3 WHERE key = $1 AND value = $2"
             ),
             delete_setting: format!("DELETE FROM {s}.settings WHERE key = $1"),
             // starts_with, not LIKE: the prefix is literal.
@@ -1080,6 +1084,18 @@ impl Metastore for PostgresMetastore {
             Box::pin(
                 async move { Ok(conn.execute(&sql.insert_setting, &[&key, &value]).await? > 0) },
             )
+        })
+    }
+
+    fn cas_setting(&self, key: &str, expected: &str, new: &str) -> Result<bool> {
+        let (key, expected, new) = (key.to_string(), expected.to_string(), new.to_string());
+        self.call(format!("replacing setting '{key}'"), move |conn, sql| {
+            Box::pin(async move {
+                Ok(conn
+                    .execute(&sql.cas_setting, &[&key, &expected, &new])
+                    .await?
+                    > 0)
+            })
         })
     }
 

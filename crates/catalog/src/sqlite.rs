@@ -516,6 +516,17 @@ impl Metastore for SqliteMetastore {
         Ok(n > 0)
     }
 
+    fn cas_setting(&self, key: &str, expected: &str, new: &str) -> Result<bool> {
+        let conn = self.conn();
+        let mut st = conn
+            .prepare_cached("UPDATE settings SET value = ?3 WHERE key = ?1 AND value = ?2")
+            .map_err(db_err("preparing setting compare-and-set"))?;
+        let n = st
+            .execute(params![key, expected, new])
+            .map_err(db_err(format!("replacing setting '{key}'")))?;
+        Ok(n > 0)
+    }
+
     fn delete_setting(&self, key: &str) -> Result<bool> {
         let conn = self.conn();
         let mut st = conn

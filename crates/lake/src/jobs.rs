@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use lakeplan_catalog::Metastore;
+use lakeplan_catalog::records::Text;
+use lakeplan_catalog::{Index, Metastore, Records, Slot};
 use lakeplan_core::{Error, Result};
 use serde::{Deserialize, Serialize};
 
@@ -87,7 +88,12 @@ fn yes() -> bool {
 
 #[derive(Clone)]
 pub struct JobStore {
-    store: Arc<dyn Metastore>,
+    records: Records<JobRecord>,
+    by_time: Index,
+    by_time_built: Slot<String, Text>,
+    code: Records<String, Text>,
+    kept_logs: Records<String, Text>,
+    live: Records<String, Text>,
     dir: PathBuf,
 }
 
@@ -97,26 +103,19 @@ pub struct JobStore {
 /// (the coordinator, the workers of its nodes), and `job-log/<id>` the log of an ended job
 /// that has no parts (a job from before parts, or whose parts could not be written).
 const RECORD: &str = "job/";
-/// `job-time/<created at, UTC, fixed width>/<id>`: the jobs by time, for listing the newest
-/// without reading every record.
+/// `job-time/<created at, UTC, fixed width>/<id>` → `<id>`: the jobs by time, for listing the
+/// newest without reading every record.
 const BY_TIME: &str = "job-time/";
 /// Set once every record has its [`BY_TIME`] entry (lakes made before the index get theirs
 /// on open).
 const BY_TIME_BUILT: &str = "job-time-index";
-
-fn time_key(rec: &JobRecord) -> String {
-    format!(
-        "{BY_TIME}{}/{}",
-        rec.created_at.format("%Y%m%dT%H%M%S%.6fZ"),
-        rec.id
-    )
-}
 const CODE: &str = "job-code/";
 const LOG: &str = "job-log/";
 const LIVE: &str = "job-live/";
 
-fn to_json(rec: &JobRecord) -> Result<String> {
-    serde_json::to_string(rec).map_err(|e| Error::Internal(format!("job record: {e}")))
+/// A job's place in the [`BY_TIME`] index.
+fn time_order(rec: &JobRecord) -> String {
+    rec.created_at.format("%Y%m%dT%H%M%S%.6fZ").to_string()
 }
 
 impl JobStore {
@@ -127,7 +126,15 @@ impl JobStore {
     pub fn open(lake_root: &Path, store: Arc<dyn Metastore>) -> Result<JobStore> {
         let dir = lake_root.join("jobs");
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
-        let jobs = JobStore { store, dir };
+        let jobs = JobStore {
+            records: Records::new(store.clone(), RECORD),
+            by_time: Index::new(store.clone(), BY_TIME),
+            by_time_built: Slot::new(store.clone(), BY_TIME_BUILT),
+            code: Records::new(store.clone(), CODE),
+            kept_logs: Records::new(store.clone(), LOG),
+            live: Records::new(store, LIVE),
+            dir,
+        };
         jobs.migrate(&lake_root.join("jobs.db"))?;
         jobs.index_by_time()?;
         Ok(jobs)
@@ -135,14 +142,13 @@ impl JobStore {
 
     /// Gives every record its [`BY_TIME`] entry, once per metastore.
     fn index_by_time(&self) -> Result<()> {
-        if self.store.get_setting(BY_TIME_BUILT)?.is_some() {
+        if self.by_time_built.get()?.is_some() {
             return Ok(());
         }
-        for (_, json) in self.store.list_settings(RECORD)? {
-            let rec = parse(&json)?;
-            self.store.set_setting(&time_key(&rec), &rec.id)?;
+        for (_, rec) in self.records.list()? {
+            self.by_time.add(&time_order(&rec), &rec.id)?;
         }
-        self.store.set_setting(BY_TIME_BUILT, "1")
+        self.by_time_built.set(&"1".to_string())
     }
 
     /// Moves the records of a `jobs.db` (lakes made before jobs moved to the metastore) into
@@ -160,11 +166,10 @@ impl JobStore {
             .collect::<std::result::Result<_, _>>()
             .map_err(err)?;
         for (id, record) in rows {
-            let key = format!("{RECORD}{id}");
-            if self.store.get_setting(&key)?.is_none() {
-                parse(&record)?;
-                self.store.set_setting(&key, &record)?;
-            }
+            let rec: JobRecord = serde_json::from_str(&record)
+                .map_err(|e| Error::Metastore(format!("{}: job {id}: {e}", db.display())))?;
+            // A record the metastore has already (a migration cut short) is kept.
+            self.records.insert(&id, &rec)?;
         }
         drop(stmt);
         drop(conn);
@@ -189,41 +194,60 @@ impl JobStore {
         self.job_dir(id).join("code.zip")
     }
 
+    /// Records a new job; of inserts of one id (from any server on the metastore), one wins and
+    /// the others are refused.
     pub fn insert(&self, rec: &JobRecord) -> Result<()> {
         let dir = self.job_dir(&rec.id);
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
-        let key = format!("{RECORD}{}", rec.id);
-        if self.store.get_setting(&key)?.is_some() {
+        if !self.records.insert(&rec.id, rec)? {
             return Err(Error::InvalidInput(format!(
                 "job '{}' exists already",
                 rec.id
             )));
         }
-        self.store.set_setting(&key, &to_json(rec)?)?;
-        self.store.set_setting(&time_key(rec), &rec.id)
+        self.by_time.add(&time_order(rec), &rec.id)
     }
 
     /// Replaces a job's record (status, result, nodes...).
     pub fn update(&self, rec: &JobRecord) -> Result<()> {
-        let key = format!("{RECORD}{}", rec.id);
-        if self.store.get_setting(&key)?.is_none() {
-            return Err(Error::InvalidInput(format!("job '{}' not found", rec.id)));
-        }
-        self.store.set_setting(&key, &to_json(rec)?)
+        self.records
+            .update(&rec.id, |stored| {
+                stored.clone_from(rec);
+                Ok(())
+            })?
+            .map(|_| ())
+            .ok_or_else(|| Error::InvalidInput(format!("job '{}' not found", rec.id)))
+    }
+
+    /// Changes job `id`'s record with `change`, atomically: `change` sees the record as stored
+    /// and its result is written only if no one changed the record meanwhile (else `change`
+    /// runs again on the new record). An error from `change` writes nothing.
+    pub fn update_with(
+        &self,
+        id: &str,
+        change: impl FnMut(&mut JobRecord) -> Result<()>,
+    ) -> Result<JobRecord> {
+        self.records
+            .update(id, change)?
+            .ok_or_else(|| Error::JobNotFound(id.to_string()))
     }
 
     /// A job by id or unique id prefix (at least 6 characters).
     pub fn get(&self, id: &str) -> Result<JobRecord> {
-        if let Some(json) = self.store.get_setting(&format!("{RECORD}{id}"))? {
-            return parse(&json);
+        let not_found = || Error::JobNotFound(id.to_string());
+        if lakeplan_catalog::records::validate_id(id).is_err() {
+            return Err(not_found());
+        }
+        if let Some(rec) = self.records.get(id)? {
+            return Ok(rec);
         }
         if id.len() < 6 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-            return Err(Error::JobNotFound(id.to_string()));
+            return Err(not_found());
         }
-        let found = self.store.list_settings(&format!("{RECORD}{id}"))?;
-        match found.as_slice() {
-            [(_, one)] => parse(one),
-            [] => Err(Error::JobNotFound(id.to_string())),
+        let mut found = self.records.starting_with(id)?;
+        match found.len() {
+            0 => Err(not_found()),
+            1 => found.pop().map(|(_, rec)| rec).ok_or_else(not_found),
             _ => Err(Error::InvalidInput(format!(
                 "job prefix '{id}' is ambiguous: give more characters"
             ))),
@@ -235,10 +259,8 @@ impl JobStore {
     /// record.)
     pub fn list(&self, limit: usize) -> Result<Vec<JobRecord>> {
         let mut out = Vec::new();
-        for (_, id) in self.store.last_settings(BY_TIME, limit)? {
-            if let Some(json) = self.store.get_setting(&format!("{RECORD}{id}"))? {
-                out.push(parse(&json)?);
-            }
+        for id in self.by_time.last(limit)? {
+            out.extend(self.records.get(&id)?);
         }
         Ok(out)
     }
@@ -250,7 +272,7 @@ impl JobStore {
         let path = self.snapshot_path(id);
         let zip = std::fs::read(&path).map_err(|e| Error::io(path.display(), e))?;
         let text = base64::engine::general_purpose::STANDARD.encode(zip);
-        self.store.set_setting(&format!("{CODE}{id}"), &text)
+        self.code.put(id, &text)
     }
 
     /// The job's code snapshot on this machine: its file, restored from the metastore's copy
@@ -261,13 +283,10 @@ impl JobStore {
         if path.exists() {
             return Ok(path);
         }
-        let text = self
-            .store
-            .get_setting(&format!("{CODE}{id}"))?
-            .ok_or_else(|| Error::InvalidOperation {
-                op: format!("rerun job {id}"),
-                reason: "its code snapshot is not stored".into(),
-            })?;
+        let text = self.code.get(id)?.ok_or_else(|| Error::InvalidOperation {
+            op: format!("rerun job {id}"),
+            reason: "its code snapshot is not stored".into(),
+        })?;
         let zip = base64::engine::general_purpose::STANDARD
             .decode(text)
             .map_err(|e| Error::Metastore(format!("job {id}'s code snapshot: {e}")))?;
@@ -281,13 +300,15 @@ impl JobStore {
     /// process's random name): any server on the metastore reads them while the job runs.
     pub fn append_log_part(&self, id: &str, writer: &str, seq: u64, text: &str) -> Result<()> {
         let micros = Utc::now().timestamp_micros().max(0);
-        self.store
-            .set_setting(&format!("{LIVE}{id}/{micros:020}-{writer}-{seq:010}"), text)
+        self.live.within(id)?.put(
+            &format!("{micros:020}-{writer}-{seq:010}"),
+            &text.to_string(),
+        )
     }
 
-    /// The parts of a job's log written so far, in time order: (key, text).
+    /// The parts of a job's log written so far, in time order: (part name, text).
     pub fn log_parts(&self, id: &str) -> Result<Vec<(String, String)>> {
-        self.store.list_settings(&format!("{LIVE}{id}/"))
+        self.live.within(id)?.list()
     }
 
     /// Keeps a copy of an ended job's log in the metastore, unless its parts are there
@@ -300,14 +321,14 @@ impl JobStore {
         let Ok(text) = std::fs::read_to_string(&path) else {
             return;
         };
-        if let Err(e) = self.store.set_setting(&format!("{LOG}{id}"), &text) {
+        if let Err(e) = self.kept_logs.put(id, &text) {
             eprintln!("warning: could not keep job {id}'s log in the metastore: {e}");
         }
     }
 
     /// The log of an ended job that ran on another machine (the metastore's copy).
     pub fn kept_log(&self, id: &str) -> Result<Option<String>> {
-        self.store.get_setting(&format!("{LOG}{id}"))
+        self.kept_logs.get(id)
     }
 
     /// A job's log: its parts, else its file here, else the metastore's copy, else nothing yet.
@@ -325,10 +346,6 @@ impl JobStore {
             Err(e) => Err(Error::io(path.display(), e)),
         }
     }
-}
-
-fn parse(json: &str) -> Result<JobRecord> {
-    serde_json::from_str(json).map_err(|e| Error::Metastore(format!("job record: {e}")))
 }
 
 #[cfg(test)]
@@ -402,7 +419,7 @@ mod tests {
         // Written as an older lakeplan did: a record with no index entry.
         let old = at("old00001", 5);
         shared
-            .set_setting(&format!("{RECORD}{}", old.id), &to_json(&old).unwrap())
+            .set_setting("job/old00001", &serde_json::to_string(&old).unwrap())
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let store = JobStore::open(dir.path(), shared.clone()).unwrap();
@@ -422,6 +439,147 @@ mod tests {
         again.update(&r).unwrap();
         assert_eq!(ids(again.list(10).unwrap())[2], "mid00002");
         assert_eq!(again.list(10).unwrap().len(), 4);
+    }
+
+    /// The settings a job is kept in are the ones every earlier lakeplan wrote, byte for byte:
+    /// a lake written before the typed stores reads the same, and a job written now lands at
+    /// the same keys.
+    #[test]
+    fn the_stored_layout_is_unchanged() {
+        use base64::Engine;
+        let shared = metastore();
+        let mut old = rec("0ld0000000000000000000000000000a");
+        old.created_at = chrono::DateTime::from_timestamp(1_800_000_000, 123_456_000).unwrap();
+        old.status = JobStatus::Succeeded;
+        // As an earlier lakeplan wrote them.
+        let zip = base64::engine::general_purpose::STANDARD.encode(b"PK-old");
+        for (key, value) in [
+            (
+                format!("job/{}", old.id),
+                serde_json::to_string(&old).unwrap(),
+            ),
+            (
+                format!("job-time/20270115T080000.123456Z/{}", old.id),
+                old.id.clone(),
+            ),
+            ("job-time-index".to_string(), "1".to_string()),
+            (format!("job-code/{}", old.id), zip),
+            (
+                format!("job-live/{}/00000000000000000001-coord-0000000000", old.id),
+                "one\n".to_string(),
+            ),
+            (
+                format!("job-live/{}/00000000000000000002-node-0000000000", old.id),
+                "two\n".to_string(),
+            ),
+            ("job-log/ended0001".to_string(), "kept\n".to_string()),
+        ] {
+            shared.set_setting(&key, &value).unwrap();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let store = JobStore::open(dir.path(), shared.clone()).unwrap();
+        assert_eq!(store.get(&old.id).unwrap(), old);
+        assert_eq!(store.get("0ld000").unwrap(), old, "by prefix");
+        assert_eq!(store.list(5).unwrap(), [old.clone()]);
+        assert_eq!(store.log_text(&old.id).unwrap(), "one\ntwo\n");
+        assert_eq!(
+            store.kept_log("ended0001").unwrap().as_deref(),
+            Some("kept\n")
+        );
+        let snapshot = store.snapshot_file(&old.id).unwrap();
+        assert_eq!(std::fs::read(snapshot).unwrap(), b"PK-old");
+
+        // Written now: the same keys and values.
+        let mut new = rec("new0000000000000000000000000000b");
+        new.created_at = chrono::DateTime::from_timestamp(1_800_000_100, 5_000).unwrap();
+        store.insert(&new).unwrap();
+        std::fs::write(store.snapshot_path(&new.id), b"PK-new").unwrap();
+        store.keep_code(&new.id).unwrap();
+        std::fs::write(store.log_path(&new.id), "whole\n").unwrap();
+        store.keep_log(&new.id);
+        store.append_log_part(&new.id, "w1", 7, "part\n").unwrap();
+        let raw = |key: &str| shared.get_setting(key).unwrap();
+        assert_eq!(
+            raw(&format!("job/{}", new.id)),
+            Some(serde_json::to_string(&new).unwrap())
+        );
+        assert_eq!(
+            raw(&format!("job-time/20270115T080140.000005Z/{}", new.id)),
+            Some(new.id.clone())
+        );
+        assert_eq!(
+            raw(&format!("job-code/{}", new.id)),
+            Some(base64::engine::general_purpose::STANDARD.encode(b"PK-new"))
+        );
+        assert_eq!(
+            raw(&format!("job-log/{}", new.id)).as_deref(),
+            Some("whole\n")
+        );
+        let parts = shared
+            .list_settings(&format!("job-live/{}/", new.id))
+            .unwrap();
+        assert_eq!(parts.len(), 1);
+        let (key, text) = &parts[0];
+        let part = key.rsplit('/').next().unwrap();
+        assert!(
+            part.len() == 20 + 1 + 2 + 1 + 10 && part.ends_with("-w1-0000000007"),
+            "{key}"
+        );
+        assert_eq!(text, "part\n");
+        assert_eq!(store.list(5).unwrap(), [new.clone(), old]);
+    }
+
+    /// A job id is one key segment: one that could reach another job's keys is not found,
+    /// and is refused when inserted.
+    #[test]
+    fn ids_with_slashes_do_not_reach_other_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = metastore();
+        let store = JobStore::open(dir.path(), shared.clone()).unwrap();
+        store.insert(&rec("victim01")).unwrap();
+        store
+            .append_log_part("victim01", "w", 0, "secret\n")
+            .unwrap();
+        for bad in ["victim01/", "x/../victim01", "/victim01"] {
+            assert!(
+                matches!(store.get(bad), Err(Error::JobNotFound(_))),
+                "{bad}"
+            );
+        }
+        assert!(store.log_parts("victim01/x").is_err());
+        assert!(store.insert(&rec("a/b")).is_err());
+        assert!(shared.list_settings("job/a").unwrap().is_empty());
+    }
+
+    /// Changes from racing writers (a run ending while it is stopped) are each made on the
+    /// record as the other left it.
+    #[test]
+    fn update_with_sees_the_stored_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = JobStore::open(dir.path(), metastore()).unwrap();
+        store.insert(&rec("race0001")).unwrap();
+        std::thread::scope(|s| {
+            for i in 0..4u8 {
+                let store = store.clone();
+                s.spawn(move || {
+                    store
+                        .update_with("race0001", |r| {
+                            r.parameters.insert(format!("w{i}"), i.to_string());
+                            Ok(())
+                        })
+                        .unwrap()
+                });
+            }
+        });
+        assert_eq!(store.get("race0001").unwrap().parameters.len(), 4);
+        assert!(matches!(
+            store.update_with("nope0001", |_| Ok(())),
+            Err(Error::JobNotFound(_))
+        ));
+        let mut ghost = rec("nope0001");
+        ghost.status = JobStatus::Failed;
+        assert!(store.update(&ghost).is_err(), "update does not create");
+        assert!(store.get("nope0001").is_err());
     }
 
     fn metastore() -> Arc<dyn Metastore> {

@@ -2293,16 +2293,10 @@ impl Lake {
     /// it is.
     pub fn end_job(&self, id: &str, status: JobStatus, why: &str) -> Result<JobRecord> {
         let jobs = self.jobs()?;
-        let mut job = jobs.get(id)?;
+        let job = jobs.get(id)?;
         if job.status.is_finished() {
             return Ok(job);
         }
-        job.status = status;
-        job.finished_at = Some(Utc::now());
-        job.error = Some(match &job.tx_branch {
-            Some(tx) => format!("{why}; the temporary branch '{tx}' is kept"),
-            None => why.to_string(),
-        });
         let log = jobs.log_path(&job.id);
         if let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(&log) {
             use std::io::Write;
@@ -2311,7 +2305,23 @@ impl Lake {
         if jobs.log_parts(&job.id).is_ok_and(|p| !p.is_empty()) {
             let _ = jobs.append_log_part(&job.id, "end", 0, &format!("error: {why}\n"));
         }
-        jobs.update(&job)?;
+        // In one step with the check: a run that ended meanwhile keeps its own ending.
+        let mut ended_here = false;
+        let job = jobs.update_with(&job.id, |job| {
+            ended_here = !job.status.is_finished();
+            if ended_here {
+                job.status = status;
+                job.finished_at = Some(Utc::now());
+                job.error = Some(match &job.tx_branch {
+                    Some(tx) => format!("{why}; the temporary branch '{tx}' is kept"),
+                    None => why.to_string(),
+                });
+            }
+            Ok(())
+        })?;
+        if !ended_here {
+            return Ok(job);
+        }
         jobs.keep_log(&job.id);
         let op = if status == JobStatus::Cancelled {
             "job.stop"

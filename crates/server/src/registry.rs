@@ -5,6 +5,9 @@
 //! tenant/<tenant>           → Tenant (its warehouse URL)
 //! user/<tenant>/<user>      → User (admin?, may merge into main?)
 //! key/<sha256 of the key>   → ApiKey (tenant, user, scope, revoked?)
+//! key-id/<tenant>/<key id>  → sha256 of the key (finds a key by its id, lists a tenant's)
+//! key-id-index              → set once every key has its `key-id/` entry
+//! server/warehouse_root     → where tenants without a warehouse of their own go
 //! ```
 //!
 //! A key is shown once, when created; only its SHA-256 is stored. Keys are 256-bit random
@@ -14,7 +17,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use lakeplan_catalog::{AuditRecord, Metastore};
+use lakeplan_catalog::records::Text;
+use lakeplan_catalog::{AuditRecord, Metastore, Records, Slot};
 use lakeplan_core::{sha256_hex, Error, Result};
 pub use lakeplan_dataplane::tenants::Tenant;
 use lakeplan_lake::Reach;
@@ -115,6 +119,13 @@ pub fn glob_match(glob: &str, name: &str) -> bool {
 #[derive(Clone)]
 pub struct Registry {
     store: Arc<dyn Metastore>,
+    tenants: Records<Tenant>,
+    users: Records<User>,
+    keys: Records<ApiKey>,
+    /// A tenant's keys by id: `key-id/<tenant>/<id>` → the key's hash.
+    key_ids: Records<String, Text>,
+    key_ids_built: Slot<String, Text>,
+    warehouse_root: Slot<String, Text>,
 }
 
 const KEY_PREFIX: &str = "lpk_";
@@ -147,16 +158,6 @@ pub fn validate_principal_name(what: &str, name: &str) -> Result<()> {
     }
 }
 
-fn to_json<T: Serialize>(v: &T) -> Result<String> {
-    serde_json::to_string(v)
-        .map_err(|e| Error::Internal(format!("encoding a registry record: {e}")))
-}
-
-fn from_json<T: for<'de> Deserialize<'de>>(key: &str, s: &str) -> Result<T> {
-    serde_json::from_str(s)
-        .map_err(|e| Error::Metastore(format!("registry record '{key}' is corrupt: {e}")))
-}
-
 /// A fresh key: 256 random bits (two v4 UUIDs' worth of OS randomness, 244 bits, plus the
 /// hash of a third) in hex, behind a recognizable prefix.
 fn new_secret() -> String {
@@ -167,22 +168,27 @@ fn new_secret() -> String {
 
 impl Registry {
     pub fn new(store: Arc<dyn Metastore>) -> Registry {
-        Registry { store }
+        Registry {
+            tenants: Records::new(store.clone(), "tenant/"),
+            users: Records::new(store.clone(), "user/"),
+            keys: Records::new(store.clone(), "key/"),
+            key_ids: Records::new(store.clone(), "key-id/"),
+            key_ids_built: Slot::new(store.clone(), "key-id-index"),
+            warehouse_root: Slot::new(store.clone(), "server/warehouse_root"),
+            store,
+        }
     }
 
-    fn get<T: for<'de> Deserialize<'de>>(&self, key: &str) -> Result<Option<T>> {
-        self.store
-            .get_setting(key)?
-            .map(|s| from_json(key, &s))
-            .transpose()
-    }
-
-    fn list<T: for<'de> Deserialize<'de>>(&self, prefix: &str) -> Result<Vec<T>> {
-        self.store
-            .list_settings(prefix)?
-            .iter()
-            .map(|(k, v)| from_json(k, v))
-            .collect()
+    /// The `key-id/` entries of tenant `tenant`, after giving every key its entry (once per
+    /// metastore: keys made before the entries existed).
+    fn key_ids(&self, tenant: &str) -> Result<Records<String, Text>> {
+        if self.key_ids_built.get()?.is_none() {
+            for (hash, k) in self.keys.list()? {
+                self.key_ids.within(&k.tenant)?.put(&k.id, &hash)?;
+            }
+            self.key_ids_built.set(&"1".to_string())?;
+        }
+        self.key_ids.within(tenant)
     }
 
     /// Records an administrative action in the system metastore's audit log.
@@ -205,21 +211,20 @@ impl Registry {
 
     /// Where tenants created without a warehouse of their own keep their tables: `ROOT/<tenant>`.
     pub fn warehouse_root(&self) -> Result<Option<String>> {
-        self.store.get_setting("server/warehouse_root")
+        self.warehouse_root.get()
     }
 
     pub fn set_warehouse_root(&self, root: &str) -> Result<()> {
-        self.store
-            .set_setting("server/warehouse_root", root.trim_end_matches('/'))
+        self.warehouse_root
+            .set(&root.trim_end_matches('/').to_string())
     }
 
     pub fn create_tenant(&self, name: &str, warehouse: &str) -> Result<Tenant> {
         validate_principal_name("tenant", name)?;
-        let key = format!("tenant/{name}");
         let exists = || Error::Exists {
             what: format!("tenant '{name}'"),
         };
-        if self.store.get_setting(&key)?.is_some() {
+        if self.tenants.get(name)?.is_some() {
             return Err(exists());
         }
         let wh = warehouse.trim_end_matches('/');
@@ -245,19 +250,20 @@ impl Registry {
             created_at: Utc::now(),
         };
         // One step: of servers sharing the metastore creating the same tenant, one wins.
-        if !self.store.insert_setting(&key, &to_json(&t)?)? {
+        if !self.tenants.insert(name, &t)? {
             return Err(exists());
         }
         Ok(t)
     }
 
     pub fn tenant(&self, name: &str) -> Result<Tenant> {
-        self.get(&format!("tenant/{name}"))?
+        self.tenants
+            .get(name)?
             .ok_or_else(|| Error::NotFound(format!("tenant '{name}' not found")))
     }
 
     pub fn tenants(&self) -> Result<Vec<Tenant>> {
-        self.list("tenant/")
+        Ok(self.tenants.list()?.into_iter().map(|(_, t)| t).collect())
     }
 
     /// Where `tenant`'s imports, plans and registered tables may read, on a machine whose
@@ -292,7 +298,6 @@ impl Registry {
     ) -> Result<User> {
         validate_principal_name("user", name)?;
         self.tenant(tenant)?;
-        let key = format!("user/{tenant}/{name}");
         let u = User {
             tenant: tenant.to_string(),
             name: name.to_string(),
@@ -301,7 +306,7 @@ impl Registry {
             created_at: Utc::now(),
         };
         // One step: of servers sharing the metastore creating the same user, one wins.
-        if !self.store.insert_setting(&key, &to_json(&u)?)? {
+        if !self.users.within(tenant)?.insert(name, &u)? {
             return Err(Error::Exists {
                 what: format!("user '{name}' in tenant '{tenant}'"),
             });
@@ -310,12 +315,20 @@ impl Registry {
     }
 
     pub fn user(&self, tenant: &str, name: &str) -> Result<User> {
-        self.get(&format!("user/{tenant}/{name}"))?
+        self.users
+            .within(tenant)?
+            .get(name)?
             .ok_or_else(|| Error::NotFound(format!("user '{name}' in tenant '{tenant}' not found")))
     }
 
     pub fn users(&self, tenant: &str) -> Result<Vec<User>> {
-        self.list(&format!("user/{tenant}/"))
+        Ok(self
+            .users
+            .within(tenant)?
+            .list()?
+            .into_iter()
+            .map(|(_, u)| u)
+            .collect())
     }
 
     /// Creates a key and returns it with its secret, which is shown only now.
@@ -349,46 +362,67 @@ impl Registry {
                 reason: format!("user '{user}' is not an admin of tenant '{tenant}'"),
             });
         }
-        let secret = new_secret();
-        let hash = sha256_hex(secret.as_bytes());
-        let k = ApiKey {
-            id: hash[..12].to_string(),
-            tenant: tenant.to_string(),
-            user: user.to_string(),
-            scope,
-            branches: branches.map(str::to_string),
-            created_at: Utc::now(),
-            revoked_at: None,
-        };
-        self.store
-            .set_setting(&format!("key/{hash}"), &to_json(&k)?)?;
-        Ok((k, secret))
+        let ids = self.key_ids(tenant)?;
+        loop {
+            let secret = new_secret();
+            let hash = sha256_hex(secret.as_bytes());
+            let k = ApiKey {
+                id: hash[..12].to_string(),
+                tenant: tenant.to_string(),
+                user: user.to_string(),
+                scope,
+                branches: branches.map(str::to_string),
+                created_at: Utc::now(),
+                revoked_at: None,
+            };
+            // The id first: a key is never stored without the entry that finds it, and two
+            // keys of one tenant never share an id (draw again in the unlikely case).
+            if !ids.insert(&k.id, &hash)? {
+                continue;
+            }
+            if !self.keys.insert(&hash, &k)? {
+                return Err(Error::Internal(format!("key {} exists already", k.id)));
+            }
+            return Ok((k, secret));
+        }
     }
 
-    /// Keys of a tenant (without secrets, which are not stored).
+    /// Keys of a tenant (without secrets, which are not stored), by id.
     pub fn keys(&self, tenant: &str) -> Result<Vec<ApiKey>> {
-        Ok(self
-            .list::<ApiKey>("key/")?
-            .into_iter()
-            .filter(|k| k.tenant == tenant)
-            .collect())
+        let mut out = Vec::new();
+        for (_, hash) in self.key_ids(tenant)?.list()? {
+            out.extend(self.keys.get(&hash)?);
+        }
+        Ok(out)
     }
 
     /// Revokes key `id` of `tenant`: requests with it get 401 from then on.
     pub fn revoke_key(&self, tenant: &str, id: &str) -> Result<ApiKey> {
-        for (key, value) in self.store.list_settings("key/")? {
-            let mut k: ApiKey = from_json(&key, &value)?;
-            if k.id == id && k.tenant == tenant {
-                if k.revoked_at.is_none() {
-                    k.revoked_at = Some(Utc::now());
-                    self.store.set_setting(&key, &to_json(&k)?)?;
-                }
-                return Ok(k);
-            }
+        let not_found =
+            || Error::InvalidInput(format!("key '{id}' not found in tenant '{tenant}'"));
+        if lakeplan_catalog::records::validate_id(id).is_err() {
+            return Err(not_found());
         }
-        Err(Error::InvalidInput(format!(
-            "key '{id}' not found in tenant '{tenant}'"
-        )))
+        let hash = match self.key_ids(tenant)?.get(id)? {
+            Some(hash) => hash,
+            // Made by an older server sharing this metastore, after the entries were built.
+            None => self
+                .keys
+                .list()?
+                .into_iter()
+                .find(|(_, k)| k.id == id && k.tenant == tenant)
+                .map(|(hash, _)| hash)
+                .ok_or_else(not_found)?,
+        };
+        self.keys
+            .update(&hash, |k| {
+                if k.tenant != tenant {
+                    return Err(not_found());
+                }
+                k.revoked_at.get_or_insert_with(Utc::now);
+                Ok(())
+            })?
+            .ok_or_else(not_found)
     }
 
     /// The principal behind `secret`, or None if the key is unknown or revoked (the caller
@@ -398,7 +432,7 @@ impl Registry {
             return Ok(None);
         }
         let hash = sha256_hex(secret.as_bytes());
-        let Some(k) = self.get::<ApiKey>(&format!("key/{hash}"))? else {
+        let Some(k) = self.keys.get(&hash)? else {
             return Ok(None);
         };
         if k.revoked_at.is_some() {
@@ -430,12 +464,19 @@ mod tests {
         Registry::new(Arc::new(SqliteMetastore::open_in_memory().expect("db")))
     }
 
-    #[test]
-    fn keys_authenticate_until_revoked_and_only_their_hash_is_stored() {
+    /// A registry with tenant `acme`, its user `alice` and a key of hers: (registry, key,
+    /// secret).
+    fn acme_alice(scope: Scope) -> (Registry, ApiKey, String) {
         let r = registry();
         r.create_tenant("acme", "/tmp/acme").expect("tenant");
         r.create_user("acme", "alice", false, false).expect("user");
-        let (k, secret) = r.create_key("acme", "alice", Scope::Write).expect("key");
+        let (k, secret) = r.create_key("acme", "alice", scope).expect("key");
+        (r, k, secret)
+    }
+
+    #[test]
+    fn keys_authenticate_until_revoked_and_only_their_hash_is_stored() {
+        let (r, k, secret) = acme_alice(Scope::Write);
         assert!(secret.starts_with("lpk_") && secret.len() == 4 + 64);
         let p = r.authenticate(&secret).expect("auth").expect("known key");
         assert_eq!(
@@ -527,6 +568,112 @@ mod tests {
             assert!(r.create_tenant(bad, "/tmp/x").is_err(), "{bad:?}");
             assert!(r.create_user("acme", bad, false, false).is_err(), "{bad:?}");
         }
+    }
+
+    /// A registry written before the typed stores (no `key-id/` entries) reads the same, its
+    /// keys are found by id once the entries are built, and what is written now lands at the
+    /// keys an earlier server wrote.
+    #[test]
+    fn the_stored_layout_is_unchanged() {
+        let m: Arc<dyn Metastore> = Arc::new(SqliteMetastore::open_in_memory().expect("db"));
+        let at = Utc::now();
+        let tenant = Tenant {
+            name: "acme".into(),
+            warehouse: "s3://b/acme".into(),
+            created_at: at,
+        };
+        let user = User {
+            tenant: "acme".into(),
+            name: "alice".into(),
+            admin: false,
+            can_merge_main: true,
+            created_at: at,
+        };
+        let secret = format!("{KEY_PREFIX}{}", "ab".repeat(32));
+        let hash = sha256_hex(secret.as_bytes());
+        let key = ApiKey {
+            id: hash[..12].to_string(),
+            tenant: "acme".into(),
+            user: "alice".into(),
+            scope: Scope::Write,
+            branches: Some("agent.*".into()),
+            created_at: at,
+            revoked_at: None,
+        };
+        for (k, v) in [
+            (
+                "tenant/acme".to_string(),
+                serde_json::to_string(&tenant).expect("json"),
+            ),
+            (
+                "user/acme/alice".to_string(),
+                serde_json::to_string(&user).expect("json"),
+            ),
+            (
+                format!("key/{hash}"),
+                serde_json::to_string(&key).expect("json"),
+            ),
+            ("server/warehouse_root".to_string(), "s3://b".to_string()),
+        ] {
+            m.set_setting(&k, &v).expect("old setting");
+        }
+        let r = Registry::new(m.clone());
+        assert_eq!(r.tenant("acme").expect("tenant"), tenant);
+        assert_eq!(r.user("acme", "alice").expect("user"), user);
+        assert_eq!(r.warehouse_root().expect("root").as_deref(), Some("s3://b"));
+        let p = r.authenticate(&secret).expect("auth").expect("an old key");
+        assert_eq!(p.branches.as_deref(), Some("agent.*"));
+        assert_eq!(r.keys("acme").expect("keys"), std::slice::from_ref(&key));
+        assert_eq!(
+            m.get_setting(&format!("key-id/acme/{}", key.id))
+                .expect("raw")
+                .as_deref(),
+            Some(hash.as_str()),
+            "old keys get their id entry"
+        );
+        r.revoke_key("acme", &key.id).expect("revoke an old key");
+        assert_eq!(r.authenticate(&secret).expect("auth"), None);
+
+        // Written now: the same keys, JSON values as before.
+        r.create_tenant("beta", "s3://b/beta").expect("tenant");
+        r.create_user("beta", "bob", true, false).expect("user");
+        let (k, secret) = r.create_key("beta", "bob", Scope::Admin).expect("key");
+        r.set_warehouse_root("s3://c/").expect("root");
+        let raw = |key: &str| m.get_setting(key).expect("raw").expect(key);
+        assert_eq!(
+            serde_json::from_str::<Tenant>(&raw("tenant/beta")).expect("json"),
+            r.tenant("beta").expect("tenant")
+        );
+        assert_eq!(
+            serde_json::from_str::<User>(&raw("user/beta/bob")).expect("json"),
+            r.user("beta", "bob").expect("user")
+        );
+        let hash = sha256_hex(secret.as_bytes());
+        assert_eq!(
+            serde_json::from_str::<ApiKey>(&raw(&format!("key/{hash}"))).expect("json"),
+            k
+        );
+        assert_eq!(raw("server/warehouse_root"), "s3://c");
+    }
+
+    /// Names and ids that could reach another tenant's records are refused or not found.
+    #[test]
+    fn slashes_in_names_reach_nothing() {
+        let (r, k, _) = acme_alice(Scope::Read);
+        r.create_tenant("other", "/tmp/other").expect("tenant");
+        assert!(r.user("acme/alice", "x").is_err());
+        assert!(r.users("acme/alice").is_err());
+        assert!(r.tenant("acme/").is_err());
+        assert!(r.keys("other/../acme").is_err());
+        assert!(r.revoke_key("other", &k.id).is_err());
+        let e = r
+            .revoke_key("other", &format!("../acme/{}", k.id))
+            .expect_err("not in tenant other");
+        assert_eq!(
+            e.to_string(),
+            format!("key '../acme/{}' not found in tenant 'other'", k.id)
+        );
+        assert!(r.keys("acme").expect("keys")[0].revoked_at.is_none());
     }
 
     #[test]

@@ -111,6 +111,9 @@ impl Metastore for Counting {
     fn insert_setting(&self, key: &str, value: &str) -> Result<bool> {
         self.inner.insert_setting(key, value)
     }
+    fn cas_setting(&self, key: &str, expected: &str, new: &str) -> Result<bool> {
+        self.inner.cas_setting(key, expected, new)
+    }
     fn delete_setting(&self, key: &str) -> Result<bool> {
         self.inner.delete_setting(key)
     }
