@@ -32,6 +32,7 @@ macro_rules! in_both_modes {
 mod crash;
 mod errors;
 mod ingest;
+mod mcp;
 mod pipeline;
 mod query;
 mod refs;
