@@ -29,6 +29,7 @@ macro_rules! in_both_modes {
     };
 }
 
+mod contract;
 mod crash;
 mod errors;
 mod ingest;
