@@ -341,6 +341,11 @@ impl LakeMcp {
                 None,
             )
         })?;
+        // A run's errors name its files as the caller named them in `files`.
+        let named: Vec<String> = match &op {
+            Op::RunPipeline { files, .. } => files.keys().cloned().collect(),
+            _ => Vec::new(),
+        };
         let call = backend.call(op);
         let out = match timeout {
             Some(t) => match tokio::time::timeout(t, call).await {
@@ -355,14 +360,42 @@ impl LakeMcp {
         backend.audit(tool, &args, out.as_ref().err());
         Ok(match out {
             Ok(v) => CallToolResult::structured(wrap(v)),
-            Err(e) => {
-                let body = json!({"error": {"type": e.kind(), "message": e.to_string(), "context": e.context()}});
-                let mut r = CallToolResult::error(vec![ContentBlock::text(e.to_string())]);
-                r.structured_content = Some(body);
-                r
-            }
+            Err(e) => tool_error(&e, &named),
         })
     }
+}
+
+/// A tool's error: `{"error": {"type", "message", "context"}}` as the HTTP API's body, the kind
+/// and context (a planning error's file and line, a conflict's tables) as data. A file the error
+/// names is the one of `named` (the files a caller gave `run_pipeline`) it is, as the caller
+/// named it, not the folder the project was unpacked into.
+fn tool_error(e: &Error, named: &[String]) -> CallToolResult {
+    let mut message = e.to_string();
+    let mut context = e.context();
+    if let Some(path) = context["file"].as_str().map(str::to_string) {
+        if let Some(name) = as_named(&path, named) {
+            message = message.replace(&path, name);
+            context["file"] = Value::String(name.to_string());
+        }
+    }
+    let body = json!({"error": {"type": e.kind(), "message": message, "context": context}});
+    let mut r = CallToolResult::error(vec![ContentBlock::text(message)]);
+    r.structured_content = Some(body);
+    r
+}
+
+/// The name in `named` that `path` is (the same relative path, or one ending in it; the
+/// longest if several are), if any.
+fn as_named<'a>(path: &str, named: &'a [String]) -> Option<&'a str> {
+    let path = path.strip_prefix("./").unwrap_or(path);
+    named
+        .iter()
+        .map(|n| n.strip_prefix("./").unwrap_or(n))
+        .filter(|n| {
+            !n.is_empty()
+                && (path == *n || path.strip_suffix(*n).is_some_and(|dir| dir.ends_with('/')))
+        })
+        .max_by_key(|n| n.len())
 }
 
 /// Structured results are objects: lists come as `{"items": [...]}`.
@@ -698,6 +731,40 @@ mod tests {
                 into: s(),
             },
         ]
+    }
+
+    /// A planning error in a run names the file as the caller named it among `files`: from
+    /// the folder the project was unpacked into, or relative to the project.
+    #[test]
+    fn an_mcp_run_error_names_its_file_as_the_caller_did() {
+        let named = vec!["models.py".to_string(), "sql/m.sql".to_string()];
+        let e = Error::Plan {
+            file: Some("/lake/uploads/1a2b/project/sql/m.sql".into()),
+            line: Some(3),
+            message: "/lake/uploads/1a2b/project/sql/m.sql:3: input 'x' is not there".into(),
+        };
+        let r = tool_error(&e, &named);
+        assert_eq!(r.is_error, Some(true));
+        assert_eq!(
+            r.structured_content,
+            Some(json!({"error": {"type": "PlanError",
+                "message": "sql/m.sql:3: input 'x' is not there",
+                "context": {"file": "sql/m.sql", "line": 3}}}))
+        );
+        assert_eq!(as_named("./models.py", &named), Some("models.py"));
+        // Not a file of the run's, nor one whose name merely ends the same.
+        assert_eq!(as_named("/elsewhere/other_models.py", &named), None);
+        assert_eq!(as_named("m.sql", &named), None);
+        // Other errors keep their context as it is.
+        let e = Error::RefNotFound("dev".into());
+        let r = tool_error(&e, &named);
+        assert_eq!(
+            r.structured_content,
+            Some(
+                json!({"error": {"type": "RefNotFound", "message": e.to_string(),
+                "context": {"ref": "dev"}}})
+            )
+        );
     }
 
     /// What a server lets any key call without a rights check (`Op::read_only`) is what the

@@ -29,9 +29,11 @@ macro_rules! in_both_modes {
     };
 }
 
+mod contract;
 mod crash;
 mod errors;
 mod ingest;
+mod mcp;
 mod pipeline;
 mod query;
 mod refs;

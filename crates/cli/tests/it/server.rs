@@ -705,16 +705,26 @@ pub(crate) fn remote_lake(server_env: &[(&str, String)]) -> (Lake, Server) {
     remote_lake_with(server_env, &[])
 }
 
+/// The metastore of a [`remote_lake`]'s server.
+fn metastore_of(remote: &Lake) -> String {
+    format!("sqlite:{}", remote.file("server").display())
+}
+
+/// `lakeplan admin ARGS` on the metastore of a [`remote_lake`]'s server (running or not);
+/// its output.
+pub(crate) fn remote_admin(remote: &Lake, args: &[&str]) -> String {
+    let meta = metastore_of(remote);
+    let mut a = vec!["admin"];
+    a.extend_from_slice(args);
+    a.extend_from_slice(&["--metastore", &meta]);
+    remote.ok(&a)
+}
+
 /// [`remote_lake`], with more `lakeplan serve` arguments.
 fn remote_lake_with(server_env: &[(&str, String)], serve_args: &[&str]) -> (Lake, Server) {
     let remote = Lake::new();
-    let meta = format!("sqlite:{}", remote.file("server").display());
-    let admin = |args: &[&str]| {
-        let mut a = vec!["admin"];
-        a.extend_from_slice(args);
-        a.extend_from_slice(&["--metastore", &meta]);
-        remote.ok(&a)
-    };
+    let meta = metastore_of(&remote);
+    let admin = |args: &[&str]| remote_admin(&remote, args);
     admin(&["tenant", "create", "acme"]);
     admin(&["user", "create", "tester", "--tenant", "acme", "--admin"]);
     let key = admin(&[
