@@ -440,6 +440,25 @@ impl Remote {
         .await
     }
 
+    /// A table created from files: planned by a worker and applied, in one request.
+    pub async fn create_table(
+        &self,
+        table: &str,
+        ns: Option<&str>,
+        search_uri: &str,
+        branch: Option<&str>,
+        partitioned_by: Option<&str>,
+        replace: bool,
+    ) -> Result<WriteInfo> {
+        let b = self.ref_or_active(branch)?;
+        self.post(
+            &["branches", &b, "tables"],
+            json!({"table": table, "namespace": ns, "search_uri": search_uri,
+                   "partitioned_by": partitioned_by, "replace": replace}),
+        )
+        .await
+    }
+
     pub async fn apply_plan(&self, plan: &CreatePlan) -> Result<WriteInfo> {
         self.post(&["table-plans", "apply"], json!({"plan": plan}))
             .await

@@ -626,9 +626,9 @@ async fn table(lake: &Service, cmd: TableCmd, out: Output) -> Result<()> {
             replace,
             commit,
         } => {
-            let lake = lake.with_commit(commit.extras()?)?;
-            let plan = lake
-                .plan_table(
+            let w = lake
+                .with_commit(commit.extras()?)?
+                .create_table(
                     &t.table,
                     t.namespace.as_deref(),
                     &search_uri,
@@ -637,8 +637,7 @@ async fn table(lake: &Service, cmd: TableCmd, out: Output) -> Result<()> {
                     replace,
                 )
                 .await?;
-            let w = lake.apply_plan(&plan).await?;
-            written(out, &format!("Created table {}", plan.table), &w)?;
+            written(out, &format!("Created table {}", t.table), &w)?;
         }
         TableCmd::CreatePlan {
             t,

@@ -258,6 +258,30 @@ impl Service {
             r => r.plan_table(table, ns, search_uri, branch, partitioned_by, replace).await)
     }
 
+    pub async fn create_table(
+        &self,
+        table: &str,
+        ns: Option<&str>,
+        search_uri: &str,
+        branch: Option<&str>,
+        partitioned_by: Option<&str>,
+        replace: bool,
+    ) -> Result<WriteInfo> {
+        dispatch!(self,
+            l => open(l).call(ops::CreateTable {
+                plan: ops::PlanTable {
+                    table: table.into(),
+                    namespace: ns.map(Into::into),
+                    search_uri: search_uri.into(),
+                    branch: branch.map(Into::into),
+                    partitioned_by: partitioned_by.map(Into::into),
+                    replace,
+                },
+                commit: CommitExtras::default(),
+            }).await,
+            r => r.create_table(table, ns, search_uri, branch, partitioned_by, replace).await)
+    }
+
     pub async fn apply_plan(&self, plan: &CreatePlan) -> Result<WriteInfo> {
         dispatch!(self,
             l => open(l).call(ops::ApplyPlan { plan: plan.clone(), commit: CommitExtras::default() }).await,

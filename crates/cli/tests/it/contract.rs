@@ -140,6 +140,79 @@ const CASES: &[Case] = &[
         "-b",
         "{b}-{w}",
     ]),
+    case("plan_table", WriteRef, false).cli(&[
+        "table",
+        "create-plan",
+        "t_{w}",
+        "--search-uri",
+        "{csv}",
+        "-b",
+        "{b}-{w}",
+    ]),
+    case("plan_table", WriteRef, false)
+        .cli(&[
+            "table",
+            "create-plan",
+            "p_{w}",
+            "--search-uri",
+            "{csv}",
+            "-b",
+            "{b}-{w}",
+            "--save-plan",
+            "{proj}/p_{w}.yaml",
+        ])
+        .kind_only(),
+    case("apply_plan", WriteRef, false).cli(&[
+        "table",
+        "create-plan-apply",
+        "--plan",
+        "{proj}/p_{w}.yaml",
+    ]),
+    case("create_table", WriteRef, false).cli(&[
+        "table",
+        "create",
+        "t_{w}",
+        "--search-uri",
+        "{csv}",
+        "-b",
+        "{b}-{w}",
+    ]),
+    case("import", WriteRef, false)
+        .cli(&[
+            "table",
+            "import",
+            "t_{w}",
+            "--search-uri",
+            "{csv}",
+            "-b",
+            "{b}-{w}",
+        ])
+        .mcp(
+            "import_data",
+            r#"{"table": "t_{w}", "search_uri": "{csv}", "branch": "{b}-{w}", "create_table": true}"#,
+        ),
+    // A project that does not plan: refused where the key may not write, else its plan error.
+    case("start_run", WriteRef, false)
+        .cli(&["run", "-p", "{proj}/broken", "-r", "{b}-{w}"])
+        .mcp(
+            "run_pipeline",
+            r#"{"branch": "{b}-{w}", "files": {"lakeplan_project.yml": "project:\n  name: broken\n", "models.py": "import lakeplan\n\ndef oops(:\n"}}"#,
+        )
+        .fails("PlanError"),
+    case("list_jobs", Read, false).cli(&["job", "ls", "-n", "5"]),
+    case("get_job", Read, false)
+        .cli(&["job", "get", "nope"])
+        .fails("JobNotFound"),
+    case("job_log", Read, false)
+        .cli(&["job", "logs", "nope"])
+        .fails("JobNotFound"),
+    // A job's target decides who may stop or re-run it: a missing job is missing for every key.
+    case("cancel_job", Read, false)
+        .cli(&["job", "stop", "nope"])
+        .fails("JobNotFound"),
+    case("rerun", Read, false)
+        .cli(&["rerun", "nope"])
+        .fails("JobNotFound"),
     case("drop_namespace", WriteRef, false).cli(&["namespace", "rm", "ns_{w}", "-b", "{b}-{w}"]),
     case("drop_table", WriteRef, false).cli(&[
         "table",
@@ -192,10 +265,35 @@ const NO_MCP_TOOL: &[&str] = &[
     "set_setting",
     "audit_log",
     "seal_secret",
+    "plan_table",
+    "apply_plan",
+    "create_table",
+    "list_jobs",
+    "get_job",
+    "job_log",
+    "cancel_job",
+    "rerun",
+    // The Iceberg REST catalog's own (see NO_CLI_COMMAND).
+    "get_namespace",
+    "iceberg_load_table",
+    "iceberg_table_exists",
+    "iceberg_create_table",
+    "iceberg_register_table",
+    "iceberg_commit",
+    "iceberg_rename_table",
 ];
 
-/// Operations no CLI command runs: none.
-const NO_CLI_COMMAND: &[&str] = &[];
+/// Operations no CLI command runs: the Iceberg REST catalog's own, which Iceberg clients call
+/// (`crates/server/src/tests/contract.rs` runs them through the service and `/iceberg/v1`).
+const NO_CLI_COMMAND: &[&str] = &[
+    "get_namespace",
+    "iceberg_load_table",
+    "iceberg_table_exists",
+    "iceberg_create_table",
+    "iceberg_register_table",
+    "iceberg_commit",
+    "iceberg_rename_table",
+];
 
 /// The table and the lists above name every operation, and only operations: an operation added
 /// to `OPERATIONS` fails here until it has a row (or is listed as having no tool).
@@ -291,6 +389,7 @@ fn fill(t: &str, w: &str, proj: &str) -> String {
     t.replace("{b}", "dev")
         .replace("{w}", w)
         .replace("{proj}", proj)
+        .replace("{csv}", &data("trips_2024_01.csv"))
 }
 
 /// One place the operations run: a lake (local, or a remote one through a server) as one key.
@@ -396,6 +495,13 @@ fn set_up(lake: &Lake) -> String {
     let proj = lake.file("proj");
     std::fs::create_dir_all(&proj).expect("project folder");
     lake.write("proj/lakeplan_project.yml", "project:\n  name: contract\n");
+    // A project that does not plan: a syntax error on models.py's line 3.
+    std::fs::create_dir_all(lake.file("proj/broken")).expect("project folder");
+    lake.write(
+        "proj/broken/lakeplan_project.yml",
+        "project:\n  name: broken\n",
+    );
+    lake.write("proj/broken/models.py", "import lakeplan\n\ndef oops(:\n");
     proj.display().to_string()
 }
 

@@ -171,7 +171,6 @@ fn mcp_run_pipeline_answers_a_planning_error_with_its_file_and_line_on_a_local_l
 /// context has the file and line) into an `Error::Remote` without it, so the tool answers
 /// `"context": {}` (the kind and the message are right).
 #[test]
-#[ignore = "needs crates/server/src/mcp.rs to pass a relayed error's context on (Error::Remote has none yet)"]
 fn mcp_run_pipeline_answers_a_planning_error_with_its_file_and_line_through_a_server() {
     let (lake, _server) = crate::server::remote_lake(&[]);
     assert_plan_errors_are_structured(&lake, None);
