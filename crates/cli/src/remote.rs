@@ -21,6 +21,7 @@ use std::path::PathBuf;
 use arrow::record_batch::RecordBatch;
 use lakeplan_catalog::AuditRecord;
 use lakeplan_core::{Error, RefKind, Result, MAIN_BRANCH};
+use lakeplan_lake::ops;
 use lakeplan_lake::pipeline::SealedSecret;
 use lakeplan_lake::{
     CommitExtras, CommitInfo, CreatePlan, DiffInfo, ImportReport, JobRecord, MergeInfo,
@@ -422,41 +423,31 @@ impl Remote {
         self.delete(&["branches", &b, "tables", table], &q).await
     }
 
-    pub async fn plan_table(
-        &self,
-        table: &str,
-        ns: Option<&str>,
-        search_uri: &str,
-        branch: Option<&str>,
-        partitioned_by: Option<&str>,
-        replace: bool,
-    ) -> Result<CreatePlan> {
-        let b = self.ref_or_active(branch)?;
-        self.post(
-            &["table-plans"],
-            json!({"table": table, "namespace": ns, "search_uri": search_uri, "branch": b,
-                   "partitioned_by": partitioned_by, "replace": replace}),
-        )
-        .await
+    /// A table plan's request as a body, its branch bound (the active one when left out):
+    /// the branch and the body (which names the branch only for `table-plans`).
+    fn plan_body(&self, req: &ops::PlanTable, with_branch: bool) -> Result<(String, Value)> {
+        let branch = self.ref_or_active(req.branch.as_deref())?;
+        let mut body = serde_json::to_value(req)
+            .map_err(|e| Error::Internal(format!("a table plan's request: {e}")))?;
+        if let Some(o) = body.as_object_mut() {
+            if with_branch {
+                o.insert("branch".into(), json!(branch));
+            } else {
+                o.remove("branch");
+            }
+        }
+        Ok((branch, body))
+    }
+
+    pub async fn plan_table(&self, req: &ops::PlanTable) -> Result<CreatePlan> {
+        let (_, body) = self.plan_body(req, true)?;
+        self.post(&["table-plans"], body).await
     }
 
     /// A table created from files: planned by a worker and applied, in one request.
-    pub async fn create_table(
-        &self,
-        table: &str,
-        ns: Option<&str>,
-        search_uri: &str,
-        branch: Option<&str>,
-        partitioned_by: Option<&str>,
-        replace: bool,
-    ) -> Result<WriteInfo> {
-        let b = self.ref_or_active(branch)?;
-        self.post(
-            &["branches", &b, "tables"],
-            json!({"table": table, "namespace": ns, "search_uri": search_uri,
-                   "partitioned_by": partitioned_by, "replace": replace}),
-        )
-        .await
+    pub async fn create_table(&self, req: &ops::PlanTable) -> Result<WriteInfo> {
+        let (branch, body) = self.plan_body(req, false)?;
+        self.post(&["branches", &branch, "tables"], body).await
     }
 
     pub async fn apply_plan(&self, plan: &CreatePlan) -> Result<WriteInfo> {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use lakeplan_core::{Error, RefKind, Result};
-use lakeplan_lake::{CreatePlan, ImportOptions, Lake, LakeConfig, Progress, ProgressFn};
+use lakeplan_lake::{ops, CreatePlan, ImportOptions, Lake, LakeConfig, Progress, ProgressFn};
 
 use crate::remote::{CommitFilter, Remote};
 use crate::service::Service;
@@ -626,16 +626,17 @@ async fn table(lake: &Service, cmd: TableCmd, out: Output) -> Result<()> {
             replace,
             commit,
         } => {
+            let req = ops::PlanTable {
+                table: t.table.clone(),
+                namespace: t.namespace,
+                search_uri,
+                branch,
+                partitioned_by,
+                replace,
+            };
             let w = lake
                 .with_commit(commit.extras()?)?
-                .create_table(
-                    &t.table,
-                    t.namespace.as_deref(),
-                    &search_uri,
-                    branch.as_deref(),
-                    partitioned_by.as_deref(),
-                    replace,
-                )
+                .create_table(req)
                 .await?;
             written(out, &format!("Created table {}", t.table), &w)?;
         }
@@ -648,14 +649,14 @@ async fn table(lake: &Service, cmd: TableCmd, out: Output) -> Result<()> {
             save_plan,
         } => {
             let plan = lake
-                .plan_table(
-                    &t.table,
-                    t.namespace.as_deref(),
-                    &search_uri,
-                    branch.as_deref(),
-                    partitioned_by.as_deref(),
+                .plan_table(ops::PlanTable {
+                    table: t.table,
+                    namespace: t.namespace,
+                    search_uri,
+                    branch,
+                    partitioned_by,
                     replace,
-                )
+                })
                 .await?;
             let yaml = serde_yaml::to_string(&plan).map_err(|e| Error::Internal(e.to_string()))?;
             match save_plan {

@@ -237,49 +237,16 @@ impl Service {
             r => r.drop_table(table, ns, branch, if_exists).await)
     }
 
-    pub async fn plan_table(
-        &self,
-        table: &str,
-        ns: Option<&str>,
-        search_uri: &str,
-        branch: Option<&str>,
-        partitioned_by: Option<&str>,
-        replace: bool,
-    ) -> Result<CreatePlan> {
-        dispatch!(self,
-            l => open(l).call(ops::PlanTable {
-                table: table.into(),
-                namespace: ns.map(Into::into),
-                search_uri: search_uri.into(),
-                branch: branch.map(Into::into),
-                partitioned_by: partitioned_by.map(Into::into),
-                replace,
-            }).await,
-            r => r.plan_table(table, ns, search_uri, branch, partitioned_by, replace).await)
+    /// A new table's plan from files (nothing written).
+    pub async fn plan_table(&self, req: ops::PlanTable) -> Result<CreatePlan> {
+        dispatch!(self, l => open(l).call(req).await, r => r.plan_table(&req).await)
     }
 
-    pub async fn create_table(
-        &self,
-        table: &str,
-        ns: Option<&str>,
-        search_uri: &str,
-        branch: Option<&str>,
-        partitioned_by: Option<&str>,
-        replace: bool,
-    ) -> Result<WriteInfo> {
+    /// A table created from files: planned and applied in one call.
+    pub async fn create_table(&self, plan: ops::PlanTable) -> Result<WriteInfo> {
         dispatch!(self,
-            l => open(l).call(ops::CreateTable {
-                plan: ops::PlanTable {
-                    table: table.into(),
-                    namespace: ns.map(Into::into),
-                    search_uri: search_uri.into(),
-                    branch: branch.map(Into::into),
-                    partitioned_by: partitioned_by.map(Into::into),
-                    replace,
-                },
-                commit: CommitExtras::default(),
-            }).await,
-            r => r.create_table(table, ns, search_uri, branch, partitioned_by, replace).await)
+            l => open(l).call(ops::CreateTable { plan, commit: CommitExtras::default() }).await,
+            r => r.create_table(&plan).await)
     }
 
     pub async fn apply_plan(&self, plan: &CreatePlan) -> Result<WriteInfo> {
