@@ -1,5 +1,7 @@
-//! The HTTP/JSON API: one route per CLI operation, each a thin call into the service layer
-//! (`lakeplan_lake::Lake`) after the caller's rights are checked.
+//! The HTTP/JSON API: each route maps its path, query and body onto one operation of the
+//! service (`lakeplan_lake::ops`, named in its row of the route table) and calls it through the
+//! caller's [`Caller::service`], which checks the key's rights and hands file reading and code
+//! running to the data-plane workers. No handler checks rights or fills defaults itself.
 //!
 //! The route table below is the single source of both the router and `/openapi.json`, so the
 //! documentation cannot drift from what is served.
@@ -199,15 +201,29 @@ fn created<T: serde::Serialize>(v: T) -> ApiResult {
     Ok((StatusCode::CREATED, Json(v)).into_response())
 }
 
-/// Defines the routes once: the router and their documentation come from this list.
+/// The name of the operation a route row names (`[ListRefs]`), from its type: a row cannot name
+/// what is not an operation of the service.
+macro_rules! route_operation {
+    () => {
+        None
+    };
+    ($op:ident) => {
+        Some(<ops::$op as ops::Operation>::NAME)
+    };
+}
+
+/// Defines the routes once: the router and their documentation come from this list. Each row
+/// names the operation of the service it maps onto (`[]` for the few that are not one: who the
+/// key is, a query, a live log).
 macro_rules! routes {
-    ($( $method:ident $path:literal => $handler:ident, $scope:literal, $summary:literal,
-        query [$($q:literal),*], body [$($b:literal),*] ; )*) => {
+    ($( $method:ident $path:literal => $handler:ident [$($op:ident)?], $scope:literal,
+        $summary:literal, query [$($q:literal),*], body [$($b:literal),*] ; )*) => {
         /// Every API route, documented (served as `/openapi.json`).
         pub const ROUTES: &[RouteDoc] = &[
             $( RouteDoc {
                 method: stringify!($method),
                 path: $path,
+                operation: route_operation!($($op)?),
                 scope: $scope,
                 summary: $summary,
                 query: &[$($q),*],
@@ -226,79 +242,79 @@ macro_rules! routes {
 // Field notation in `query`/`body`: `name` optional string, `name!` required, `name:type`
 // (boolean, integer, object, array) — see `openapi.rs`.
 routes! {
-    get "/api/v1/info" => info, "read", "Who the key belongs to: tenant, user, scope; the server's version",
+    get "/api/v1/info" => info [], "read", "Who the key belongs to: tenant, user, scope; the server's version",
         query [], body [];
-    get "/api/v1/branches" => list_branches, "read", "List branches, by name; with limit, the next page's token is in the x-lakeplan-next-page-token header",
+    get "/api/v1/branches" => list_branches [ListRefs], "read", "List branches, by name; with limit, the next page's token is in the x-lakeplan-next-page-token header",
         query ["name", "limit:integer", "page_token"], body [];
-    post "/api/v1/branches" => create_branch, "write", "Create a branch (O(1): one row)",
+    post "/api/v1/branches" => create_branch [CreateRef], "write", "Create a branch (O(1): one row)",
         query [], body ["name!", "from_ref", "if_not_exists:boolean"];
-    get "/api/v1/branches/{name}" => get_branch, "read", "Get a branch and its head commit",
+    get "/api/v1/branches/{name}" => get_branch [GetRef], "read", "Get a branch and its head commit",
         query [], body [];
-    delete "/api/v1/branches/{name}" => delete_branch, "write", "Delete a branch",
+    delete "/api/v1/branches/{name}" => delete_branch [DeleteRef], "write", "Delete a branch",
         query ["if_exists:boolean"], body [];
-    post "/api/v1/branches/{name}/rename" => rename_branch, "write", "Rename a branch",
+    post "/api/v1/branches/{name}/rename" => rename_branch [RenameRef], "write", "Rename a branch",
         query [], body ["new_name!"];
-    post "/api/v1/branches/{name}/merge" => merge_branch, "write", "Merge the branch into another (three-way at table level; 409 with the conflicting tables)",
+    post "/api/v1/branches/{name}/merge" => merge_branch [Merge], "write", "Merge the branch into another (three-way at table level; 409 with the conflicting tables)",
         query [], body ["into", "commit_message", "commit_body", "commit_properties:object"];
-    get "/api/v1/tags" => list_tags, "read", "List tags, by name (paged like branches)",
+    get "/api/v1/tags" => list_tags [ListRefs], "read", "List tags, by name (paged like branches)",
         query ["name", "limit:integer", "page_token"], body [];
-    post "/api/v1/tags" => create_tag, "write", "Create a tag",
+    post "/api/v1/tags" => create_tag [CreateRef], "write", "Create a tag",
         query [], body ["name!", "from_ref", "if_not_exists:boolean"];
-    get "/api/v1/tags/{name}" => get_tag, "read", "Get a tag",
+    get "/api/v1/tags/{name}" => get_tag [GetRef], "read", "Get a tag",
         query [], body [];
-    delete "/api/v1/tags/{name}" => delete_tag, "write", "Delete a tag",
+    delete "/api/v1/tags/{name}" => delete_tag [DeleteRef], "write", "Delete a tag",
         query ["if_exists:boolean"], body [];
-    post "/api/v1/tags/{name}/rename" => rename_tag, "write", "Rename a tag",
+    post "/api/v1/tags/{name}/rename" => rename_tag [RenameRef], "write", "Rename a tag",
         query [], body ["new_name!"];
-    get "/api/v1/diff" => diff, "read", "Tables added, removed and changed between two refs",
+    get "/api/v1/diff" => diff [Diff], "read", "Tables added, removed and changed between two refs",
         query ["from!", "to!"], body [];
-    get "/api/v1/refs/{ref}/commits" => commits, "read", "The log of a ref: first parents, newest first",
+    get "/api/v1/refs/{ref}/commits" => commits [Commits], "read", "The log of a ref: first parents, newest first",
         query ["limit:integer", "message", "author", "property"], body [];
-    get "/api/v1/refs/{ref}/namespaces" => list_namespaces, "read", "List namespaces at a ref (paged like branches)",
+    get "/api/v1/refs/{ref}/namespaces" => list_namespaces [ListNamespaces], "read", "List namespaces at a ref (paged like branches)",
         query ["limit:integer", "page_token"], body [];
-    post "/api/v1/branches/{branch}/namespaces" => create_namespace, "write", "Create a namespace (a commit)",
+    post "/api/v1/branches/{branch}/namespaces" => create_namespace [CreateNamespace], "write", "Create a namespace (a commit)",
         query [], body ["name!", "commit_body", "commit_properties:object"];
-    delete "/api/v1/branches/{branch}/namespaces/{namespace}" => delete_namespace, "write", "Delete an empty namespace (a commit)",
+    delete "/api/v1/branches/{branch}/namespaces/{namespace}" => delete_namespace [DropNamespace], "write", "Delete an empty namespace (a commit)",
         query [], body ["commit_body", "commit_properties:object"];
-    get "/api/v1/refs/{ref}/tables" => list_tables, "read", "List tables at a ref, by namespace.name (paged like branches)",
+    get "/api/v1/refs/{ref}/tables" => list_tables [ListTables], "read", "List tables at a ref, by namespace.name (paged like branches)",
         query ["namespace", "limit:integer", "page_token"], body [];
-    get "/api/v1/refs/{ref}/tables/{table}" => get_table, "read", "A table at a ref: schema with field ids, partition spec, snapshots, rows, size, metadata location",
+    get "/api/v1/refs/{ref}/tables/{table}" => get_table [GetTable], "read", "A table at a ref: schema with field ids, partition spec, snapshots, rows, size, metadata location",
         query ["namespace"], body [];
-    delete "/api/v1/branches/{branch}/tables/{table}" => delete_table, "write", "Remove a table (a commit; data files stay for other refs)",
+    delete "/api/v1/branches/{branch}/tables/{table}" => delete_table [DropTable], "write", "Remove a table (a commit; data files stay for other refs)",
         query ["namespace", "if_exists:boolean"], body ["commit_body", "commit_properties:object"];
-    post "/api/v1/branches/{branch}/tables" => create_table, "write", "Create a table whose schema is inferred from files (by a worker)",
+    post "/api/v1/branches/{branch}/tables" => create_table [CreateTable], "write", "Create a table whose schema is inferred from files (by a worker)",
         query [], body ["table!", "search_uri!", "namespace", "partitioned_by", "replace:boolean", "commit_body", "commit_properties:object"];
-    post "/api/v1/table-plans" => plan_table, "write", "Infer a table's schema from files without creating it (conflicts listed)",
+    post "/api/v1/table-plans" => plan_table [PlanTable], "write", "Infer a table's schema from files without creating it (conflicts listed)",
         query [], body ["table!", "search_uri!", "branch!", "namespace", "partitioned_by", "replace:boolean"];
-    post "/api/v1/table-plans/apply" => apply_plan, "write", "Create a table from a (possibly edited) plan",
+    post "/api/v1/table-plans/apply" => apply_plan [ApplyPlan], "write", "Create a table from a (possibly edited) plan",
         query [], body ["plan!:object", "commit_body", "commit_properties:object"];
-    post "/api/v1/branches/{branch}/tables/{table}/import" => import, "write", "Append files to a table: one commit, or nothing",
+    post "/api/v1/branches/{branch}/tables/{table}/import" => import [Import], "write", "Append files to a table: one commit, or nothing",
         query [], body ["search_uri!", "namespace", "continue_on_error:boolean", "import_duplicate_files:boolean", "commit_body", "commit_properties:object"];
-    post "/api/v1/branches/{branch}/tables/{table}/revert" => revert_table, "write", "Restore a table as of another ref (no file copied)",
+    post "/api/v1/branches/{branch}/tables/{table}/revert" => revert_table [RevertTable], "write", "Restore a table as of another ref (no file copied)",
         query [], body ["source_ref!", "namespace", "commit_body", "commit_properties:object"];
-    post "/api/v1/query" => query, "read", "Run one read-only SQL statement at a ref on a data-plane worker: 303 to the rows on the worker (JSON, or an Arrow IPC stream with 'Accept: application/vnd.apache.arrow.stream'), or with 'Accept: application/vnd.lakeplan.flight+json' a short-lived ticket for Arrow Flight DoGet on the worker",
+    post "/api/v1/query" => query [], "read", "Run one read-only SQL statement at a ref on a data-plane worker: 303 to the rows on the worker (JSON, or an Arrow IPC stream with 'Accept: application/vnd.apache.arrow.stream'), or with 'Accept: application/vnd.lakeplan.flight+json' a short-lived ticket for Arrow Flight DoGet on the worker",
         query [], body ["sql!", "ref", "namespace", "max_rows:integer"];
-    get "/api/v1/settings" => list_settings, "read", "The lake's settings (`lakeplan lake config`): each name, value (null when unset) and meaning",
+    get "/api/v1/settings" => list_settings [Settings], "read", "The lake's settings (`lakeplan lake config`): each name, value (null when unset) and meaning",
         query [], body [];
-    post "/api/v1/settings/{name}" => set_setting, "admin", "Set a lake setting, or unset it with value null (admin keys only: it changes every user's defaults)",
+    post "/api/v1/settings/{name}" => set_setting [SetSetting], "admin", "Set a lake setting, or unset it with value null (admin keys only: it changes every user's defaults)",
         query [], body ["value"];
-    get "/api/v1/audit" => audit, "read", "The tenant's append-only operations log, newest first",
+    get "/api/v1/audit" => audit [AuditLog], "read", "The tenant's append-only operations log, newest first",
         query ["limit:integer"], body [];
-    post "/api/v1/runs" => run, "write", "Run a pipeline project (body: the project as a zip, Content-Type application/zip); 202 with the job id once it is recorded",
+    post "/api/v1/runs" => run [StartRun], "write", "Run a pipeline project (body: the project as a zip, Content-Type application/zip); 202 with the job id once it is recorded",
         query ["ref", "namespace", "param", "dry_run:boolean", "no_cache:boolean", "strict:boolean", "transaction:boolean", "strict_python:boolean", "preview", "arg", "priority:integer", "project_dir"], body [];
-    post "/api/v1/secrets" => seal_secret, "write", "Seal a secret parameter's value with the tenant's key (`lakeplan parameter set NAME VALUE --type secret`): returns {name, project_id, ciphertext, key} for the project file; the value is not stored, logged or audited",
+    post "/api/v1/secrets" => seal_secret [SealSecret], "write", "Seal a secret parameter's value with the tenant's key (`lakeplan parameter set NAME VALUE --type secret`): returns {name, project_id, ciphertext, key} for the project file; the value is not stored, logged or audited",
         query [], body ["name!", "value!", "project_id"];
-    get "/api/v1/jobs" => list_jobs, "read", "Pipeline runs, newest first",
+    get "/api/v1/jobs" => list_jobs [ListJobs], "read", "Pipeline runs, newest first",
         query ["limit:integer"], body [];
-    get "/api/v1/jobs/{id}" => get_job, "read", "One pipeline run",
+    get "/api/v1/jobs/{id}" => get_job [GetJob], "read", "One pipeline run",
         query [], body [];
-    get "/api/v1/jobs/{id}/logs" => job_logs, "read", "A run's log (text)",
+    get "/api/v1/jobs/{id}/logs" => job_logs [JobLog], "read", "A run's log (text)",
         query [], body [];
-    post "/api/v1/jobs/{id}/rerun" => rerun, "write", "Run a job again from its stored code, parameters and input commit; 202 with the new job id",
+    post "/api/v1/jobs/{id}/rerun" => rerun [Rerun], "write", "Run a job again from its stored code, parameters and input commit; 202 with the new job id",
         query ["ref", "dry_run:boolean", "no_cache:boolean"], body [];
-    get "/api/v1/jobs/{id}/logs/stream" => job_log_stream, "read", "A run's log, live, as server-sent events: one 'data:' per line, then 'event: end' with the job's final status",
+    get "/api/v1/jobs/{id}/logs/stream" => job_log_stream [], "read", "A run's log, live, as server-sent events: one 'data:' per line, then 'event: end' with the job's final status",
         query [], body [];
-    post "/api/v1/jobs/{id}/cancel" => cancel_job, "write", "Stop a running pipeline (its target branch stays as it was)",
+    post "/api/v1/jobs/{id}/cancel" => cancel_job [CancelJob], "write", "Stop a running pipeline (its target branch stays as it was)",
         query [], body [];
 }
 

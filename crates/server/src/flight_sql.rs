@@ -38,6 +38,7 @@ use base64::Engine;
 use futures::{Stream, StreamExt, TryStreamExt};
 use lakeplan_core::MAIN_BRANCH;
 use lakeplan_core::{RefKind, TableName};
+use lakeplan_lake::ops;
 use prost::Message;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
@@ -358,7 +359,13 @@ impl FlightSql {
         descriptor: FlightDescriptor,
     ) -> Result<Response<FlightInfo>, Status> {
         let c = self.caller(m).await?;
-        c.lake.iceberg_reader(&r).map_err(|e| status(e.into()))?;
+        // The ref must resolve for the caller.
+        let op = ops::Commits {
+            at: Some(r.clone()),
+            limit: Some(1),
+            ..Default::default()
+        };
+        c.service().call(op).await.map_err(|e| status(e.into()))?;
         let ticket = Any {
             type_url: USE_REF_TYPE.to_string(),
             value: r.clone().into_bytes().into(),
@@ -378,8 +385,13 @@ impl FlightSql {
         let c = self.caller(m).await?;
         let session = self.ref_of(m, &c);
         let mut out = vec![(SESSION_CATALOG.to_string(), session)];
+        let svc = c.service();
         for kind in [RefKind::Branch, RefKind::Tag] {
-            for r in c.lake.list_refs(kind).map_err(|e| status(e.into()))? {
+            let refs = svc
+                .call(ops::ListRefs { kind })
+                .await
+                .map_err(|e| status(e.into()))?;
+            for r in refs {
                 out.push((r.name.clone(), r.name));
             }
         }
@@ -576,11 +588,8 @@ impl FlightSqlService for FlightSql {
             if only.as_deref().is_some_and(|o| o != catalog) {
                 continue;
             }
-            for ns in c
-                .lake
-                .list_namespaces(Some(&at))
-                .map_err(|e| status(e.into()))?
-            {
+            let op = ops::ListNamespaces { at: Some(at) };
+            for ns in c.service().call(op).await.map_err(|e| status(e.into()))? {
                 b.append(&catalog, ns);
             }
         }
@@ -613,17 +622,21 @@ impl FlightSqlService for FlightSql {
             if only.as_deref().is_some_and(|o| o != catalog) {
                 continue;
             }
-            let reader = c.lake.iceberg_reader(&at).map_err(|e| status(e.into()))?;
-            for t in c
-                .lake
-                .list_tables(Some(&at), None)
-                .map_err(|e| status(e.into()))?
-            {
+            let svc = c.service();
+            let op = ops::ListTables {
+                at: Some(at.clone()),
+                namespace: None,
+            };
+            for t in svc.call(op).await.map_err(|e| status(e.into()))? {
                 let schema = if with_schema {
                     let name =
                         TableName::new(&t.namespace, &t.name).map_err(|e| status(e.into()))?;
-                    let table = reader.load(&name).await.map_err(|e| status(e.into()))?;
-                    iceberg::arrow::schema_to_arrow_schema(table.metadata().current_schema())
+                    let op = ops::IcebergLoadTable {
+                        at: at.clone(),
+                        table: name.clone(),
+                    };
+                    let table = svc.call(op).await.map_err(|e| status(e.into()))?;
+                    iceberg::arrow::schema_to_arrow_schema(table.metadata.current_schema())
                         .map_err(|e| Status::internal(format!("table {name}: {e}")))?
                 } else {
                     empty.clone()

@@ -9,6 +9,8 @@ pub struct RouteDoc {
     pub method: &'static str,
     /// axum path syntax: `/api/v1/branches/{name}`.
     pub path: &'static str,
+    /// The operation of the service it maps onto (`lakeplan_lake::ops::OPERATIONS`), if any.
+    pub operation: Option<&'static str>,
     /// The key scope the route needs at least: read, write or admin.
     pub scope: &'static str,
     pub summary: &'static str,
@@ -86,6 +88,16 @@ pub fn document(routes: &[RouteDoc]) -> Value {
                     "type": "object", "properties": props, "required": required
                 }}}
             });
+        }
+        if let Some(name) = r.operation {
+            // The operation of the service it is, and what that operation says of itself.
+            op["x-lakeplan-operation"] = json!(name);
+            if let Some(doc) = lakeplan_lake::ops::OPERATIONS
+                .iter()
+                .find(|o| o.name == name)
+            {
+                op["description"] = json!(doc.summary);
+            }
         }
         let entry = paths.entry(r.path.to_string()).or_insert_with(|| json!({}));
         entry[r.method] = op;

@@ -1278,6 +1278,25 @@ async fn the_openapi_document_describes_every_served_route() {
             r.path
         );
     }
+    // Every operation of the service is served: by an /api/v1 route that names it (and the
+    // document says which), or by the Iceberg REST catalog (its own operations).
+    for o in lakeplan_lake::ops::OPERATIONS {
+        let routed: Vec<_> = crate::api::ROUTES
+            .iter()
+            .filter(|r| r.operation == Some(o.name))
+            .collect();
+        if o.name.starts_with("iceberg_") || o.name == "get_namespace" {
+            assert!(routed.is_empty(), "{}", o.name);
+            continue;
+        }
+        assert!(!routed.is_empty(), "operation {} has no route", o.name);
+        for r in routed {
+            assert_eq!(
+                doc["paths"][r.path][r.method]["x-lakeplan-operation"],
+                o.name
+            );
+        }
+    }
     let (s, text) = f.get("/metrics", &f.reader).await;
     assert_eq!(s, StatusCode::OK);
     let text = text.as_str().expect("text");

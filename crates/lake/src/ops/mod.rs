@@ -52,7 +52,10 @@
 //! [`DataPlane`]: this process ([`InProcess`]) or a server's workers.
 //!
 //! # Not here yet
-//! Queries still go their own ways on each surface (their rows stream from where they run).
+//! Queries still go their own ways on each surface (their rows stream from where they run); the
+//! CLI's embedded `run` and `rerun` drive the run in its own process (with its progress) rather
+//! than through [`StartRun`]; the CLI's remote client maps each call onto HTTP by hand rather
+//! than implementing [`Service`]'s calls.
 
 mod access;
 mod catalog;
