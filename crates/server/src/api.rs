@@ -1003,7 +1003,7 @@ async fn job_logs(c: Caller, Path(id): Path<String>) -> ApiResult {
 }
 
 /// Where a log stream is: the parts of the job's log sent already (see
-/// [`lakeplan_lake::JobStore::log_parts`]), whether anything was sent, whether the end was.
+/// [`lakeplan_lake::JobStore::log_parts`]) and whether anything was.
 struct LogTail {
     jobs: lakeplan_lake::JobStore,
     /// The tenant's local folder, shown as `<lake>` (see [`redact`]).
@@ -1011,7 +1011,6 @@ struct LogTail {
     id: String,
     seen: std::collections::HashSet<String>,
     partial: String,
-    ended: bool,
 }
 
 impl LogTail {
@@ -1042,44 +1041,42 @@ impl LogTail {
         Ok(lines)
     }
 
-    /// The next events: new lines, or (once the job has ended and its log is read) the end.
-    async fn next(mut self) -> Option<(Vec<axum::response::sse::Event>, LogTail)> {
-        use axum::response::sse::Event;
-        if self.ended {
-            return None;
-        }
-        loop {
+    /// The job's status and the new lines since the last read. The stream is polled on the
+    /// runtime's threads (after the handler returned), so the metastore reads run on the
+    /// blocking pool ([`crate::blocking`]).
+    async fn read(mut self) -> Result<(LogTail, lakeplan_lake::JobStatus, Vec<String>), Error> {
+        crate::blocking(move || {
             // Read the status before the log: a job that ended has written its last line.
-            let status = self.jobs.get(&self.id).map(|j| j.status);
-            let finished = status.as_ref().is_ok_and(|s| s.is_finished());
-            let lines = match self.read_lines(finished) {
-                Ok(l) => l,
-                Err(e) => {
-                    self.ended = true;
-                    return Some((
-                        vec![Event::default().event("error").data(e.to_string())],
-                        self,
-                    ));
-                }
+            let status = self.jobs.get(&self.id)?.status;
+            let lines = self.read_lines(status.is_finished())?;
+            Ok((self, status, lines))
+        })
+        .await
+    }
+
+    /// The next events of a stream that has not ended (`None` once it has): new lines, or
+    /// (once the job has ended and its log is read) the end, or an error that ends it.
+    async fn next(tail: Option<LogTail>) -> Option<(Vec<axum::response::sse::Event>, Option<LogTail>)> {
+        use axum::response::sse::Event;
+        let mut tail = tail?;
+        loop {
+            let (mut t, status, lines) = match tail.read().await {
+                Ok(read) => read,
+                Err(e) => return Some((vec![Event::default().event("error").data(e.to_string())], None)),
             };
             let mut events: Vec<Event> = lines.iter().map(|l| Event::default().data(l)).collect();
-            match status {
-                Ok(st) if st.is_finished() => {
-                    if !self.partial.is_empty() {
-                        events.push(Event::default().data(std::mem::take(&mut self.partial)));
-                    }
-                    events.push(Event::default().event("end").data(st.as_str()));
-                    self.ended = true;
-                    return Some((events, self));
+            if status.is_finished() {
+                if !t.partial.is_empty() {
+                    events.push(Event::default().data(std::mem::take(&mut t.partial)));
                 }
-                Err(e) => {
-                    events.push(Event::default().event("error").data(e.to_string()));
-                    self.ended = true;
-                    return Some((events, self));
-                }
-                Ok(_) if !events.is_empty() => return Some((events, self)),
-                Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
+                events.push(Event::default().event("end").data(status.as_str()));
+                return Some((events, None));
             }
+            if !events.is_empty() {
+                return Some((events, Some(t)));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            tail = t;
         }
     }
 }
@@ -1095,9 +1092,8 @@ async fn job_log_stream(c: Caller, Path(id): Path<String>) -> ApiResult {
         jobs,
         seen: Default::default(),
         partial: String::new(),
-        ended: false,
     };
-    let events = futures::stream::unfold(tail, LogTail::next).flat_map(|batch| {
+    let events = futures::stream::unfold(Some(tail), LogTail::next).flat_map(|batch| {
         futures::stream::iter(batch.into_iter().map(Ok::<_, std::convert::Infallible>))
     });
     Ok(Sse::new(events)

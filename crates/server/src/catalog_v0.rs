@@ -175,13 +175,23 @@ fn ref_json(r: &RefInfo) -> Value {
 
 /// The ref an expression resolves to, as Bauplan shows it: a branch or tag by name, else a
 /// detached commit.
-fn resolved(c: &Caller, expr: &str) -> Result<Value, ApiError> {
+async fn resolved(c: &Caller, expr: &str) -> Result<Value, ApiError> {
+    let svc = c.service();
     for kind in [RefKind::Branch, RefKind::Tag] {
-        if let Ok(r) = c.lake.get_ref(expr, kind) {
+        let op = ops::GetRef {
+            name: expr.to_string(),
+            kind,
+        };
+        if let Ok(r) = svc.call(op).await {
             return Ok(ref_json(&r));
         }
     }
-    let head = c.lake.commits(Some(expr), &LogFilter::default(), Some(1))?;
+    let op = ops::Commits {
+        at: Some(expr.to_string()),
+        limit: Some(1),
+        ..Default::default()
+    };
+    let head = svc.call(op).await?;
     let hash = head.first().map(|h| h.hash.clone()).unwrap_or_default();
     let (name, kind) = match expr.split_once('@') {
         Some((b, _)) if !b.is_empty() => (b.to_string(), "BRANCH"),
@@ -619,7 +629,7 @@ async fn commits(c: Caller, Path(at): Path<String>, BpQuery(q): BpQuery<CommitsQ
             .map_err(&err)?,
         properties,
     };
-    let r = resolved(&c, &at).map_err(&err)?;
+    let r = resolved(&c, &at).await.map_err(&err)?;
     let want = match q.paging.max_records().map_err(&err)? {
         Some(n) => Some(n.saturating_add(q.paging.offset().map_err(&err)?)),
         None => None,
@@ -642,7 +652,7 @@ async fn list_namespaces(
     BpQuery(p): BpQuery<Paging>,
 ) -> BpResult {
     let err = on(About::Other, "FORBIDDEN");
-    let r = resolved(&c, &at).map_err(&err)?;
+    let r = resolved(&c, &at).await.map_err(&err)?;
     let ns: Vec<Value> = c
         .lake
         .list_namespaces(Some(&at))
@@ -657,7 +667,7 @@ async fn list_namespaces(
 
 async fn get_namespace(c: Caller, Path((at, ns)): Path<(String, String)>) -> BpResult {
     let err = on(About::Other, "FORBIDDEN");
-    let r = resolved(&c, &at).map_err(&err)?;
+    let r = resolved(&c, &at).await.map_err(&err)?;
     c.lake
         .require_namespace(&ns, Some(&at))
         .map_err(svc)
@@ -754,7 +764,7 @@ struct TablesQ {
 
 async fn list_tables(c: Caller, Path(at): Path<String>, BpQuery(q): BpQuery<TablesQ>) -> BpResult {
     let err = on(About::Other, "FORBIDDEN");
-    let r = resolved(&c, &at).map_err(&err)?;
+    let r = resolved(&c, &at).await.map_err(&err)?;
     let ns = q.namespace.clone().or(q.filter_by_namespace.clone());
     let summaries = c
         .lake
@@ -792,7 +802,7 @@ async fn get_table(
     BpQuery(q): BpQuery<NsQ>,
 ) -> BpResult {
     let err = on(About::Other, "FORBIDDEN");
-    let r = resolved(&c, &at).map_err(&err)?;
+    let r = resolved(&c, &at).await.map_err(&err)?;
     let t = c
         .lake
         .get_table(&table, q.namespace.as_deref(), Some(&at))
