@@ -2236,7 +2236,7 @@ impl Lake {
     /// unchanged unless the run had already merged; the temporary branch is kept.
     pub fn stop_job(&self, id: &str) -> Result<JobRecord> {
         let jobs = self.jobs()?;
-        let mut job = jobs.get(id)?;
+        let job = jobs.get(id)?;
         if job.status.is_finished() {
             return Err(Error::InvalidOperation {
                 op: format!("stop job {}", job.id),
@@ -2272,16 +2272,19 @@ impl Lake {
         }
         let shm = Path::new("/dev/shm").join(format!("lakeplan-{}", job.id));
         let _ = std::fs::remove_dir_all(shm);
-        job.status = JobStatus::Cancelled;
-        job.finished_at = Some(Utc::now());
-        job.error = Some(match &job.tx_branch {
-            Some(tx) => format!(
-                "stopped by {}; the temporary branch '{tx}' is kept",
-                self.config.actor
-            ),
-            None => format!("stopped by {}", self.config.actor),
-        });
-        jobs.update(&job)?;
+        // In one step with the check: a run that ended by itself meanwhile keeps its ending.
+        let actor = &self.config.actor;
+        let job = jobs.update_with(&job.id, |job| {
+            if !job.status.is_finished() {
+                job.status = JobStatus::Cancelled;
+                job.finished_at = Some(Utc::now());
+                job.error = Some(match &job.tx_branch {
+                    Some(tx) => format!("stopped by {actor}; the temporary branch '{tx}' is kept"),
+                    None => format!("stopped by {actor}"),
+                });
+            }
+            Ok(())
+        })?;
         jobs.keep_log(&job.id);
         self.record("job.stop", &job.id, json!({}), None);
         Ok(job)

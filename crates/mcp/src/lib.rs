@@ -28,7 +28,7 @@ use rmcp::{schemars, tool, tool_handler, tool_router, ErrorData, RoleServer, Ser
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-pub use local::LocalBackend;
+pub use local::{record, LocalBackend};
 
 /// Rows a query returns unless it asks for fewer.
 pub const DEFAULT_MAX_ROWS: usize = 100;
@@ -144,7 +144,7 @@ pub trait Backend: Send + Sync {
     /// Executes `op`; the answer is the tool's JSON result.
     async fn call(&self, op: Op) -> Result<Value, Error>;
     /// Records a tool call in the audit log (`mcp.<tool>`, its arguments, the outcome).
-    fn audit(&self, tool: &str, args: &Value, error: Option<&Error>);
+    async fn audit(&self, tool: &str, args: &Value, error: Option<&Error>);
 }
 
 /// Finds the backend of a call: the same one for stdio, the request's key's for HTTP (the
@@ -357,7 +357,7 @@ impl LakeMcp {
             },
             None => call.await,
         };
-        backend.audit(tool, &args, out.as_ref().err());
+        backend.audit(tool, &args, out.as_ref().err()).await;
         Ok(match out {
             Ok(v) => CallToolResult::structured(wrap(v)),
             Err(e) => tool_error(&e, &named),

@@ -179,9 +179,26 @@ impl Backend for LocalBackend {
         }
     }
 
-    fn audit(&self, tool: &str, args: &Value, error: Option<&Error>) {
-        self.service
-            .lake()
-            .record(&format!("mcp.{tool}"), tool, args.clone(), error);
+    async fn audit(&self, tool: &str, args: &Value, error: Option<&Error>) {
+        record(self.service.lake(), tool, args.clone(), error).await;
+    }
+}
+
+/// Records a tool call in `lake`'s audit log as `mcp.<tool>`, on the blocking pool (the audit
+/// log is in the metastore; the tool's call runs on the runtime's threads).
+pub async fn record(lake: &Lake, tool: &str, details: Value, error: Option<&Error>) {
+    let (lake, tool) = (lake.clone(), tool.to_string());
+    let error = error.map(|e| Error::Remote {
+        kind: e.kind().to_string(),
+        status: e.http_status(),
+        message: e.to_string(),
+        context: e.context(),
+    });
+    let recorded = tokio::task::spawn_blocking(move || {
+        lake.record(&format!("mcp.{tool}"), &tool, details, error.as_ref())
+    })
+    .await;
+    if let Err(e) = recorded {
+        eprintln!("warning: the audit record of an MCP call was not written: {e}");
     }
 }

@@ -1056,13 +1056,20 @@ impl LogTail {
 
     /// The next events of a stream that has not ended (`None` once it has): new lines, or
     /// (once the job has ended and its log is read) the end, or an error that ends it.
-    async fn next(tail: Option<LogTail>) -> Option<(Vec<axum::response::sse::Event>, Option<LogTail>)> {
+    async fn next(
+        tail: Option<LogTail>,
+    ) -> Option<(Vec<axum::response::sse::Event>, Option<LogTail>)> {
         use axum::response::sse::Event;
         let mut tail = tail?;
         loop {
             let (mut t, status, lines) = match tail.read().await {
                 Ok(read) => read,
-                Err(e) => return Some((vec![Event::default().event("error").data(e.to_string())], None)),
+                Err(e) => {
+                    return Some((
+                        vec![Event::default().event("error").data(e.to_string())],
+                        None,
+                    ))
+                }
             };
             let mut events: Vec<Event> = lines.iter().map(|l| Event::default().data(l)).collect();
             if status.is_finished() {

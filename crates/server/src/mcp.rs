@@ -154,10 +154,8 @@ impl Backend for ServerBackend {
         }
     }
 
-    fn audit(&self, tool: &str, args: &Value, error: Option<&Error>) {
+    async fn audit(&self, tool: &str, args: &Value, error: Option<&Error>) {
         let details = json!({"arguments": args, "key": self.caller.principal.key_id});
-        self.caller
-            .lake
-            .record(&format!("mcp.{tool}"), tool, details, error);
+        lakeplan_mcp::record(&self.caller.lake, tool, details, error).await;
     }
 }
