@@ -17,6 +17,16 @@ fn lake(dir: &std::path::Path) -> Lake {
     .unwrap()
 }
 
+/// A new branch `name` at the active branch.
+fn branch(name: &str) -> CreateRef {
+    CreateRef {
+        name: name.into(),
+        kind: RefKind::Branch,
+        from: None,
+        if_not_exists: false,
+    }
+}
+
 /// Records what it was asked and allows only reads and writes to `alice.*`.
 #[derive(Default)]
 struct Recording {
@@ -70,14 +80,7 @@ async fn the_policy_decides_before_anything_is_written() {
         "a refused create wrote nothing"
     );
 
-    svc.call(CreateRef {
-        name: "alice.dev".into(),
-        kind: RefKind::Branch,
-        from: None,
-        if_not_exists: false,
-    })
-    .await
-    .unwrap();
+    svc.call(branch("alice.dev")).await.unwrap();
     // Renaming needs both names: into another zone is refused, and the ref stays.
     let e = svc
         .call(RenameRef {
@@ -247,4 +250,125 @@ async fn on_a_blocking_thread_an_operation_runs_right_there() {
     let svc = Service::open(lake(dir.path()));
     let ran = svc.call(Where).await.unwrap();
     assert_ne!(ran, std::thread::current().id());
+}
+
+/// The data operations declare what they read and run: an import its source and its branch, a
+/// run its code (and its target unless dry), a cancel the job's own target (from its record,
+/// not the caller's word). Refused, they write nothing; allowed, they run in this process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_operations_declare_their_sources_code_and_the_jobs_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = lake(dir.path());
+    let src = dir.path().join("x.csv");
+    std::fs::write(&src, "a,b\n1,x\n2,y\n").unwrap();
+    let src = src.display().to_string();
+    let open = Service::open(l.clone());
+    open.call(branch("alice.dev")).await.unwrap();
+    let policy = Arc::new(Recording::default());
+    let svc = Service::new(l.clone(), policy.clone());
+    let plan = PlanTable {
+        table: "t".into(),
+        search_uri: src.clone(),
+        branch: Some("alice.dev".into()),
+        ..Default::default()
+    };
+
+    // Reading the source is an access of its own (this policy grants none).
+    let e = svc
+        .call(CreateTable {
+            plan: plan.clone(),
+            commit: Default::default(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), "Forbidden");
+    let asked = policy.asked.lock().unwrap().clone();
+    assert!(
+        asked.contains(&Access::WriteRef("alice.dev".into())),
+        "{asked:?}"
+    );
+    assert!(
+        asked.contains(&Access::ReadSource(src.clone())),
+        "{asked:?}"
+    );
+    let tables = open
+        .call(ListTables {
+            at: Some("alice.dev".into()),
+            namespace: None,
+        })
+        .await
+        .unwrap();
+    assert!(tables.is_empty(), "a refused create wrote nothing");
+
+    // Allowed, the table is planned, created and imported into in this process.
+    open.call(CreateTable {
+        plan,
+        commit: Default::default(),
+    })
+    .await
+    .unwrap();
+    let imported = open
+        .call(Import {
+            table: "t".into(),
+            search_uri: src.clone(),
+            branch: Some("alice.dev".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(imported.commit.hash.is_some(), "{imported:?}");
+
+    // A run asks to run code, and to write its target unless it is dry (the policy stops at
+    // the first refusal, so the declaration is read as well).
+    for dry in [true, false] {
+        policy.asked.lock().unwrap().clear();
+        let mut run = RunTask::upload(b"not a zip", "main");
+        run.dry_run = dry;
+        let op = StartRun { run };
+        let declared = op.access();
+        assert_eq!(declared[0], Access::Execute, "{declared:?}");
+        assert_eq!(
+            declared.contains(&Access::WriteRef(MAIN_BRANCH.into())),
+            !dry,
+            "dry {dry}: {declared:?}"
+        );
+        let e = svc.call(op).await.unwrap_err();
+        assert_eq!(e.kind(), "Forbidden");
+        assert_eq!(policy.asked.lock().unwrap()[..], [Access::Execute]);
+    }
+
+    // Stopping a job needs its target, as its record says.
+    let job: crate::JobRecord = serde_json::from_value(serde_json::json!({
+        "id": "fedcba9876543210fedcba9876543210", "status": "running", "actor": "bob",
+        "project_dir": "/nowhere", "project_id": null, "project_name": null,
+        "target": "bob.x", "input_commit": "", "namespace": "default", "parameters": {},
+        "dry_run": false, "transactional": true, "tx_branch": null, "result_commit": null,
+        "code_hash": "", "error": null, "pid": null, "created_at": "2026-12-08T00:00:00Z",
+        "finished_at": null, "nodes": null, "rerun_of": null
+    }))
+    .unwrap();
+    l.jobs().unwrap().insert(&job).unwrap();
+    let e = svc.call(CancelJob::new("fedcba98")).await.unwrap_err();
+    assert_eq!(e.kind(), "Forbidden");
+    assert!(policy
+        .asked
+        .lock()
+        .unwrap()
+        .contains(&Access::WriteRef("bob.x".into())));
+    // Allowed, a job no process of its own runs and this process does not run is not stopped
+    // here, and says where to stop it.
+    let e = open.call(CancelJob::new(&job.id)).await.unwrap_err();
+    assert_eq!(e.kind(), "InvalidOperation", "{e}");
+    assert_eq!(
+        open.call(GetJob { id: job.id.clone() })
+            .await
+            .unwrap()
+            .status,
+        crate::JobStatus::Running
+    );
+    // An id that could name a path names no job.
+    for id in ["../x", "a/b", ""] {
+        let e = open.call(GetJob { id: id.into() }).await.unwrap_err();
+        assert_eq!(e.kind(), "JobNotFound", "{id}");
+    }
 }
