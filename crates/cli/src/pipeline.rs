@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lakeplan_core::{Error, Result};
+use lakeplan_lake::ops;
 use lakeplan_lake::pipeline::{self, ParamType};
 use lakeplan_lake::{JobRecord, JobStatus, Lake, RunEvent, RunObserver, RunOptions};
 
@@ -361,14 +362,13 @@ pub async fn rerun_remote(
     no_cache: bool,
     out: Output,
 ) -> Result<()> {
-    let mut q = vec![
-        ("dry_run", dry_run.to_string()),
-        ("no_cache", no_cache.to_string()),
-    ];
-    if let Some(r) = r {
-        q.push(("ref", r));
-    }
-    let new_id = remote.rerun(id, &q).await?;
+    let op = ops::Rerun {
+        job_id: id.to_string(),
+        at: r,
+        dry_run,
+        no_cache,
+    };
+    let new_id = remote.call(op).await?;
     follow_remote(remote, new_id, false, out).await
 }
 
@@ -399,7 +399,7 @@ async fn follow_remote(remote: &Remote, id: String, detach: bool, out: Output) -
             }
         })
         .await?;
-    finish(remote.job(&id).await?, out)
+    finish(remote.call(ops::GetJob { id }).await?, out)
 }
 
 /// The project's files as a zip, paths relative to `dir`. Hidden folders, `__pycache__` and

@@ -19,14 +19,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use arrow::record_batch::RecordBatch;
-use lakeplan_catalog::AuditRecord;
 use lakeplan_core::{Error, RefKind, Result, MAIN_BRANCH};
 use lakeplan_lake::ops;
-use lakeplan_lake::pipeline::SealedSecret;
-use lakeplan_lake::{
-    CommitExtras, CommitInfo, CreatePlan, DiffInfo, ImportReport, JobRecord, MergeInfo,
-    QueryResult, RefInfo, SettingValue, TableInfo, TableSummary, WriteInfo,
-};
+use lakeplan_lake::{CommitExtras, QueryResult};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -194,22 +189,26 @@ impl Remote {
             .map_err(|e| Error::Internal(format!("the server's answer: {e}")))
     }
 
+    /// Any operation of the service, as `/api/v1` carries it ([`ops::OverHttp`]): its defaults
+    /// bound to this client's active branch, its request sent with this client's commit
+    /// extras, its answer read back. The same `call(op)` as the embedded lake's service.
+    pub async fn call<O: ops::OverHttp>(&self, mut op: O) -> Result<O::Output> {
+        op.bind_client(&self.active_branch()?);
+        let c = op.http()?;
+        let url = self.url(&c.path.iter().map(String::as_str).collect::<Vec<_>>())?;
+        let body = self.with_extras(c.body.unwrap_or_else(|| json!({})));
+        let req = match c.method {
+            ops::Method::Get => self.client.get(url),
+            ops::Method::Post => self.client.post(url).json(&body),
+            ops::Method::Delete if body == json!({}) => self.client.delete(url),
+            ops::Method::Delete => self.client.delete(url).json(&body),
+        };
+        let v: Value = self.json(req.query(&c.query)).await?;
+        O::answer(v)
+    }
+
     async fn get<T: DeserializeOwned>(&self, seg: &[&str], q: &[(&str, String)]) -> Result<T> {
         self.json(self.client.get(self.url(seg)?).query(q)).await
-    }
-
-    async fn post<T: DeserializeOwned>(&self, seg: &[&str], body: Value) -> Result<T> {
-        let body = self.with_extras(body);
-        self.json(self.client.post(self.url(seg)?).json(&body))
-            .await
-    }
-
-    async fn delete<T: DeserializeOwned>(&self, seg: &[&str], q: &[(&str, String)]) -> Result<T> {
-        let mut req = self.client.delete(self.url(seg)?).query(q);
-        if !self.extras.is_empty() {
-            req = req.json(&self.extras);
-        }
-        self.json(req).await
     }
 
     fn state_path() -> Result<PathBuf> {
@@ -235,7 +234,11 @@ impl Remote {
     }
 
     pub async fn set_active_branch(&self, branch: &str) -> Result<()> {
-        self.get_ref(branch, RefKind::Branch).await?;
+        self.call(ops::GetRef {
+            name: branch.to_string(),
+            kind: RefKind::Branch,
+        })
+        .await?;
         let mut state = Self::state()?;
         state.insert(self.profile.clone(), branch.to_string());
         let path = Self::state_path()?;
@@ -256,244 +259,6 @@ impl Remote {
 
     pub async fn info(&self) -> Result<Value> {
         self.get(&["info"], &[]).await
-    }
-
-    fn refs_segment(kind: RefKind) -> &'static str {
-        match kind {
-            RefKind::Branch => "branches",
-            RefKind::Tag => "tags",
-        }
-    }
-
-    pub async fn list_refs(&self, kind: RefKind) -> Result<Vec<RefInfo>> {
-        self.get(&[Self::refs_segment(kind)], &[]).await
-    }
-
-    pub async fn get_ref(&self, name: &str, kind: RefKind) -> Result<RefInfo> {
-        self.get(&[Self::refs_segment(kind), name], &[]).await
-    }
-
-    pub async fn create_ref(
-        &self,
-        name: &str,
-        kind: RefKind,
-        from: Option<&str>,
-        if_not_exists: bool,
-    ) -> Result<RefInfo> {
-        let from = self.ref_or_active(from)?;
-        self.post(
-            &[Self::refs_segment(kind)],
-            json!({"name": name, "from_ref": from, "if_not_exists": if_not_exists}),
-        )
-        .await
-    }
-
-    pub async fn delete_ref(&self, name: &str, kind: RefKind, if_exists: bool) -> Result<bool> {
-        let v: Value = self
-            .delete(
-                &[Self::refs_segment(kind), name],
-                &[("if_exists", if_exists.to_string())],
-            )
-            .await?;
-        Ok(v["deleted"].as_bool().unwrap_or(false))
-    }
-
-    pub async fn rename_ref(&self, old: &str, new: &str, kind: RefKind) -> Result<RefInfo> {
-        self.post(
-            &[Self::refs_segment(kind), old, "rename"],
-            json!({"new_name": new}),
-        )
-        .await
-    }
-
-    pub async fn diff(&self, a: &str, b: Option<&str>) -> Result<Vec<DiffInfo>> {
-        let b = self.ref_or_active(b)?;
-        self.get(&["diff"], &[("from", a.to_string()), ("to", b)])
-            .await
-    }
-
-    pub async fn merge(
-        &self,
-        source: &str,
-        into: Option<&str>,
-        message: Option<&str>,
-    ) -> Result<MergeInfo> {
-        let into = self.ref_or_active(into)?;
-        self.post(
-            &["branches", source, "merge"],
-            json!({"into": into, "commit_message": message}),
-        )
-        .await
-    }
-
-    pub async fn commits(
-        &self,
-        r: Option<&str>,
-        filter: &CommitFilter,
-        limit: usize,
-    ) -> Result<Vec<CommitInfo>> {
-        let r = self.ref_or_active(r)?;
-        let mut q = vec![("limit", limit.to_string())];
-        if let Some(m) = &filter.message {
-            q.push(("message", m.clone()));
-        }
-        if let Some(a) = &filter.author {
-            q.push(("author", a.clone()));
-        }
-        for (k, v) in &filter.properties {
-            q.push(("property", format!("{k}={v}")));
-        }
-        self.get(&["refs", &r, "commits"], &q).await
-    }
-
-    pub async fn settings(&self) -> Result<Vec<SettingValue>> {
-        self.get(&["settings"], &[]).await
-    }
-
-    /// Seals a secret parameter's value with the tenant's key.
-    pub async fn seal_secret(
-        &self,
-        project_id: Option<&str>,
-        name: &str,
-        value: &str,
-    ) -> Result<SealedSecret> {
-        self.post(
-            &["secrets"],
-            json!({"name": name, "value": value, "project_id": project_id}),
-        )
-        .await
-    }
-
-    pub async fn set_setting(&self, name: &str, value: Option<&str>) -> Result<Vec<SettingValue>> {
-        self.post(&["settings", name], json!({ "value": value }))
-            .await
-    }
-
-    pub async fn list_namespaces(&self, r: Option<&str>) -> Result<Vec<String>> {
-        let r = self.ref_or_active(r)?;
-        self.get(&["refs", &r, "namespaces"], &[]).await
-    }
-
-    pub async fn create_namespace(&self, ns: &str, branch: Option<&str>) -> Result<WriteInfo> {
-        let b = self.ref_or_active(branch)?;
-        self.post(&["branches", &b, "namespaces"], json!({"name": ns}))
-            .await
-    }
-
-    pub async fn drop_namespace(&self, ns: &str, branch: Option<&str>) -> Result<WriteInfo> {
-        let b = self.ref_or_active(branch)?;
-        self.delete(&["branches", &b, "namespaces", ns], &[]).await
-    }
-
-    fn ns_query(ns: Option<&str>) -> Vec<(&'static str, String)> {
-        ns.map(|n| vec![("namespace", n.to_string())])
-            .unwrap_or_default()
-    }
-
-    pub async fn list_tables(
-        &self,
-        r: Option<&str>,
-        ns: Option<&str>,
-    ) -> Result<Vec<TableSummary>> {
-        let r = self.ref_or_active(r)?;
-        self.get(&["refs", &r, "tables"], &Self::ns_query(ns)).await
-    }
-
-    pub async fn get_table(
-        &self,
-        table: &str,
-        ns: Option<&str>,
-        r: Option<&str>,
-    ) -> Result<TableInfo> {
-        let r = self.ref_or_active(r)?;
-        self.get(&["refs", &r, "tables", table], &Self::ns_query(ns))
-            .await
-    }
-
-    pub async fn drop_table(
-        &self,
-        table: &str,
-        ns: Option<&str>,
-        branch: Option<&str>,
-        if_exists: bool,
-    ) -> Result<WriteInfo> {
-        let b = self.ref_or_active(branch)?;
-        let mut q = Self::ns_query(ns);
-        q.push(("if_exists", if_exists.to_string()));
-        self.delete(&["branches", &b, "tables", table], &q).await
-    }
-
-    /// A table plan's request as a body, its branch bound (the active one when left out):
-    /// the branch and the body (which names the branch only for `table-plans`).
-    fn plan_body(&self, req: &ops::PlanTable, with_branch: bool) -> Result<(String, Value)> {
-        let branch = self.ref_or_active(req.branch.as_deref())?;
-        let mut body = serde_json::to_value(req)
-            .map_err(|e| Error::Internal(format!("a table plan's request: {e}")))?;
-        if let Some(o) = body.as_object_mut() {
-            if with_branch {
-                o.insert("branch".into(), json!(branch));
-            } else {
-                o.remove("branch");
-            }
-        }
-        Ok((branch, body))
-    }
-
-    pub async fn plan_table(&self, req: &ops::PlanTable) -> Result<CreatePlan> {
-        let (_, body) = self.plan_body(req, true)?;
-        self.post(&["table-plans"], body).await
-    }
-
-    /// A table created from files: planned by a worker and applied, in one request.
-    pub async fn create_table(&self, req: &ops::PlanTable) -> Result<WriteInfo> {
-        let (branch, body) = self.plan_body(req, false)?;
-        self.post(&["branches", &branch, "tables"], body).await
-    }
-
-    pub async fn apply_plan(&self, plan: &CreatePlan) -> Result<WriteInfo> {
-        self.post(&["table-plans", "apply"], json!({"plan": plan}))
-            .await
-    }
-
-    pub async fn import(
-        &self,
-        table: &str,
-        ns: Option<&str>,
-        search_uri: &str,
-        branch: Option<&str>,
-        continue_on_error: bool,
-        import_duplicate_files: bool,
-    ) -> Result<(ImportReport, WriteInfo)> {
-        #[derive(Deserialize)]
-        struct Imported {
-            report: ImportReport,
-            commit: WriteInfo,
-        }
-        let b = self.ref_or_active(branch)?;
-        let r: Imported = self
-            .post(
-                &["branches", &b, "tables", table, "import"],
-                json!({"namespace": ns, "search_uri": search_uri,
-                       "continue_on_error": continue_on_error,
-                       "import_duplicate_files": import_duplicate_files}),
-            )
-            .await?;
-        Ok((r.report, r.commit))
-    }
-
-    pub async fn revert_table(
-        &self,
-        table: &str,
-        ns: Option<&str>,
-        source_ref: &str,
-        into: Option<&str>,
-    ) -> Result<WriteInfo> {
-        let b = self.ref_or_active(into)?;
-        self.post(
-            &["branches", &b, "tables", table, "revert"],
-            json!({"namespace": ns, "source_ref": source_ref}),
-        )
-        .await
     }
 
     /// Runs a query on the server and reads its Arrow IPC stream from the worker that holds
@@ -553,14 +318,6 @@ impl Remote {
         })
     }
 
-    pub async fn jobs(&self, limit: usize) -> Result<Vec<JobRecord>> {
-        self.get(&["jobs"], &[("limit", limit.to_string())]).await
-    }
-
-    pub async fn job(&self, id: &str) -> Result<JobRecord> {
-        self.get(&["jobs", id], &[]).await
-    }
-
     pub async fn job_logs(&self, id: &str) -> Result<String> {
         self.send(self.client.get(self.url(&["jobs", id, "logs"])?))
             .await?
@@ -608,10 +365,6 @@ impl Remote {
         )))
     }
 
-    pub async fn stop_job(&self, id: &str) -> Result<JobRecord> {
-        self.post(&["jobs", id, "cancel"], json!({})).await
-    }
-
     /// Uploads a project (zipped) and starts a run of it; returns the job id.
     pub async fn start_run(&self, zip: Vec<u8>, query: &[(&str, String)]) -> Result<String> {
         let req = self
@@ -625,23 +378,6 @@ impl Remote {
             .as_str()
             .map(str::to_string)
             .ok_or_else(|| Error::Internal(format!("the server's answer to a run: {v}")))
-    }
-
-    /// Reruns job `id` on the server; returns the new job's id.
-    pub async fn rerun(&self, id: &str, query: &[(&str, String)]) -> Result<String> {
-        let req = self
-            .client
-            .post(self.url(&["jobs", id, "rerun"])?)
-            .query(query);
-        let v: Value = self.json(req).await?;
-        v["job_id"]
-            .as_str()
-            .map(str::to_string)
-            .ok_or_else(|| Error::Internal(format!("the server's answer to a rerun: {v}")))
-    }
-
-    pub async fn audit_log(&self, limit: usize) -> Result<Vec<AuditRecord>> {
-        self.get(&["audit"], &[("limit", limit.to_string())]).await
     }
 }
 

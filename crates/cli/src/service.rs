@@ -33,6 +33,12 @@ macro_rules! dispatch {
 }
 
 impl Service {
+    /// Any operation of the service, on the lake in this process or on the server: one call,
+    /// the same request either way ([`ops::OverHttp`] says how it travels to a server).
+    pub async fn call<O: ops::OverHttp>(&self, op: O) -> Result<O::Output> {
+        dispatch!(self, l => open(l).call(op).await, r => r.call(op).await)
+    }
+
     /// The same service, adding `extras` to the commits its writes make.
     pub fn with_commit(&self, extras: CommitExtras) -> Result<Service> {
         extras.validate()?;
@@ -47,13 +53,15 @@ impl Service {
     }
 
     pub async fn list_refs(&self, kind: RefKind) -> Result<Vec<RefInfo>> {
-        dispatch!(self, l => open(l).call(ops::ListRefs { kind }).await, r => r.list_refs(kind).await)
+        self.call(ops::ListRefs { kind }).await
     }
 
     pub async fn get_ref(&self, name: &str, kind: RefKind) -> Result<RefInfo> {
-        dispatch!(self,
-            l => open(l).call(ops::GetRef { name: name.into(), kind }).await,
-            r => r.get_ref(name, kind).await)
+        self.call(ops::GetRef {
+            name: name.into(),
+            kind,
+        })
+        .await
     }
 
     pub async fn create_ref(
@@ -63,35 +71,39 @@ impl Service {
         from: Option<&str>,
         if_not_exists: bool,
     ) -> Result<RefInfo> {
-        dispatch!(self,
-            l => open(l).call(ops::CreateRef {
-                name: name.into(),
-                kind,
-                from: from.map(Into::into),
-                if_not_exists,
-            }).await,
-            r => r.create_ref(name, kind, from, if_not_exists).await)
+        self.call(ops::CreateRef {
+            name: name.into(),
+            kind,
+            from: from.map(Into::into),
+            if_not_exists,
+        })
+        .await
     }
 
     pub async fn delete_ref(&self, name: &str, kind: RefKind, if_exists: bool) -> Result<bool> {
-        dispatch!(self,
-            l => Ok(open(l)
-                .call(ops::DeleteRef { name: name.into(), kind, if_exists })
-                .await?
-                .is_some()),
-            r => r.delete_ref(name, kind, if_exists).await)
+        let op = ops::DeleteRef {
+            name: name.into(),
+            kind,
+            if_exists,
+        };
+        Ok(self.call(op).await?.is_some())
     }
 
     pub async fn rename_ref(&self, old: &str, new: &str, kind: RefKind) -> Result<RefInfo> {
-        dispatch!(self,
-            l => open(l).call(ops::RenameRef { name: old.into(), new_name: new.into(), kind }).await,
-            r => r.rename_ref(old, new, kind).await)
+        self.call(ops::RenameRef {
+            name: old.into(),
+            new_name: new.into(),
+            kind,
+        })
+        .await
     }
 
     pub async fn diff(&self, a: &str, b: Option<&str>) -> Result<Vec<DiffInfo>> {
-        dispatch!(self,
-            l => open(l).call(ops::Diff { from: a.into(), to: b.map(Into::into) }).await,
-            r => r.diff(a, b).await)
+        self.call(ops::Diff {
+            from: a.into(),
+            to: b.map(Into::into),
+        })
+        .await
     }
 
     pub async fn merge(
@@ -100,14 +112,13 @@ impl Service {
         into: Option<&str>,
         message: Option<&str>,
     ) -> Result<MergeInfo> {
-        dispatch!(self,
-            l => open(l).call(ops::Merge {
-                source: source.into(),
-                into: into.map(Into::into),
-                message: message.map(Into::into),
-                ..Default::default()
-            }).await,
-            r => r.merge(source, into, message).await)
+        self.call(ops::Merge {
+            source: source.into(),
+            into: into.map(Into::into),
+            message: message.map(Into::into),
+            ..Default::default()
+        })
+        .await
     }
 
     pub async fn commits(
@@ -116,27 +127,22 @@ impl Service {
         filter: &CommitFilter,
         limit: usize,
     ) -> Result<Vec<CommitInfo>> {
-        match self {
-            Service::Local(l) => {
-                let f = LogFilter {
-                    message: LogFilter::optional("--message", filter.message.as_deref())?,
-                    author: LogFilter::optional("--author", filter.author.as_deref())?,
-                    properties: filter.properties.clone(),
-                };
-                let op = ops::Commits {
-                    at: at.map(Into::into),
-                    filter: f,
-                    limit: Some(limit),
-                };
-                open(l).call(op).await
-            }
-            Service::Remote(r) => r.commits(at, filter, limit).await,
-        }
+        let filter = LogFilter {
+            message: LogFilter::optional("--message", filter.message.as_deref())?,
+            author: LogFilter::optional("--author", filter.author.as_deref())?,
+            properties: filter.properties.clone(),
+        };
+        self.call(ops::Commits {
+            at: at.map(Into::into),
+            filter,
+            limit: Some(limit),
+        })
+        .await
     }
 
     /// The lake's settings (`lakeplan lake config`).
     pub async fn settings(&self) -> Result<Vec<SettingValue>> {
-        dispatch!(self, l => open(l).call(ops::Settings).await, r => r.settings().await)
+        self.call(ops::Settings).await
     }
 
     /// Seals a secret parameter's value with the lake's (or the tenant's) key.
@@ -146,49 +152,46 @@ impl Service {
         name: &str,
         value: &str,
     ) -> Result<lakeplan_lake::pipeline::SealedSecret> {
-        dispatch!(self,
-            l => open(l).call(ops::SealSecret {
-                project_id: project_id.map(Into::into),
-                name: name.into(),
-                value: value.into(),
-            }).await,
-            r => r.seal_secret(project_id, name, value).await)
+        self.call(ops::SealSecret {
+            project_id: project_id.map(Into::into),
+            name: name.into(),
+            value: value.into(),
+        })
+        .await
     }
 
     /// Sets or (with None) unsets a lake setting; returns every setting after the change.
     pub async fn set_setting(&self, name: &str, value: Option<&str>) -> Result<Vec<SettingValue>> {
-        dispatch!(self,
-            l => open(l).call(ops::SetSetting {
-                name: name.into(),
-                value: value.map(Into::into),
-            }).await,
-            r => r.set_setting(name, value).await)
+        self.call(ops::SetSetting {
+            name: name.into(),
+            value: value.map(Into::into),
+        })
+        .await
     }
 
     pub async fn list_namespaces(&self, at: Option<&str>) -> Result<Vec<String>> {
-        dispatch!(self,
-            l => open(l).call(ops::ListNamespaces { at: at.map(Into::into) }).await,
-            r => r.list_namespaces(at).await)
+        self.call(ops::ListNamespaces {
+            at: at.map(Into::into),
+        })
+        .await
     }
 
     pub async fn create_namespace(&self, ns: &str, branch: Option<&str>) -> Result<WriteInfo> {
-        dispatch!(self,
-            l => open(l).call(ops::CreateNamespace {
-                name: ns.into(),
-                branch: branch.map(Into::into),
-                ..Default::default()
-            }).await,
-            r => r.create_namespace(ns, branch).await)
+        self.call(ops::CreateNamespace {
+            name: ns.into(),
+            branch: branch.map(Into::into),
+            ..Default::default()
+        })
+        .await
     }
 
     pub async fn drop_namespace(&self, ns: &str, branch: Option<&str>) -> Result<WriteInfo> {
-        dispatch!(self,
-            l => open(l).call(ops::DropNamespace {
-                name: ns.into(),
-                branch: branch.map(Into::into),
-                ..Default::default()
-            }).await,
-            r => r.drop_namespace(ns, branch).await)
+        self.call(ops::DropNamespace {
+            name: ns.into(),
+            branch: branch.map(Into::into),
+            ..Default::default()
+        })
+        .await
     }
 
     pub async fn list_tables(
@@ -196,12 +199,11 @@ impl Service {
         at: Option<&str>,
         ns: Option<&str>,
     ) -> Result<Vec<TableSummary>> {
-        dispatch!(self,
-            l => open(l).call(ops::ListTables {
-                at: at.map(Into::into),
-                namespace: ns.map(Into::into),
-            }).await,
-            r => r.list_tables(at, ns).await)
+        self.call(ops::ListTables {
+            at: at.map(Into::into),
+            namespace: ns.map(Into::into),
+        })
+        .await
     }
 
     pub async fn get_table(
@@ -210,13 +212,12 @@ impl Service {
         ns: Option<&str>,
         at: Option<&str>,
     ) -> Result<TableInfo> {
-        dispatch!(self,
-            l => open(l).call(ops::GetTable {
-                table: table.into(),
-                namespace: ns.map(Into::into),
-                at: at.map(Into::into),
-            }).await,
-            r => r.get_table(table, ns, at).await)
+        self.call(ops::GetTable {
+            table: table.into(),
+            namespace: ns.map(Into::into),
+            at: at.map(Into::into),
+        })
+        .await
     }
 
     pub async fn drop_table(
@@ -226,36 +227,40 @@ impl Service {
         branch: Option<&str>,
         if_exists: bool,
     ) -> Result<WriteInfo> {
-        dispatch!(self,
-            l => open(l).call(ops::DropTable {
-                table: table.into(),
-                namespace: ns.map(Into::into),
-                branch: branch.map(Into::into),
-                if_exists,
-                ..Default::default()
-            }).await,
-            r => r.drop_table(table, ns, branch, if_exists).await)
+        self.call(ops::DropTable {
+            table: table.into(),
+            namespace: ns.map(Into::into),
+            branch: branch.map(Into::into),
+            if_exists,
+            ..Default::default()
+        })
+        .await
     }
 
     /// A new table's plan from files (nothing written).
     pub async fn plan_table(&self, req: ops::PlanTable) -> Result<CreatePlan> {
-        dispatch!(self, l => open(l).call(req).await, r => r.plan_table(&req).await)
+        self.call(req).await
     }
 
     /// A table created from files: planned and applied in one call.
     pub async fn create_table(&self, plan: ops::PlanTable) -> Result<WriteInfo> {
-        dispatch!(self,
-            l => open(l).call(ops::CreateTable { plan, commit: CommitExtras::default() }).await,
-            r => r.create_table(&plan).await)
+        self.call(ops::CreateTable {
+            plan,
+            commit: CommitExtras::default(),
+        })
+        .await
     }
 
     pub async fn apply_plan(&self, plan: &CreatePlan) -> Result<WriteInfo> {
-        dispatch!(self,
-            l => open(l).call(ops::ApplyPlan { plan: plan.clone(), commit: CommitExtras::default() }).await,
-            r => r.apply_plan(plan).await)
+        self.call(ops::ApplyPlan {
+            plan: plan.clone(),
+            commit: CommitExtras::default(),
+        })
+        .await
     }
 
-    /// An import; the progress display is local only (a server answers when it is done).
+    /// An import. Its progress is shown for a lake in this process (a server answers when it
+    /// is done).
     pub async fn import(
         &self,
         table: &str,
@@ -265,33 +270,23 @@ impl Service {
         opts: &ImportOptions,
         progress: ProgressFn,
     ) -> Result<(ImportReport, WriteInfo)> {
-        match self {
+        let op = ops::Import {
+            table: table.into(),
+            namespace: ns.map(Into::into),
+            search_uri: search_uri.into(),
+            branch: branch.map(Into::into),
+            continue_on_error: opts.continue_on_error,
+            import_duplicate_files: opts.import_duplicate_files,
+            ..Default::default()
+        };
+        let done = match self {
             Service::Local(l) => {
-                let op = ops::Import {
-                    table: table.into(),
-                    namespace: ns.map(Into::into),
-                    search_uri: search_uri.into(),
-                    branch: branch.map(Into::into),
-                    continue_on_error: opts.continue_on_error,
-                    import_duplicate_files: opts.import_duplicate_files,
-                    ..Default::default()
-                };
                 let data = std::sync::Arc::new(ops::InProcess::with_progress(progress));
-                let done = open(l).with_data_plane(data).call(op).await?;
-                Ok((done.report, done.commit))
+                open(l).with_data_plane(data).call(op).await?
             }
-            Service::Remote(r) => {
-                r.import(
-                    table,
-                    ns,
-                    search_uri,
-                    branch,
-                    opts.continue_on_error,
-                    opts.import_duplicate_files,
-                )
-                .await
-            }
-        }
+            Service::Remote(r) => r.call(op).await?,
+        };
+        Ok((done.report, done.commit))
     }
 
     pub async fn revert_table(
@@ -301,15 +296,14 @@ impl Service {
         source_ref: &str,
         into: Option<&str>,
     ) -> Result<WriteInfo> {
-        dispatch!(self,
-            l => open(l).call(ops::RevertTable {
-                table: table.into(),
-                namespace: ns.map(Into::into),
-                source_ref: source_ref.into(),
-                into: into.map(Into::into),
-                ..Default::default()
-            }).await,
-            r => r.revert_table(table, ns, source_ref, into).await)
+        self.call(ops::RevertTable {
+            table: table.into(),
+            namespace: ns.map(Into::into),
+            source_ref: source_ref.into(),
+            into: into.map(Into::into),
+            ..Default::default()
+        })
+        .await
     }
 
     pub async fn query(
@@ -323,13 +317,11 @@ impl Service {
     }
 
     pub async fn jobs(&self, limit: usize) -> Result<Vec<JobRecord>> {
-        dispatch!(self,
-            l => open(l).call(ops::ListJobs { limit: Some(limit) }).await,
-            r => r.jobs(limit).await)
+        self.call(ops::ListJobs { limit: Some(limit) }).await
     }
 
     pub async fn job(&self, id: &str) -> Result<JobRecord> {
-        dispatch!(self, l => open(l).call(ops::GetJob { id: id.into() }).await, r => r.job(id).await)
+        self.call(ops::GetJob { id: id.into() }).await
     }
 
     pub async fn job_logs(&self, id: &str) -> Result<(String, String)> {
@@ -338,20 +330,19 @@ impl Service {
                 let log = open(l).call(ops::JobLog { id: id.into() }).await?;
                 Ok((log.id, log.text))
             }
+            // The log is text (or a stream: `follow_log`), not JSON.
             Service::Remote(r) => {
-                let job = r.job(id).await?;
+                let job = r.call(ops::GetJob { id: id.into() }).await?;
                 Ok((job.id.clone(), r.job_logs(&job.id).await?))
             }
         }
     }
 
     pub async fn stop_job(&self, id: &str) -> Result<JobRecord> {
-        dispatch!(self, l => open(l).call(ops::CancelJob::new(id)).await, r => r.stop_job(id).await)
+        self.call(ops::CancelJob::new(id)).await
     }
 
     pub async fn audit_log(&self, limit: usize) -> Result<Vec<AuditRecord>> {
-        dispatch!(self,
-            l => open(l).call(ops::AuditLog { limit: Some(limit) }).await,
-            r => r.audit_log(limit).await)
+        self.call(ops::AuditLog { limit: Some(limit) }).await
     }
 }

@@ -447,8 +447,9 @@ async fn delete_ref(c: &Caller, kind: RefKind, name: String, if_exists: bool) ->
         kind,
         if_exists,
     };
-    let deleted = c.service().call(op).await?.is_some();
-    ok(json!({"name": name, "deleted": deleted}))
+    // With the ref as it was (none when there was nothing to delete).
+    let was = c.service().call(op).await?;
+    ok(json!({"name": name, "deleted": was.is_some(), "ref": was}))
 }
 
 async fn delete_branch(

@@ -60,6 +60,7 @@
 mod access;
 mod catalog;
 pub mod data;
+pub mod http;
 mod iceberg;
 
 use std::future::Future;
@@ -75,6 +76,7 @@ pub use data::{
     ApplyPlan, CancelJob, CreateTable, DataPlane, GetJob, Import, Imported, InProcess, JobLog,
     JobLogText, ListJobs, PlanTable, Rerun, RunProject, RunTask, StartRun,
 };
+pub use http::{HttpCall, Method, OverHttp};
 pub use iceberg::*;
 
 /// One operation on a lake: a typed request and its typed answer.
