@@ -3,6 +3,9 @@
 
 use serde_json::{json, Map, Value};
 
+#[cfg(test)]
+use lakeplan_lake::ops;
+
 /// One documented route.
 pub struct RouteDoc {
     /// Lowercase HTTP method, as in `axum::routing::get`.
@@ -147,5 +150,242 @@ mod tests {
         assert_eq!(field("name!"), ("name", true, "string"));
         assert_eq!(field("replace:boolean"), ("replace", false, "boolean"));
         assert_eq!(field("plan!:object"), ("plan", true, "object"));
+    }
+
+    /// The route of `ROUTES` a client's request for operation `name` reaches: same method, a
+    /// path whose `{param}` segments take any value, and the row names that operation.
+    fn route_of(name: &str, call: &ops::HttpCall) -> Option<&'static RouteDoc> {
+        let method = match call.method {
+            ops::Method::Get => "get",
+            ops::Method::Post => "post",
+            ops::Method::Delete => "delete",
+        };
+        crate::api::ROUTES.iter().find(|r| {
+            let template: Vec<&str> = r.path.trim_start_matches("/api/v1/").split('/').collect();
+            r.method == method
+                && r.operation == Some(name)
+                && template.len() == call.path.len()
+                && template
+                    .iter()
+                    .zip(&call.path)
+                    .all(|(t, seg)| t.starts_with('{') || t == seg)
+        })
+    }
+
+    /// Each operation the remote client sends (`ops::OverHttp`) reaches the server's route for
+    /// that same operation, and its query and body name only what that route documents: the
+    /// client's mapping and the server's route table cannot drift apart.
+    #[test]
+    fn what_the_client_sends_is_the_route_of_the_same_operation() {
+        use lakeplan_core::RefKind;
+        use ops::OverHttp;
+
+        fn check<O: OverHttp>(mut op: O, seen: &mut Vec<&'static str>) {
+            op.bind_client("alice.dev");
+            let call = op.http().expect("a request");
+            let route = route_of(O::NAME, &call)
+                .unwrap_or_else(|| panic!("{}: no route for {call:?}", O::NAME));
+            let named = |fields: &[&str]| -> Vec<String> {
+                fields.iter().map(|f| field(f).0.to_string()).collect()
+            };
+            let (query, body) = (named(route.query), named(route.body));
+            for (k, _) in &call.query {
+                assert!(
+                    query.contains(&k.to_string()),
+                    "{}: query '{k}' undocumented",
+                    O::NAME
+                );
+            }
+            if let Some(serde_json::Value::Object(b)) = &call.body {
+                for k in b.keys() {
+                    assert!(
+                        body.contains(k),
+                        "{}: body field '{k}' undocumented",
+                        O::NAME
+                    );
+                }
+            }
+            seen.push(O::NAME);
+        }
+        let plan = ops::PlanTable {
+            table: "t".into(),
+            search_uri: "s3://b/x.csv".into(),
+            partitioned_by: Some("a".into()),
+            ..Default::default()
+        };
+        let created: lakeplan_lake::CreatePlan = serde_json::from_value(serde_json::json!({
+            "table": "default.t", "search_uri": "s3://b/x.csv", "branch": "alice.dev",
+            "schema": [], "files": []
+        }))
+        .expect("plan");
+        let mut seen = Vec::new();
+        let s = &mut seen;
+        for kind in [RefKind::Branch, RefKind::Tag] {
+            check(ops::ListRefs { kind }, s);
+            check(
+                ops::GetRef {
+                    name: "v1".into(),
+                    kind,
+                },
+                s,
+            );
+            check(
+                ops::CreateRef {
+                    name: "x".into(),
+                    kind,
+                    from: None,
+                    if_not_exists: true,
+                },
+                s,
+            );
+            check(
+                ops::DeleteRef {
+                    name: "x".into(),
+                    kind,
+                    if_exists: true,
+                },
+                s,
+            );
+            check(
+                ops::RenameRef {
+                    name: "x".into(),
+                    new_name: "y".into(),
+                    kind,
+                },
+                s,
+            );
+        }
+        check(
+            ops::Merge {
+                source: "a".into(),
+                message: Some("m".into()),
+                ..Default::default()
+            },
+            s,
+        );
+        check(
+            ops::Diff {
+                from: "main".into(),
+                to: None,
+            },
+            s,
+        );
+        let filter = lakeplan_lake::LogFilter {
+            message: lakeplan_lake::LogFilter::optional("message", Some("fix")).expect("re"),
+            author: lakeplan_lake::LogFilter::optional("author", Some("al")).expect("re"),
+            properties: vec![("k".into(), "v".into())],
+        };
+        check(
+            ops::Commits {
+                at: None,
+                filter,
+                limit: Some(3),
+            },
+            s,
+        );
+        check(ops::ListNamespaces { at: None }, s);
+        check(
+            ops::CreateNamespace {
+                name: "n".into(),
+                ..Default::default()
+            },
+            s,
+        );
+        check(
+            ops::DropNamespace {
+                name: "n".into(),
+                ..Default::default()
+            },
+            s,
+        );
+        check(
+            ops::ListTables {
+                at: None,
+                namespace: Some("n".into()),
+            },
+            s,
+        );
+        check(
+            ops::GetTable {
+                table: "t".into(),
+                namespace: Some("n".into()),
+                at: None,
+            },
+            s,
+        );
+        check(
+            ops::DropTable {
+                table: "t".into(),
+                if_exists: true,
+                ..Default::default()
+            },
+            s,
+        );
+        check(
+            ops::RevertTable {
+                table: "t".into(),
+                source_ref: "main".into(),
+                ..Default::default()
+            },
+            s,
+        );
+        check(ops::Settings, s);
+        check(
+            ops::SetSetting {
+                name: "default_namespace".into(),
+                value: None,
+            },
+            s,
+        );
+        check(ops::AuditLog { limit: Some(1) }, s);
+        check(
+            ops::SealSecret {
+                project_id: None,
+                name: "n".into(),
+                value: "v".into(),
+            },
+            s,
+        );
+        check(plan.clone(), s);
+        check(
+            ops::CreateTable {
+                plan,
+                commit: Default::default(),
+            },
+            s,
+        );
+        check(
+            ops::ApplyPlan {
+                plan: created,
+                commit: Default::default(),
+            },
+            s,
+        );
+        check(
+            ops::Import {
+                table: "t".into(),
+                search_uri: "s3://b/x.csv".into(),
+                ..Default::default()
+            },
+            s,
+        );
+        check(ops::ListJobs { limit: Some(2) }, s);
+        check(
+            ops::GetJob {
+                id: "abc123".into(),
+            },
+            s,
+        );
+        check(ops::CancelJob::new("abc123"), s);
+        check(
+            ops::Rerun {
+                job_id: "abc123".into(),
+                at: Some("main".into()),
+                dry_run: true,
+                no_cache: true,
+            },
+            s,
+        );
+        assert!(seen.len() >= 28, "{seen:?}");
     }
 }
