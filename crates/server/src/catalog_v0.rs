@@ -349,7 +349,7 @@ struct ListRefsQ {
     paging: Paging,
 }
 
-fn list_refs(
+async fn list_refs(
     c: &Caller,
     kind: RefKind,
     q: &ListRefsQ,
@@ -359,8 +359,9 @@ fn list_refs(
         u => u.to_string(),
     });
     let refs: Vec<Value> = c
-        .lake
-        .list_refs(kind)?
+        .service()
+        .call(ops::ListRefs { kind })
+        .await?
         .iter()
         .filter(|r| {
             q.filter_by_name
@@ -378,31 +379,35 @@ fn list_refs(
 
 async fn list_branches(c: Caller, BpQuery(q): BpQuery<ListRefsQ>) -> BpResult {
     let (items, next) =
-        list_refs(&c, RefKind::Branch, &q).map_err(on(About::Branch, "FORBIDDEN"))?;
+        list_refs(&c, RefKind::Branch, &q)
+            .await
+            .map_err(on(About::Branch, "FORBIDDEN"))?;
     answer(Value::Array(items), None, next)
 }
 
 async fn list_tags(c: Caller, BpQuery(q): BpQuery<ListRefsQ>) -> BpResult {
-    let (items, next) = list_refs(&c, RefKind::Tag, &q).map_err(on(About::Tag, "FORBIDDEN"))?;
+    let (items, next) = list_refs(&c, RefKind::Tag, &q)
+        .await
+        .map_err(on(About::Tag, "FORBIDDEN"))?;
     answer(Value::Array(items), None, next)
 }
 
-fn get_ref(c: &Caller, name: &str, kind: RefKind, about: About) -> BpResult {
-    let r = c
-        .lake
-        .get_ref(name, kind)
-        .map_err(svc)
-        .map_err(on(about, "FORBIDDEN"))?;
+async fn get_ref(c: &Caller, name: &str, kind: RefKind, about: About) -> BpResult {
+    let op = ops::GetRef {
+        name: name.to_string(),
+        kind,
+    };
+    let r = call(c, op, on(about, "FORBIDDEN")).await?;
     let j = ref_json(&r);
     answer(j.clone(), Some(j), None)
 }
 
 async fn get_branch(c: Caller, Path(name): Path<String>) -> BpResult {
-    get_ref(&c, &name, RefKind::Branch, About::Branch)
+    get_ref(&c, &name, RefKind::Branch, About::Branch).await
 }
 
 async fn get_tag(c: Caller, Path(name): Path<String>) -> BpResult {
-    get_ref(&c, &name, RefKind::Tag, About::Tag)
+    get_ref(&c, &name, RefKind::Tag, About::Tag).await
 }
 
 #[derive(Default, Deserialize, JsonSchema)]
@@ -634,11 +639,12 @@ async fn commits(c: Caller, Path(at): Path<String>, BpQuery(q): BpQuery<CommitsQ
         Some(n) => Some(n.saturating_add(q.paging.offset().map_err(&err)?)),
         None => None,
     };
-    let log = c
-        .lake
-        .commits(Some(&at), &filter, want)
-        .map_err(svc)
-        .map_err(&err)?;
+    let op = ops::Commits {
+        at: Some(at.clone()),
+        filter,
+        limit: want,
+    };
+    let log = call(&c, op, &err).await?;
     let items: Vec<Value> = log.iter().map(|x| commit_json(x, &r)).collect();
     let (items, next) = page(items, &q.paging).map_err(&err)?;
     answer(Value::Array(items), Some(r), next)
@@ -653,11 +659,11 @@ async fn list_namespaces(
 ) -> BpResult {
     let err = on(About::Other, "FORBIDDEN");
     let r = resolved(&c, &at).await.map_err(&err)?;
-    let ns: Vec<Value> = c
-        .lake
-        .list_namespaces(Some(&at))
-        .map_err(svc)
-        .map_err(&err)?
+    let op = ops::ListNamespaces {
+        at: Some(at.clone()),
+    };
+    let ns: Vec<Value> = call(&c, op, &err)
+        .await?
         .into_iter()
         .map(|n| json!({"name": n}))
         .collect();
@@ -668,10 +674,11 @@ async fn list_namespaces(
 async fn get_namespace(c: Caller, Path((at, ns)): Path<(String, String)>) -> BpResult {
     let err = on(About::Other, "FORBIDDEN");
     let r = resolved(&c, &at).await.map_err(&err)?;
-    c.lake
-        .require_namespace(&ns, Some(&at))
-        .map_err(svc)
-        .map_err(&err)?;
+    let op = ops::GetNamespace {
+        name: ns.clone(),
+        at: Some(at.clone()),
+    };
+    call(&c, op, &err).await?;
     answer(json!({"name": ns}), Some(r), None)
 }
 
@@ -766,11 +773,11 @@ async fn list_tables(c: Caller, Path(at): Path<String>, BpQuery(q): BpQuery<Tabl
     let err = on(About::Other, "FORBIDDEN");
     let r = resolved(&c, &at).await.map_err(&err)?;
     let ns = q.namespace.clone().or(q.filter_by_namespace.clone());
-    let summaries = c
-        .lake
-        .list_tables(Some(&at), ns.as_deref())
-        .map_err(svc)
-        .map_err(&err)?;
+    let op = ops::ListTables {
+        at: Some(at.clone()),
+        namespace: ns,
+    };
+    let summaries = call(&c, op, &err).await?;
     let mut items = Vec::new();
     for s in summaries {
         if q.filter_by_name
@@ -779,12 +786,12 @@ async fn list_tables(c: Caller, Path(at): Path<String>, BpQuery(q): BpQuery<Tabl
         {
             continue;
         }
-        let t = c
-            .lake
-            .get_table(&s.name, Some(&s.namespace), Some(&at))
-            .await
-            .map_err(svc)
-            .map_err(&err)?;
+        let op = ops::GetTable {
+            table: s.name.clone(),
+            namespace: Some(s.namespace.clone()),
+            at: Some(at.clone()),
+        };
+        let t = call(&c, op, &err).await?;
         items.push(table_json(&t));
     }
     let (items, next) = page(items, &q.paging).map_err(&err)?;
@@ -803,12 +810,12 @@ async fn get_table(
 ) -> BpResult {
     let err = on(About::Other, "FORBIDDEN");
     let r = resolved(&c, &at).await.map_err(&err)?;
-    let t = c
-        .lake
-        .get_table(&table, q.namespace.as_deref(), Some(&at))
-        .await
-        .map_err(svc)
-        .map_err(&err)?;
+    let op = ops::GetTable {
+        table,
+        namespace: q.namespace.clone(),
+        at: Some(at.clone()),
+    };
+    let t = call(&c, op, &err).await?;
     answer(table_json(&t), Some(r), None)
 }
 
