@@ -1093,8 +1093,7 @@ async fn job_log_stream(c: Caller, Path(id): Path<String>) -> ApiResult {
     use axum::response::sse::{KeepAlive, Sse};
     use futures::StreamExt;
     let job = c.service().call(ops::GetJob { id }).await?;
-    let lake = c.lake.clone();
-    let jobs = crate::blocking(move || lake.jobs()).await?;
+    let jobs = c.lake.jobs()?;
     let tail = LogTail {
         root: c.lake.root().display().to_string(),
         id: job.id,

@@ -7,6 +7,9 @@
 //! data-plane workers' heartbeats included (issue 17). [`blocking`] runs the call on tokio's
 //! blocking pool instead and awaits it, so the worker thread serves others meanwhile.
 
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use lakeplan_core::Error;
 
 /// Runs `f` on the runtime's blocking thread pool and returns its result. A panic in `f`
@@ -20,6 +23,10 @@ where
     T: Send + 'static,
     E: From<Error> + Send + 'static,
 {
+    if lakeplan_lake::ops::is_off_the_runtime() {
+        // Already a blocking-pool thread driving a request ([`off_the_runtime`]): no hand-off.
+        return f();
+    }
     match tokio::task::spawn_blocking(f).await {
         Ok(result) => result,
         Err(e) if e.is_panic() => Err(Error::Internal(format!(
@@ -28,6 +35,34 @@ where
         ))
         .into()),
         Err(e) => Err(Error::Internal(format!("a blocking operation did not finish: {e}")).into()),
+    }
+}
+
+/// Middleware: runs the rest of the request, extractors and handler, on the blocking pool
+/// (driven there by the runtime's handle), so a handler that calls the synchronous service layer
+/// holds a blocking-pool thread while the metastore answers, never a runtime worker thread.
+///
+/// An interim measure for the API routes, whose handlers call `Lake` methods directly: once
+/// every operation runs its blocking work through [`blocking`] itself, this layer has nothing
+/// left to do and goes. It costs one thread hand-off per request, and a blocking-pool thread
+/// (of up to 512) for as long as a request's handler runs, waits included. The response body is
+/// still streamed by the runtime's threads.
+pub async fn off_the_runtime(req: Request, next: Next) -> Response {
+    let handle = tokio::runtime::Handle::current();
+    let drive = move || lakeplan_lake::ops::off_the_runtime(|| handle.block_on(next.run(req)));
+    match tokio::task::spawn_blocking(drive).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            let why = if e.is_panic() {
+                format!(
+                    "the request's handler panicked: {}",
+                    panic_message(e.into_panic())
+                )
+            } else {
+                format!("the request's handler did not finish: {e}")
+            };
+            crate::error::ApiError::from(Error::Internal(why)).into_response()
+        }
     }
 }
 

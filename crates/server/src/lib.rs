@@ -2,15 +2,13 @@
 //! tenants. See `docs/server.md`.
 //!
 //! ```text
-//! request ─▶ timeout ─▶ body limit ─▶ route ─▶ metrics ─▶ bearer key → Principal ─▶ handler
-//!                                                                          │
-//!                   the caller's service: its tenant's Lake, its key's policy ◀┘ (lakeplan_lake::ops)
+//! request ─▶ timeout ─▶ body limit ─▶ route ─▶ metrics ─▶ blocking pool ─▶ bearer key → Principal ─▶ handler
+//!                                                                                        │
+//!                                                        tenant's Lake acting as the user ◀┘ (lakeplan_lake)
 //! ```
 //!
-//! No handler calls the synchronous metastore on the runtime's threads: the key check and the
-//! tenant's lake are read through [`blocking`], and every operation runs on the blocking pool
-//! (`ops::Service::call`). A slow metastore delays the requests that need it, never `/healthz`
-//! or the workers' routes.
+//! The API routes run on the blocking pool ([`blocking::off_the_runtime`]); `/healthz` and the
+//! workers' internal routes stay on the runtime's threads, which no metastore call may hold.
 
 pub mod api;
 pub mod auth;
@@ -106,6 +104,9 @@ pub fn router(state: AppState) -> Router {
         .merge(iceberg::router(state.clone()))
         .merge(mcp::router(state.clone()))
         .merge(catalog_v0::router(state.clone()))
+        // Handlers that call the synchronous service layer run off the runtime's threads: a
+        // slow metastore delays them, not `/healthz` nor the workers' routes (added below).
+        .route_layer(axum::middleware::from_fn(blocking::off_the_runtime))
         .merge(internal::router().route_layer(from_fn_with_state(
             state.clone(),
             internal::require_worker_token,

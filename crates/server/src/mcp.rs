@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use axum::middleware::from_fn_with_state;
 use axum::response::Response;
 use lakeplan_core::{Error, MAIN_BRANCH};
-use lakeplan_lake::{Lake, LakeConfig};
+use lakeplan_lake::LakeConfig;
 use lakeplan_mcp::{Backend, LocalBackend, Op};
 use serde_json::{json, Value};
 
@@ -37,39 +37,12 @@ pub fn router(state: AppState) -> axum::Router<AppState> {
             .get(axum::http::header::AUTHORIZATION)
             .cloned()
             .ok_or_else(|| Error::InvalidInput("a valid API key is required".into()))?;
-        let lake = parts
-            .extensions
-            .get::<Lake>()
-            .cloned()
-            .ok_or_else(|| Error::Internal("an MCP call without its tenant's lake".into()))?;
-        Ok(Arc::new(backend(&connect_state, principal, key, &lake)) as Arc<dyn Backend>)
+        Ok(Arc::new(backend(&connect_state, principal, key)?) as Arc<dyn Backend>)
     });
     axum::Router::new()
         .nest_service("/mcp", lakeplan_mcp::http_service(connect))
         .route_layer(axum::middleware::from_fn(session_closed))
-        .route_layer(from_fn_with_state(state.clone(), open_lake))
         .route_layer(from_fn_with_state(state, crate::auth::require_key))
-}
-
-/// Middleware: opens the key's tenant's lake (its first request connects to the tenant's
-/// metastore) on the blocking pool, for the session the MCP service connects.
-async fn open_lake(
-    axum::extract::State(state): axum::extract::State<AppState>,
-    mut req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    use axum::response::IntoResponse;
-    let Some(p) = req.extensions().get::<Principal>().cloned() else {
-        return crate::error::ApiError::Unauthorized.into_response();
-    };
-    let tenants = state.tenants.clone();
-    match crate::blocking(move || tenants.lake(&p.tenant)).await {
-        Ok(lake) => {
-            req.extensions_mut().insert(Lake::clone(&lake));
-            next.run(req).await
-        }
-        Err(e) => crate::error::ApiError::from(e).into_response(),
-    }
 }
 
 /// A session's close (`DELETE /mcp`) answers 204: the MCP SDKs expect 200 or 204 (and warn on
@@ -91,20 +64,22 @@ pub(crate) fn backend(
     state: &AppState,
     principal: Principal,
     key: axum::http::HeaderValue,
-    lake: &Lake,
-) -> ServerBackend {
-    let lake = lake.acting_as(LakeConfig {
-        actor: principal.user.name.clone(),
-        client: "mcp".into(),
-    });
-    ServerBackend {
+) -> Result<ServerBackend, Error> {
+    let lake = state
+        .tenants
+        .lake(&principal.tenant)?
+        .acting_as(LakeConfig {
+            actor: principal.user.name.clone(),
+            client: "mcp".into(),
+        });
+    Ok(ServerBackend {
         caller: Caller {
             principal,
             lake,
             state: state.clone(),
         },
         key,
-    }
+    })
 }
 
 pub(crate) struct ServerBackend {

@@ -157,6 +157,30 @@ operations! {
     IcebergRenameTable => "rename a table (a commit)",
 }
 
+thread_local! {
+    /// Set while this thread is a blocking-pool thread driving a request ([`off_the_runtime`]).
+    static OFF_RUNTIME: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` (which drives a future to its end with `Handle::block_on`, on a thread of tokio's
+/// blocking pool) with this thread known to be off the async runtime: operations called from it
+/// run right there instead of handing themselves to yet another thread.
+pub fn off_the_runtime<R>(f: impl FnOnce() -> R) -> R {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            OFF_RUNTIME.with(|o| o.set(self.0));
+        }
+    }
+    let _reset = Reset(OFF_RUNTIME.with(|o| o.replace(true)));
+    f()
+}
+
+/// Whether this thread is inside [`off_the_runtime`]: blocking work may run right here.
+pub fn is_off_the_runtime() -> bool {
+    OFF_RUNTIME.with(std::cell::Cell::get)
+}
+
 /// A lake as one caller sees it: the lake, and the policy that decides the caller's rights.
 #[derive(Clone)]
 pub struct Service {
@@ -203,11 +227,17 @@ impl Service {
 
     /// Checks the caller's rights to `op` and runs it.
     ///
-    /// All of it runs on tokio's blocking pool, never on an async worker thread: the metastore
+    /// All of it runs on tokio's blocking pool (on the calling thread when that is one already,
+    /// see [`off_the_runtime`]), never on an async worker thread: the metastore
     /// is synchronous, and a slow one (PostgreSQL far away, or loaded) must not stall a server's
     /// other requests, `/healthz` and worker heartbeats. A panic in an operation answers as an
     /// internal error naming the operation; it does not take the process down.
     pub async fn call<O: Operation>(&self, mut op: O) -> Result<O::Output> {
+        if is_off_the_runtime() {
+            // Already on a blocking-pool thread (a server's request): no second hand-off.
+            authorize(&mut op, &self.lake, self.policy.as_ref())?;
+            return op.execute(self).await;
+        }
         let on = self.clone();
         let handle = tokio::runtime::Handle::try_current()
             .map_err(|e| Error::Internal(format!("operation {}: {e}", O::NAME)))?;

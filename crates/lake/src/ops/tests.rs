@@ -221,6 +221,37 @@ async fn operations_run_off_the_runtime_threads() {
     waiting.await.unwrap().unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_blocking_thread_an_operation_runs_right_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::open(lake(dir.path()));
+    struct Where;
+    impl Operation for Where {
+        type Output = std::thread::ThreadId;
+        const NAME: &'static str = "where";
+        fn access(&self) -> Vec<Access> {
+            vec![Access::Read]
+        }
+        async fn execute(self, _: &Service) -> Result<std::thread::ThreadId> {
+            Ok(std::thread::current().id())
+        }
+    }
+    let handle = tokio::runtime::Handle::current();
+    let (caller, ran) = tokio::task::spawn_blocking(move || {
+        off_the_runtime(|| {
+            let here = std::thread::current().id();
+            (here, handle.block_on(svc.call(Where)).unwrap())
+        })
+    })
+    .await
+    .unwrap();
+    assert_eq!(caller, ran);
+    // Elsewhere (a runtime thread), it hands itself to the blocking pool.
+    let svc = Service::open(lake(dir.path()));
+    let ran = svc.call(Where).await.unwrap();
+    assert_ne!(ran, std::thread::current().id());
+}
+
 /// The data operations declare what they read and run: an import its source and its branch, a
 /// run its code (and its target unless dry), a cancel the job's own target (from its record,
 /// not the caller's word). Refused, they write nothing; allowed, they run in this process.

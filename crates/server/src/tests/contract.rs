@@ -110,13 +110,8 @@ impl Way<'_> {
 
     async fn mcp(&self, op: Op) -> Outcome {
         let header = format!("Bearer {}", self.key).parse().expect("header");
-        let lake = self
-            .f
-            .state
-            .tenants
-            .lake(&self.principal.tenant)
-            .expect("tenant lake");
-        let backend = crate::mcp::backend(&self.f.state, self.principal.clone(), header, &lake);
+        let backend =
+            crate::mcp::backend(&self.f.state, self.principal.clone(), header).expect("backend");
         match backend.call(op).await {
             Ok(v) => Outcome::Ok(normalize(v)),
             Err(e) => Outcome::Err(e.kind().to_string()),
