@@ -32,7 +32,7 @@ impl Lake {
         let head = self.catalog.branch_head(branch)?;
         let wanted = |n: &&PlanNode| n.materializes() && only.is_none_or(|o| o.contains(&n.name));
         for node in plan.nodes.iter().filter(wanted) {
-            let name = TableName::new(&ctx.namespace, &node.name)?;
+            let name = TableName::new(&ctx.scope.namespace, &node.name)?;
             let path = self.output_here(ctx, &node.name).await?;
             // A cached output that the table already holds (same snapshot as when it was
             // materialized from this cache entry) is not written again.
@@ -69,13 +69,14 @@ impl Lake {
             {
                 let filter = node.overwrite_filter.as_deref().unwrap_or("false");
                 let p = ctx
+                    .files
                     .shm
                     .output_dir()
                     .join(format!("{}.kept.arrow", node.name));
-                let session = self.run_session(&head, &ctx.namespace, &[]).await?;
+                let session = self.run_session(&head, &ctx.scope.namespace, &[]).await?;
                 let sql = format!(
                     "SELECT * FROM {}.{} WHERE NOT COALESCE(({filter}), false)",
-                    quote_ident(&ctx.namespace),
+                    quote_ident(&ctx.scope.namespace),
                     quote_ident(&node.name)
                 );
                 let (rows, _) = sql_to_ipc(
@@ -111,7 +112,7 @@ impl Lake {
                 )
                 .collect::<Vec<_>>()
                 .join(", "),
-            ctx.job_id
+            ctx.scope.job_id
         );
         let mut snapshot_props: HashMap<String, String> = props.clone().into_iter().collect();
         snapshot_props.retain(|k, _| k.starts_with("lakeplan."));
@@ -131,8 +132,8 @@ impl Lake {
                         }
                         // The run's namespace (Bauplan's `bauplan`, say) is made on first use,
                         // in the same commit as the tables it receives.
-                        if !work.is_empty() && s.current(&ctx.namespace)?.is_none() {
-                            s.create_namespace_(&ctx.namespace)?;
+                        if !work.is_empty() && s.current(&ctx.scope.namespace)?.is_none() {
+                            s.create_namespace_(&ctx.scope.namespace)?;
                         }
                         for (node, name, path, keep, rows) in work {
                             let mut files = vec![arrow_source(path)?];
@@ -214,7 +215,7 @@ pub(super) fn materialize_props(
     code_hash: &str,
 ) -> BTreeMap<String, String> {
     [
-        ("lakeplan.job-id", ctx.job_id.clone()),
+        ("lakeplan.job-id", ctx.scope.job_id.clone()),
         ("lakeplan.code-hash", code_hash.to_string()),
         (
             "lakeplan.project-id",
@@ -225,7 +226,7 @@ pub(super) fn materialize_props(
             project.name.clone().unwrap_or_default(),
         ),
         // Bauplan's names, so tools written for it find them.
-        ("bpln_job_id", ctx.job_id.clone()),
+        ("bpln_job_id", ctx.scope.job_id.clone()),
         ("bpln_project_id", project.id.clone().unwrap_or_default()),
     ]
     .into_iter()

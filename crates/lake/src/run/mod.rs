@@ -19,14 +19,13 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use chrono::Utc;
 use lakeplan_core::{CommitId, Error, RefKind, Result};
-use lakeplan_pipeline::{CacheStrategy, InputSource, NodeKind, PlanNode};
+use lakeplan_pipeline::{CacheStrategy, InputSource, NodeKind};
 use lakeplan_runtime::{EnvManager, ShmJobDir};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::jobs::{JobRecord, JobStatus, JobStore};
+use crate::jobs::JobRecord;
 use crate::node_cache::{NodeCache, Retention, SharedCache};
 use crate::Lake;
 
@@ -40,8 +39,14 @@ mod publish;
 mod remote;
 mod schedule;
 
-use job::{param_text, LIVE_FLUSH};
+use job::RunLog;
+use job::StartedJob;
 use node::{env_cache_dir, node_err, Inputs, PyRun, Skip};
+use node::{NodeCaching, NodeEnvs, Outputs};
+use objects::RunObjects;
+use plan::Planned;
+use schedule::Scheduled;
+use schedule::{RunProgress, ScheduleState};
 
 use limits::{FunctionLimits, PROCESSES_VAR, TIMEOUT_VAR};
 pub use remote::{NodeDispatch, NodeRun, NodeTask, NodeTaskResult, Nodes, RemoteOutput};
@@ -243,58 +248,47 @@ pub struct NodeOutcome {
     pub cached_snapshot: Option<i64>,
 }
 
-/// Where a run's files and helpers live.
+/// A run's (or a node task's) state: a few parts, each owned by the stage that uses it.
 struct RunCtx {
+    /// What the run reads.
+    scope: RunScope,
+    /// Where its files live.
+    files: RunFiles,
+    /// Its log (job.rs).
+    log: RunLog,
+    /// Its node cache and the nodes' effective keys (node.rs).
+    cache: NodeCaching,
+    /// The Python environments its nodes run in (node.rs).
+    envs: NodeEnvs,
+    /// The nodes' outputs, here and on other workers (node.rs, remote.rs).
+    outputs: Outputs,
+    /// What the scheduler and the nodes share (schedule.rs).
+    schedule: ScheduleState,
+    /// The objects (`bauplan.store`) its nodes load and save (objects.rs).
+    objects: RunObjects,
+}
+
+/// What a run reads: its job, the commit, the namespace its models go to, the project.
+struct RunScope {
     job_id: String,
     commit: CommitId,
     namespace: String,
+    project_dir: PathBuf,
+}
+
+/// Where a run's files live.
+struct RunFiles {
     shm: ShmJobDir,
     pysrc: PathBuf,
-    project_dir: PathBuf,
-    cache: NodeCache,
-    envs: EnvManager,
-    strict_python: bool,
-    /// Why uv could not be found: only an error if an environment must be built.
-    uv_missing: Option<String>,
-    no_cache: bool,
-    preview: Option<(bool, usize)>,
-    /// Node name → its effective cache key: the planner's key with the environment actually
-    /// used and the upstream nodes' effective keys.
-    keys: Mutex<HashMap<String, String>>,
-    /// Node name → its output file (in shared memory, or in the cache).
-    outputs: Mutex<HashMap<String, PathBuf>>,
-    observer: RunObserver,
-    log: Mutex<std::fs::File>,
-    /// What the scheduler and the nodes tell each other while the run goes on: which nodes
-    /// execute (missed the cache), which finished, whether the run stopped. A node started
-    /// ahead of its inputs waits on it.
-    progress: tokio::sync::watch::Sender<RunProgress>,
-    /// Where Python nodes run, when not here.
-    remote: Option<Arc<dyn NodeDispatch>>,
-    /// Node name → its output on another worker (or this one's, shared with the others).
-    remote_outputs: Mutex<HashMap<String, RemoteOutput>>,
-    /// Outputs are fetched one at a time (two consumers of one output fetch it once).
-    fetching: tokio::sync::Mutex<()>,
-    /// Lost outputs are computed again one at a time (two readers finding one lost compute it
-    /// once).
-    recomputing: tokio::sync::Mutex<()>,
-    /// The plan's nodes by name (set when it executes), for computing a lost output again.
-    plan_nodes: std::sync::OnceLock<HashMap<String, PlanNode>>,
-    /// The hash of the run's code snapshot (set when it executes).
-    code_hash: std::sync::OnceLock<String>,
     /// More folders bound read-only into sandboxes (inputs held by other tasks of this worker).
     extra_ro: Vec<PathBuf>,
-    /// The objects (`bauplan.store`) of the commit the run reads, loaded on first use (handed
-    /// over with a node task on a worker).
-    objects: std::sync::OnceLock<objects::Objects>,
-    /// The objects saved by the run's nodes so far.
-    saved: Mutex<objects::Saved>,
-    /// Log lines not yet written as a part of the job's log in the metastore.
-    live: Mutex<String>,
-    /// This process's name in the parts' keys, and how many it wrote.
-    writer: String,
-    parts: std::sync::atomic::AtomicU64,
-    jobs: JobStore,
+}
+
+/// What a run's stages end with: each node's outcome, and the commit published (none when
+/// nothing was) or why the run failed.
+struct RunOutcome {
+    nodes: Vec<NodeOutcome>,
+    result: Result<Option<CommitId>>,
 }
 
 /// What a [`RunCtx`] is made of, besides the lake's helpers.
@@ -311,173 +305,6 @@ struct CtxParts {
     log: PathBuf,
 }
 
-#[derive(Default)]
-struct RunProgress {
-    executing: std::collections::HashSet<String>,
-    done: std::collections::HashSet<String>,
-    stopped: bool,
-}
-
-/// A cache hit found for a node: what its outcome reports.
-struct CacheHit {
-    rows: Option<u64>,
-    passed: Option<bool>,
-    snapshot: Option<i64>,
-    key: String,
-    /// The cached output the run reads (pinned for the run); none for an expectation.
-    output: Option<PathBuf>,
-}
-
-impl RunCtx {
-    /// Waits until the nodes `node` reads are all done (or, with `computing`, each done or
-    /// computing), or the run stops.
-    async fn inputs_of(&self, node: &PlanNode, computing: bool) -> Result<Inputs> {
-        let mut rx = self.progress.subscribe();
-        let p = rx
-            .wait_for(|p| {
-                p.stopped
-                    || node
-                        .upstream()
-                        .all(|u| p.done.contains(u) || (computing && p.executing.contains(u)))
-            })
-            .await
-            .map_err(|_| Error::Internal("run progress closed".into()))?;
-        Ok(if p.stopped {
-            Inputs::Stopped
-        } else if node.upstream().all(|u| p.done.contains(u)) {
-            Inputs::Done
-        } else {
-            Inputs::Computing
-        })
-    }
-
-    fn emit(&self, ev: RunEvent) {
-        self.emit_to(ev, true);
-    }
-
-    /// Writes lines another process logged already (a node's worker): to the file and the
-    /// observer, not again to the job's live log.
-    fn emit_relayed(&self, ev: RunEvent) {
-        self.emit_to(ev, false);
-    }
-
-    fn emit_to(&self, ev: RunEvent, live: bool) {
-        // The log marks what a function wrote to stderr; otherwise it reads like the terminal.
-        let line = match &ev {
-            RunEvent::Line {
-                node,
-                stderr: true,
-                line,
-            } => format!("[{node}] ! {line}"),
-            other => other.to_string(),
-        };
-        let line = format!("{} {line}\n", Utc::now().format("%H:%M:%S%.3f"));
-        if let Ok(mut f) = self.log.lock() {
-            let _ = f.write_all(line.as_bytes());
-        }
-        if live {
-            if let Ok(mut l) = self.live.lock() {
-                l.push_str(&line);
-            }
-        }
-        (self.observer)(&ev);
-    }
-
-    /// Writes the lines logged since the last call as a part of the job's log.
-    fn flush_live(&self) {
-        let text = match self.live.lock() {
-            Ok(mut l) if !l.is_empty() => std::mem::take(&mut *l),
-            _ => return,
-        };
-        let seq = self
-            .parts
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if let Err(e) = self
-            .jobs
-            .append_log_part(&self.job_id, &self.writer, seq, &text)
-        {
-            eprintln!("warning: job {}: a part of its log: {e}", self.job_id);
-        }
-    }
-
-    /// Runs `fut`, writing what it logs to the job's live log every few hundred milliseconds
-    /// and once more at its end.
-    async fn live_while<T>(&self, fut: impl std::future::Future<Output = T>) -> T {
-        let ticker = async {
-            loop {
-                tokio::time::sleep(LIVE_FLUSH).await;
-                self.flush_live();
-            }
-        };
-        tokio::pin!(fut);
-        tokio::pin!(ticker);
-        let out = tokio::select! {
-            out = &mut fut => out,
-            never = &mut ticker => never,
-        };
-        self.flush_live();
-        out
-    }
-
-    fn node_dir(&self, node: &str) -> Result<PathBuf> {
-        let d = self.shm.output_dir().join(node);
-        std::fs::create_dir_all(&d).map_err(|e| Error::io(d.display(), e))?;
-        Ok(d)
-    }
-
-    /// The node's effective cache key (see `keys`), recorded for its consumers; with the
-    /// digest of the objects it may load, if any.
-    fn effective_key(
-        &self,
-        node: &PlanNode,
-        env_key: Option<&str>,
-        objects: Option<&str>,
-    ) -> Result<String> {
-        let mut text = format!("{}\0{}", node.cache_key, env_key.unwrap_or("-"));
-        if let Some(digest) = objects {
-            text.push_str("\0objects:");
-            text.push_str(digest);
-        }
-        let mut keys = self
-            .keys
-            .lock()
-            .map_err(|_| Error::Internal("run state lock poisoned".into()))?;
-        for up in node.upstream() {
-            text.push('\0');
-            text.push_str(keys.get(up).map(String::as_str).unwrap_or("?"));
-        }
-        let key = lakeplan_core::sha256_hex(text.as_bytes());
-        keys.insert(node.name.clone(), key.clone());
-        Ok(key)
-    }
-
-    fn key_of(&self, node: &str) -> Option<String> {
-        self.keys.lock().ok()?.get(node).cloned()
-    }
-
-    /// Whether `node`'s output is looked up in and kept in the cache.
-    fn cacheable(&self, node: &PlanNode) -> bool {
-        !self.no_cache && node.cache_strategy != CacheStrategy::None
-    }
-
-    fn set_output(&self, node: &str, path: PathBuf) -> Result<()> {
-        self.outputs
-            .lock()
-            .map_err(|_| Error::Internal("run state lock poisoned".into()))?
-            .insert(node.to_string(), path);
-        Ok(())
-    }
-
-    fn output_of(&self, node: &str) -> Result<PathBuf> {
-        self.outputs
-            .lock()
-            .map_err(|_| Error::Internal("run state lock poisoned".into()))?
-            .get(node)
-            .cloned()
-            .ok_or_else(|| Error::Internal(format!("node '{node}' has no output yet")))
-    }
-}
-
 impl Lake {
     /// A run's (or a node task's) state, its log appended to `parts.log`.
     fn run_ctx(&self, parts: CtxParts, remote: Option<Arc<dyn NodeDispatch>>) -> Result<RunCtx> {
@@ -491,47 +318,63 @@ impl Lake {
         // value stops the run before anything runs.
         FunctionLimits::from_env()?;
         Ok(RunCtx {
-            job_id: parts.job_id,
-            commit: parts.commit,
-            namespace: parts.namespace,
-            shm: parts.shm,
-            pysrc: crate::pysrc::install(&self.root)?,
-            project_dir: parts.project_dir,
-            cache: NodeCache::new(
-                self.root.join("cache").join("nodes"),
-                self.shared_node_cache.then(|| SharedCache {
-                    store: self.catalog.store().clone(),
-                    file_io: self.warehouse.file_io().clone(),
-                    base: format!("{}/.lakeplan/node-cache", self.warehouse.url()),
-                }),
-                Retention::from_env()?,
-            ),
-            envs: EnvManager::new(
-                env_cache_dir(&self.root),
-                uv.clone().unwrap_or_else(|_| PathBuf::from("uv")),
-            ),
-            strict_python: parts.strict_python,
-            uv_missing: uv.as_ref().err().cloned(),
-            no_cache: parts.no_cache,
-            preview: parts.preview,
-            keys: Mutex::new(HashMap::new()),
-            outputs: Mutex::new(HashMap::new()),
-            observer: parts.observer,
-            log: Mutex::new(log),
-            progress: tokio::sync::watch::Sender::new(RunProgress::default()),
-            remote,
-            remote_outputs: Mutex::new(HashMap::new()),
-            fetching: tokio::sync::Mutex::new(()),
-            recomputing: tokio::sync::Mutex::new(()),
-            plan_nodes: std::sync::OnceLock::new(),
-            code_hash: std::sync::OnceLock::new(),
-            extra_ro: Vec::new(),
-            objects: std::sync::OnceLock::new(),
-            saved: Mutex::new(BTreeMap::new()),
-            live: Mutex::new(String::new()),
-            writer: uuid::Uuid::new_v4().simple().to_string()[..8].to_string(),
-            parts: std::sync::atomic::AtomicU64::new(0),
-            jobs: self.jobs()?,
+            scope: RunScope {
+                job_id: parts.job_id.clone(),
+                commit: parts.commit,
+                namespace: parts.namespace,
+                project_dir: parts.project_dir,
+            },
+            files: RunFiles {
+                shm: parts.shm,
+                pysrc: crate::pysrc::install(&self.root)?,
+                extra_ro: Vec::new(),
+            },
+            log: RunLog {
+                observer: parts.observer,
+                file: Mutex::new(log),
+                live: Mutex::new(String::new()),
+                writer: uuid::Uuid::new_v4().simple().to_string()[..8].to_string(),
+                parts: std::sync::atomic::AtomicU64::new(0),
+                jobs: self.jobs()?,
+            },
+            cache: NodeCaching {
+                store: NodeCache::new(
+                    self.root.join("cache").join("nodes"),
+                    self.shared_node_cache.then(|| SharedCache {
+                        store: self.catalog.store().clone(),
+                        file_io: self.warehouse.file_io().clone(),
+                        base: format!("{}/.lakeplan/node-cache", self.warehouse.url()),
+                    }),
+                    Retention::from_env()?,
+                ),
+                off: parts.no_cache,
+                keys: Mutex::new(HashMap::new()),
+            },
+            envs: NodeEnvs {
+                manager: EnvManager::new(
+                    env_cache_dir(&self.root),
+                    uv.clone().unwrap_or_else(|_| PathBuf::from("uv")),
+                ),
+                strict_python: parts.strict_python,
+                uv_missing: uv.as_ref().err().cloned(),
+            },
+            outputs: Outputs {
+                local: Mutex::new(HashMap::new()),
+                dispatch: remote,
+                remote: Mutex::new(HashMap::new()),
+                fetching: tokio::sync::Mutex::new(()),
+                recomputing: tokio::sync::Mutex::new(()),
+            },
+            schedule: ScheduleState {
+                progress: tokio::sync::watch::Sender::new(RunProgress::default()),
+                preview: parts.preview,
+                plan_nodes: std::sync::OnceLock::new(),
+                code_hash: std::sync::OnceLock::new(),
+            },
+            objects: RunObjects {
+                at_commit: std::sync::OnceLock::new(),
+                saved: Mutex::new(BTreeMap::new()),
+            },
         })
     }
 
@@ -542,198 +385,93 @@ impl Lake {
         opts: &RunOptions,
         observer: RunObserver,
     ) -> Result<JobRecord> {
-        let target = self.ref_or_active(opts.target.as_deref())?;
-        let resolved = self.catalog.resolve_str(&target)?;
-        if !opts.dry_run && (resolved.kind != Some(RefKind::Branch) || !resolved.is_head) {
-            return Err(Error::NotAWriteBranch(target));
-        }
-        let input_commit = match &opts.input_commit {
-            Some(c) => self.catalog.resolve_str(&format!("@{c}"))?.commit,
-            None => resolved.commit.clone(),
-        };
-        check_run_flags(opts.priority, &opts.args)?;
-        let (project, plan) = self.plan_at(
-            &opts.project_dir,
-            opts.project_shown.as_deref(),
-            &input_commit,
-            &target,
-            opts.namespace.as_deref(),
-            &opts.params,
-        )?;
-        let ns = plan.namespace.clone();
-
-        // The job: its record, log and code snapshot.
-        let jobs = self.jobs()?;
-        let job_id = opts
-            .job_id
-            .clone()
-            .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
-        // The id names folders (job dir, /dev/shm) and is sliced for the branch name.
-        if job_id.is_empty()
-            || job_id.len() > 64
-            || !job_id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
-            return Err(Error::InvalidInput(format!(
-                "job id '{job_id}': expected 1 to 64 letters, digits, '-' or '_'"
-            )));
-        }
-        let mut files: Vec<(String, PathBuf)> = vec![(
-            project.file_name.clone(),
-            project.dir.join(&project.file_name),
-        )];
-        for p in project.python_files.iter().chain(project.sql_files.iter()) {
-            let rel = p
-                .strip_prefix(&project.dir)
-                .unwrap_or(p)
-                .to_string_lossy()
-                .to_string();
-            files.push((rel, p.clone()));
-        }
-        let req = project.dir.join("requirements.txt");
-        if req.is_file() {
-            files.push(("requirements.txt".into(), req));
-        }
-        std::fs::create_dir_all(jobs.job_dir(&job_id))
-            .map_err(|e| Error::io(jobs.job_dir(&job_id).display(), e))?;
-        let code_hash = crate::snapshot::write_snapshot(&files, &jobs.snapshot_path(&job_id))?;
-        jobs.keep_code(&job_id)?;
-        let values: BTreeMap<String, String> = plan
-            .nodes
-            .iter()
-            .flat_map(|n| n.inputs.iter())
-            .filter_map(|i| match &i.source {
-                InputSource::Param { name, value } => Some((name.clone(), param_text(value))),
-                _ => None,
-            })
-            .collect();
-        let transactional = opts.transaction && !opts.dry_run;
-        let tx_branch =
-            transactional.then(|| format!("{target}.run-{}", &job_id[..job_id.len().min(12)]));
-        let mut rec = JobRecord {
-            id: job_id.clone(),
-            status: JobStatus::Running,
-            actor: self.config.actor.clone(),
-            project_dir: project.dir.display().to_string(),
-            project_id: project.id.clone(),
-            project_name: project.name.clone(),
-            target: target.clone(),
-            input_commit: input_commit.to_string(),
-            namespace: ns.clone(),
-            parameters: values,
-            dry_run: opts.dry_run,
-            transactional,
-            strict: opts.strict,
-            strict_python: opts.strict_python,
-            tx_branch: tx_branch.clone(),
-            result_commit: None,
-            code_hash: code_hash.clone(),
-            error: None,
-            pid: (!opts.shared_process).then(std::process::id),
-            created_at: Utc::now(),
-            finished_at: None,
-            nodes: json!([]),
-            rerun_of: opts.rerun_of.clone(),
-            args: opts.args.clone(),
-            priority: opts.priority,
-        };
-        jobs.insert(&rec)?;
-        let log_path = jobs.log_path(&job_id);
-        let shm = ShmJobDir::create(&job_id).map_err(|e| Error::Internal(e.to_string()))?;
+        let planned = self.plan_run(opts)?;
+        let job = self.start_job(opts, &planned)?;
+        let shm = ShmJobDir::create(&job.rec.id).map_err(|e| Error::Internal(e.to_string()))?;
         let ctx = self.run_ctx(
             CtxParts {
-                job_id: job_id.clone(),
-                commit: input_commit.clone(),
-                namespace: ns.clone(),
+                job_id: job.rec.id.clone(),
+                commit: planned.input_commit.clone(),
+                namespace: planned.plan.namespace.clone(),
                 shm,
-                project_dir: project.dir.clone(),
+                project_dir: planned.project.dir.clone(),
                 strict_python: opts.strict_python,
                 no_cache: opts.no_cache,
                 preview: opts.preview,
                 observer,
-                log: log_path.clone(),
+                log: job.log.clone(),
             },
             opts.nodes.as_ref().map(|n| n.0.clone()),
         )?;
         ctx.emit(RunEvent::Started {
-            job_id: job_id.clone(),
-            log: log_path.clone(),
+            job_id: job.rec.id.clone(),
+            log: job.log.clone(),
         });
         ctx.emit(RunEvent::Planned {
-            rendered: plan.render_ascii(),
-            nodes: plan.nodes.len(),
+            rendered: planned.plan.render_ascii(),
+            nodes: planned.plan.nodes.len(),
         });
-        let needs_python = plan.nodes.iter().any(|n| n.kind != NodeKind::SqlModel);
+        let needs_python = planned
+            .plan
+            .nodes
+            .iter()
+            .any(|n| n.kind != NodeKind::SqlModel);
         let outcome = async {
             if needs_python {
                 if let Err(e) = lakeplan_runtime::bwrap_available() {
                     return Err((vec![], Error::InvalidInput(e.to_string())));
                 }
             }
-            ctx.live_while(self.execute(
-                &ctx,
-                &plan,
-                opts,
-                &target,
-                tx_branch.as_deref(),
-                &project,
-                &code_hash,
-            ))
-            .await
+            ctx.live_while(self.execute(&ctx, &planned, &job, opts))
+                .await
         }
         .await;
-        let (nodes, result) = match outcome {
-            Ok((nodes, commit)) => (nodes, Ok(commit)),
-            Err((nodes, e)) => (nodes, Err(e)),
+        let ended = match outcome {
+            Ok((nodes, commit)) => RunOutcome {
+                nodes,
+                result: Ok(commit),
+            },
+            Err((nodes, e)) => RunOutcome {
+                nodes,
+                result: Err(e),
+            },
         };
         // The outputs other workers hold for this run are done with.
         ctx.release_all_remote();
-        rec.nodes = serde_json::to_value(&nodes).unwrap_or(json!([]));
-        rec.finished_at = Some(Utc::now());
-        match result {
-            Ok(commit) => {
-                rec.status = JobStatus::Succeeded;
-                rec.result_commit = commit.map(|c| c.to_string());
-                if let Some(tx) = &tx_branch {
-                    // Published: the temporary branch has done its job.
-                    let _ = self.delete_ref(tx, RefKind::Branch, true);
-                }
-                ctx.emit(RunEvent::Info(match &rec.result_commit {
-                    Some(c) => format!(
-                        "job {job_id} succeeded: published {} to '{target}'",
-                        &c[..12.min(c.len())]
-                    ),
-                    None => format!("job {job_id} succeeded: nothing to publish"),
-                }));
-            }
-            Err(e) => {
-                rec.status = JobStatus::Failed;
-                let mut msg = e.to_string();
-                if let Some(tx) = &tx_branch {
-                    if self.catalog.resolve_str(tx).is_ok() {
-                        msg.push_str(&format!(
-                            "; '{target}' is unchanged; the temporary branch '{tx}' is kept"
-                        ));
-                    } else {
-                        msg.push_str(&format!("; '{target}' is unchanged"));
-                    }
-                }
-                msg.push_str(&format!("; log: {}", log_path.display()));
-                ctx.emit(RunEvent::Info(format!("job {job_id} failed: {msg}")));
-                rec.error = Some(msg);
+        self.end_run(&ctx, job, &planned.target, ended, opts)
+    }
+
+    /// The stages between the job's start and its end: the temporary branch made, the nodes
+    /// scheduled, the run published; returns each node's outcome and the published commit.
+    async fn execute(
+        &self,
+        ctx: &RunCtx,
+        planned: &Planned,
+        job: &StartedJob,
+        opts: &RunOptions,
+    ) -> std::result::Result<(Vec<NodeOutcome>, Option<CommitId>), (Vec<NodeOutcome>, Error)> {
+        let plan = &planned.plan;
+        let code_hash = job.rec.code_hash.as_str();
+        let tx_branch = job.rec.tx_branch.as_deref();
+        let _ = ctx.schedule.plan_nodes.set(
+            plan.nodes
+                .iter()
+                .map(|n| (n.name.clone(), n.clone()))
+                .collect(),
+        );
+        let _ = ctx.schedule.code_hash.set(code_hash.to_string());
+        ctx.emit(RunEvent::Info(format!(
+            "namespace '{}' ({})",
+            plan.namespace,
+            plan.namespace_from.describe()
+        )));
+        if let Some(tx) = tx_branch {
+            if let Err(e) = self.open_tx_branch(ctx, tx, &planned.target) {
+                return Err((Vec::new(), e));
             }
         }
-        // Its last lines before its status: a reader that sees the job ended has all of them.
-        ctx.flush_live();
-        jobs.update(&rec)?;
-        jobs.keep_log(&job_id);
-        self.record(
-            "pipeline.run",
-            &target,
-            json!({"job_id": job_id, "dry_run": opts.dry_run, "status": rec.status.as_str()}),
-            None,
-        );
-        Ok(rec)
+        let scheduled = self.schedule(ctx, plan, opts, code_hash).await;
+        self.publish(ctx, planned, opts, tx_branch, code_hash, scheduled)
+            .await
     }
 }

@@ -155,7 +155,7 @@ impl Lake {
         // the key here; its worker builds the environment.
         let (env, env_key) = match node.kind {
             NodeKind::SqlModel => (None, None),
-            _ if ctx.remote.is_some() => (None, Some(self.env_key_of(ctx, node).await?)),
+            _ if ctx.outputs.dispatch.is_some() => (None, Some(self.env_key_of(ctx, node).await?)),
             _ => {
                 let env = self.prepare_env(ctx, node).await?;
                 let key = env.key.clone();
@@ -196,20 +196,20 @@ impl Lake {
                 for i in &node.inputs {
                     if let InputSource::Upstream { node: up, .. } = &i.source {
                         overlay.push((
-                            format!("{}.{up}", ctx.namespace),
+                            format!("{}.{up}", ctx.scope.namespace),
                             self.output_here(ctx, up).await?,
                         ));
                     }
                 }
                 let session = self
-                    .run_session(&ctx.commit, &ctx.namespace, &overlay)
+                    .run_session(&ctx.scope.commit, &ctx.scope.namespace, &overlay)
                     .await?;
                 let (rows, _) =
                     sql_to_ipc(&session, sql, &out, &format!("SQL model '{}'", node.name)).await?;
                 o.rows = Some(rows);
             }
             NodeKind::PythonModel | NodeKind::Expectation => {
-                let remote = ctx.remote.clone();
+                let remote = ctx.outputs.dispatch.clone();
                 if let Some(dispatch) = remote {
                     // Run by a worker (this one or another): it builds the environment and
                     // caches what it computed; the output stays there until something here or
@@ -256,10 +256,8 @@ impl Lake {
             let key = ctx
                 .key_of(&node.name)
                 .ok_or_else(|| Error::Internal(format!("node '{}' has no cache key", node.name)))?;
-            let meta = json!({"node": node.name, "rows": o.rows, "passed": o.passed,
-                              "job_id": ctx.job_id, "created_at": Utc::now().to_rfc3339()});
-            ctx.cache.store(&key, output.as_deref(), &meta, &ctx.job_id);
-            ctx.cache.publish(&key, output.as_deref(), &meta).await;
+            ctx.keep_in_cache(node, &key, output.as_deref(), o.rows, o.passed)
+                .await;
         }
         if let Some(out) = output {
             ctx.set_output(&node.name, out)?;
@@ -310,7 +308,9 @@ impl Lake {
             _ => objects::objects_digest(&self.visible_objects(ctx, node)?),
         };
         let key = ctx.effective_key(node, env_key, objects.as_deref())?;
-        if ctx.cacheable(node) && ctx.cache.pull(&key, &ctx.job_id).await == Found::Shared {
+        if ctx.cacheable(node)
+            && ctx.cache.store.pull(&key, &ctx.scope.job_id).await == Found::Shared
+        {
             ctx.emit(RunEvent::Line {
                 node: node.name.clone(),
                 stderr: false,
@@ -320,15 +320,18 @@ impl Lake {
                 ),
             });
         }
-        let meta = ctx.cacheable(node).then(|| ctx.cache.meta(&key)).flatten();
+        let meta = ctx
+            .cacheable(node)
+            .then(|| ctx.cache.store.meta(&key))
+            .flatten();
         let hit = meta.and_then(|meta| {
             let output = match node.kind {
                 NodeKind::Expectation => {
                     meta.get("passed").and_then(|v| v.as_bool())?;
-                    ctx.cache.touch(&key);
+                    ctx.cache.store.touch(&key);
                     None
                 }
-                _ => Some(ctx.cache.use_output(&key)?),
+                _ => Some(ctx.cache.store.use_output(&key)?),
             };
             Some(CacheHit {
                 rows: meta.get("rows").and_then(|v| v.as_u64()),
@@ -339,7 +342,8 @@ impl Lake {
             })
         });
         if hit.is_none() {
-            ctx.progress
+            ctx.schedule
+                .progress
                 .send_modify(|p| _ = p.executing.insert(node.name.clone()));
         }
         Ok(hit)
@@ -368,7 +372,8 @@ impl Lake {
     pub(super) fn note_cache_snapshot(&self, ctx: &RunCtx, node: &PlanNode, snapshot: Option<i64>) {
         if let (true, Some(key)) = (ctx.cacheable(node), ctx.key_of(&node.name)) {
             ctx.cache
-                .annotate(&key, "snapshot_id", json!(snapshot), &ctx.job_id);
+                .store
+                .annotate(&key, "snapshot_id", json!(snapshot), &ctx.scope.job_id);
         }
     }
 
@@ -377,7 +382,8 @@ impl Lake {
     async fn env_key_of(&self, ctx: &RunCtx, node: &PlanNode) -> Result<String> {
         let key = ctx
             .envs
-            .key(&node_env_spec(node), ctx.strict_python)
+            .manager
+            .key(&node_env_spec(node), ctx.envs.strict_python)
             .await
             .map_err(|e| node_err(&node.name, e))?;
         env_warnings(ctx, node, &key.warnings);
@@ -388,9 +394,10 @@ impl Lake {
     pub(super) async fn prepare_env(&self, ctx: &RunCtx, node: &PlanNode) -> Result<PreparedEnv> {
         let env = ctx
             .envs
-            .ensure(&node_env_spec(node), ctx.strict_python)
+            .manager
+            .ensure(&node_env_spec(node), ctx.envs.strict_python)
             .await
-            .map_err(|e| match (&ctx.uv_missing, e) {
+            .map_err(|e| match (&ctx.envs.uv_missing, e) {
                 (Some(why), lakeplan_runtime::RuntimeError::Io { .. })
                 | (Some(why), lakeplan_runtime::RuntimeError::Venv { .. }) => node_err(
                     &node.name,
@@ -443,11 +450,14 @@ impl Lake {
                     ..
                 } => {
                     let stem = ctx
+                        .files
                         .shm
                         .input_dir()
                         .join(format!("{}.{}", node.name, i.param));
                     let sql = scan_sql(namespace, table, columns.as_deref(), filter.as_deref());
-                    let session = self.run_session(&ctx.commit, &ctx.namespace, &[]).await?;
+                    let session = self
+                        .run_session(&ctx.scope.commit, &ctx.scope.namespace, &[])
+                        .await?;
                     let (rows, paths) = sql_to_ipc_parts(
                         &session,
                         &sql,
@@ -478,15 +488,20 @@ impl Lake {
                         src
                     } else {
                         let path = ctx
+                            .files
                             .shm
                             .input_dir()
                             .join(format!("{}.{}.arrow", node.name, i.param));
-                        let key = format!("{}.{up}", ctx.namespace);
+                        let key = format!("{}.{up}", ctx.scope.namespace);
                         let session = self
-                            .run_session(&ctx.commit, &ctx.namespace, &[(key, src)])
+                            .run_session(&ctx.scope.commit, &ctx.scope.namespace, &[(key, src)])
                             .await?;
-                        let sql =
-                            scan_sql(&ctx.namespace, up, columns.as_deref(), filter.as_deref());
+                        let sql = scan_sql(
+                            &ctx.scope.namespace,
+                            up,
+                            columns.as_deref(),
+                            filter.as_deref(),
+                        );
                         sql_to_ipc(
                             &session,
                             &sql,
@@ -540,9 +555,9 @@ impl Lake {
         let result_path = dir.join("result.json");
         let task_path = dir.join("task.json");
         let mut sandbox = SandboxOptions::new()
-            .ro(ctx.pysrc.clone())
-            .ro(ctx.project_dir.clone())
-            .ro(ctx.shm.path().to_path_buf())
+            .ro(ctx.files.pysrc.clone())
+            .ro(ctx.scope.project_dir.clone())
+            .ro(ctx.files.shm.path().to_path_buf())
             .rw(dir.to_path_buf());
         // The node's secrets, in a folder of its own (0700, removed when it ends): writable so
         // the worker deletes each file once read.
@@ -563,14 +578,14 @@ impl Lake {
         } else {
             None
         };
-        if ctx.cache.dir().is_dir() {
-            sandbox = sandbox.ro(ctx.cache.dir().to_path_buf());
+        if ctx.cache.store.dir().is_dir() {
+            sandbox = sandbox.ro(ctx.cache.store.dir().to_path_buf());
         }
-        for dir in &ctx.extra_ro {
+        for dir in &ctx.files.extra_ro {
             sandbox = sandbox.ro(dir.clone());
         }
         sandbox.network = node.internet_access;
-        sandbox.pythonpath = vec![ctx.pysrc.clone(), ctx.project_dir.clone()];
+        sandbox.pythonpath = vec![ctx.files.pysrc.clone(), ctx.scope.project_dir.clone()];
         let mut spec = WorkerSpec::new(
             node.name.clone(),
             env,
@@ -593,7 +608,7 @@ impl Lake {
         spec.memory_bytes = Some(node.resources.memory_bytes.unwrap_or(limits.memory_bytes));
         spec.max_processes = Some(limits.max_processes);
         spec.cpus = node.resources.cpus;
-        spec.cwd = Some(ctx.project_dir.clone());
+        spec.cwd = Some(ctx.scope.project_dir.clone());
         spec.result_file = Some(result_path.clone());
         // The worker starts (interpreter, pyarrow) while the inputs are scanned, and waits for
         // its task file; if preparing the inputs fails, dropping it kills the sandbox.
@@ -631,7 +646,7 @@ impl Lake {
                 "kind": if node.kind == NodeKind::Expectation { "expectation" } else { "model" },
                 "module_file": node.file,
                 "function": function,
-                "project_dir": ctx.project_dir,
+                "project_dir": ctx.scope.project_dir,
                 "inputs": inputs,
                 "output": out,
                 "result": result_path,
@@ -778,6 +793,131 @@ fn python_exception(stderr: &[String]) -> Option<(String, bool)> {
 fn memory_hint(spec: &WorkerSpec) -> Option<String> {
     spec.memory_bytes
         .map(|m| format!("it may have hit its memory limit of {m} bytes"))
+}
+
+/// A cache hit found for a node: what its outcome reports.
+pub(super) struct CacheHit {
+    pub(super) rows: Option<u64>,
+    pub(super) passed: Option<bool>,
+    pub(super) snapshot: Option<i64>,
+    pub(super) key: String,
+    /// The cached output the run reads (pinned for the run); none for an expectation.
+    pub(super) output: Option<PathBuf>,
+}
+
+/// A run's node cache, and the keys its nodes are cached under.
+pub(super) struct NodeCaching {
+    pub(super) store: NodeCache,
+    /// `--no-cache`: nothing is looked up in or kept in the cache.
+    pub(super) off: bool,
+    /// Node name → its effective cache key: the planner's key with the environment actually
+    /// used and the upstream nodes' effective keys.
+    pub(super) keys: Mutex<HashMap<String, String>>,
+}
+
+/// The Python environments a run's nodes run in.
+pub(super) struct NodeEnvs {
+    pub(super) manager: EnvManager,
+    pub(super) strict_python: bool,
+    /// Why uv could not be found: only an error if an environment must be built.
+    pub(super) uv_missing: Option<String>,
+}
+
+/// The nodes' outputs: files here, and outputs other workers hold.
+pub(super) struct Outputs {
+    /// Node name → its output file (in shared memory, or in the cache).
+    pub(super) local: Mutex<HashMap<String, PathBuf>>,
+    /// Where Python nodes run, when not here.
+    pub(super) dispatch: Option<Arc<dyn NodeDispatch>>,
+    /// Node name → its output on another worker (or this one's, shared with the others).
+    pub(super) remote: Mutex<HashMap<String, RemoteOutput>>,
+    /// Outputs are fetched one at a time (two consumers of one output fetch it once).
+    pub(super) fetching: tokio::sync::Mutex<()>,
+    /// Lost outputs are computed again one at a time (two readers finding one lost compute it
+    /// once).
+    pub(super) recomputing: tokio::sync::Mutex<()>,
+}
+
+impl RunCtx {
+    /// Keeps a node's output (none for an expectation) in the cache under `key`, with the rows
+    /// and verdict its outcome reports, here and in the lake's shared cache: what the
+    /// coordinator computed, and what a node task computed on its worker.
+    pub(super) async fn keep_in_cache(
+        &self,
+        node: &PlanNode,
+        key: &str,
+        output: Option<&Path>,
+        rows: Option<u64>,
+        passed: Option<bool>,
+    ) {
+        let meta = json!({"node": node.name, "rows": rows, "passed": passed,
+                          "job_id": self.scope.job_id, "created_at": Utc::now().to_rfc3339()});
+        self.cache
+            .store
+            .store(key, output, &meta, &self.scope.job_id);
+        self.cache.store.publish(key, output, &meta).await;
+    }
+
+    pub(super) fn node_dir(&self, node: &str) -> Result<PathBuf> {
+        let d = self.files.shm.output_dir().join(node);
+        std::fs::create_dir_all(&d).map_err(|e| Error::io(d.display(), e))?;
+        Ok(d)
+    }
+
+    /// The node's effective cache key (see `keys`), recorded for its consumers; with the
+    /// digest of the objects it may load, if any.
+    pub(super) fn effective_key(
+        &self,
+        node: &PlanNode,
+        env_key: Option<&str>,
+        objects: Option<&str>,
+    ) -> Result<String> {
+        let mut text = format!("{}\0{}", node.cache_key, env_key.unwrap_or("-"));
+        if let Some(digest) = objects {
+            text.push_str("\0objects:");
+            text.push_str(digest);
+        }
+        let mut keys = self
+            .cache
+            .keys
+            .lock()
+            .map_err(|_| Error::Internal("run state lock poisoned".into()))?;
+        for up in node.upstream() {
+            text.push('\0');
+            text.push_str(keys.get(up).map(String::as_str).unwrap_or("?"));
+        }
+        let key = lakeplan_core::sha256_hex(text.as_bytes());
+        keys.insert(node.name.clone(), key.clone());
+        Ok(key)
+    }
+
+    pub(super) fn key_of(&self, node: &str) -> Option<String> {
+        self.cache.keys.lock().ok()?.get(node).cloned()
+    }
+
+    /// Whether `node`'s output is looked up in and kept in the cache.
+    pub(super) fn cacheable(&self, node: &PlanNode) -> bool {
+        !self.cache.off && node.cache_strategy != CacheStrategy::None
+    }
+
+    pub(super) fn set_output(&self, node: &str, path: PathBuf) -> Result<()> {
+        self.outputs
+            .local
+            .lock()
+            .map_err(|_| Error::Internal("run state lock poisoned".into()))?
+            .insert(node.to_string(), path);
+        Ok(())
+    }
+
+    pub(super) fn output_of(&self, node: &str) -> Result<PathBuf> {
+        self.outputs
+            .local
+            .lock()
+            .map_err(|_| Error::Internal("run state lock poisoned".into()))?
+            .get(node)
+            .cloned()
+            .ok_or_else(|| Error::Internal(format!("node '{node}' has no output yet")))
+    }
 }
 
 #[cfg(test)]

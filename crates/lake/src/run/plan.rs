@@ -74,7 +74,47 @@ impl CatalogView for PlanView<'_> {
     }
 }
 
+/// What the plan stage hands on: the project, planned at the commit the run reads.
+pub(super) struct Planned {
+    /// The branch the run publishes to (or, for a dry run, the ref it reads).
+    pub(super) target: String,
+    /// The commit the run's inputs are read at.
+    pub(super) input_commit: CommitId,
+    pub(super) project: Project,
+    pub(super) plan: Plan,
+}
+
 impl Lake {
+    /// The plan stage: the target checked (a branch head, unless a dry run), the commit to read
+    /// resolved, the run's flags checked and the project planned there. Its errors come
+    /// before any job exists.
+    pub(super) fn plan_run(&self, opts: &RunOptions) -> Result<Planned> {
+        let target = self.ref_or_active(opts.target.as_deref())?;
+        let resolved = self.catalog.resolve_str(&target)?;
+        if !opts.dry_run && (resolved.kind != Some(RefKind::Branch) || !resolved.is_head) {
+            return Err(Error::NotAWriteBranch(target));
+        }
+        let input_commit = match &opts.input_commit {
+            Some(c) => self.catalog.resolve_str(&format!("@{c}"))?.commit,
+            None => resolved.commit.clone(),
+        };
+        check_run_flags(opts.priority, &opts.args)?;
+        let (project, plan) = self.plan_at(
+            &opts.project_dir,
+            opts.project_shown.as_deref(),
+            &input_commit,
+            &target,
+            opts.namespace.as_deref(),
+            &opts.params,
+        )?;
+        Ok(Planned {
+            target,
+            input_commit,
+            project,
+            plan,
+        })
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub(super) fn plan_at(
         &self,

@@ -5,50 +5,36 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use futures::StreamExt;
-use lakeplan_core::{CommitId, Error, RefKind};
-use lakeplan_pipeline::{NodeKind, Plan, PlanNode, Project};
-use serde_json::json;
+use lakeplan_core::Error;
+use lakeplan_pipeline::{NodeKind, Plan, PlanNode};
 
-use super::materialize::materialize_props;
 use super::node::CANCELLED;
 use super::*;
 use crate::pipeline_io::{check_contract, ContractField};
 use crate::Lake;
 
+/// What the schedule stage hands on to publishing: each node's outcome, the failure that
+/// stopped the run (if any), and the checks that failed.
+pub(super) struct Scheduled {
+    pub(super) outcomes: Vec<NodeOutcome>,
+    pub(super) failure: Option<Error>,
+    /// "node: violation" for each output that broke its contract.
+    pub(super) contract_failures: Vec<String>,
+    /// The expectations that returned False.
+    pub(super) expectation_failures: Vec<String>,
+}
+
 impl Lake {
-    /// Executes the plan; returns each node's outcome and the published commit.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) async fn execute(
+    /// The schedule stage: runs the plan's nodes, each once every node it reads has finished,
+    /// and checks their outputs; returns what each did and what failed.
+    pub(super) async fn schedule(
         &self,
         ctx: &RunCtx,
         plan: &Plan,
         opts: &RunOptions,
-        target: &str,
-        tx_branch: Option<&str>,
-        project: &Project,
         code_hash: &str,
-    ) -> std::result::Result<(Vec<NodeOutcome>, Option<CommitId>), (Vec<NodeOutcome>, Error)> {
+    ) -> Scheduled {
         let mut outcomes: Vec<NodeOutcome> = Vec::new();
-        let _ = ctx.plan_nodes.set(
-            plan.nodes
-                .iter()
-                .map(|n| (n.name.clone(), n.clone()))
-                .collect(),
-        );
-        let _ = ctx.code_hash.set(code_hash.to_string());
-        ctx.emit(RunEvent::Info(format!(
-            "namespace '{}' ({})",
-            plan.namespace,
-            plan.namespace_from.describe()
-        )));
-        if let Some(tx) = tx_branch {
-            if let Err(e) = self.create_ref(tx, RefKind::Branch, Some(target), false) {
-                return Err((outcomes, e));
-            }
-            ctx.emit(RunEvent::Info(format!(
-                "created temporary branch '{tx}' from '{target}'"
-            )));
-        }
         let workers = if opts.workers == 0 {
             std::thread::available_parallelism().map_or(2, |n| n.get())
         } else {
@@ -94,7 +80,8 @@ impl Lake {
                 // to be computed rather than cached, starts its worker (interpreter, imports)
                 // while they are, instead of after.
                 let mut k = 0;
-                while ctx.remote.is_none() && k < waiting.len() && running.len() < workers {
+                while ctx.outputs.dispatch.is_none() && k < waiting.len() && running.len() < workers
+                {
                     let node = &plan.nodes[waiting[k]];
                     if node.kind != NodeKind::SqlModel
                         && node
@@ -128,7 +115,7 @@ impl Lake {
                         expectation_failures.push(node.name.clone());
                     }
                     if let (Some((head, n)), true) =
-                        (ctx.preview, node.kind != NodeKind::Expectation)
+                        (ctx.schedule.preview, node.kind != NodeKind::Expectation)
                     {
                         if let Ok(path) = self.output_here(ctx, &node.name).await {
                             match crate::pipeline_io::preview(&path, head, n) {
@@ -157,12 +144,13 @@ impl Lake {
                     outcomes.push(o);
                     if failure.is_none() {
                         failure = Some(e);
-                        ctx.progress.send_modify(|p| p.stopped = true);
+                        ctx.schedule.progress.send_modify(|p| p.stopped = true);
                     }
                 }
             }
             done.insert(node.name.as_str());
-            ctx.progress
+            ctx.schedule
+                .progress
                 .send_modify(|p| _ = p.done.insert(node.name.clone()));
             release_inputs(ctx, plan, node, &mut consumers);
         }
@@ -172,101 +160,11 @@ impl Lake {
                 waiting.len()
             )));
         }
-        let props = materialize_props(ctx, project, code_hash);
-        if let Some(e) = failure {
-            if let (Some(tx), false) = (tx_branch, opts.dry_run) {
-                self.keep_finished(ctx, plan, &mut outcomes, tx, target, &props)
-                    .await;
-            }
-            return Err((outcomes, e));
-        }
-        let mut checks = Vec::new();
-        if !contract_failures.is_empty() {
-            checks.push(format!(
-                "output contract violated: {}",
-                contract_failures.join("; ")
-            ));
-        }
-        if !expectation_failures.is_empty() {
-            checks.push(format!(
-                "expectation(s) failed: {}",
-                expectation_failures.join(", ")
-            ));
-        }
-        // Strict checks gate publishing. On a temporary branch the outputs are materialized
-        // first, so a failed run leaves them there to inspect; without one nothing is written.
-        let gate = |checks: &[String]| -> Option<Error> {
-            (opts.strict && !checks.is_empty()).then(|| Error::InvalidOperation {
-                op: "publish the run".into(),
-                reason: checks.join("; "),
-            })
-        };
-        if !opts.strict {
-            for msg in &checks {
-                ctx.emit(RunEvent::Warning(format!(
-                    "{msg} (--no-strict: publishing anyway)"
-                )));
-            }
-        }
-        if opts.dry_run || tx_branch.is_none() {
-            if let Some(e) = gate(&checks) {
-                return Err((outcomes, e));
-            }
-        }
-        if opts.dry_run {
-            ctx.emit(RunEvent::Info("dry run: nothing materialized".into()));
-            return Ok((outcomes, None));
-        }
-        let branch = tx_branch.unwrap_or(target);
-        let written = match self
-            .materialize(ctx, plan, &mut outcomes, branch, &props, None)
-            .await
-        {
-            Ok(w) => w,
-            Err(e) => return Err((outcomes, e)),
-        };
-        let Some(tx) = tx_branch else {
-            return Ok((outcomes, written));
-        };
-        if let Some(e) = gate(&checks) {
-            let e = match written {
-                Some(_) => Error::InvalidOperation {
-                    op: "publish the run".into(),
-                    reason: format!(
-                        "{}; the outputs are on '{tx}' for inspection",
-                        checks.join("; ")
-                    ),
-                },
-                None => e,
-            };
-            return Err((outcomes, e));
-        }
-        if written.is_none() {
-            return Ok((outcomes, None));
-        }
-        let mut meta = self.meta(
-            "pipeline.run",
-            format!(
-                "Run {} (job {}) into '{target}'",
-                project.name.as_deref().unwrap_or("pipeline"),
-                ctx.job_id
-            ),
-        );
-        meta.properties.extend(props);
-        let merged = self.audited(
-            "branch.merge",
-            target,
-            json!({"source": tx, "job_id": ctx.job_id}),
-            || self.catalog.merge(tx, target, &meta),
-        );
-        match merged {
-            Ok(lakeplan_catalog::MergeOutcome::FastForward { commit })
-            | Ok(lakeplan_catalog::MergeOutcome::Merged { commit }) => {
-                ctx.emit(RunEvent::Info(format!("merged '{tx}' into '{target}'")));
-                Ok((outcomes, Some(commit)))
-            }
-            Ok(lakeplan_catalog::MergeOutcome::UpToDate) => Ok((outcomes, None)),
-            Err(e) => Err((outcomes, e)),
+        Scheduled {
+            outcomes,
+            failure,
+            contract_failures,
+            expectation_failures,
         }
     }
 
@@ -307,7 +205,7 @@ fn release_inputs<'p>(
 ) {
     let mut doomed: Vec<PathBuf> = Vec::new();
     let prefix = format!("{}.", node.name);
-    if let Ok(entries) = std::fs::read_dir(ctx.shm.input_dir()) {
+    if let Ok(entries) = std::fs::read_dir(ctx.files.shm.input_dir()) {
         for e in entries.flatten() {
             if e.file_name().to_string_lossy().starts_with(&prefix) {
                 doomed.push(e.path());
@@ -324,7 +222,7 @@ fn release_inputs<'p>(
         if *left == 0 && !keep {
             unread.push(up);
             if let Ok(path) = ctx.output_of(up) {
-                if path.starts_with(ctx.shm.path()) {
+                if path.starts_with(ctx.files.shm.path()) {
                     doomed.push(path);
                 }
             }
@@ -337,5 +235,50 @@ fn release_inputs<'p>(
                 let _ = std::fs::remove_file(p);
             }
         });
+    }
+}
+
+/// What the scheduler shares with the nodes it starts.
+pub(super) struct ScheduleState {
+    /// What the scheduler and the nodes tell each other while the run goes on: which nodes
+    /// execute (missed the cache), which finished, whether the run stopped. A node started
+    /// ahead of its inputs waits on it.
+    pub(super) progress: tokio::sync::watch::Sender<RunProgress>,
+    /// Each model's first (true) or last (false) N rows, shown after it ran.
+    pub(super) preview: Option<(bool, usize)>,
+    /// The plan's nodes by name (set when it executes), for computing a lost output again.
+    pub(super) plan_nodes: std::sync::OnceLock<HashMap<String, PlanNode>>,
+    /// The hash of the run's code snapshot (set when it executes).
+    pub(super) code_hash: std::sync::OnceLock<String>,
+}
+
+#[derive(Default)]
+pub(super) struct RunProgress {
+    pub(super) executing: std::collections::HashSet<String>,
+    pub(super) done: std::collections::HashSet<String>,
+    pub(super) stopped: bool,
+}
+
+impl RunCtx {
+    /// Waits until the nodes `node` reads are all done (or, with `computing`, each done or
+    /// computing), or the run stops.
+    pub(super) async fn inputs_of(&self, node: &PlanNode, computing: bool) -> Result<Inputs> {
+        let mut rx = self.schedule.progress.subscribe();
+        let p = rx
+            .wait_for(|p| {
+                p.stopped
+                    || node
+                        .upstream()
+                        .all(|u| p.done.contains(u) || (computing && p.executing.contains(u)))
+            })
+            .await
+            .map_err(|_| Error::Internal("run progress closed".into()))?;
+        Ok(if p.stopped {
+            Inputs::Stopped
+        } else if node.upstream().all(|u| p.done.contains(u)) {
+            Inputs::Done
+        } else {
+            Inputs::Computing
+        })
     }
 }
