@@ -1,22 +1,26 @@
 //! The job record's lifecycle: created with its code snapshot when a run starts, its log
 //! written as the run goes, ended by the run, by a stop, or by a lost worker.
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::Utc;
 use lakeplan_core::{Error, Result};
-use lakeplan_pipeline::{ParamType, ParamValue, Project};
+use lakeplan_pipeline::{InputSource, ParamType, ParamValue, Project};
 use serde_json::json;
 
-use super::*;
+use super::plan::Planned;
+use super::{RunCtx, RunEvent, RunObserver, RunOptions, RunOutcome};
 use crate::jobs::{JobRecord, JobStatus, JobStore};
 use crate::Lake;
 
 /// How often a run's new log lines go to the metastore, where every server reads them.
-pub(super) const LIVE_FLUSH: Duration = Duration::from_millis(300);
+const LIVE_FLUSH: Duration = Duration::from_millis(300);
 
-pub(super) fn param_text(v: &ParamValue) -> String {
+fn param_text(v: &ParamValue) -> String {
     match v {
         ParamValue::Bool(b) => b.to_string(),
         ParamValue::Int(i) => i.to_string(),
@@ -370,7 +374,7 @@ impl RunCtx {
         self.emit_to(ev, false);
     }
 
-    pub(super) fn emit_to(&self, ev: RunEvent, live: bool) {
+    fn emit_to(&self, ev: RunEvent, live: bool) {
         // The log marks what a function wrote to stderr; otherwise it reads like the terminal.
         let line = match &ev {
             RunEvent::Line {
@@ -393,7 +397,7 @@ impl RunCtx {
     }
 
     /// Writes the lines logged since the last call as a part of the job's log.
-    pub(super) fn flush_live(&self) {
+    fn flush_live(&self) {
         let text = match self.log.live.lock() {
             Ok(mut l) if !l.is_empty() => std::mem::take(&mut *l),
             _ => return,

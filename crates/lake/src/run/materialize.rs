@@ -10,7 +10,8 @@ use lakeplan_pipeline::{Materialization, Plan, PlanNode, Project};
 use lakeplan_storage::ingest::{self, ImportOptions, SourceFile};
 use lakeplan_storage::schema::{parse_partitioning, partition_spec, schema_from_columns};
 
-use super::*;
+use super::node::node_err;
+use super::{NodeOutcome, RunCtx, RunEvent};
 use crate::pipeline_io::{quote_ident, sql_to_ipc};
 use crate::Lake;
 

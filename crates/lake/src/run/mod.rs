@@ -13,17 +13,28 @@
 //!      └─ one commit of every materialized model on the temporary branch
 //!   └─ merge into the target; on success the temporary branch is deleted
 //! ```
+//!
+//! One file per stage, each handing the next a value of its own type; [`Lake::run_pipeline`]
+//! reads as their sequence:
+//!
+//! ```text
+//! plan.rs         plan_run      -> Planned {target, input commit, project, plan}
+//! job.rs          start_job     -> StartedJob {record, log}      ... end_run(RunOutcome)
+//! publish.rs      open_tx_branch                                  (temporary branch)
+//! schedule.rs     schedule      -> Scheduled {outcomes, failure, failed checks}
+//!   node.rs         run_node    -> NodeOutcome (cache hit, SQL, or Python in a sandbox)
+//! publish.rs      publish       -> published commit (materialize.rs, then the merge)
+//! remote.rs       a node as a task on a data-plane worker: runs through node.rs's code
+//! ```
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use lakeplan_core::{CommitId, Error, RefKind, Result};
-use lakeplan_pipeline::{CacheStrategy, InputSource, NodeKind};
+use lakeplan_core::{CommitId, Error, Result};
+use lakeplan_pipeline::NodeKind;
 use lakeplan_runtime::{EnvManager, ShmJobDir};
 use serde::Serialize;
-use serde_json::json;
 
 use crate::jobs::JobRecord;
 use crate::node_cache::{NodeCache, Retention, SharedCache};
@@ -39,17 +50,13 @@ mod publish;
 mod remote;
 mod schedule;
 
-use job::RunLog;
-use job::StartedJob;
-use node::{env_cache_dir, node_err, Inputs, PyRun, Skip};
-use node::{NodeCaching, NodeEnvs, Outputs};
+use job::{RunLog, StartedJob};
+use limits::FunctionLimits;
+use node::{env_cache_dir, node_err, NodeCaching, NodeEnvs, Outputs, PyRun, Skip};
 use objects::RunObjects;
 use plan::Planned;
-use schedule::Scheduled;
-use schedule::{RunProgress, ScheduleState};
-
-use limits::{FunctionLimits, PROCESSES_VAR, TIMEOUT_VAR};
 pub use remote::{NodeDispatch, NodeRun, NodeTask, NodeTaskResult, Nodes, RemoteOutput};
+use schedule::{RunProgress, ScheduleState};
 
 /// What `lakeplan run` asks for. Its [`Default`] is the product's: strict and transactional.
 #[derive(Clone, Debug)]

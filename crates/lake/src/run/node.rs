@@ -2,20 +2,23 @@
 //! or a Python function in a sandboxed worker with its environment and inputs. A node task on
 //! a data-plane worker (`remote.rs`) runs its function through the same code.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use lakeplan_core::{Error, Result};
-use lakeplan_pipeline::{InputSource, NodeKind, ParamValue, PlanNode};
+use lakeplan_pipeline::{CacheStrategy, InputSource, NodeKind, ParamValue, PlanNode};
 use lakeplan_runtime::{
-    run_worker, EnvSpec, PreparedEnv, SandboxOptions, ShmJobDir, Stream, WorkerSpec,
+    run_worker, EnvManager, EnvSpec, PreparedEnv, SandboxOptions, ShmJobDir, Stream, WorkerSpec,
 };
 use serde_json::json;
 
-use super::*;
-use crate::node_cache::{write_atomic, Found};
+use super::limits::{FunctionLimits, PROCESSES_VAR, TIMEOUT_VAR};
+use super::remote::{NodeDispatch, RemoteOutput};
+use super::{objects, NodeOutcome, RunCtx, RunEvent};
+use crate::node_cache::{write_atomic, Found, NodeCache};
 use crate::pipeline_io::{scan_sql, sql_to_ipc, sql_to_ipc_parts};
 use crate::Lake;
 
@@ -866,7 +869,7 @@ impl RunCtx {
 
     /// The node's effective cache key (see `keys`), recorded for its consumers; with the
     /// digest of the objects it may load, if any.
-    pub(super) fn effective_key(
+    fn effective_key(
         &self,
         node: &PlanNode,
         env_key: Option<&str>,

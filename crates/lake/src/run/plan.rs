@@ -3,10 +3,11 @@
 
 use std::path::Path;
 
-use lakeplan_core::{CommitId, Entry, Error, Result, TableName};
+use lakeplan_core::{CommitId, Entry, Error, RefKind, Result, TableName};
 use lakeplan_pipeline::{CatalogView, Plan, Project, TableInfo};
 
-use super::*;
+use super::node::env_cache_dir;
+use super::{check_run_flags, RunOptions};
 use crate::Lake;
 
 /// The lake as the planner sees it at one commit: table columns and snapshot ids, read from
@@ -116,7 +117,7 @@ impl Lake {
     }
 
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn plan_at(
+    fn plan_at(
         &self,
         project_dir: &Path,
         shown: Option<&str>,

@@ -3,10 +3,14 @@
 
 use std::collections::BTreeMap;
 
+use lakeplan_core::{CommitId, Error, RefKind, Result};
 use lakeplan_pipeline::Plan;
+use serde_json::json;
 
 use super::materialize::materialize_props;
-use super::*;
+use super::plan::Planned;
+use super::schedule::Scheduled;
+use super::{NodeOutcome, RunCtx, RunEvent, RunOptions};
 use crate::Lake;
 
 impl Lake {
@@ -160,7 +164,7 @@ impl Lake {
     /// materialized models that finished (computed or cached) are written to `tx` (never to
     /// `target`) in one commit, and the log says which, for debugging from them. A failure to
     /// write them is a warning: the run's own error stays the one reported.
-    pub(super) async fn keep_finished(
+    async fn keep_finished(
         &self,
         ctx: &RunCtx,
         plan: &Plan,

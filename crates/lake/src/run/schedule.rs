@@ -5,11 +5,11 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use futures::StreamExt;
-use lakeplan_core::Error;
+use lakeplan_core::{Error, Result};
 use lakeplan_pipeline::{NodeKind, Plan, PlanNode};
 
-use super::node::CANCELLED;
-use super::*;
+use super::node::{Inputs, CANCELLED};
+use super::{NodeOutcome, RunCtx, RunEvent, RunOptions};
 use crate::pipeline_io::{check_contract, ContractField};
 use crate::Lake;
 
