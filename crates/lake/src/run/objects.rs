@@ -54,15 +54,16 @@ impl Lake {
     /// What `node` may load: the objects of the commit the run reads, overlaid with those saved
     /// in this run by the nodes it depends on (directly or through others).
     pub(super) fn visible_objects(&self, ctx: &RunCtx, node: &PlanNode) -> Result<Objects> {
-        let mut objects = match ctx.objects.get() {
+        let mut objects = match ctx.objects.at_commit.get() {
             Some(o) => o.clone(),
             None => {
-                let o = self.objects_at(&ctx.commit)?;
-                ctx.objects.get_or_init(|| o).clone()
+                let o = self.objects_at(&ctx.scope.commit)?;
+                ctx.objects.at_commit.get_or_init(|| o).clone()
             }
         };
         let ancestors = ancestors(ctx, node);
         let saved = ctx
+            .objects
             .saved
             .lock()
             .map_err(|_| Error::Internal("run state lock poisoned".into()))?;
@@ -94,6 +95,7 @@ impl Lake {
     /// sees only those of its input commit and its upstream nodes.
     async fn object_file(&self, ctx: &RunCtx, entry: &ObjectEntry) -> Result<PathBuf> {
         let dest = ctx
+            .files
             .shm
             .input_dir()
             .join(format!("object-{}.pkl", entry.sha256));
@@ -174,6 +176,7 @@ impl Lake {
             )
         })?;
         let mut all = ctx
+            .objects
             .saved
             .lock()
             .map_err(|_| Error::Internal("run state lock poisoned".into()))?;
@@ -204,6 +207,7 @@ impl Lake {
     /// The run's saved objects as tree changes.
     pub(super) fn saved_object_changes(ctx: &RunCtx) -> Result<Vec<(String, ObjectEntry)>> {
         Ok(ctx
+            .objects
             .saved
             .lock()
             .map_err(|_| Error::Internal("run state lock poisoned".into()))?
@@ -252,7 +256,7 @@ pub(super) fn objects_digest(objects: &Objects) -> Option<String> {
 /// task on a worker is handed its objects).
 fn ancestors<'p>(ctx: &'p RunCtx, node: &'p PlanNode) -> BTreeSet<&'p str> {
     let mut seen = BTreeSet::new();
-    let Some(nodes) = ctx.plan_nodes.get() else {
+    let Some(nodes) = ctx.schedule.plan_nodes.get() else {
         return seen;
     };
     let mut todo: Vec<&str> = node.upstream().collect();
@@ -264,4 +268,13 @@ fn ancestors<'p>(ctx: &'p RunCtx, node: &'p PlanNode) -> BTreeSet<&'p str> {
         }
     }
     seen
+}
+
+/// The objects of a run: those of the commit it reads, and those its nodes saved.
+pub(super) struct RunObjects {
+    /// The objects (`bauplan.store`) of the commit the run reads, loaded on first use (handed
+    /// over with a node task on a worker).
+    pub(super) at_commit: std::sync::OnceLock<Objects>,
+    /// The objects saved by the run's nodes so far.
+    pub(super) saved: std::sync::Mutex<Saved>,
 }

@@ -22,7 +22,6 @@ use lakeplan_core::{CommitId, Error, Result};
 use lakeplan_pipeline::{NodeKind, PlanNode};
 use lakeplan_runtime::ShmJobDir;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use super::{node_err, PyRun, RunCtx, RunEvent, Skip};
 use crate::Lake;
@@ -149,7 +148,7 @@ const LOST_INPUT_RECOMPUTES: usize = 2;
 impl RunCtx {
     /// The node of this run's plan called `name`.
     fn plan_node(&self, name: &str) -> Option<PlanNode> {
-        self.plan_nodes.get()?.get(name).cloned()
+        self.schedule.plan_nodes.get()?.get(name).cloned()
     }
 
     /// The node's output as a file here: its own, or a remote one fetched once.
@@ -162,10 +161,10 @@ impl RunCtx {
             .get(node)
             .cloned()
             .ok_or_else(|| Error::Internal(format!("node '{node}' has no output yet")))?;
-        let Some(dispatch) = &self.remote else {
+        let Some(dispatch) = &self.outputs.dispatch else {
             return Err(Error::Internal(format!("node '{node}' ran remotely")));
         };
-        let _one_at_a_time = self.fetching.lock().await;
+        let _one_at_a_time = self.outputs.fetching.lock().await;
         if let Ok(p) = self.output_of(node) {
             return Ok(p);
         }
@@ -208,14 +207,16 @@ impl RunCtx {
     }
 
     fn remote_lock(&self) -> Result<std::sync::MutexGuard<'_, HashMap<String, RemoteOutput>>> {
-        self.remote_outputs
+        self.outputs
+            .remote
             .lock()
             .map_err(|_| Error::Internal("run state lock poisoned".into()))
     }
 
     /// Tells the workers that hold them that these nodes' outputs are no longer needed.
     pub(super) fn release_remote(&self, nodes: &[&str]) {
-        let (Some(dispatch), Ok(mut remote)) = (&self.remote, self.remote_outputs.lock()) else {
+        let (Some(dispatch), Ok(mut remote)) = (&self.outputs.dispatch, self.outputs.remote.lock())
+        else {
             return;
         };
         let gone: Vec<RemoteOutput> = nodes.iter().filter_map(|n| remote.remove(*n)).collect();
@@ -226,7 +227,8 @@ impl RunCtx {
 
     /// Every output still held for this run, released at its end.
     pub(super) fn release_all_remote(&self) {
-        let (Some(dispatch), Ok(mut remote)) = (&self.remote, self.remote_outputs.lock()) else {
+        let (Some(dispatch), Ok(mut remote)) = (&self.outputs.dispatch, self.outputs.remote.lock())
+        else {
             return;
         };
         let gone: Vec<RemoteOutput> = remote.drain().map(|(_, r)| r).collect();
@@ -283,7 +285,8 @@ impl Lake {
     /// fetched because its worker is lost is computed again, once.
     pub(super) async fn output_here(&self, ctx: &RunCtx, node: &str) -> Result<PathBuf> {
         let first = ctx.local_output(node).await;
-        let (Err(e), Some(dispatch), Some(code_hash)) = (&first, &ctx.remote, ctx.code_hash.get())
+        let (Err(e), Some(dispatch), Some(code_hash)) =
+            (&first, &ctx.outputs.dispatch, ctx.schedule.code_hash.get())
         else {
             return first;
         };
@@ -311,7 +314,7 @@ impl Lake {
         lost: &RemoteOutput,
         code_hash: &str,
     ) -> Result<()> {
-        let _one_at_a_time = ctx.recomputing.lock().await;
+        let _one_at_a_time = ctx.outputs.recomputing.lock().await;
         {
             let mut remote = ctx.remote_lock()?;
             match remote.get(up) {
@@ -349,13 +352,13 @@ impl Lake {
         upstream: BTreeMap<String, RemoteOutput>,
     ) -> Result<NodeTaskResult> {
         let task = NodeTask {
-            job_id: ctx.job_id.clone(),
+            job_id: ctx.scope.job_id.clone(),
             node: node.clone(),
-            commit: ctx.commit.clone(),
-            namespace: ctx.namespace.clone(),
-            strict_python: ctx.strict_python,
+            commit: ctx.scope.commit.clone(),
+            namespace: ctx.scope.namespace.clone(),
+            strict_python: ctx.envs.strict_python,
             code_hash: code_hash.to_string(),
-            project_dir: ctx.project_dir.clone(),
+            project_dir: ctx.scope.project_dir.clone(),
             cache_key: ctx
                 .cacheable(node)
                 .then(|| ctx.key_of(&node.name))
@@ -474,8 +477,8 @@ impl Lake {
             },
             None,
         )?;
-        ctx.extra_ro = extra_ro;
-        let _ = ctx.objects.set(task.objects.clone());
+        ctx.files.extra_ro = extra_ro;
+        let _ = ctx.objects.at_commit.set(task.objects.clone());
         for (up, path) in inputs {
             ctx.set_output(&up, path)?;
         }
@@ -508,12 +511,12 @@ impl Lake {
                 // A node that saved objects runs every time: a cache hit would not save them.
                 let saved = r.get("saved_objects").is_some();
                 if let (Some(key), false) = (&task.cache_key, saved) {
-                    let meta = json!({"node": node.name, "rows": r.get("rows"),
-                                      "passed": r.get("value").and_then(|v| v.as_bool()),
-                                      "job_id": task.job_id,
-                                      "created_at": chrono::Utc::now().to_rfc3339()});
-                    ctx.cache.store(key, output.as_deref(), &meta, &task.job_id);
-                    ctx.cache.publish(key, output.as_deref(), &meta).await;
+                    // Kept as the coordinator keeps what it computes (the same rows and
+                    // verdict as its outcome reports).
+                    let rows = r.get("rows").and_then(|v| v.as_u64());
+                    let passed = r.get("value").and_then(|v| v.as_bool());
+                    ctx.keep_in_cache(node, key, output.as_deref(), rows, passed)
+                        .await;
                 }
                 (Some(r), None, output)
             }
@@ -532,7 +535,7 @@ impl Lake {
                 lost_inputs: Vec::new(),
             },
             output,
-            dir: ctx.shm,
+            dir: ctx.files.shm,
         })
     }
 
