@@ -378,10 +378,9 @@ async fn list_refs(
 }
 
 async fn list_branches(c: Caller, BpQuery(q): BpQuery<ListRefsQ>) -> BpResult {
-    let (items, next) =
-        list_refs(&c, RefKind::Branch, &q)
-            .await
-            .map_err(on(About::Branch, "FORBIDDEN"))?;
+    let (items, next) = list_refs(&c, RefKind::Branch, &q)
+        .await
+        .map_err(on(About::Branch, "FORBIDDEN"))?;
     answer(Value::Array(items), None, next)
 }
 
