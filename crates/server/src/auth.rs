@@ -112,6 +112,9 @@ impl Principal {
 pub struct KeyPolicy {
     pub principal: Principal,
     pub state: AppState,
+    /// The tenant's reach, read from the registry (every tenant's warehouse) once per policy:
+    /// a plan naming many files is checked against one reading.
+    reach: std::sync::OnceLock<lakeplan_lake::Reach>,
 }
 
 impl Policy for KeyPolicy {
@@ -133,10 +136,14 @@ impl Policy for KeyPolicy {
     }
 
     fn reach(&self) -> lakeplan_core::Result<lakeplan_lake::Reach> {
-        self.state.registry.reach(
+        if let Some(r) = self.reach.get() {
+            return Ok(r.clone());
+        }
+        let r = self.state.registry.reach(
             &self.principal.tenant,
             self.state.config.metastore.state_dir(),
-        )
+        )?;
+        Ok(self.reach.get_or_init(|| r).clone())
     }
 }
 
@@ -217,6 +224,7 @@ impl Caller {
         KeyPolicy {
             principal: self.principal.clone(),
             state: self.state.clone(),
+            reach: Default::default(),
         }
     }
 
