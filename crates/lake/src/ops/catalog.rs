@@ -31,8 +31,8 @@ pub(super) fn bind_branch(lake: &Lake, r: &mut Option<String>) -> Result<()> {
 }
 
 /// A bound branch as `access` and `execute` see it (`bind` has run).
-pub(super) fn bound(r: &Option<String>) -> String {
-    r.clone().unwrap_or_default()
+pub(super) fn bound(r: &Option<String>) -> &str {
+    r.as_deref().unwrap_or_default()
 }
 
 /// Branches or tags.
@@ -165,7 +165,7 @@ impl Operation for Merge {
         bind_branch(lake, &mut self.into)
     }
     fn access(&self) -> Vec<Access> {
-        vec![Access::MergeInto(bound(&self.into))]
+        vec![Access::MergeInto(bound(&self.into).into())]
     }
     async fn execute(self, on: &Service) -> Result<Self::Output> {
         let lake = on.lake();
@@ -270,7 +270,7 @@ impl Operation for CreateNamespace {
         bind_branch(lake, &mut self.branch)
     }
     fn access(&self) -> Vec<Access> {
-        vec![Access::WriteRef(bound(&self.branch))]
+        vec![Access::WriteRef(bound(&self.branch).into())]
     }
     async fn execute(self, on: &Service) -> Result<Self::Output> {
         let lake = on.lake();
@@ -295,7 +295,7 @@ impl Operation for DropNamespace {
         bind_branch(lake, &mut self.branch)
     }
     fn access(&self) -> Vec<Access> {
-        vec![Access::WriteRef(bound(&self.branch))]
+        vec![Access::WriteRef(bound(&self.branch).into())]
     }
     async fn execute(self, on: &Service) -> Result<Self::Output> {
         let lake = on.lake();
@@ -364,7 +364,7 @@ impl Operation for DropTable {
         bind_branch(lake, &mut self.branch)
     }
     fn access(&self) -> Vec<Access> {
-        vec![Access::WriteRef(bound(&self.branch))]
+        vec![Access::WriteRef(bound(&self.branch).into())]
     }
     async fn execute(self, on: &Service) -> Result<Self::Output> {
         let lake = on.lake();
@@ -403,7 +403,7 @@ impl RevertTable {
     /// Bauplan's refusals, checked before anything is written.
     async fn check_bauplan_rules(&self, lake: &Lake, rules: BauplanRevert) -> Result<()> {
         let (ns, into) = (self.namespace.as_deref(), bound(&self.into));
-        let dest = match lake.get_table(&self.table, ns, Some(&into)).await {
+        let dest = match lake.get_table(&self.table, ns, Some(into)).await {
             Ok(t) => t,
             Err(Error::TableNotFound { .. }) => return Ok(()),
             Err(e) => return Err(e),
@@ -414,7 +414,7 @@ impl RevertTable {
         if src.metadata_location == dest.metadata_location {
             return Err(Error::RevertUnchanged {
                 table: dest.fqn,
-                into,
+                into: into.to_string(),
                 source_ref: self.source_ref.clone(),
             });
         }
@@ -432,7 +432,7 @@ impl Operation for RevertTable {
         bind_branch(lake, &mut self.into)
     }
     fn access(&self) -> Vec<Access> {
-        vec![Access::WriteRef(bound(&self.into))]
+        vec![Access::WriteRef(bound(&self.into).into())]
     }
     async fn execute(self, on: &Service) -> Result<Self::Output> {
         let lake = on.lake();

@@ -57,7 +57,7 @@ impl Operation for PlanTable {
     }
     fn access(&self) -> Vec<Access> {
         vec![
-            Access::WriteRef(bound(&self.branch)),
+            Access::WriteRef(bound(&self.branch).into()),
             Access::ReadSource(self.search_uri.clone()),
         ]
     }
@@ -167,7 +167,7 @@ impl Operation for Import {
     }
     fn access(&self) -> Vec<Access> {
         vec![
-            Access::WriteRef(bound(&self.branch)),
+            Access::WriteRef(bound(&self.branch).into()),
             Access::ReadSource(self.search_uri.clone()),
         ]
     }
@@ -355,14 +355,14 @@ impl Operation for Rerun {
         Ok(())
     }
     fn access(&self) -> Vec<Access> {
-        run_access(&bound(&self.at), self.dry_run)
+        run_access(bound(&self.at), self.dry_run)
     }
     async fn execute(self, on: &Service) -> Result<Self::Output> {
         let job = get_job(on.lake(), &self.job_id)?;
         let run = RunTask {
             job_id: uuid::Uuid::new_v4().simple().to_string(),
             project: RunProject::Rerun { job_id: job.id },
-            target: bound(&self.at),
+            target: bound(&self.at).into(),
             namespace: None,
             params: Vec::new(),
             dry_run: self.dry_run,
@@ -476,7 +476,7 @@ impl Operation for CancelJob {
         Ok(())
     }
     fn access(&self) -> Vec<Access> {
-        vec![Access::WriteRef(bound(&self.target))]
+        vec![Access::WriteRef(bound(&self.target).into())]
     }
     async fn execute(self, on: &Service) -> Result<Self::Output> {
         let job = get_job(on.lake(), &self.id)?;

@@ -14,6 +14,7 @@ use serde_json::{json, Map, Value};
 
 use lakeplan_core::{Error, RefKind, Result};
 
+use super::catalog::bound;
 use super::*;
 use crate::CommitExtras;
 
@@ -107,11 +108,6 @@ fn decode<T: DeserializeOwned>(what: &str, v: Value) -> Result<T> {
 /// `r`, or `active` when it was left out.
 fn or_active(r: &mut Option<String>, active: &str) {
     r.get_or_insert_with(|| active.to_string());
-}
-
-/// A bound ref (`bind_client` has run).
-fn bound(r: &Option<String>) -> &str {
-    r.as_deref().unwrap_or_default()
 }
 
 fn refs(kind: RefKind) -> &'static str {
