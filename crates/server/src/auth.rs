@@ -219,8 +219,8 @@ impl Caller {
             .with_data_plane(std::sync::Arc::new(self.workers()))
     }
 
-    /// The caller's rights (for what is not an operation of the service yet).
-    pub fn policy(&self) -> KeyPolicy {
+    /// The caller's rights, as its service decides them.
+    fn policy(&self) -> KeyPolicy {
         KeyPolicy {
             principal: self.principal.clone(),
             state: self.state.clone(),
